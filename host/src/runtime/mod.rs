@@ -1,0 +1,102 @@
+//! The Wasm guest runtime: the only part of Nacre that names `wasmtime`.
+//!
+//! It loads state-machine components (validated, compiled, cached by content hash), and runs
+//! their `apply`, `query`, `describe` and `migrate` exports deterministically under fuel and
+//! memory limits. It never mutates replicated state itself: `apply` reads through [`KvRead`]
+//! and returns each command's writes, which the caller commits in log order.
+//!
+//! Architecture Invariant: the runtime knows nothing of Raft, HTTP, namespaces' meaning or
+//! what naming and config are. A guest failure (trap, fuel, memory, bad host-call argument)
+//! is a deterministic [`GuestError`] result, never a [`RuntimeError`].
+
+use serde::Deserialize;
+use serde::Serialize;
+
+/// A module is known by the lowercase hex sha256 of its component bytes.
+pub type ModuleId = String;
+
+/// Which half of Nacre a module implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ModuleKind {
+    Naming,
+    Config,
+}
+
+/// What a module says about itself (`describe`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleInfo {
+    pub name: String,
+    pub version: String,
+    pub kind: ModuleKind,
+    pub schema_version: u32,
+}
+
+/// One committed entry for a guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestCommand {
+    pub index: u64,
+    pub timestamp_ms: u64,
+    pub payload: Vec<u8>,
+}
+
+/// A deterministic refusal or failure of one command; `code` follows HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestError {
+    pub code: u16,
+    pub message: String,
+}
+
+/// Something a command changed, for watchers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub topic: String,
+    pub key: String,
+}
+
+/// A key's new value, or `None` for a delete. Keys are the guest's own (unscoped) keys.
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// The result of one command: its writes and events are empty when `result` is a failure
+/// caused by a trap or a limit (a guest that returns `Err` normally keeps its writes: the
+/// guest contract says it validates before it writes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutcome {
+    pub result: Result<Vec<u8>, GuestError>,
+    pub writes: Vec<Write>,
+    pub events: Vec<Event>,
+}
+
+/// Read access to one module keyspace as the caller scoped it (namespace and kind).
+pub trait KvRead {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+    /// Keys in `[start, end)` ascending (`end` empty: unbounded), at most `limit`.
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)>;
+}
+
+/// What a query sees of the replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryContext {
+    pub namespace: String,
+    pub applied_index: u64,
+    pub timestamp_ms: u64,
+}
+
+/// The outcome of `migrate`: on failure, no writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateOutcome {
+    pub result: Result<(), String>,
+    pub writes: Vec<Write>,
+}
+
+/// Host-side failures: the caller's mistake or the machine's, never the guest's.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("module {0} is not loaded")]
+    NotLoaded(ModuleId),
+    #[error("module rejected: {0}")]
+    Invalid(String),
+    #[error("module is {size_bytes} bytes, over the limit of {limit_bytes}")]
+    TooLarge { size_bytes: usize, limit_bytes: usize },
+    #[error("wasm engine: {0}")]
+    Engine(String),
+}
