@@ -1,0 +1,128 @@
+//! The adapter's contract, checked natively with a toy machine.
+
+use super::*;
+
+/// Stores `params["v"]` under `params["k"]`; `get` reads it back; `boom` refuses.
+struct Toy;
+
+impl StateMachine for Toy {
+    fn describe() -> ModuleInfo {
+        ModuleInfo {
+            name: "toy".into(),
+            version: "0.0.1".into(),
+            kind: ModuleKind::Config,
+            schema_version: 3,
+        }
+    }
+
+    fn apply(cmd: &Command, req: GuestRequest) -> Result<GuestReply, GuestError> {
+        match req.op.as_str() {
+            "put" => {
+                let key = req.required("k")?;
+                store::put(key.as_bytes(), req.required("v")?.as_bytes());
+                emit("toy", key);
+                Ok(GuestReply::text(format!("{}@{}", cmd.index, cmd.namespace)))
+            }
+            op => Err(GuestError::unknown_op(op)),
+        }
+    }
+
+    fn query(_ctx: &QueryContext, req: GuestRequest) -> Result<GuestReply, GuestError> {
+        match req.op.as_str() {
+            "get" => store::get(req.required("k")?.as_bytes())
+                .map(|v| GuestReply::text(String::from_utf8_lossy(&v)))
+                .ok_or_else(|| GuestError::not_found("no such key")),
+            "put" => Self::apply(&Command::new(0, 0), req),
+            op => Err(GuestError::unknown_op(op)),
+        }
+    }
+
+    fn migrate(_previous: Option<ModuleInfo>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn put(k: &str, v: &str) -> Vec<u8> {
+    GuestRequest::new("put")
+        .param("k", k)
+        .param("v", v)
+        .encode()
+}
+
+#[test]
+fn a_batch_announces_every_command_and_decodes_each_on_its_own() {
+    testing::reset();
+    let results = testing::apply_batch::<Toy>(
+        "ns1",
+        7,
+        vec![
+            (10, 1, put("a", "1")),
+            (11, 2, b"not json".to_vec()),
+            (12, 3, put("b", "2")),
+        ],
+    );
+    assert_eq!(testing::begun_positions(), vec![0, 1, 2]);
+    assert_eq!(
+        GuestReply::decode(results[0].as_ref().unwrap())
+            .unwrap()
+            .body,
+        "10@ns1"
+    );
+    let err = results[1].as_ref().unwrap_err();
+    assert_eq!(err.code, 400, "{err}");
+    assert_eq!(
+        GuestReply::decode(results[2].as_ref().unwrap())
+            .unwrap()
+            .body,
+        "12@ns1"
+    );
+    assert_eq!(
+        testing::take_events(),
+        vec![("toy".into(), "a".into()), ("toy".into(), "b".into())]
+    );
+}
+
+#[test]
+fn guest_errors_and_replies_cross_the_adapter() {
+    testing::reset();
+    let cmd = Command::new(1, 1);
+    let err = testing::apply::<Toy>(&cmd, &GuestRequest::new("put").param("k", "a")).unwrap_err();
+    assert_eq!((err.code, err.message.contains("'v'")), (400, true));
+    testing::apply::<Toy>(
+        &cmd,
+        &GuestRequest::new("put").param("k", "a").param("v", "x"),
+    )
+    .unwrap();
+    let ctx = QueryContext::new(1, 1);
+    assert_eq!(
+        testing::query::<Toy>(&ctx, &GuestRequest::new("get").param("k", "a"))
+            .unwrap()
+            .body,
+        "x"
+    );
+    assert_eq!(
+        testing::query::<Toy>(&ctx, &GuestRequest::new("get").param("k", "b"))
+            .unwrap_err()
+            .code,
+        404
+    );
+}
+
+#[test]
+fn queries_cannot_write() {
+    testing::reset();
+    let req = GuestRequest::new("put").param("k", "a").param("v", "x");
+    let outcome =
+        std::panic::catch_unwind(|| testing::query::<Toy>(&QueryContext::new(0, 0), &req));
+    assert!(outcome.is_err(), "a write inside a query must fail");
+    // The read-only flag does not outlive the query.
+    testing::apply::<Toy>(&Command::new(1, 1), &req).unwrap();
+}
+
+#[test]
+fn describe_and_migrate_convert_through_wit() {
+    use bindings::Guest;
+    let info = Exported::<Toy>::describe();
+    assert_eq!((info.name.as_str(), info.schema_version), ("toy", 3));
+    assert_eq!(Exported::<Toy>::migrate(Some(info)), Ok(()));
+}

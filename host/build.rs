@@ -1,0 +1,213 @@
+//! Builds the built-in guest modules and embeds them (see `src/builtin.rs`).
+//!
+//! A nested `cargo build` compiles the guest crates of this workspace for wasm32 into a target
+//! directory of their own, so it never waits on the outer build's lock and its results are
+//! cached between builds. Each core module is then turned into a component, checked against
+//! the contract (imports only `nacre:machine/*`, exports the four world functions) and
+//! written to OUT_DIR.
+
+use std::collections::BTreeSet;
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wit_component::{ComponentEncoder, DecodedWasm};
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Relative to the workspace root. Not the outer build's target dir: that is locked while
+/// this script runs, and its profile is the host's.
+const GUEST_TARGET_DIR: &str = "target/wasm-guests";
+
+/// (package, core module file stem, component file name in OUT_DIR).
+const GUESTS: &[(&str, &str, &str)] = &[
+    ("nacre-naming", "nacre_naming", "naming.wasm"),
+    ("nacre-config", "nacre_config", "config.wasm"),
+    (
+        "nacre-fixture-hostile",
+        "nacre_fixture_hostile",
+        "hostile-fixture.wasm",
+    ),
+];
+
+/// Release-profile overrides for the guests only (`--config` beats the manifest's
+/// `[profile.release]`, which stays the host's): small modules load and compile faster
+/// on every node and every install.
+const GUEST_PROFILE: &[&str] = &[
+    "profile.release.opt-level=\"s\"",
+    "profile.release.lto=true",
+    "profile.release.codegen-units=1",
+    "profile.release.debug=false",
+    "profile.release.strip=\"debuginfo\"",
+    "profile.release.panic=\"abort\"",
+    "profile.release.incremental=false",
+];
+
+/// Environment the outer build sets for its own (host) compilation, which would otherwise
+/// leak into the nested one: host rustflags (e.g. `-C target-cpu=native`), a wrapper such as
+/// clippy-driver or sccache, another target or target dir, host profile overrides.
+/// `CARGO_MAKEFLAGS` is kept on purpose: it carries the outer build's jobserver, so the
+/// nested cargo shares its job tokens instead of starting as many jobs again.
+const LEAKING_VARS: &[&str] = &[
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_ENCODED_RUSTDOCFLAGS",
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "CARGO_TARGET_DIR",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_INCREMENTAL",
+    "CARGO_PRIMARY_PACKAGE",
+];
+const LEAKING_PREFIXES: &[&str] = &["CARGO_BUILD_", "CARGO_PROFILE_", "__CARGO_"];
+
+/// The only interfaces a guest may import: the WIT contract's, and nothing of WASI.
+const ALLOWED_IMPORTS: &[&str] = &[
+    "nacre:machine/types@0.1.0",
+    "nacre:machine/store@0.1.0",
+    "nacre:machine/events@0.1.0",
+    "nacre:machine/progress@0.1.0",
+];
+const REQUIRED_EXPORTS: &[&str] = &["describe", "apply", "query", "migrate"];
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir
+        .parent()
+        .expect("the host crate lives inside the workspace")
+        .to_path_buf();
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+
+    for watched in ["guest-modules", "protocol", "wit", "Cargo.lock"] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
+    }
+
+    check_wasm_target_installed();
+    build_guests(&workspace);
+
+    let release_dir = workspace
+        .join(GUEST_TARGET_DIR)
+        .join(WASM_TARGET)
+        .join("release");
+    for (package, stem, component_name) in GUESTS {
+        let core_path = release_dir.join(format!("{stem}.wasm"));
+        let core =
+            fs::read(&core_path).unwrap_or_else(|e| panic!("reading {}: {e}", core_path.display()));
+        let component = componentize(&core)
+            .unwrap_or_else(|e| panic!("{package}: not a state-machine guest: {e}"));
+        fs::write(out_dir.join(component_name), component)
+            .expect("writing the component to OUT_DIR");
+    }
+}
+
+/// A missing wasm32 standard library shows up deep in the nested build as "can't find crate
+/// for `core`"; say what to do instead.
+fn check_wasm_target_installed() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .expect("running rustc --print sysroot");
+    let sysroot = String::from_utf8(output.stdout).expect("the sysroot path is UTF-8");
+    let target_lib = Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(WASM_TARGET);
+    if !target_lib.exists() {
+        panic!(
+            "the {WASM_TARGET} target is not installed for this toolchain ({}); the built-in guest modules \
+             need it. Run: rustup target add {WASM_TARGET}",
+            sysroot.trim()
+        );
+    }
+}
+
+fn build_guests(workspace: &Path) {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .arg("build")
+        .arg("--release")
+        .args(["--target", WASM_TARGET])
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(workspace.join(GUEST_TARGET_DIR));
+    for (package, _, _) in GUESTS {
+        cmd.args(["-p", package]);
+    }
+    for setting in GUEST_PROFILE {
+        cmd.args(["--config", setting]);
+    }
+    for (name, _) in env::vars_os() {
+        let name = name.to_string_lossy();
+        if LEAKING_VARS.contains(&name.as_ref())
+            || LEAKING_PREFIXES.iter().any(|p| name.starts_with(p))
+        {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+    let output = cmd
+        .output()
+        .expect("running the nested cargo build of the guest modules");
+    if !output.status.success() {
+        panic!(
+            "building the guest modules for {WASM_TARGET} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Wraps a core module into a component and checks it against the contract.
+/// (Errors are strings: this build script has no error crate of its own.)
+fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
+    let component = ComponentEncoder::default()
+        .module(core)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .map_err(|e| format!("{e:#}"))?;
+    let decoded = wit_component::decode(&component).map_err(|e| format!("{e:#}"))?;
+    let DecodedWasm::Component(resolve, world) = decoded else {
+        return Err("the encoder did not produce a component".into());
+    };
+    let world = &resolve.worlds[world];
+    let imports: BTreeSet<String> = world
+        .imports
+        .keys()
+        .map(|key| resolve.name_world_key(key))
+        .collect();
+    let exports: BTreeSet<String> = world
+        .exports
+        .keys()
+        .map(|key| resolve.name_world_key(key))
+        .collect();
+    // The world's `use types.{..}` shows up as imports of bare type names; anything else
+    // (WASI, say) is an interface or function, which must be one of the contract's.
+    let is_type = |name: &str| {
+        resolve
+            .types
+            .iter()
+            .any(|(_, ty)| ty.name.as_deref() == Some(name))
+    };
+    let foreign: Vec<_> = imports
+        .iter()
+        .filter(|name| !ALLOWED_IMPORTS.contains(&name.as_str()) && !is_type(name.as_str()))
+        .collect();
+    if !foreign.is_empty() {
+        return Err(format!("imports outside the contract: {foreign:?}"));
+    }
+    let missing: Vec<_> = REQUIRED_EXPORTS
+        .iter()
+        .filter(|name| !exports.contains(**name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "missing exports {missing:?} (exports: {exports:?})"
+        ));
+    }
+    Ok(component)
+}
