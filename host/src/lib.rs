@@ -1,5 +1,11 @@
 //! Nacre: a Nacos-compatible service registry and configuration center whose semantics are
 //! WebAssembly guest modules applied to a Raft log. See ARCHITECTURE.md for the code map.
 
+pub mod api;
 pub mod builtin;
+pub mod config;
+pub mod net;
+pub mod node;
+pub mod raft;
 pub mod runtime;
+pub mod state;

@@ -1,1 +1,122 @@
-fn main() {}
+//! The `nacre` command: `nacre serve` runs a node.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use clap::Subcommand;
+use nacre::config;
+use nacre::config::MemberAddr;
+use nacre::config::NodeConfig;
+use nacre::node::Node;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(name = "nacre", version, about = "A Nacos-compatible registry and config center on Raft, with Wasm state machines")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node. With no flags: a single-node cluster on 127.0.0.1:8848 with data in ./data.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// IP address to listen on; with --cluster-conf it must be this node's address there.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// Client API port (Nacos's 8848).
+    #[arg(long, default_value_t = config::DEFAULT_API_PORT)]
+    port: u16,
+    /// Raft peer port; defaults to the API port minus 1000 (Nacos's 7848).
+    #[arg(long)]
+    raft_port: Option<u16>,
+    /// Where the log, snapshots and compiled modules live.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// Nacos cluster.conf: one `ip[:port][?raft_port=N]` per line, `#` comments. Without it,
+    /// the node forms a cluster of one.
+    #[arg(long)]
+    cluster_conf: Option<PathBuf>,
+    /// Take a snapshot (and purge the log behind it) after this many entries.
+    #[arg(long, default_value_t = config::DEFAULT_SNAPSHOT_EVERY_ENTRIES)]
+    snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot.
+    #[arg(long, default_value_t = config::DEFAULT_LOG_KEPT_BEHIND_SNAPSHOT)]
+    log_kept_behind_snapshot: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NACRE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let node_config = node_config(&args)?;
+    let api_addr = node_config.me.api_addr();
+    // Bind the client port before starting Raft so a port clash fails fast and clearly.
+    let api_listener =
+        TcpListener::bind(&api_addr).await.with_context(|| format!("binding the client API port {api_addr}"))?;
+    let node = Node::start(node_config).await?;
+    tracing::info!(
+        node = node.id,
+        api = %api_addr,
+        raft = %node.config.me.raft_addr(),
+        members = node.config.members.len(),
+        "nacre node serving"
+    );
+    tokio::select! {
+        _ = nacre::api::serve(node, api_listener) => Ok(()),
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted; stopping");
+            Ok(())
+        }
+    }
+}
+
+fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
+    let raft_port = match args.raft_port {
+        Some(port) => port,
+        None => args
+            .port
+            .checked_sub(config::RAFT_PORT_OFFSET)
+            .filter(|p| *p > 0)
+            .context("the API port is too low to derive the Raft port; pass --raft-port")?,
+    };
+    let (me, members) = match &args.cluster_conf {
+        None => {
+            let me = MemberAddr { ip: args.bind.clone(), port: args.port, raft_port };
+            (me.clone(), vec![me])
+        }
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let members = config::parse_cluster_conf(&text)?;
+            let mut me = config::find_self(&members, &args.bind, args.port)?;
+            if let Some(port) = args.raft_port {
+                me.raft_port = port;
+            }
+            (me, members)
+        }
+    };
+    Ok(NodeConfig {
+        me,
+        data_dir: args.data_dir.clone(),
+        members,
+        snapshot_every_entries: args.snapshot_every,
+        log_kept_behind_snapshot: args.log_kept_behind_snapshot,
+    })
+}

@@ -1,0 +1,41 @@
+//! `/nacos/v1/cs/*`: the config service's HTTP surface, routed to the config guest.
+
+use super::guest;
+use super::params;
+use super::params::Params;
+use crate::net;
+use crate::net::HttpMethod;
+use crate::net::HttpRequest;
+use crate::net::HttpResponse;
+use crate::net::Status;
+use crate::node::Node;
+use crate::runtime::ModuleKind;
+
+/// Headers a config request may carry that change its meaning; passed to the guest as
+/// parameters of the same name.
+const MEANINGFUL_HEADERS: [&str; 2] = ["betaIps", "casMd5"];
+
+pub async fn route(node: &Node, req: HttpRequest, path: &str) -> HttpResponse {
+    let params = Params::from_request(&req);
+    let namespace = match params::namespace(params.get("tenant"), "tenant") {
+        Ok(ns) => ns,
+        Err(message) => return net::text(Status::BAD_REQUEST, message),
+    };
+    let (op, is_write) = match (&req.method, path) {
+        (&HttpMethod::GET, "/nacos/v1/cs/configs") => ("config.get", false),
+        (&HttpMethod::POST, "/nacos/v1/cs/configs") => ("config.publish", true),
+        (&HttpMethod::DELETE, "/nacos/v1/cs/configs") => ("config.delete", true),
+        _ => return super::not_found(&req),
+    };
+    let mut request = guest::guest_request(&req, op, params);
+    for name in MEANINGFUL_HEADERS {
+        if let Some(value) = req.header(name) {
+            request.params.entry(name.to_string()).or_insert_with(|| value.to_string());
+        }
+    }
+    if is_write {
+        guest::write(node, namespace, ModuleKind::Config, request).await
+    } else {
+        guest::read(node, &namespace, ModuleKind::Config, &request)
+    }
+}

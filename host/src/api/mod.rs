@@ -1,0 +1,66 @@
+//! The client API on the main port (8848): the Nacos Open API v1 and Nacre's own `/nacre/v1`.
+//!
+//! Architecture Invariant: the API layer routes and translates; it knows which guest
+//! operation a path maps to and how to turn a guest's answer into HTTP, never what a config
+//! or an instance is.
+
+mod config;
+mod guest;
+mod modules;
+mod ops;
+mod params;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use ops::NodeState;
+
+use crate::net;
+use crate::net::HttpMethod;
+use crate::net::HttpRequest;
+use crate::net::HttpResponse;
+use crate::net::Status;
+use crate::node::Node;
+
+/// Largest request body on the client port, sized for module uploads; routes other than
+/// module install take at most [`MAX_REQUEST_BODY_BYTES`].
+pub const MAX_UPLOAD_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Largest body of an ordinary request: a 1 MiB config, percent-encoded, with room to spare.
+pub const MAX_REQUEST_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+    net::serve(listener, MAX_UPLOAD_BODY_BYTES, move |req| {
+        let node = node.clone();
+        async move { route(&node, req).await }
+    })
+    .await
+}
+
+async fn route(node: &Node, req: HttpRequest) -> HttpResponse {
+    let path = req.path.trim_end_matches('/').to_string();
+    let is_upload = req.method == HttpMethod::POST && path == "/nacre/v1/modules";
+    if !is_upload && req.body.len() > MAX_REQUEST_BODY_BYTES {
+        return net::text(
+            Status::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {MAX_REQUEST_BODY_BYTES} bytes"),
+        );
+    }
+    match (&req.method, path.as_str()) {
+        (_, p) if p.starts_with("/nacos/v1/cs/") => config::route(node, req, p).await,
+        (&HttpMethod::GET, "/nacos/v1/console/health/liveness") => ops::liveness(),
+        (&HttpMethod::GET, "/nacos/v1/console/health/readiness") => ops::readiness(node),
+        (&HttpMethod::GET, "/nacos/v1/core/cluster/nodes") => ops::cluster_nodes(node).await,
+        (&HttpMethod::GET, "/nacre/v1/state") => ops::state(node),
+        (&HttpMethod::POST, "/nacre/v1/modules") => modules::install(node, req).await,
+        (&HttpMethod::GET, "/nacre/v1/modules") => modules::list(node),
+        (&HttpMethod::POST, "/nacre/v1/bindings") => modules::activate(node, req).await,
+        (&HttpMethod::GET, "/nacre/v1/bindings") => modules::bindings(node),
+        (&HttpMethod::GET | &HttpMethod::POST, "/nacre/v1/exec") => modules::exec(node, req).await,
+        _ => not_found(&req),
+    }
+}
+
+fn not_found(req: &HttpRequest) -> HttpResponse {
+    net::text(Status::NOT_FOUND, format!("no such endpoint: {} {}", req.method, req.path))
+}

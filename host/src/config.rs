@@ -1,0 +1,169 @@
+//! Node configuration: addresses, data directory, and the cluster member list (Nacos's
+//! `cluster.conf` format).
+
+use std::path::PathBuf;
+
+use crate::raft::Member;
+use crate::raft::NodeId;
+
+pub const DEFAULT_API_PORT: u16 = 8848;
+/// The Raft port sits this far below the API port, as Nacos's JRaft port (7848) does.
+pub const RAFT_PORT_OFFSET: u16 = 1000;
+/// Most members a cluster.conf may list; Raft clusters larger than this gain nothing.
+pub const MAX_CLUSTER_MEMBERS: usize = 15;
+
+/// One line of cluster.conf: `ip[:port][?raft_port=N]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAddr {
+    pub ip: String,
+    pub port: u16,
+    pub raft_port: u16,
+}
+
+impl MemberAddr {
+    pub fn api_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
+
+    pub fn raft_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.raft_port)
+    }
+
+    /// A stable id derived from the API address: every node computes the same id for the
+    /// same member without coordination, whatever the order of the lines.
+    pub fn node_id(&self) -> NodeId {
+        fnv1a_64(self.api_addr().as_bytes())
+    }
+
+    pub fn member(&self) -> Member {
+        Member { api_addr: self.api_addr(), raft_addr: self.raft_addr() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub me: MemberAddr,
+    pub data_dir: PathBuf,
+    /// Every voting member, this node included.
+    pub members: Vec<MemberAddr>,
+    /// Take a snapshot after this many entries since the last one.
+    pub snapshot_every_entries: u64,
+    /// Entries kept behind a snapshot: a briefly lagging follower catches up from the log,
+    /// and a purge never races the apply of entries just behind the snapshot (openraft #2116).
+    pub log_kept_behind_snapshot: u64,
+}
+
+pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 5_000;
+pub const DEFAULT_LOG_KEPT_BEHIND_SNAPSHOT: u64 = 2_000;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("cluster.conf line {line}: {reason}")]
+    BadLine { line: usize, reason: String },
+    #[error("cluster.conf lists no members")]
+    Empty,
+    #[error("cluster.conf lists {0} members; at most {MAX_CLUSTER_MEMBERS} are supported")]
+    TooMany(usize),
+    #[error("this node ({0}) is not listed in cluster.conf; its --bind and --port must match a line")]
+    NotAMember(String),
+    #[error("cluster.conf lists {0} twice")]
+    Duplicate(String),
+    #[error("port {0} is too low to derive a Raft port (port - {RAFT_PORT_OFFSET}); pass --raft-port")]
+    NoRaftPort(u16),
+}
+
+/// Parse cluster.conf text: one member per line, `#` starts a comment.
+pub fn parse_cluster_conf(text: &str) -> Result<Vec<MemberAddr>, ConfigError> {
+    let mut members: Vec<MemberAddr> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |reason: &str| ConfigError::BadLine { line: i + 1, reason: format!("{reason}: {line:?}") };
+        let (addr, options) = line.split_once('?').unwrap_or((line, ""));
+        let (ip, port) = match addr.rsplit_once(':') {
+            Some((ip, port)) => (ip, port.parse::<u16>().map_err(|_| bad("port is not a number 1-65535"))?),
+            None => (addr, DEFAULT_API_PORT),
+        };
+        if ip.is_empty() || port == 0 {
+            return Err(bad("expected ip[:port]"));
+        }
+        let mut raft_port = None;
+        for option in options.split('&').filter(|o| !o.is_empty()) {
+            match option.split_once('=') {
+                Some(("raft_port", value)) => {
+                    raft_port = Some(value.parse::<u16>().map_err(|_| bad("raft_port is not a number"))?)
+                }
+                _ => return Err(bad("unknown option (only raft_port=N is understood)")),
+            }
+        }
+        let raft_port = match raft_port {
+            Some(p) => p,
+            None => port.checked_sub(RAFT_PORT_OFFSET).filter(|p| *p > 0).ok_or(ConfigError::NoRaftPort(port))?,
+        };
+        let member = MemberAddr { ip: ip.to_string(), port, raft_port };
+        if members.iter().any(|m| m.api_addr() == member.api_addr()) {
+            return Err(ConfigError::Duplicate(member.api_addr()));
+        }
+        members.push(member);
+    }
+    match members.len() {
+        0 => Err(ConfigError::Empty),
+        n if n > MAX_CLUSTER_MEMBERS => Err(ConfigError::TooMany(n)),
+        _ => Ok(members),
+    }
+}
+
+/// Find this node in the member list by its bind address and API port.
+pub fn find_self(members: &[MemberAddr], bind_ip: &str, port: u16) -> Result<MemberAddr, ConfigError> {
+    members
+        .iter()
+        .find(|m| m.ip == bind_ip && m.port == port)
+        .cloned()
+        .ok_or_else(|| ConfigError::NotAMember(format!("{bind_ip}:{port}")))
+}
+
+fn fnv1a_64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(PRIME))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_nacos_cluster_conf() {
+        let text = "# comment\n127.0.0.1:8848\n\n127.0.0.1:8858?raft_port=9999 # trailing\n10.0.0.1\n";
+        let members = parse_cluster_conf(text).unwrap();
+        assert_eq!(
+            members,
+            vec![
+                MemberAddr { ip: "127.0.0.1".into(), port: 8848, raft_port: 7848 },
+                MemberAddr { ip: "127.0.0.1".into(), port: 8858, raft_port: 9999 },
+                MemberAddr { ip: "10.0.0.1".into(), port: 8848, raft_port: 7848 },
+            ]
+        );
+        assert_eq!(find_self(&members, "127.0.0.1", 8858).unwrap().raft_port, 9999);
+        assert!(matches!(find_self(&members, "127.0.0.1", 1), Err(ConfigError::NotAMember(_))));
+    }
+
+    #[test]
+    fn rejects_bad_lines_with_their_number() {
+        assert!(matches!(parse_cluster_conf("127.0.0.1:x"), Err(ConfigError::BadLine { line: 1, .. })));
+        assert!(matches!(parse_cluster_conf("a:1\nb:2?foo=1"), Err(ConfigError::BadLine { line: 2, .. })));
+        assert_eq!(parse_cluster_conf("# nothing\n"), Err(ConfigError::Empty));
+        assert!(matches!(parse_cluster_conf("a:8848\na:8848"), Err(ConfigError::Duplicate(_))));
+        assert_eq!(parse_cluster_conf("a:80"), Err(ConfigError::NoRaftPort(80)));
+    }
+
+    #[test]
+    fn node_ids_are_stable_and_distinct() {
+        let a = MemberAddr { ip: "127.0.0.1".into(), port: 8848, raft_port: 7848 };
+        let b = MemberAddr { port: 8858, ..a.clone() };
+        assert_eq!(a.node_id(), a.clone().node_id());
+        assert_ne!(a.node_id(), b.node_id());
+    }
+}

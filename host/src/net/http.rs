@@ -1,0 +1,136 @@
+//! A small HTTP/1.1 server loop over hyper: every request's body is read up front, bounded,
+//! and handed to a handler as a plain [`HttpRequest`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::Full;
+use hyper::HeaderMap;
+use hyper::Method;
+use hyper::StatusCode;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+pub use hyper::header;
+
+pub type HttpResponse = hyper::Response<Full<Bytes>>;
+
+/// A request whose body has been read.
+#[derive(Debug)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub path: String,
+    /// The raw query string, without `?`.
+    pub query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub peer: SocketAddr,
+}
+
+impl HttpRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Accept connections forever, answering each request with `handler`. A body over
+/// `max_body_bytes` is answered with 413 without reaching the handler.
+pub async fn serve<H, F>(listener: TcpListener, max_body_bytes: usize, handler: H)
+where
+    H: Fn(HttpRequest) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(read_and_handle(req, peer, max_body_bytes, handler).await) }
+            });
+            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn read_and_handle<H, F>(
+    req: hyper::Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+    max_body_bytes: usize,
+    handler: H,
+) -> HttpResponse
+where
+    H: Fn(HttpRequest) -> F,
+    F: Future<Output = HttpResponse>,
+{
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > max_body_bytes) {
+        return too_large(max_body_bytes);
+    }
+    let body = match http_body_util::Limited::new(body, max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(max_body_bytes),
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+    };
+    let request = HttpRequest {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        headers: parts.headers,
+        body,
+        peer,
+    };
+    handler(request).await
+}
+
+fn too_large(max_body_bytes: usize) -> HttpResponse {
+    text(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {max_body_bytes} bytes"))
+}
+
+pub fn response(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> HttpResponse {
+    let mut resp = hyper::Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    if let Ok(value) = header::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    resp
+}
+
+pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
+    response(status, "text/plain;charset=UTF-8", body.into())
+}
+
+pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> HttpResponse {
+    match serde_json::to_vec(value) {
+        Ok(body) => response(status, "application/json;charset=UTF-8", body),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("could not encode the answer: {e}")),
+    }
+}
+
+pub fn binary(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+    response(status, "application/octet-stream", body)
+}
+
+pub use hyper::StatusCode as Status;
+pub use hyper::Method as HttpMethod;

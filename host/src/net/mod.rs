@@ -1,0 +1,9 @@
+//! HTTP plumbing shared by the client API and the Raft peer port: the only layer (with
+//! `api`) that names `hyper`.
+
+mod http;
+mod peer_client;
+
+pub use http::*;
+pub use peer_client::PeerClient;
+pub use peer_client::PeerError;

@@ -1,0 +1,105 @@
+//! The client for node-to-node calls: postcard bodies over pooled HTTP/1.1 keep-alive
+//! connections, each call bounded by a timeout.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Largest response body a peer may send (a snapshot reply is small; entries flow the other way).
+const MAX_PEER_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A pooled HTTP client for peer traffic, shared by every peer connection of this node.
+#[derive(Clone)]
+pub struct PeerClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for PeerClient {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        PeerClient { http: Client::builder(TokioExecutor::new()).build(connector) }
+    }
+}
+
+/// Why a peer call failed, in the terms openraft and the forwarding layer need.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("peer {addr} unreachable: {reason}")]
+    Unreachable { addr: String, reason: String },
+    #[error("peer {addr} did not answer within {timeout_ms} ms")]
+    Timeout { addr: String, timeout_ms: u128 },
+    #[error("peer {addr}: {reason}")]
+    Protocol { addr: String, reason: String },
+}
+
+impl PeerClient {
+    /// POST `req` to `http://{addr}{path}` and decode the answer, within `timeout`.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let protocol = |reason: String| PeerError::Protocol { addr: addr.to_string(), reason };
+        let body = postcard::to_stdvec(req).map_err(|e| protocol(e.to_string()))?;
+        let request = hyper::Request::post(format!("http://{addr}{path}"))
+            .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| protocol(e.to_string()))?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| PeerError::Unreachable { addr: addr.to_string(), reason: e.to_string() })?;
+            let status = response.status();
+            let body = http_body_util::Limited::new(response.into_body(), MAX_PEER_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| protocol(e.to_string()))?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(protocol(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))));
+            }
+            postcard::from_bytes(&body).map_err(|e| protocol(e.to_string()))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| PeerError::Timeout { addr: addr.to_string(), timeout_ms: timeout.as_millis() })?
+    }
+}
+
+
+impl PeerClient {
+    /// GET `url` and return its body as text, within `timeout` (for JSON ops endpoints).
+    pub async fn get_text(&self, url: &str, timeout: Duration) -> Result<String, PeerError> {
+        let protocol = |reason: String| PeerError::Protocol { addr: url.to_string(), reason };
+        let request = hyper::Request::get(url).body(Full::new(Bytes::new())).map_err(|e| protocol(e.to_string()))?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| PeerError::Unreachable { addr: url.to_string(), reason: e.to_string() })?;
+            let body = http_body_util::Limited::new(response.into_body(), MAX_PEER_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| protocol(e.to_string()))?
+                .to_bytes();
+            String::from_utf8(body.to_vec()).map_err(|e| protocol(e.to_string()))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| PeerError::Timeout { addr: url.to_string(), timeout_ms: timeout.as_millis() })?
+    }
+}

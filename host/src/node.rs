@@ -1,0 +1,282 @@
+//! A running node: storage, runtime and Raft wired together, the peer port served, writes
+//! routed to the leader.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
+
+use anyhow::Context as _;
+use openraft::ReadPolicy;
+use openraft::async_runtime::watch::WatchReceiver as _;
+use openraft::SnapshotPolicy;
+use openraft::errors::ClientWriteError;
+use openraft::errors::RaftError;
+use serde::Deserialize;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::builtin;
+use crate::config::NodeConfig;
+use crate::net;
+use crate::net::PeerClient;
+use crate::raft::ApplyResponse;
+use crate::raft::Member;
+use crate::raft::NodeId;
+use crate::raft::Operation;
+use crate::raft::Proposal;
+use crate::raft::Raft;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::PeerNetwork;
+use crate::raft::peer_server;
+use crate::raft::state_machine::Shared;
+use crate::raft::state_machine::StateMachine;
+use crate::runtime::Runtime;
+
+pub const HEARTBEAT_INTERVAL_MS: u64 = 200;
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 1_000;
+pub const ELECTION_TIMEOUT_MAX_MS: u64 = 2_000;
+/// How long a write waits for a leader to be elected before answering 503.
+pub const LEADER_WAIT_MS: u64 = 3_000;
+/// How long a write may take to commit before the client is told to retry.
+pub const WRITE_TIMEOUT_MS: u64 = 10_000;
+/// How long a node that forwarded a write waits to apply it locally, so that the client can
+/// read its own write from the node it wrote through.
+pub const LOCAL_APPLY_WAIT_MS: u64 = 3_000;
+/// Largest body the peer port accepts: a snapshot or a batch of entries carrying modules.
+pub const MAX_PEER_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// How often a node checks whether the built-in modules still need to be bound.
+const BOOTSTRAP_CHECK_INTERVAL_MS: u64 = 200;
+
+pub struct Node {
+    pub id: NodeId,
+    pub config: NodeConfig,
+    pub raft: Raft,
+    pub shared: Arc<Shared>,
+    pub peers: PeerClient,
+    pub started_at: Instant,
+}
+
+/// A committed write: the entry's index and what applying it produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    pub index: u64,
+    pub response: ApplyResponse,
+}
+
+/// Why a write was not committed. All of these are worth a retry by the client.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+pub enum WriteError {
+    #[error("no leader is known right now ({0}); retry shortly")]
+    NoLeader(String),
+    #[error("the write may not have been committed ({0}); retry")]
+    Unavailable(String),
+}
+
+impl Node {
+    /// Open storage, start Raft and the peer port, and join (or form) the cluster.
+    pub async fn start(config: NodeConfig) -> anyhow::Result<Arc<Node>> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let runtime = Runtime::new(Some(&config.data_dir.join("module-cache"))).context("starting the wasm runtime")?;
+        let log_store = LogStore::open(&config.data_dir).context("opening the raft log")?;
+        let (state_machine, shared) =
+            StateMachine::open(&config.data_dir.join("snapshots"), runtime).context("opening the state machine")?;
+
+        let raft_config = openraft::Config {
+            cluster_name: "nacre".into(),
+            heartbeat_interval: HEARTBEAT_INTERVAL_MS,
+            election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
+            election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: config.log_kept_behind_snapshot,
+            install_snapshot_timeout: 30_000,
+            ..Default::default()
+        }
+        .validate()
+        .context("raft configuration")?;
+
+        let id = config.me.node_id();
+        let peers = PeerClient::default();
+        let raft = Raft::new(id, Arc::new(raft_config), PeerNetwork::new(peers.clone()), log_store, state_machine)
+            .await
+            .context("starting raft")?;
+
+        let raft_listener = TcpListener::bind(config.me.raft_addr())
+            .await
+            .with_context(|| format!("binding the raft port {}", config.me.raft_addr()))?;
+        let node = Arc::new(Node { id, config, raft, shared, peers, started_at: Instant::now() });
+        tokio::spawn(net::serve(raft_listener, MAX_PEER_BODY_BYTES, {
+            let node = node.clone();
+            move |req| {
+                let node = node.clone();
+                async move { node.serve_peer(req).await }
+            }
+        }));
+
+        if !node.raft.is_initialized().await.context("reading raft state")? {
+            // Every member initializes itself with the same membership; openraft accepts
+            // that, and the first election among a majority forms the cluster.
+            let members: BTreeMap<NodeId, Member> =
+                node.config.members.iter().map(|m| (m.node_id(), m.member())).collect();
+            if let Err(e) = node.raft.initialize(members).await {
+                tracing::info!(error = %e, "cluster already initialized");
+            }
+        }
+        tokio::spawn(bind_builtins_when_leader(node.clone()));
+        Ok(node)
+    }
+
+    /// The leader as this node knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    pub fn member(&self, id: NodeId) -> Option<Member> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        metrics.membership_config.membership().get_node(&id).cloned()
+    }
+
+    /// Wait (bounded) until some leader is known.
+    async fn wait_for_leader(&self, wait: Duration) -> Option<NodeId> {
+        let mut metrics = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(leader) = metrics.borrow_and_update().current_leader {
+                return Some(leader);
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Commit `op` through the leader, wherever it is, and wait until this node has applied
+    /// it too, so that the caller can read its own write here.
+    pub async fn write(&self, op: Operation) -> Result<WriteOutcome, WriteError> {
+        let leader = self
+            .wait_for_leader(Duration::from_millis(LEADER_WAIT_MS))
+            .await
+            .ok_or_else(|| WriteError::NoLeader(format!("none elected within {LEADER_WAIT_MS} ms")))?;
+        let outcome = if leader == self.id {
+            self.write_as_leader(op).await?
+        } else {
+            let member = self
+                .member(leader)
+                .ok_or_else(|| WriteError::NoLeader(format!("leader {leader} is not in the membership")))?;
+            let answer: Result<WriteOutcome, WriteError> = self
+                .peers
+                .call(&member.raft_addr, "/nacre/forward-write", &op, Duration::from_millis(WRITE_TIMEOUT_MS))
+                .await
+                .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+            answer?
+        };
+        self.wait_applied(outcome.index, Duration::from_millis(LOCAL_APPLY_WAIT_MS)).await;
+        Ok(outcome)
+    }
+
+    /// Propose as the leader, stamping the entry with this node's clock.
+    async fn write_as_leader(&self, op: Operation) -> Result<WriteOutcome, WriteError> {
+        let proposal = Proposal { timestamp_ms: now_ms(), op };
+        let write = self.raft.client_write(proposal);
+        match tokio::time::timeout(Duration::from_millis(WRITE_TIMEOUT_MS), write).await {
+            Err(_) => Err(WriteError::Unavailable(format!("not committed within {WRITE_TIMEOUT_MS} ms"))),
+            Ok(Ok(resp)) => Ok(WriteOutcome { index: resp.log_id.index, response: resp.data }),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(WriteError::NoLeader(format!("leadership moved to {:?}", f.leader_id)))
+            }
+            Ok(Err(e)) => Err(WriteError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Wait (bounded) until this replica has applied `index`.
+    pub async fn wait_applied(&self, index: u64, wait: Duration) -> bool {
+        let mut applied = self.shared.applied.subscribe();
+        tokio::time::timeout(wait, applied.wait_for(|applied| *applied >= index)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Make the next local read linearizable: confirm with the leader (ReadIndex) and wait
+    /// until this replica has applied up to the index it returns.
+    pub async fn linearize(&self) -> Result<(), WriteError> {
+        let leader = self
+            .wait_for_leader(Duration::from_millis(LEADER_WAIT_MS))
+            .await
+            .ok_or_else(|| WriteError::NoLeader(format!("none elected within {LEADER_WAIT_MS} ms")))?;
+        let read_index = if leader == self.id {
+            self.read_index_as_leader().await?
+        } else {
+            let member =
+                self.member(leader).ok_or_else(|| WriteError::NoLeader(format!("leader {leader} unknown")))?;
+            let answer: Result<u64, WriteError> = self
+                .peers
+                .call(&member.raft_addr, "/nacre/read-index", &(), Duration::from_millis(WRITE_TIMEOUT_MS))
+                .await
+                .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+            answer?
+        };
+        if self.wait_applied(read_index, Duration::from_millis(WRITE_TIMEOUT_MS)).await {
+            Ok(())
+        } else {
+            Err(WriteError::Unavailable(format!("replica did not reach index {read_index} in time")))
+        }
+    }
+
+    async fn read_index_as_leader(&self) -> Result<u64, WriteError> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read_log_id) => Ok(read_log_id.index()),
+            Err(e) => Err(WriteError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The peer port: openraft RPCs, and writes and read-index requests forwarded by
+    /// followers.
+    async fn serve_peer(&self, req: net::HttpRequest) -> net::HttpResponse {
+        if req.method != net::HttpMethod::POST {
+            return net::text(net::Status::METHOD_NOT_ALLOWED, "peer RPCs are POSTs");
+        }
+        let answer = match req.path.as_str() {
+            "/nacre/forward-write" => match postcard::from_bytes::<Operation>(&req.body) {
+                Ok(op) => Ok(encode(&self.write_as_leader(op).await)),
+                Err(e) => Err(format!("malformed forwarded write: {e}")),
+            },
+            "/nacre/read-index" => Ok(encode(&self.read_index_as_leader().await)),
+            path => peer_server::handle_rpc(&self.raft, path, &req.body).await.map_err(|e| e.to_string()),
+        };
+        match answer {
+            Ok(body) => net::binary(net::Status::OK, body),
+            Err(message) => net::text(net::Status::BAD_REQUEST, message),
+        }
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("peer answers always serialize")
+}
+
+/// The leader's wall clock in milliseconds: stamped into entries, never read by guests.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A new cluster installs and binds the built-in modules through the log, so every replica
+/// does it at the same index. Every leader proposes it until a replica has applied it; the
+/// state machine applies only the first.
+async fn bind_builtins_when_leader(node: Arc<Node>) {
+    loop {
+        if node.shared.read().machine.has_default_bindings() {
+            return;
+        }
+        if node.leader() == Some(node.id) {
+            let op = Operation::Bootstrap { naming: builtin::NAMING.to_vec(), config: builtin::CONFIG.to_vec() };
+            match node.write_as_leader(op).await {
+                Ok(outcome) => tracing::info!(index = outcome.index, "bound the built-in modules"),
+                Err(e) => tracing::warn!(error = %e, "binding the built-in modules failed; will retry"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(BOOTSTRAP_CHECK_INTERVAL_MS)).await;
+    }
+}

@@ -1,0 +1,18 @@
+//! Replication: the only part of Nacre that names `openraft`.
+//!
+//! - [`types`]: the Raft type configuration and the log entry envelope ([`Proposal`]).
+//! - [`log_store`]: the durable log (redb), fsynced once per append batch before it is acknowledged.
+//! - [`state_machine`]: openraft's state-machine trait over [`crate::state::Machine`], plus snapshots.
+//! - [`network`]: the peer-port RPC client; [`peer_server`]: its server side.
+//!
+//! Architecture Invariant: this layer knows how to order and persist entries, not what they
+//! mean. It hands every committed entry to `state::Machine` and never looks inside a guest
+//! command.
+
+pub mod log_store;
+pub mod network;
+pub mod peer_server;
+pub mod state_machine;
+pub mod types;
+
+pub use types::*;

@@ -1,0 +1,249 @@
+//! openraft's state-machine interface over [`Machine`], and snapshots on disk.
+//!
+//! The replica (machine + applied log id + membership) sits behind one `RwLock` shared with
+//! the HTTP layer, which reads it concurrently through guest queries. A snapshot is the
+//! machine's image (every key-value pair, which includes installed modules and bindings),
+//! written atomically as one file: `snapshot.bin` = postcard(`SnapshotFile`).
+
+use std::io;
+use std::io::Cursor;
+use std::io::Write as _;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::RwLock;
+
+use futures_util::Stream;
+use futures_util::StreamExt;
+use openraft::EntryPayload;
+use openraft::RaftSnapshotBuilder;
+use openraft::storage::EntryResponder;
+use openraft::storage::RaftStateMachine;
+use openraft::Snapshot;
+use openraft::alias::SnapshotOf;
+use serde::Deserialize;
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio::sync::watch;
+
+use super::types::LogId;
+use super::types::SnapshotMeta;
+use super::types::StoredMembership;
+use super::types::TypeConfig;
+use crate::runtime::Runtime;
+use crate::state::ChangeEvent;
+use crate::state::EntryRef;
+use crate::state::Machine;
+use crate::state::MachineImage;
+
+const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+/// Changes a lagging watcher may fall behind by before it is told it lagged (and re-checks
+/// everything it watches).
+const EVENT_CHANNEL_CAPACITY: usize = 4096;
+
+/// The replicated state as of `last_applied`.
+#[derive(Debug, Default)]
+pub struct Replica {
+    pub machine: Machine,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+impl Replica {
+    pub fn applied_index(&self) -> u64 {
+        self.last_applied.as_ref().map_or(0, |id| id.index)
+    }
+}
+
+/// What the state machine shares with the rest of the node.
+pub struct Shared {
+    pub replica: RwLock<Replica>,
+    pub runtime: Runtime,
+    /// Every change guests report, after the entry that made it is applied.
+    pub events: broadcast::Sender<Arc<ChangeEvent>>,
+    /// The applied index, for readers that wait for their own write.
+    pub applied: watch::Sender<u64>,
+}
+
+impl Shared {
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Replica> {
+        self.replica.read().expect("replica lock is never poisoned: apply does not panic while holding it")
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Replica> {
+        self.replica.write().expect("replica lock is never poisoned: apply does not panic while holding it")
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotFile {
+    meta: SnapshotMeta,
+    #[serde(with = "serde_bytes")]
+    image: Vec<u8>,
+}
+
+pub struct StateMachine {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+}
+
+impl StateMachine {
+    /// Restore the replica from the snapshot in `dir`, if there is one.
+    pub fn open(dir: &Path, runtime: Runtime) -> io::Result<(StateMachine, Arc<Shared>)> {
+        std::fs::create_dir_all(dir)?;
+        let mut replica = Replica::default();
+        if let Some(file) = read_snapshot_file(dir)? {
+            let image: MachineImage = decode(&file.image)?;
+            replica = Replica {
+                machine: Machine::from_image(image),
+                last_applied: file.meta.last_log_id.clone(),
+                membership: file.meta.last_membership.clone(),
+            };
+        }
+        let applied_index = replica.applied_index();
+        let shared = Arc::new(Shared {
+            replica: RwLock::new(replica),
+            runtime,
+            events: broadcast::channel(EVENT_CHANNEL_CAPACITY).0,
+            applied: watch::channel(applied_index).0,
+        });
+        let sm = StateMachine { shared: shared.clone(), dir: dir.to_path_buf() };
+        Ok((sm, shared))
+    }
+}
+
+fn read_snapshot_file(dir: &Path) -> io::Result<Option<SnapshotFile>> {
+    match std::fs::read(dir.join(SNAPSHOT_FILE)) {
+        Ok(bytes) => Ok(Some(decode(&bytes)?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write the snapshot file atomically: a crash leaves either the old file or the new one.
+fn write_snapshot_file(dir: &Path, file: &SnapshotFile) -> io::Result<()> {
+    let bytes = encode(file)?;
+    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+    let mut out = std::fs::File::create(&tmp)?;
+    out.write_all(&bytes)?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(io::Error::other)
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> io::Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let replica = self.shared.read();
+        Ok((replica.last_applied.clone(), replica.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send {
+        let mut batch = Vec::new();
+        while let Some(item) = entries.next().await {
+            batch.push(item?);
+        }
+        let Some(last) = batch.last().map(|(entry, _)| entry.log_id.clone()) else {
+            return Ok(());
+        };
+        let refs: Vec<EntryRef<'_>> = batch
+            .iter()
+            .map(|(entry, _)| EntryRef {
+                index: entry.log_id.index,
+                term: entry.log_id.leader_id.term,
+                proposal: match &entry.payload {
+                    EntryPayload::Normal(proposal) => Some(proposal),
+                    EntryPayload::Blank | EntryPayload::Membership(_) => None,
+                },
+            })
+            .collect();
+        let events = {
+            let mut replica = self.shared.write();
+            let (responses, events) = replica.machine.apply(&self.shared.runtime, &refs);
+            for (entry, _) in &batch {
+                if let EntryPayload::Membership(membership) = &entry.payload {
+                    replica.membership = StoredMembership::new(Some(entry.log_id.clone()), membership.clone());
+                }
+            }
+            replica.last_applied = Some(last.clone());
+            drop(refs);
+            for ((_, responder), response) in batch.into_iter().zip(responses) {
+                if let Some(responder) = responder {
+                    responder.send(response);
+                }
+            }
+            events
+        };
+        self.shared.applied.send_replace(last.index);
+        for event in events {
+            // No receivers is fine: nobody is watching.
+            let _ = self.shared.events.send(Arc::new(event));
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { shared: self.shared.clone(), dir: self.dir.clone() }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Self::SnapshotData) -> Result<(), io::Error> {
+        let image_bytes = snapshot.into_inner();
+        let image: MachineImage = decode(&image_bytes)?;
+        let file = SnapshotFile { meta: meta.clone(), image: image_bytes };
+        write_snapshot_file(&self.dir, &file)?;
+        let applied_index = {
+            let mut replica = self.shared.write();
+            *replica = Replica {
+                machine: Machine::from_image(image),
+                last_applied: meta.last_log_id.clone(),
+                membership: meta.last_membership.clone(),
+            };
+            replica.applied_index()
+        };
+        self.shared.applied.send_replace(applied_index);
+        tracing::info!(index = applied_index, "installed snapshot from leader");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, Self::SnapshotData>>, io::Error> {
+        Ok(read_snapshot_file(&self.dir)?.map(|file| Snapshot { meta: file.meta, snapshot: Cursor::new(file.image) }))
+    }
+}
+
+pub struct SnapshotBuilder {
+    shared: Arc<Shared>,
+    dir: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Cursor<Vec<u8>>>, io::Error> {
+        // Copy under the read lock, encode and write outside it: apply waits only for the copy.
+        let (image, last_applied, membership) = {
+            let replica = self.shared.read();
+            (replica.machine.image(), replica.last_applied.clone(), replica.membership.clone())
+        };
+        let image = encode(&image)?;
+        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership };
+        let file = SnapshotFile { meta: meta.clone(), image };
+        let dir = self.dir.clone();
+        let file = tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &file).map(|_| file))
+            .await
+            .map_err(io::Error::other)??;
+        tracing::info!(index = meta.last_log_id.as_ref().map_or(0, |id| id.index), bytes = file.image.len(), "built snapshot");
+        Ok(Snapshot { meta, snapshot: Cursor::new(file.image) })
+    }
+}

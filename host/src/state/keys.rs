@@ -1,0 +1,49 @@
+//! Where each kind of replicated state lives in the one key-value map.
+//!
+//! ```text
+//! g/<kind>/<namespace>\0<guest key>      a guest's keyspace, scoped per (kind, namespace)
+//! s/module/<module id>                   installed module bytes, content-addressed
+//! s/binding/<namespace>\0<kind>          the binding in force (JSON `Binding`)
+//! s/binding-log/<namespace>\0<kind>\0<index, 8 bytes BE>   every binding change, in log order
+//! s/clock                                the latest entry time a guest has seen (u64 BE)
+//! ```
+//! Namespaces never contain `\0` (the API layer allows `[A-Za-z0-9_-]` only), so the
+//! separators are unambiguous and one namespace's prefix never covers another's.
+
+use crate::runtime::ModuleKind;
+
+/// The namespace name a binding uses to mean "every namespace without its own binding".
+pub const DEFAULT_NAMESPACE: &str = "*";
+
+pub fn kind_tag(kind: ModuleKind) -> &'static str {
+    match kind {
+        ModuleKind::Naming => "naming",
+        ModuleKind::Config => "config",
+    }
+}
+
+pub fn guest_prefix(kind: ModuleKind, namespace: &str) -> Vec<u8> {
+    format!("g/{}/{namespace}\0", kind_tag(kind)).into_bytes()
+}
+
+pub fn module(module_id: &str) -> Vec<u8> {
+    format!("s/module/{module_id}").into_bytes()
+}
+
+pub const MODULE_PREFIX: &[u8] = b"s/module/";
+
+pub fn binding(namespace: &str, kind: ModuleKind) -> Vec<u8> {
+    format!("s/binding/{namespace}\0{}", kind_tag(kind)).into_bytes()
+}
+
+pub const BINDING_PREFIX: &[u8] = b"s/binding/";
+
+pub fn binding_log(namespace: &str, kind: ModuleKind, index: u64) -> Vec<u8> {
+    let mut key = format!("s/binding-log/{namespace}\0{}\0", kind_tag(kind)).into_bytes();
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+pub const BINDING_LOG_PREFIX: &[u8] = b"s/binding-log/";
+
+pub const CLOCK: &[u8] = b"s/clock";

@@ -1,0 +1,168 @@
+//! The replicated key-value map and its running digest.
+//!
+//! Every piece of replicated state (guest keyspaces, installed modules, bindings, the entry
+//! clock) lives in one ordered map, so one digest covers all of it and one snapshot carries it.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use sha2::Digest as _;
+use sha2::Sha256;
+
+use crate::runtime::KvRead;
+
+/// An ordered byte map with an order-independent digest maintained on every write.
+///
+/// The digest is the XOR of sha256(len(key) ‖ key ‖ value) over all pairs: O(1) per write,
+/// and equal on two replicas exactly when (up to hash collisions) their maps are equal,
+/// whatever order the writes came in.
+#[derive(Debug, Clone, Default)]
+pub struct Kv {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    digest: [u8; 32],
+}
+
+impl Kv {
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
+        let mut kv = Kv::default();
+        for (key, value) in pairs {
+            kv.put(key, value);
+        }
+        kv
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
+        self.map.get(key)
+    }
+
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        let added = pair_hash(&key, &value);
+        if let Some(old) = self.map.insert(key.clone(), value) {
+            xor_into(&mut self.digest, &pair_hash(&key, &old));
+        }
+        xor_into(&mut self.digest, &added);
+    }
+
+    pub fn delete(&mut self, key: &[u8]) {
+        if let Some(old) = self.map.remove(key) {
+            xor_into(&mut self.digest, &pair_hash(key, &old));
+        }
+    }
+
+    pub fn digest_hex(&self) -> String {
+        hex::encode(self.digest)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
+        self.map.iter()
+    }
+
+    /// Pairs whose key starts with `prefix`, in key order.
+    pub fn prefixed<'a>(&'a self, prefix: &'a [u8]) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> + 'a {
+        self.map
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
+    /// A read view of the keys under `prefix`, with the prefix stripped.
+    pub fn scoped<'a>(&'a self, prefix: Vec<u8>) -> Scoped<'a> {
+        Scoped { kv: self, prefix }
+    }
+}
+
+/// One guest keyspace seen through [`KvRead`].
+pub struct Scoped<'a> {
+    kv: &'a Kv,
+    prefix: Vec<u8>,
+}
+
+impl Scoped<'_> {
+    fn full(&self, key: &[u8]) -> Vec<u8> {
+        let mut full = Vec::with_capacity(self.prefix.len() + key.len());
+        full.extend_from_slice(&self.prefix);
+        full.extend_from_slice(key);
+        full
+    }
+}
+
+impl KvRead for Scoped<'_> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.kv.map.get(&self.full(key)).cloned()
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let lower = self.full(start);
+        let upper = if end.is_empty() { None } else { Some(self.full(end)) };
+        let strip = self.prefix.len();
+        self.kv
+            .map
+            .range::<Vec<u8>, _>((Bound::Included(&lower), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(&self.prefix) && upper.as_ref().is_none_or(|u| *k < u))
+            .take(limit)
+            .map(|(k, v)| (k[strip..].to_vec(), v.clone()))
+            .collect()
+    }
+}
+
+fn pair_hash(key: &[u8], value: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update((key.len() as u64).to_be_bytes());
+    hasher.update(key);
+    hasher.update(value);
+    hasher.finalize().into()
+}
+
+fn xor_into(acc: &mut [u8; 32], other: &[u8; 32]) {
+    for (a, b) in acc.iter_mut().zip(other) {
+        *a ^= b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_depends_on_content_not_write_order() {
+        let mut a = Kv::default();
+        a.put(b"x".to_vec(), b"1".to_vec());
+        a.put(b"y".to_vec(), b"2".to_vec());
+        a.put(b"x".to_vec(), b"3".to_vec());
+        let mut b = Kv::default();
+        b.put(b"y".to_vec(), b"2".to_vec());
+        b.put(b"z".to_vec(), b"9".to_vec());
+        b.put(b"x".to_vec(), b"3".to_vec());
+        assert_ne!(a.digest_hex(), b.digest_hex());
+        b.delete(b"z");
+        assert_eq!(a.digest_hex(), b.digest_hex());
+        b.delete(b"x");
+        b.delete(b"y");
+        assert_eq!(b.digest_hex(), Kv::default().digest_hex());
+    }
+
+    #[test]
+    fn scoped_view_strips_prefix_and_stays_inside_it() {
+        let kv = Kv::from_pairs([
+            (b"a/1".to_vec(), b"A1".to_vec()),
+            (b"b/1".to_vec(), b"B1".to_vec()),
+            (b"b/2".to_vec(), b"B2".to_vec()),
+            (b"b/3".to_vec(), b"B3".to_vec()),
+            (b"c/1".to_vec(), b"C1".to_vec()),
+        ]);
+        let b = kv.scoped(b"b/".to_vec());
+        assert_eq!(b.get(b"2"), Some(b"B2".to_vec()));
+        assert_eq!(b.get(b"x"), None);
+        let all: Vec<_> = b.scan(b"", b"", 10).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(all, vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
+        assert_eq!(b.scan(b"2", b"3", 10), vec![(b"2".to_vec(), b"B2".to_vec())]);
+        assert_eq!(b.scan(b"", b"", 1).len(), 1);
+    }
+}

@@ -1,0 +1,22 @@
+//! The replicated state machine core: no I/O, no Raft, no HTTP.
+//!
+//! [`Machine`] applies committed entries in log order: host operations (module install,
+//! binding changes) itself, guest commands through the module bound to their
+//! `(namespace, kind)`. The same entries give the same [`Kv`] digest on every replica.
+//!
+//! Architecture Invariant: `Machine` is a pure function of the entries it has applied (and of
+//! the module bytes they carry). It reads no clock: time is the leader stamp in each entry,
+//! clamped so it never goes backwards.
+
+mod keys;
+mod kv;
+mod machine;
+
+pub use keys::DEFAULT_NAMESPACE;
+pub use kv::Kv;
+pub use machine::Binding;
+pub use machine::BindingChange;
+pub use machine::ChangeEvent;
+pub use machine::EntryRef;
+pub use machine::Machine;
+pub use machine::MachineImage;

@@ -1,0 +1,198 @@
+//! Platform-core tests against real `nacre serve` processes on loopback: elections,
+//! forwarding, leader failure, snapshots and catch-up, crash recovery, hostile guests and
+//! bad input.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use std::time::Instant;
+
+use support::cluster::Cluster;
+use support::cluster::wait_until;
+use support::http;
+
+const CONFIGS: &str = "/nacos/v1/cs/configs";
+
+fn publish(cluster: &Cluster, node: usize, data_id: &str, content: &str) -> std::io::Result<http::Response> {
+    cluster.post_form(node, CONFIGS, &[("dataId", data_id), ("group", "DEFAULT_GROUP"), ("content", content)])
+}
+
+fn read_config(cluster: &Cluster, node: usize, data_id: &str) -> Option<String> {
+    let resp = cluster.get(node, &format!("{CONFIGS}?dataId={data_id}&group=DEFAULT_GROUP")).ok()?;
+    (resp.status == 200).then(|| resp.text())
+}
+
+#[test]
+fn one_leader_per_term_and_a_follower_write_is_readable_everywhere() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_leader();
+    let states: Vec<_> = (0..3).map(|i| cluster.state(i).unwrap()).collect();
+    let leaders: Vec<_> = states.iter().filter(|s| s["role"] == "LEADER").collect();
+    assert_eq!(leaders.len(), 1, "exactly one leader: {states:?}");
+    let term = &leaders[0]["term"];
+    for s in &states {
+        if s["term"] == *term {
+            assert_eq!(s["leader_address"], cluster.addr(leader), "every node in the term names the same leader");
+        }
+    }
+
+    let follower = cluster.follower();
+    let resp = publish(&cluster, follower, "via-follower", "hello from a follower").unwrap();
+    assert_eq!((resp.status, resp.text().as_str()), (200, "true"));
+    // Read-your-write on the node written through, with no wait.
+    assert_eq!(read_config(&cluster, follower, "via-follower").as_deref(), Some("hello from a follower"));
+    for i in 0..3 {
+        wait_until("the follower's write is readable on every node", || {
+            read_config(&cluster, i, "via-follower").as_deref() == Some("hello from a follower")
+        });
+    }
+    cluster.wait_converged();
+}
+
+#[test]
+fn no_acknowledged_write_is_lost_when_the_leader_is_killed() {
+    const WRITES: usize = 120;
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader();
+    let mut acknowledged = BTreeMap::new();
+    let mut killed = false;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut attempt = 0usize;
+    while acknowledged.len() < WRITES && Instant::now() < deadline {
+        if acknowledged.len() == WRITES / 3 && !killed {
+            cluster.kill_node(leader);
+            killed = true;
+        }
+        let data_id = format!("key-{}", acknowledged.len());
+        let content = format!("value-{}-{attempt}", acknowledged.len());
+        let target = cluster.running()[attempt % cluster.running().len()];
+        attempt += 1;
+        match publish(&cluster, target, &data_id, &content) {
+            Ok(resp) if resp.status == 200 && resp.text() == "true" => {
+                acknowledged.insert(data_id, content);
+            }
+            // 503 while a new leader is elected, or a connection error: retry.
+            Ok(resp) => assert!(resp.status == 503 || resp.status == 500, "unexpected answer {resp:?}"),
+            Err(_) => {}
+        }
+    }
+    assert!(killed, "the leader was killed mid-stream");
+    assert_eq!(acknowledged.len(), WRITES, "writes kept being acknowledged after the leader died");
+    let digest = cluster.wait_converged();
+    for i in cluster.running() {
+        for (data_id, content) in &acknowledged {
+            assert_eq!(read_config(&cluster, i, data_id).as_ref(), Some(content), "node {i} lost {data_id}");
+        }
+    }
+    // The old leader comes back and catches up to the same state.
+    cluster.start_node(leader);
+    cluster.wait_ready();
+    let after = cluster.wait_converged();
+    assert_eq!(after, digest, "a rejoining node does not change the state");
+    for (data_id, content) in &acknowledged {
+        assert_eq!(read_config(&cluster, leader, data_id).as_ref(), Some(content));
+    }
+}
+
+#[test]
+fn a_node_left_behind_past_a_snapshot_and_purge_catches_up() {
+    let mut cluster = Cluster::start_with(3, &["--snapshot-every", "50", "--log-kept-behind-snapshot", "10"]);
+    let leader = cluster.wait_leader();
+    let lagging = (0..3).find(|i| *i != leader).unwrap();
+    cluster.kill_node(lagging);
+    let writer = cluster.running()[0];
+    for n in 0..200 {
+        let resp = publish(&cluster, writer, &format!("snap-{n}"), &format!("v{n}")).unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    wait_until("the others snapshot and purge their logs", || {
+        cluster.running().iter().all(|i| {
+            cluster.state(*i).is_some_and(|s| s["snapshot_index"].as_u64() > Some(100) && s["purged_index"].as_u64() > Some(0))
+        })
+    });
+    cluster.start_node(lagging);
+    let digest = cluster.wait_converged();
+    let state = cluster.state(lagging).unwrap();
+    assert!(state["snapshot_index"].as_u64() > Some(0), "the lagging node installed a snapshot: {state}");
+    assert_eq!(state["digest"], digest);
+    assert_eq!(read_config(&cluster, lagging, "snap-0").as_deref(), Some("v0"));
+    assert_eq!(read_config(&cluster, lagging, "snap-199").as_deref(), Some("v199"));
+}
+
+#[test]
+fn a_single_node_killed_and_restarted_keeps_every_acknowledged_write() {
+    let mut cluster = Cluster::start(1);
+    for n in 0..60 {
+        let resp = publish(&cluster, 0, &format!("durable-{n}"), &format!("content {n} é")).unwrap();
+        assert_eq!(resp.status, 200);
+    }
+    let before = cluster.state(0).unwrap();
+    cluster.kill_node(0);
+    cluster.start_node(0);
+    cluster.wait_ready();
+    wait_until("the restarted node re-applies its log", || {
+        cluster.state(0).is_some_and(|s| s["applied_index"].as_u64() >= before["applied_index"].as_u64())
+    });
+    for n in 0..60 {
+        assert_eq!(read_config(&cluster, 0, &format!("durable-{n}")), Some(format!("content {n} é")));
+    }
+    assert_eq!(cluster.state(0).unwrap()["digest"], before["digest"]);
+}
+
+#[test]
+fn hostile_guests_fail_only_their_own_entry() {
+    let cluster = Cluster::start(3);
+    let node = cluster.follower();
+    let resp = http::request("POST", cluster.addr(node), "/nacre/v1/modules", None, nacre::builtin::fixtures::HOSTILE)
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let module_id = resp.json()["id"].as_str().unwrap().to_string();
+    let resp = cluster
+        .post_form(node, "/nacre/v1/bindings", &[("namespace", "hostile"), ("kind", "config"), ("module", &module_id)])
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+
+    let exec = |op: &str, extra: &[(&str, &str)]| {
+        let mut pairs = vec![("namespace", "hostile"), ("kind", "config"), ("op", op)];
+        pairs.extend_from_slice(extra);
+        cluster.post_form(node, "/nacre/v1/exec", &pairs).unwrap()
+    };
+    assert_eq!(exec("put", &[("key", "before"), ("value", "1")]).status, 200);
+    for (op, expected) in [("loop", "fuel"), ("hog", "memory"), ("trap", "trap"), ("deep", ""), ("bad-key", "")] {
+        let resp = exec(op, &[]);
+        assert_eq!(resp.status, 500, "{op} fails its own entry: {}", resp.text());
+        assert!(resp.text().to_lowercase().contains(expected), "{op}: {}", resp.text());
+    }
+    assert_eq!(exec("put", &[("key", "after"), ("value", "2")]).status, 200);
+    // The cluster keeps serving other namespaces through the built-in module.
+    let resp = publish(&cluster, node, "still-serving", "yes").unwrap();
+    assert_eq!(resp.status, 200);
+    cluster.wait_converged();
+    let get = cluster.get(node, "/nacre/v1/exec?namespace=hostile&kind=config&op=get&key=after").unwrap();
+    assert_eq!(get.status, 200, "{}", get.text());
+}
+
+#[test]
+fn bad_input_gets_400_naming_the_field_and_oversized_bodies_413() {
+    let cluster = Cluster::start(1);
+    let resp = cluster.post_form(0, CONFIGS, &[("group", "DEFAULT_GROUP"), ("content", "x")]).unwrap();
+    assert_eq!(resp.status, 400);
+    assert!(resp.text().contains("dataId"), "{}", resp.text());
+    let resp = cluster.post_form(0, CONFIGS, &[("dataId", "a"), ("group", "DEFAULT_GROUP")]).unwrap();
+    assert_eq!(resp.status, 400);
+    assert!(resp.text().contains("content"), "{}", resp.text());
+    let resp = cluster.post_form(0, CONFIGS, &[("dataId", "bad id!"), ("group", "G"), ("content", "x")]).unwrap();
+    assert_eq!(resp.status, 400);
+    assert!(resp.text().contains("dataId"), "{}", resp.text());
+    let resp = cluster.post_form(0, CONFIGS, &[("dataId", "a"), ("group", "G"), ("content", "x"), ("tenant", "no spaces")]).unwrap();
+    assert_eq!(resp.status, 400);
+    assert!(resp.text().contains("tenant"), "{}", resp.text());
+    let resp = cluster.get(0, &format!("{CONFIGS}?dataId=missing&group=DEFAULT_GROUP")).unwrap();
+    assert_eq!((resp.status, resp.text().as_str()), (404, "config data not exist"));
+    let huge = vec![b'a'; 5 * 1024 * 1024];
+    let resp = http::request("POST", cluster.addr(0), CONFIGS, Some("application/x-www-form-urlencoded"), &huge).unwrap();
+    assert_eq!(resp.status, 413);
+    // Nothing of the refused requests was applied.
+    assert_eq!(cluster.get(0, &format!("{CONFIGS}?dataId=a&group=G")).unwrap().status, 404);
+}

@@ -1,0 +1,216 @@
+//! Real Nacre nodes for tests: `nacre serve` processes on loopback ports, each with its own
+//! data directory in a temp dir, killed (SIGKILL) on drop.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
+use std::time::Duration;
+use std::time::Instant;
+
+use super::http;
+use super::http::Response;
+
+/// Longest a test waits for a cluster to agree on something.
+pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+pub struct NodeProc {
+    pub api_addr: String,
+    pub raft_port: u16,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// One cluster at a time per test binary: on a 2-core machine, several 3-node clusters at
+/// once starve each other's election timers and make tests flaky for no reason of Nacre's.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub struct Cluster {
+    pub nodes: Vec<NodeProc>,
+    conf_path: PathBuf,
+    extra_args: Vec<String>,
+    _dir: tempfile::TempDir,
+    _turn: MutexGuard<'static, ()>,
+}
+
+/// A free loopback port (bound and released; good enough on a test machine).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Cluster {
+    pub fn start(size: usize) -> Cluster {
+        Self::start_with(size, &[])
+    }
+
+    /// Start `size` nodes with extra `nacre serve` flags.
+    pub fn start_with(size: usize, extra_args: &[&str]) -> Cluster {
+        // A test that panicked while holding the lock leaves it poisoned; the next can go on.
+        let turn = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let conf: String = ports.iter().map(|(api, raft)| format!("127.0.0.1:{api}?raft_port={raft}\n")).collect();
+        let conf_path = dir.path().join("cluster.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let nodes = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (api, raft))| NodeProc {
+                api_addr: format!("127.0.0.1:{api}"),
+                raft_port: *raft,
+                data_dir: dir.path().join(format!("node{i}")),
+                child: None,
+            })
+            .collect();
+        let mut cluster =
+            Cluster {
+            nodes,
+            conf_path,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            _dir: dir,
+            _turn: turn,
+        };
+        for i in 0..size {
+            cluster.start_node(i);
+        }
+        cluster.wait_ready();
+        cluster
+    }
+
+    pub fn start_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        assert!(node.child.is_none(), "node {i} is already running");
+        let port = node.api_addr.rsplit(':').next().unwrap().to_string();
+        let log = std::fs::File::create(node.data_dir.with_extension("log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_nacre"))
+            .args(["serve", "--bind", "127.0.0.1", "--port", &port])
+            .args(["--raft-port", &node.raft_port.to_string()])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .arg("--cluster-conf")
+            .arg(&self.conf_path)
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the nacre binary starts");
+        node.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown path runs, as in a crash.
+    pub fn kill_node(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].child.is_some()
+    }
+
+    pub fn addr(&self, i: usize) -> &str {
+        &self.nodes[i].api_addr
+    }
+
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|i| self.is_running(*i)).collect()
+    }
+
+    pub fn state(&self, i: usize) -> Option<serde_json::Value> {
+        let resp = http::request("GET", self.addr(i), "/nacre/v1/state", None, b"").ok()?;
+        (resp.status == 200).then(|| resp.json())
+    }
+
+    /// Wait until every running node is ready (leader known, built-in modules bound).
+    pub fn wait_ready(&self) {
+        wait_until("every running node ready", || {
+            self.running().iter().all(|i| self.state(*i).is_some_and(|s| s["ready"] == true))
+        });
+    }
+
+    pub fn leader(&self) -> Option<usize> {
+        let leader_addr = self.running().iter().find_map(|i| {
+            let s = self.state(*i)?;
+            s["leader_address"].as_str().map(str::to_string)
+        })?;
+        self.running().into_iter().find(|i| self.addr(*i) == leader_addr)
+    }
+
+    pub fn wait_leader(&self) -> usize {
+        let mut found = None;
+        wait_until("a leader among running nodes", || {
+            found = self.leader();
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    pub fn follower(&self) -> usize {
+        let leader = self.wait_leader();
+        self.running().into_iter().find(|i| *i != leader).expect("a running follower")
+    }
+
+    /// Wait until every running node has applied the same index with the same digest, and
+    /// return that digest.
+    pub fn wait_converged(&self) -> String {
+        let mut digest = String::new();
+        wait_until("running nodes converge to one applied index and digest", || {
+            let states: Vec<_> = self.running().iter().filter_map(|i| self.state(*i)).collect();
+            if states.len() != self.running().len() {
+                return false;
+            }
+            let first = &states[0];
+            let same = states
+                .iter()
+                .all(|s| s["applied_index"] == first["applied_index"] && s["digest"] == first["digest"]);
+            if same {
+                digest = first["digest"].as_str().unwrap().to_string();
+            }
+            same
+        });
+        digest
+    }
+
+    pub fn get(&self, i: usize, path: &str) -> std::io::Result<Response> {
+        http::request("GET", self.addr(i), path, None, b"")
+    }
+
+    pub fn post_form(&self, i: usize, path: &str, pairs: &[(&str, &str)]) -> std::io::Result<Response> {
+        http::request(
+            "POST",
+            self.addr(i),
+            path,
+            Some("application/x-www-form-urlencoded"),
+            http::form(pairs).as_bytes(),
+        )
+    }
+
+    pub fn node_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.nodes[i].data_dir.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill_node(i);
+        }
+    }
+}
+
+/// Poll `cond` until it holds, failing the test after [`CONVERGE_TIMEOUT`].
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    panic!("timed out after {CONVERGE_TIMEOUT:?} waiting for: {what}");
+}
