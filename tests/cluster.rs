@@ -108,7 +108,9 @@ fn a_node_left_behind_past_a_snapshot_and_purge_catches_up() {
     }
     wait_until("the others snapshot and purge their logs", || {
         cluster.running().iter().all(|i| {
-            cluster.state(*i).is_some_and(|s| s["snapshot_index"].as_u64() > Some(100) && s["purged_index"].as_u64() > Some(0))
+            cluster
+                .state(*i)
+                .is_some_and(|s| s["snapshot_index"].as_u64() > Some(100) && s["purged_index"].as_u64() > Some(0))
         })
     });
     cluster.start_node(lagging);
@@ -185,13 +187,16 @@ fn bad_input_gets_400_naming_the_field_and_oversized_bodies_413() {
     let resp = cluster.post_form(0, CONFIGS, &[("dataId", "bad id!"), ("group", "G"), ("content", "x")]).unwrap();
     assert_eq!(resp.status, 400);
     assert!(resp.text().contains("dataId"), "{}", resp.text());
-    let resp = cluster.post_form(0, CONFIGS, &[("dataId", "a"), ("group", "G"), ("content", "x"), ("tenant", "no spaces")]).unwrap();
+    let resp = cluster
+        .post_form(0, CONFIGS, &[("dataId", "a"), ("group", "G"), ("content", "x"), ("tenant", "no spaces")])
+        .unwrap();
     assert_eq!(resp.status, 400);
     assert!(resp.text().contains("tenant"), "{}", resp.text());
     let resp = cluster.get(0, &format!("{CONFIGS}?dataId=missing&group=DEFAULT_GROUP")).unwrap();
     assert_eq!((resp.status, resp.text().as_str()), (404, "config data not exist"));
     let huge = vec![b'a'; 5 * 1024 * 1024];
-    let resp = http::request("POST", cluster.addr(0), CONFIGS, Some("application/x-www-form-urlencoded"), &huge).unwrap();
+    let resp =
+        http::request("POST", cluster.addr(0), CONFIGS, Some("application/x-www-form-urlencoded"), &huge).unwrap();
     assert_eq!(resp.status, 413);
     // Nothing of the refused requests was applied.
     assert_eq!(cluster.get(0, &format!("{CONFIGS}?dataId=a&group=G")).unwrap().status, 404);

@@ -12,7 +12,11 @@ use nacre::node::Node;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
-#[command(name = "nacre", version, about = "A Nacos-compatible registry and config center on Raft, with Wasm state machines")]
+#[command(
+    name = "nacre",
+    version,
+    about = "A Nacos-compatible registry and config center on Raft, with Wasm state machines"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

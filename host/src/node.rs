@@ -10,8 +10,8 @@ use std::time::UNIX_EPOCH;
 
 use anyhow::Context as _;
 use openraft::ReadPolicy;
-use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::SnapshotPolicy;
+use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::errors::ClientWriteError;
 use openraft::errors::RaftError;
 use serde::Deserialize;
@@ -209,8 +209,7 @@ impl Node {
         let read_index = if leader == self.id {
             self.read_index_as_leader().await?
         } else {
-            let member =
-                self.member(leader).ok_or_else(|| WriteError::NoLeader(format!("leader {leader} unknown")))?;
+            let member = self.member(leader).ok_or_else(|| WriteError::NoLeader(format!("leader {leader} unknown")))?;
             let answer: Result<u64, WriteError> = self
                 .peers
                 .call(&member.raft_addr, "/nacre/read-index", &(), Duration::from_millis(WRITE_TIMEOUT_MS))

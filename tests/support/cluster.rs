@@ -66,8 +66,7 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        let mut cluster =
-            Cluster {
+        let mut cluster = Cluster {
             nodes,
             conf_path,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -165,9 +164,8 @@ impl Cluster {
                 return false;
             }
             let first = &states[0];
-            let same = states
-                .iter()
-                .all(|s| s["applied_index"] == first["applied_index"] && s["digest"] == first["digest"]);
+            let same =
+                states.iter().all(|s| s["applied_index"] == first["applied_index"] && s["digest"] == first["digest"]);
             if same {
                 digest = first["digest"].as_str().unwrap().to_string();
             }

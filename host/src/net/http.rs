@@ -62,7 +62,8 @@ where
                 let handler = handler.clone();
                 async move { Ok::<_, Infallible>(read_and_handle(req, peer, max_body_bytes, handler).await) }
             });
-            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await
+            {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
         });
@@ -80,11 +81,8 @@ where
     F: Future<Output = HttpResponse>,
 {
     let (parts, body) = req.into_parts();
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > max_body_bytes) {
         return too_large(max_body_bytes);
     }
@@ -132,5 +130,5 @@ pub fn binary(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     response(status, "application/octet-stream", body)
 }
 
-pub use hyper::StatusCode as Status;
 pub use hyper::Method as HttpMethod;
+pub use hyper::StatusCode as Status;

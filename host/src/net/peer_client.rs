@@ -79,7 +79,6 @@ impl PeerClient {
     }
 }
 
-
 impl PeerClient {
     /// GET `url` and return its body as text, within `timeout` (for JSON ops endpoints).
     pub async fn get_text(&self, url: &str, timeout: Duration) -> Result<String, PeerError> {

@@ -179,7 +179,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        Ok(self.tail().vote.clone())
+        Ok(self.tail().vote)
     }
 }
 
@@ -188,8 +188,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let tail = self.tail();
-        let last_purged = tail.last_purged.clone();
-        let last = tail.entries.values().next_back().map(|e| e.log_id()).or_else(|| last_purged.clone());
+        let last_purged = tail.last_purged;
+        let last = tail.entries.values().next_back().map(|e| e.log_id()).or(last_purged);
         Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
     }
 
@@ -201,7 +201,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let (done, flushed) = tokio::sync::oneshot::channel();
         self.submit(WriteOp::SaveVote { vote: encode(vote)?, done })?;
         flushed.await.map_err(|_| io::Error::other("raft log writer dropped a vote"))??;
-        self.tail().vote = Some(vote.clone());
+        self.tail().vote = Some(*vote);
         Ok(())
     }
 
@@ -214,7 +214,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.tail().committed.clone())
+        Ok(self.tail().committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
@@ -246,7 +246,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut tail = self.tail();
             debug_assert!(tail.last_purged.as_ref().is_none_or(|p| p.index() <= index), "purge never goes back");
             tail.entries.retain(|i, _| *i > index);
-            tail.last_purged = Some(log_id.clone());
+            tail.last_purged = Some(log_id);
         }
         self.submit(WriteOp::PurgeThrough { index, last_purged: encode(&log_id)? })
     }

@@ -17,10 +17,10 @@ use futures_util::Stream;
 use futures_util::StreamExt;
 use openraft::EntryPayload;
 use openraft::RaftSnapshotBuilder;
-use openraft::storage::EntryResponder;
-use openraft::storage::RaftStateMachine;
 use openraft::Snapshot;
 use openraft::alias::SnapshotOf;
+use openraft::storage::EntryResponder;
+use openraft::storage::RaftStateMachine;
 use serde::Deserialize;
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -97,7 +97,7 @@ impl StateMachine {
             let image: MachineImage = decode(&file.image)?;
             replica = Replica {
                 machine: Machine::from_image(image),
-                last_applied: file.meta.last_log_id.clone(),
+                last_applied: file.meta.last_log_id,
                 membership: file.meta.last_membership.clone(),
             };
         }
@@ -146,16 +146,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let replica = self.shared.read();
-        Ok((replica.last_applied.clone(), replica.membership.clone()))
+        Ok((replica.last_applied, replica.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
-    where Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send {
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
+    {
         let mut batch = Vec::new();
         while let Some(item) = entries.next().await {
             batch.push(item?);
         }
-        let Some(last) = batch.last().map(|(entry, _)| entry.log_id.clone()) else {
+        let Some(last) = batch.last().map(|(entry, _)| entry.log_id) else {
             return Ok(());
         };
         let refs: Vec<EntryRef<'_>> = batch
@@ -174,10 +176,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let (responses, events) = replica.machine.apply(&self.shared.runtime, &refs);
             for (entry, _) in &batch {
                 if let EntryPayload::Membership(membership) = &entry.payload {
-                    replica.membership = StoredMembership::new(Some(entry.log_id.clone()), membership.clone());
+                    replica.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
                 }
             }
-            replica.last_applied = Some(last.clone());
+            replica.last_applied = Some(last);
             drop(refs);
             for ((_, responder), response) in batch.into_iter().zip(responses) {
                 if let Some(responder) = responder {
@@ -207,7 +209,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut replica = self.shared.write();
             *replica = Replica {
                 machine: Machine::from_image(image),
-                last_applied: meta.last_log_id.clone(),
+                last_applied: meta.last_log_id,
                 membership: meta.last_membership.clone(),
             };
             replica.applied_index()
@@ -234,7 +236,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         // Copy under the read lock, encode and write outside it: apply waits only for the copy.
         let (image, last_applied, membership) = {
             let replica = self.shared.read();
-            (replica.machine.image(), replica.last_applied.clone(), replica.membership.clone())
+            (replica.machine.image(), replica.last_applied, replica.membership.clone())
         };
         let image = encode(&image)?;
         let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership };
@@ -243,7 +245,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let file = tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &file).map(|_| file))
             .await
             .map_err(io::Error::other)??;
-        tracing::info!(index = meta.last_log_id.as_ref().map_or(0, |id| id.index), bytes = file.image.len(), "built snapshot");
+        tracing::info!(
+            index = meta.last_log_id.as_ref().map_or(0, |id| id.index),
+            bytes = file.image.len(),
+            "built snapshot"
+        );
         Ok(Snapshot { meta, snapshot: Cursor::new(file.image) })
     }
 }

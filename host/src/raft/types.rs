@@ -75,12 +75,7 @@ pub enum Operation {
         bytes: Vec<u8>,
     },
     /// Bind `(namespace, kind)` to an installed module from this entry's index on.
-    Activate {
-        namespace: String,
-        kind: ModuleKind,
-        module_id: ModuleId,
-        by: String,
-    },
+    Activate { namespace: String, kind: ModuleKind, module_id: ModuleId, by: String },
     /// Install the built-in modules and bind them as the cluster-wide default, if no default
     /// binding exists yet. Proposed by every new leader; only the first one takes effect.
     Bootstrap {

@@ -148,11 +148,7 @@ impl Machine {
     ) -> Result<Vec<u8>, GuestError> {
         let binding = self.binding_for(namespace, kind).ok_or_else(|| unbound(namespace, kind))?;
         self.ensure_loaded(runtime, &binding.module_id)?;
-        let ctx = QueryContext {
-            namespace: namespace.to_string(),
-            applied_index,
-            timestamp_ms: self.clock_ms(),
-        };
+        let ctx = QueryContext { namespace: namespace.to_string(), applied_index, timestamp_ms: self.clock_ms() };
         let base = self.kv.scoped(keys::guest_prefix(kind, namespace));
         runtime
             .query(&binding.module_id, &ctx, request, &base)
@@ -187,12 +183,19 @@ impl Machine {
                     i += 1;
                 }
                 Operation::Activate { namespace, kind, module_id, by } => {
-                    let change = BindingRequest { namespace, kind: *kind, module_id, by, index: entry.index, timestamp_ms };
+                    let change =
+                        BindingRequest { namespace, kind: *kind, module_id, by, index: entry.index, timestamp_ms };
                     responses.push(ApplyResponse::host(self.activate(runtime, change)));
                     i += 1;
                 }
                 Operation::Bootstrap { naming, config } => {
-                    responses.push(ApplyResponse::host(self.bootstrap(runtime, entry.index, timestamp_ms, naming, config)));
+                    responses.push(ApplyResponse::host(self.bootstrap(
+                        runtime,
+                        entry.index,
+                        timestamp_ms,
+                        naming,
+                        config,
+                    )));
                     i += 1;
                 }
             }
@@ -260,7 +263,11 @@ impl Machine {
                         None => self.kv.delete(&full),
                     }
                 }
-                events.extend(emitted.into_iter().map(|event| ChangeEvent { namespace: namespace.to_string(), kind, event }));
+                events.extend(emitted.into_iter().map(|event| ChangeEvent {
+                    namespace: namespace.to_string(),
+                    kind,
+                    event,
+                }));
                 ApplyResponse { module_id: Some(binding.module_id.clone()), result }
             })
             .collect()
@@ -270,7 +277,9 @@ impl Machine {
         if runtime.is_loaded(id) {
             return Ok(());
         }
-        let bytes = self.module_bytes(id).ok_or_else(|| GuestError { code: 500, message: format!("module {id} is bound but not installed") })?;
+        let bytes = self
+            .module_bytes(id)
+            .ok_or_else(|| GuestError { code: 500, message: format!("module {id} is bound but not installed") })?;
         runtime
             .load(bytes)
             .map(|_| ())
@@ -309,9 +318,7 @@ impl Machine {
             return Err(GuestError { code: 404, message: format!("module {} is not installed", change.module_id) });
         }
         self.ensure_loaded(runtime, change.module_id)?;
-        let info = runtime
-            .describe(change.module_id)
-            .map_err(|e| GuestError { code: 500, message: e.to_string() })?;
+        let info = runtime.describe(change.module_id).map_err(|e| GuestError { code: 500, message: e.to_string() })?;
         if info.kind != change.kind {
             return Err(GuestError {
                 code: 400,
