@@ -12,6 +12,19 @@
 use serde::Deserialize;
 use serde::Serialize;
 
+mod apply;
+mod bindings;
+mod cache;
+mod call;
+mod engine;
+mod host_state;
+mod imports;
+pub mod limits;
+#[cfg(test)]
+mod tests;
+
+pub use engine::{Runtime, module_id};
+
 /// A module is known by the lowercase hex sha256 of its component bytes.
 pub type ModuleId = String;
 
@@ -99,4 +112,10 @@ pub enum RuntimeError {
     TooLarge { size_bytes: usize, limit_bytes: usize },
     #[error("wasm engine: {0}")]
     Engine(String),
+    /// The compiled-module cache directory is unusable.
+    #[error("module cache: {0}")]
+    Cache(String),
+    /// Too many queries are running; retry later (HTTP 503).
+    #[error("too many concurrent queries (limit {limit})")]
+    Busy { limit: usize },
 }
