@@ -316,10 +316,11 @@ fn engine_config() -> Config {
 }
 
 /// The pooling allocator: instantiation is the hot path (one fresh instance per `apply` call and
-/// per query) and a pool turns it into reusing a slot with its memory image already mapped,
-/// instead of fresh mmaps per instance. The cost is address space reserved up front (about
-/// 6 GiB per memory slot, ~3 TiB in all: free on 64-bit Linux) and a hard cap on live instances,
-/// which [`MAX_CONCURRENT_QUERIES`] keeps away from `apply`.
+/// per query; ~30 µs for a query of the config module) and a pool turns it into reusing a slot
+/// with its memory image already mapped, instead of fresh mmaps per instance. The cost is
+/// address space reserved up front (4 GiB per memory slot, ~2 TiB per runtime: free on 64-bit
+/// Linux) and a hard cap on live instances, which [`MAX_CONCURRENT_QUERIES`] keeps away from
+/// `apply`.
 fn pooling_config() -> PoolingAllocationConfig {
     let instances = MAX_LIVE_INSTANCES as u32;
     let mut pool = PoolingAllocationConfig::new();

@@ -84,9 +84,9 @@ impl BaseRef {
     /// SAFETY: the caller guarantees `base` outlives every use of the returned value (see the
     /// type's documentation).
     pub unsafe fn new(base: &dyn KvRead) -> BaseRef {
-        // SAFETY: only the trait object's lifetime bound changes; layout is identical.
-        let erased: &'static (dyn KvRead + 'static) = unsafe { std::mem::transmute(base) };
-        BaseRef(erased)
+        let pointer: *const (dyn KvRead + '_) = base;
+        // SAFETY: only the trait object's lifetime bound changes; the layout is identical.
+        BaseRef(unsafe { std::mem::transmute::<*const (dyn KvRead + '_), *const (dyn KvRead + 'static)>(pointer) })
     }
 
     fn get(&self) -> &dyn KvRead {
@@ -97,7 +97,7 @@ impl BaseRef {
 
 /// The data of one call's `Store`.
 pub(crate) struct HostState {
-    pub mode: Mode,
+    mode: Mode,
     pub limiter: GuestLimiter,
     base: BaseRef,
     /// Writes of commands sealed before this call (earlier calls of the same `apply`).
@@ -105,11 +105,11 @@ pub(crate) struct HostState {
     /// Net writes of the commands sealed during this call, for reads of later commands.
     sealed_overlay: Overlay,
     /// Effects of each command sealed during this call, by position.
-    pub sealed: Vec<Effects>,
+    sealed: Vec<Effects>,
     /// Effects of the command running now (or of the whole call outside `apply`).
-    pub current: Effects,
+    current: Effects,
     /// How many `begin-command` calls were accepted, i.e. the next position expected.
-    pub begun: u32,
+    begun: u32,
 }
 
 impl HostState {
