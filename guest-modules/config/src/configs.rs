@@ -13,9 +13,16 @@ pub const TOPIC: &str = "config";
 pub const NOT_FOUND_MESSAGE: &str = "config data not exist";
 /// Nacos's body for a successful publish or delete.
 const SUCCESS_BODY: &str = "true";
+/// Nacos's message when a compare-and-set publish (`casMd5`) finds other content.
+pub const CAS_FAILED_MESSAGE: &str = "Cas publish fail, server md5 may have changed.";
+
+/// Parameters that select features this version does not have yet, with what they are:
+/// refused with a 501 rather than ignored (ignoring `betaIps` would publish to everyone).
+const NOT_YET_SUPPORTED: &[(&str, &str)] = &[("betaIps", "beta (gray) release"), ("tag", "tag variants")];
 
 /// Creates or replaces a config. Everything is validated before anything is written.
 pub fn publish(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    refuse_unsupported(req)?;
     let (data_id, group) = validate::data_id_and_group(req)?;
     let content = validate::content(req)?;
     let app_name = validate::optional_text(req, "appName", validate::MAX_APP_NAME_CHARS)?;
@@ -25,6 +32,13 @@ pub fn publish(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestErr
 
     let meta_key = keys::meta(group, data_id);
     let previous: Option<ConfigMeta> = store::get_json(&meta_key)?;
+    // Compare-and-set (Nacos 2.x `casMd5` header): a config that exists must still have the
+    // content the caller saw; one that does not exist is simply created.
+    if let (Some(expected), Some(current)) = (req.optional("casMd5"), &previous)
+        && expected != current.md5
+    {
+        return Err(GuestError::conflict(CAS_FAILED_MESSAGE));
+    }
     let (id, created_ms) = previous.map_or((cmd.index, cmd.timestamp_ms), |p| (p.id, p.created_ms));
     let meta = ConfigMeta {
         id,
@@ -46,6 +60,7 @@ pub fn publish(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestErr
 
 /// Removes a config; removing one that does not exist is still a success (as in Nacos).
 pub fn delete(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    refuse_unsupported(req)?;
     let (data_id, group) = validate::data_id_and_group(req)?;
     let meta_key = keys::meta(group, data_id);
     if store::get(&meta_key).is_some() {
@@ -58,16 +73,13 @@ pub fn delete(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestErro
 
 /// The raw content, with `Content-MD5`, `Config-Type` and `Content-Type` headers.
 pub fn get(req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    refuse_unsupported(req)?;
     let (data_id, group) = validate::data_id_and_group(req)?;
     let meta = load_meta(group, data_id)?;
-    let content = store::get(&keys::content(group, data_id)).ok_or_else(|| {
-        GuestError::internal(format!(
-            "config {group}/{data_id} has metadata but no content"
-        ))
-    })?;
-    let content = String::from_utf8(content).map_err(|_| {
-        GuestError::internal(format!("config {group}/{data_id} content is not UTF-8"))
-    })?;
+    let content = store::get(&keys::content(group, data_id))
+        .ok_or_else(|| GuestError::internal(format!("config {group}/{data_id} has metadata but no content")))?;
+    let content = String::from_utf8(content)
+        .map_err(|_| GuestError::internal(format!("config {group}/{data_id} content is not UTF-8")))?;
     Ok(GuestReply::text(content)
         .header("Content-MD5", meta.md5)
         .header("Config-Type", &meta.config_type)
@@ -80,7 +92,16 @@ pub fn md5(req: &GuestRequest) -> Result<GuestReply, GuestError> {
     Ok(GuestReply::text(load_meta(group, data_id)?.md5))
 }
 
+fn refuse_unsupported(req: &GuestRequest) -> Result<(), GuestError> {
+    match NOT_YET_SUPPORTED.iter().find(|(param, _)| req.optional(param).is_some()) {
+        Some((param, feature)) => Err(GuestError::new(
+            GuestError::NOT_IMPLEMENTED,
+            format!("{} with {param} ({feature}) is not implemented yet", req.op),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn load_meta(group: &str, data_id: &str) -> Result<ConfigMeta, GuestError> {
-    store::get_json(&keys::meta(group, data_id))?
-        .ok_or_else(|| GuestError::not_found(NOT_FOUND_MESSAGE))
+    store::get_json(&keys::meta(group, data_id))?.ok_or_else(|| GuestError::not_found(NOT_FOUND_MESSAGE))
 }

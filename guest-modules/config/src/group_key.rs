@@ -26,14 +26,8 @@ mod tests {
 
     #[test]
     fn tenant_is_left_out_for_the_default_namespace() {
-        assert_eq!(
-            group_key("app.yaml", "DEFAULT_GROUP", ""),
-            "app.yaml+DEFAULT_GROUP"
-        );
-        assert_eq!(
-            group_key("app.yaml", "DEFAULT_GROUP", "public"),
-            "app.yaml+DEFAULT_GROUP"
-        );
+        assert_eq!(group_key("app.yaml", "DEFAULT_GROUP", ""), "app.yaml+DEFAULT_GROUP");
+        assert_eq!(group_key("app.yaml", "DEFAULT_GROUP", "public"), "app.yaml+DEFAULT_GROUP");
         assert_eq!(group_key("a", "g", "dev"), "a+g+dev");
         assert_eq!(group_key("a", "g", "x+y%"), "a+g+x%2By%25");
     }

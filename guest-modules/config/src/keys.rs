@@ -41,10 +41,7 @@ mod tests {
 
     #[test]
     fn keys_separate_group_and_data_id() {
-        assert_eq!(
-            meta("DEFAULT_GROUP", "app.yaml"),
-            b"c/DEFAULT_GROUP/app.yaml"
-        );
+        assert_eq!(meta("DEFAULT_GROUP", "app.yaml"), b"c/DEFAULT_GROUP/app.yaml");
         assert_eq!(content("g", "d"), b"d/g/d");
         // Groups that are prefixes of one another do not overlap as scan prefixes.
         assert!(!meta("a-b", "x").starts_with(b"c/a/"));

@@ -3,11 +3,14 @@
 //! Operations (`GuestRequest.op`) and their parameters:
 //! - `config.publish` (command): `dataId`, `group`, `content`; optional `type`, `appName`,
 //!   `desc`, `config_tags`, `src_user` (and `tenant`, which the host has already turned into
-//!   the namespace). Reply `true`.
+//!   the namespace), `casMd5` (compare-and-set: 409 when the existing content's md5
+//!   differs). Reply `true`.
 //! - `config.delete` (command): `dataId`, `group`. Reply `true`, also when nothing was there.
 //! - `config.get` (query): `dataId`, `group`. Reply: the raw content, headers `Content-MD5`,
 //!   `Config-Type`, `Content-Type`; 404 `config data not exist`.
 //! - `config.md5` (query): `dataId`, `group`. Reply: the content's md5; 404 as `config.get`.
+//!
+//! `betaIps` and `tag` (beta release, tag variants) are refused with 501 until implemented.
 //!
 //! Every change emits an event on topic `config` whose key is the Nacos group key
 //! (see [`group_key`]). The key layout is in [`keys`].
@@ -20,8 +23,7 @@ pub mod record;
 pub mod validate;
 
 use nacre_guest_sdk::{
-    Command, GuestError, GuestReply, GuestRequest, ModuleInfo, ModuleKind, QueryContext,
-    StateMachine,
+    Command, GuestError, GuestReply, GuestRequest, ModuleInfo, ModuleKind, QueryContext, StateMachine,
 };
 
 /// Version of the layout of this module's keys and values (see [`keys`]).

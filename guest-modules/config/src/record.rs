@@ -36,11 +36,7 @@ pub const DEFAULT_CONFIG_TYPE: &str = "text";
 /// The `type` a publish asked for, or `text` when it is absent or unknown (as Nacos does).
 pub fn config_type(requested: Option<&str>) -> &'static str {
     requested
-        .and_then(|wanted| {
-            CONFIG_TYPES
-                .iter()
-                .find(|known| known.eq_ignore_ascii_case(wanted.trim()))
-        })
+        .and_then(|wanted| CONFIG_TYPES.iter().find(|known| known.eq_ignore_ascii_case(wanted.trim())))
         .copied()
         .unwrap_or(DEFAULT_CONFIG_TYPE)
 }
@@ -82,10 +78,7 @@ mod tests {
             modified_ms: 2,
         };
         let json = serde_json::to_string(&meta).unwrap();
-        assert_eq!(
-            json,
-            r#"{"id":3,"md5":"m","type":"text","created_ms":1,"modified_ms":2}"#
-        );
+        assert_eq!(json, r#"{"id":3,"md5":"m","type":"text","created_ms":1,"modified_ms":2}"#);
         assert_eq!(serde_json::from_str::<ConfigMeta>(&json).unwrap(), meta);
     }
 }

@@ -1,8 +1,6 @@
 //! The config operations end to end through the SDK adapter, natively.
 
-use nacre_guest_sdk::{
-    Command, GuestError, GuestReply, GuestRequest, ModuleInfo, QueryContext, StateMachine, testing,
-};
+use nacre_guest_sdk::{Command, GuestError, GuestReply, GuestRequest, ModuleInfo, QueryContext, StateMachine, testing};
 
 use super::*;
 use crate::record::ConfigMeta;
@@ -11,10 +9,7 @@ const DATA_ID: &str = "app.yaml";
 const GROUP: &str = "DEFAULT_GROUP";
 
 fn publish_req(content: &str) -> GuestRequest {
-    GuestRequest::new(PUBLISH)
-        .param("dataId", DATA_ID)
-        .param("group", GROUP)
-        .param("content", content)
+    GuestRequest::new(PUBLISH).param("dataId", DATA_ID).param("group", GROUP).param("content", content)
 }
 
 fn publish_at(index: u64, timestamp_ms: u64, req: GuestRequest) -> Result<GuestReply, GuestError> {
@@ -22,51 +17,28 @@ fn publish_at(index: u64, timestamp_ms: u64, req: GuestRequest) -> Result<GuestR
 }
 
 fn read(op: &str) -> Result<GuestReply, GuestError> {
-    let req = GuestRequest::new(op)
-        .param("dataId", DATA_ID)
-        .param("group", GROUP);
+    let req = GuestRequest::new(op).param("dataId", DATA_ID).param("group", GROUP);
     testing::query::<Config>(&QueryContext::new(1, 1), &req)
 }
 
 fn stored_meta() -> ConfigMeta {
-    let bytes = testing::entries()
-        .get(keys::meta(GROUP, DATA_ID).as_slice())
-        .cloned()
-        .expect("metadata stored");
+    let bytes = testing::entries().get(keys::meta(GROUP, DATA_ID).as_slice()).cloned().expect("metadata stored");
     serde_json::from_slice(&bytes).unwrap()
 }
 
 #[test]
 fn publish_then_get_serves_content_md5_and_type() {
     testing::reset();
-    let reply = publish_at(
-        5,
-        1_000,
-        publish_req("a: 1")
-            .param("type", "yaml")
-            .param("appName", "shop"),
-    )
-    .unwrap();
+    let reply = publish_at(5, 1_000, publish_req("a: 1").param("type", "yaml").param("appName", "shop")).unwrap();
     assert_eq!(reply.body, "true");
     let got = read(GET).unwrap();
     assert_eq!(got.body, "a: 1");
     assert_eq!(got.headers["Content-MD5"], md5::md5_hex(b"a: 1"));
     assert_eq!(got.headers["Config-Type"], "yaml");
     assert_eq!(read(MD5).unwrap().body, got.headers["Content-MD5"]);
-    assert_eq!(
-        testing::take_events(),
-        vec![("config".to_owned(), "app.yaml+DEFAULT_GROUP".to_owned())]
-    );
+    assert_eq!(testing::take_events(), vec![("config".to_owned(), "app.yaml+DEFAULT_GROUP".to_owned())]);
     let meta = stored_meta();
-    assert_eq!(
-        (
-            meta.id,
-            meta.created_ms,
-            meta.modified_ms,
-            meta.app_name.as_str()
-        ),
-        (5, 1_000, 1_000, "shop")
-    );
+    assert_eq!((meta.id, meta.created_ms, meta.modified_ms, meta.app_name.as_str()), (5, 1_000, 1_000, "shop"));
 }
 
 #[test]
@@ -76,10 +48,7 @@ fn republish_keeps_identity_and_creation_time() {
     publish_at(9, 2_000, publish_req("v2")).unwrap();
     assert_eq!(read(GET).unwrap().body, "v2");
     let meta = stored_meta();
-    assert_eq!(
-        (meta.id, meta.created_ms, meta.modified_ms),
-        (5, 1_000, 2_000)
-    );
+    assert_eq!((meta.id, meta.created_ms, meta.modified_ms), (5, 1_000, 2_000));
     assert_eq!(meta.config_type, "text", "type defaults to text");
     assert_eq!(testing::take_events().len(), 2, "every publish is a change");
 }
@@ -99,10 +68,7 @@ fn missing_configs_are_404_with_the_nacos_message() {
     testing::reset();
     for op in [GET, MD5] {
         let err = read(op).unwrap_err();
-        assert_eq!(
-            (err.code, err.message.as_str()),
-            (404, "config data not exist")
-        );
+        assert_eq!((err.code, err.message.as_str()), (404, "config data not exist"));
     }
 }
 
@@ -110,32 +76,17 @@ fn missing_configs_are_404_with_the_nacos_message() {
 fn delete_removes_and_is_idempotent() {
     testing::reset();
     let delete = || {
-        let req = GuestRequest::new(DELETE)
-            .param("dataId", DATA_ID)
-            .param("group", GROUP);
+        let req = GuestRequest::new(DELETE).param("dataId", DATA_ID).param("group", GROUP);
         testing::apply::<Config>(&Command::new(3, 3), &req)
     };
-    assert_eq!(
-        delete().unwrap().body,
-        "true",
-        "deleting a missing config succeeds"
-    );
-    assert!(
-        testing::take_events().is_empty(),
-        "nothing changed, nothing to tell"
-    );
+    assert_eq!(delete().unwrap().body, "true", "deleting a missing config succeeds");
+    assert!(testing::take_events().is_empty(), "nothing changed, nothing to tell");
     publish_at(1, 1, publish_req("x")).unwrap();
     testing::take_events();
     assert_eq!(delete().unwrap().body, "true");
     assert_eq!(read(GET).unwrap_err().code, 404);
-    assert!(
-        testing::entries().is_empty(),
-        "metadata and content are both gone"
-    );
-    assert_eq!(
-        testing::take_events(),
-        vec![("config".to_owned(), "app.yaml+DEFAULT_GROUP".to_owned())]
-    );
+    assert!(testing::entries().is_empty(), "metadata and content are both gone");
+    assert_eq!(testing::take_events(), vec![("config".to_owned(), "app.yaml+DEFAULT_GROUP".to_owned())]);
 }
 
 #[test]
@@ -146,18 +97,9 @@ fn bad_input_is_400_naming_the_field_and_writes_nothing() {
         (publish_req("x").param("group", ""), "group"),
         (publish_req(""), "content"),
         (publish_req("   "), "content"),
-        (
-            publish_req(&"x".repeat(validate::MAX_CONTENT_BYTES + 1)),
-            "content",
-        ),
-        (
-            publish_req("x").param("desc", "d".repeat(validate::MAX_DESC_CHARS + 1)),
-            "desc",
-        ),
-        (
-            publish_req("x").param("config_tags", "1,2,3,4,5,6"),
-            "config_tags",
-        ),
+        (publish_req(&"x".repeat(validate::MAX_CONTENT_BYTES + 1)), "content"),
+        (publish_req("x").param("desc", "d".repeat(validate::MAX_DESC_CHARS + 1)), "desc"),
+        (publish_req("x").param("config_tags", "1,2,3,4,5,6"), "config_tags"),
     ];
     for (req, field) in cases {
         let err = publish_at(1, 1, req).unwrap_err();
@@ -166,10 +108,7 @@ fn bad_input_is_400_naming_the_field_and_writes_nothing() {
     }
     assert!(testing::entries().is_empty());
     assert!(testing::take_events().is_empty());
-    let err = testing::query::<Config>(
-        &QueryContext::new(1, 1),
-        &GuestRequest::new(GET).param("group", GROUP),
-    );
+    let err = testing::query::<Config>(&QueryContext::new(1, 1), &GuestRequest::new(GET).param("group", GROUP));
     assert!(err.unwrap_err().message.contains("dataId"));
 }
 
@@ -179,23 +118,13 @@ fn events_name_the_tenant_outside_the_default_namespace() {
     let mut cmd = Command::new(1, 1);
     cmd.namespace = "dev".into();
     testing::apply::<Config>(&cmd, &publish_req("x")).unwrap();
-    assert_eq!(
-        testing::take_events(),
-        vec![("config".to_owned(), "app.yaml+DEFAULT_GROUP+dev".to_owned())]
-    );
+    assert_eq!(testing::take_events(), vec![("config".to_owned(), "app.yaml+DEFAULT_GROUP+dev".to_owned())]);
 }
 
 #[test]
 fn operations_are_routed_by_kind() {
     testing::reset();
-    let err = publish_at(
-        1,
-        1,
-        GuestRequest::new(GET)
-            .param("dataId", DATA_ID)
-            .param("group", GROUP),
-    )
-    .unwrap_err();
+    let err = publish_at(1, 1, GuestRequest::new(GET).param("dataId", DATA_ID).param("group", GROUP)).unwrap_err();
     assert_eq!(err.code, 400, "a read is not a command");
     let err = testing::query::<Config>(&QueryContext::new(1, 1), &publish_req("x")).unwrap_err();
     assert_eq!(err.code, 400, "a command is not a read");
@@ -203,11 +132,32 @@ fn operations_are_routed_by_kind() {
 
 #[test]
 fn migrate_accepts_only_its_own_layout() {
-    let info = |schema_version| ModuleInfo {
-        schema_version,
-        ..Config::describe()
-    };
+    let info = |schema_version| ModuleInfo { schema_version, ..Config::describe() };
     assert_eq!(Config::migrate(None), Ok(()));
     assert_eq!(Config::migrate(Some(info(SCHEMA_VERSION))), Ok(()));
     assert!(Config::migrate(Some(info(SCHEMA_VERSION + 1))).is_err());
+}
+
+#[test]
+fn cas_publish_needs_the_current_md5() {
+    testing::reset();
+    let cas = |md5: &str, content: &str| publish_at(2, 2, publish_req(content).param("casMd5", md5));
+    assert_eq!(cas("anything", "v1").unwrap().body, "true", "a missing config is created");
+    let err = cas("stale", "v2").unwrap_err();
+    assert_eq!((err.code, err.message.as_str()), (409, configs::CAS_FAILED_MESSAGE));
+    assert_eq!(read(GET).unwrap().body, "v1");
+    assert_eq!(cas(&md5::md5_hex(b"v1"), "v2").unwrap().body, "true");
+    assert_eq!(read(GET).unwrap().body, "v2");
+}
+
+#[test]
+fn beta_and_tag_requests_are_refused_not_ignored() {
+    testing::reset();
+    let err = publish_at(1, 1, publish_req("x").param("betaIps", "10.0.0.1")).unwrap_err();
+    assert!(err.code == 501 && err.message.contains("betaIps"), "{err}");
+    let err = publish_at(1, 1, publish_req("x").param("tag", "blue")).unwrap_err();
+    assert!(err.code == 501 && err.message.contains("tag"), "{err}");
+    assert!(testing::entries().is_empty());
+    let req = GuestRequest::new(GET).param("dataId", DATA_ID).param("group", GROUP).param("tag", "blue");
+    assert_eq!(testing::query::<Config>(&QueryContext::new(1, 1), &req).unwrap_err().code, 501);
 }

@@ -27,10 +27,7 @@ pub fn data_id_and_group(req: &GuestRequest) -> Result<(&str, &str), GuestError>
 
 fn name<'a>(req: &'a GuestRequest, field: &str, max_chars: usize) -> Result<&'a str, GuestError> {
     let value = req.required(field)?;
-    if !value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || EXTRA_NAME_CHARS.contains(&c))
-    {
+    if !value.chars().all(|c| c.is_ascii_alphanumeric() || EXTRA_NAME_CHARS.contains(&c)) {
         return Err(GuestError::bad_request(format!(
             "invalid {field}: {value:?} (allowed characters: A-Z a-z 0-9 _ - . :)"
         )));
@@ -54,11 +51,7 @@ pub fn content(req: &GuestRequest) -> Result<&str, GuestError> {
 }
 
 /// An optional free-text field, `""` when absent.
-pub fn optional_text<'a>(
-    req: &'a GuestRequest,
-    field: &str,
-    max_chars: usize,
-) -> Result<&'a str, GuestError> {
+pub fn optional_text<'a>(req: &'a GuestRequest, field: &str, max_chars: usize) -> Result<&'a str, GuestError> {
     let value = req.optional(field).unwrap_or_default();
     if value.chars().count() > max_chars {
         return Err(too_long(field, max_chars, "characters"));
@@ -75,14 +68,9 @@ pub fn config_tags(req: &GuestRequest) -> Result<&str, GuestError> {
     }
     let list: Vec<&str> = tags.split(',').collect();
     if list.len() > MAX_CONFIG_TAGS {
-        return Err(GuestError::bad_request(format!(
-            "invalid config_tags: more than {MAX_CONFIG_TAGS} tags"
-        )));
+        return Err(GuestError::bad_request(format!("invalid config_tags: more than {MAX_CONFIG_TAGS} tags")));
     }
-    if list
-        .iter()
-        .any(|tag| tag.chars().count() > MAX_CONFIG_TAG_CHARS)
-    {
+    if list.iter().any(|tag| tag.chars().count() > MAX_CONFIG_TAG_CHARS) {
         return Err(GuestError::bad_request(format!(
             "invalid config_tags: a tag is longer than {MAX_CONFIG_TAG_CHARS} characters"
         )));
@@ -99,17 +87,12 @@ mod tests {
     use super::*;
 
     fn req(data_id: &str, group: &str) -> GuestRequest {
-        GuestRequest::new("x")
-            .param("dataId", data_id)
-            .param("group", group)
+        GuestRequest::new("x").param("dataId", data_id).param("group", group)
     }
 
     #[test]
     fn names_use_the_nacos_alphabet() {
-        assert_eq!(
-            data_id_and_group(&req("a-b_c.d:e9", "G")),
-            Ok(("a-b_c.d:e9", "G"))
-        );
+        assert_eq!(data_id_and_group(&req("a-b_c.d:e9", "G")), Ok(("a-b_c.d:e9", "G")));
         for (data_id, group, field) in [
             ("a/b", "g", "dataId"),
             ("a b", "g", "dataId"),
@@ -137,18 +120,8 @@ mod tests {
     fn content_is_not_blank_nor_too_big() {
         let with = |content: &str| GuestRequest::new("x").param("content", content);
         assert_eq!(content(&with("x")), Ok("x"));
-        assert!(
-            content(&with(" \n\t"))
-                .unwrap_err()
-                .message
-                .contains("content")
-        );
-        assert!(
-            content(&GuestRequest::new("x"))
-                .unwrap_err()
-                .message
-                .contains("content")
-        );
+        assert!(content(&with(" \n\t")).unwrap_err().message.contains("content"));
+        assert!(content(&GuestRequest::new("x")).unwrap_err().message.contains("content"));
         assert!(content(&with(&"x".repeat(MAX_CONTENT_BYTES))).is_ok());
         // The limit is in bytes: 2-byte characters reach it at half the count.
         let err = content(&with(&"é".repeat(MAX_CONTENT_BYTES / 2 + 1))).unwrap_err();

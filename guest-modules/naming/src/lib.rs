@@ -14,8 +14,7 @@ pub mod ops;
 pub mod service;
 
 use nacre_guest_sdk::{
-    Command, GuestError, GuestReply, GuestRequest, ModuleInfo, ModuleKind, QueryContext,
-    StateMachine,
+    Command, GuestError, GuestReply, GuestRequest, ModuleInfo, ModuleKind, QueryContext, StateMachine,
 };
 
 /// Version of the layout of this module's keys and values.
@@ -58,32 +57,21 @@ mod tests {
     fn every_known_operation_says_it_is_not_implemented() {
         testing::reset();
         for op in ops::COMMANDS {
-            let err =
-                testing::apply::<Naming>(&Command::new(1, 1), &GuestRequest::new(*op)).unwrap_err();
-            assert_eq!(
-                (err.code, err.message),
-                (501, format!("{op} is not implemented yet"))
-            );
+            let err = testing::apply::<Naming>(&Command::new(1, 1), &GuestRequest::new(*op)).unwrap_err();
+            assert_eq!((err.code, err.message), (501, format!("{op} is not implemented yet")));
         }
         for op in ops::QUERIES {
-            let err = testing::query::<Naming>(&QueryContext::new(1, 1), &GuestRequest::new(*op))
-                .unwrap_err();
-            assert_eq!(
-                (err.code, err.message),
-                (501, format!("{op} is not implemented yet"))
-            );
+            let err = testing::query::<Naming>(&QueryContext::new(1, 1), &GuestRequest::new(*op)).unwrap_err();
+            assert_eq!((err.code, err.message), (501, format!("{op} is not implemented yet")));
         }
         assert!(testing::entries().is_empty());
     }
 
     #[test]
     fn unknown_operations_are_bad_requests() {
-        let err = testing::apply::<Naming>(&Command::new(1, 1), &GuestRequest::new("naming.list"))
-            .unwrap_err();
+        let err = testing::apply::<Naming>(&Command::new(1, 1), &GuestRequest::new("naming.list")).unwrap_err();
         assert_eq!(err.code, 400, "a query is not a command");
-        let err =
-            testing::query::<Naming>(&QueryContext::new(1, 1), &GuestRequest::new("config.get"))
-                .unwrap_err();
+        let err = testing::query::<Naming>(&QueryContext::new(1, 1), &GuestRequest::new("config.get")).unwrap_err();
         assert_eq!(err.code, 400);
     }
 }

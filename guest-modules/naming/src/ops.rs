@@ -19,16 +19,8 @@ pub const SERVICE_GET: &str = "naming.service.get";
 pub const SERVICE_LIST: &str = "naming.service.list";
 
 /// Operations that change state: they go through the log to `apply`.
-pub const COMMANDS: &[&str] = &[
-    REGISTER,
-    DEREGISTER,
-    UPDATE,
-    PATCH,
-    BEAT,
-    SERVICE_CREATE,
-    SERVICE_REMOVE,
-    SERVICE_UPDATE,
-];
+pub const COMMANDS: &[&str] =
+    &[REGISTER, DEREGISTER, UPDATE, PATCH, BEAT, SERVICE_CREATE, SERVICE_REMOVE, SERVICE_UPDATE];
 /// Reads: answered by `query` on the local replica.
 pub const QUERIES: &[&str] = &[DETAIL, LIST, SERVICE_GET, SERVICE_LIST];
 

@@ -20,10 +20,7 @@ impl<T: StateMachine> Guest for Exported<T> {
 
     /// Each command is decoded and applied on its own, after `begin-command`, so its result
     /// cannot depend on its neighbours in the batch or on how the host batched the log.
-    fn apply(
-        ctx: wit::BatchContext,
-        cmds: Vec<wit::Command>,
-    ) -> Vec<Result<Vec<u8>, wit::GuestError>> {
+    fn apply(ctx: wit::BatchContext, cmds: Vec<wit::Command>) -> Vec<Result<Vec<u8>, wit::GuestError>> {
         let mut results = Vec::with_capacity(cmds.len());
         for (position, wit_cmd) in (0u32..).zip(cmds) {
             backend::begin_command(position);
@@ -40,11 +37,8 @@ impl<T: StateMachine> Guest for Exported<T> {
     }
 
     fn query(ctx: wit::QueryContext, request: Vec<u8>) -> Result<Vec<u8>, wit::GuestError> {
-        let ctx = QueryContext {
-            namespace: ctx.namespace,
-            applied_index: ctx.applied_index,
-            timestamp_ms: ctx.timestamp_ms,
-        };
+        let ctx =
+            QueryContext { namespace: ctx.namespace, applied_index: ctx.applied_index, timestamp_ms: ctx.timestamp_ms };
         let result = decode(&request).and_then(|req| T::query(&ctx, req));
         result.map(|reply| reply.encode()).map_err(Into::into)
     }
@@ -56,25 +50,18 @@ impl<T: StateMachine> Guest for Exported<T> {
 
 /// A payload that is not a guest request is the caller's fault: a 400, never a trap.
 fn decode(payload: &[u8]) -> Result<GuestRequest, GuestError> {
-    GuestRequest::decode(payload)
-        .map_err(|e| GuestError::bad_request(format!("malformed request payload: {e}")))
+    GuestRequest::decode(payload).map_err(|e| GuestError::bad_request(format!("malformed request payload: {e}")))
 }
 
 impl From<GuestError> for wit::GuestError {
     fn from(e: GuestError) -> Self {
-        Self {
-            code: e.code,
-            message: e.message,
-        }
+        Self { code: e.code, message: e.message }
     }
 }
 
 impl From<wit::GuestError> for GuestError {
     fn from(e: wit::GuestError) -> Self {
-        Self {
-            code: e.code,
-            message: e.message,
-        }
+        Self { code: e.code, message: e.message }
     }
 }
 
@@ -98,22 +85,12 @@ impl From<wit::ModuleKind> for ModuleKind {
 
 impl From<ModuleInfo> for wit::ModuleInfo {
     fn from(info: ModuleInfo) -> Self {
-        Self {
-            name: info.name,
-            version: info.version,
-            kind: info.kind.into(),
-            schema_version: info.schema_version,
-        }
+        Self { name: info.name, version: info.version, kind: info.kind.into(), schema_version: info.schema_version }
     }
 }
 
 impl From<wit::ModuleInfo> for ModuleInfo {
     fn from(info: wit::ModuleInfo) -> Self {
-        Self {
-            name: info.name,
-            version: info.version,
-            kind: info.kind.into(),
-            schema_version: info.schema_version,
-        }
+        Self { name: info.name, version: info.version, kind: info.kind.into(), schema_version: info.schema_version }
     }
 }

@@ -98,10 +98,7 @@ pub fn emit(topic: &str, key: &str) {
 /// `migrate` for a module that converts nothing: it takes over a fresh namespace (`None`) or
 /// one whose previous module used the same key layout, and refuses any other layout, which
 /// it could not read.
-pub fn accept_same_schema(
-    previous: Option<&ModuleInfo>,
-    schema_version: u32,
-) -> Result<(), String> {
+pub fn accept_same_schema(previous: Option<&ModuleInfo>, schema_version: u32) -> Result<(), String> {
     match previous {
         Some(prev) if prev.schema_version != schema_version => Err(format!(
             "no migration from {} {} (schema {}) to schema {schema_version}",

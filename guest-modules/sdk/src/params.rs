@@ -21,9 +21,8 @@ pub trait RequestExt {
 
 impl RequestExt for GuestRequest {
     fn required(&self, name: &str) -> Result<&str, GuestError> {
-        self.optional(name).ok_or_else(|| {
-            GuestError::bad_request(format!("Required parameter '{name}' is not present"))
-        })
+        self.optional(name)
+            .ok_or_else(|| GuestError::bad_request(format!("Required parameter '{name}' is not present")))
     }
 
     fn optional(&self, name: &str) -> Option<&str> {
@@ -38,9 +37,7 @@ impl RequestExt for GuestRequest {
     }
 
     fn parsed<T: FromStr>(&self, name: &str) -> Result<Option<T>, GuestError> {
-        self.optional(name)
-            .map(|value| value.trim().parse().map_err(|_| invalid(name, value)))
-            .transpose()
+        self.optional(name).map(|value| value.trim().parse().map_err(|_| invalid(name, value))).transpose()
     }
 }
 
@@ -65,11 +62,7 @@ mod tests {
     use super::*;
 
     fn req() -> GuestRequest {
-        GuestRequest::new("x")
-            .param("a", "1")
-            .param("empty", "")
-            .param("b", "True")
-            .param("c", "yes")
+        GuestRequest::new("x").param("a", "1").param("empty", "").param("b", "True").param("c", "yes")
     }
 
     #[test]
@@ -98,12 +91,6 @@ mod tests {
     fn parsed_reports_the_field() {
         assert_eq!(req().parsed::<u16>("a"), Ok(Some(1)));
         assert_eq!(req().parsed::<u16>("nope"), Ok(None));
-        assert!(
-            req()
-                .parsed::<u16>("b")
-                .unwrap_err()
-                .message
-                .contains("'b'")
-        );
+        assert!(req().parsed::<u16>("b").unwrap_err().message.contains("'b'"));
     }
 }

@@ -55,10 +55,7 @@ pub fn get_json<T: DeserializeOwned>(key: &[u8]) -> Result<Option<T>, GuestError
     get(key)
         .map(|bytes| {
             serde_json::from_slice(&bytes).map_err(|e| {
-                GuestError::internal(format!(
-                    "stored value at {:?} does not decode: {e}",
-                    String::from_utf8_lossy(key)
-                ))
+                GuestError::internal(format!("stored value at {:?} does not decode: {e}", String::from_utf8_lossy(key)))
             })
         })
         .transpose()
@@ -88,10 +85,7 @@ mod tests {
         for key in ["a", "b/1", "b/2", "b0", "c"] {
             put(key.as_bytes(), b"v");
         }
-        let keys: Vec<_> = scan_prefix(b"b/", b"b/", 10)
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let keys: Vec<_> = scan_prefix(b"b/", b"b/", 10).into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, vec![b"b/1".to_vec(), b"b/2".to_vec()]);
         assert_eq!(scan(b"a", b"", 2).len(), 2);
         assert!(scan(b"c", b"a", 10).is_empty());

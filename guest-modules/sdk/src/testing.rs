@@ -34,9 +34,7 @@ pub fn begun_positions() -> Vec<u32> {
 /// Applies one command as a batch of one, the way the host calls the component.
 pub fn apply<T: StateMachine>(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let batch = vec![(cmd.index, cmd.timestamp_ms, req.encode())];
-    let result = apply_batch::<T>(&cmd.namespace, cmd.term, batch)
-        .pop()
-        .expect("one result per command");
+    let result = apply_batch::<T>(&cmd.namespace, cmd.term, batch).pop().expect("one result per command");
     result.map(|bytes| GuestReply::decode(&bytes).expect("the adapter encodes replies"))
 }
 
@@ -46,28 +44,13 @@ pub fn apply_batch<T: StateMachine>(
     term: u64,
     cmds: Vec<(u64, u64, Vec<u8>)>,
 ) -> Vec<Result<Vec<u8>, GuestError>> {
-    let ctx = wit::BatchContext {
-        namespace: namespace.to_owned(),
-        term,
-    };
-    let cmds = cmds
-        .into_iter()
-        .map(|(index, timestamp_ms, payload)| wit::Command {
-            index,
-            timestamp_ms,
-            payload,
-        });
-    Exported::<T>::apply(ctx, cmds.collect())
-        .into_iter()
-        .map(|r| r.map_err(Into::into))
-        .collect()
+    let ctx = wit::BatchContext { namespace: namespace.to_owned(), term };
+    let cmds = cmds.into_iter().map(|(index, timestamp_ms, payload)| wit::Command { index, timestamp_ms, payload });
+    Exported::<T>::apply(ctx, cmds.collect()).into_iter().map(|r| r.map_err(Into::into)).collect()
 }
 
 /// Runs a query with the store read-only: a write panics, as it traps on the host.
-pub fn query<T: StateMachine>(
-    ctx: &QueryContext,
-    req: &GuestRequest,
-) -> Result<GuestReply, GuestError> {
+pub fn query<T: StateMachine>(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     struct ReadOnly;
     impl Drop for ReadOnly {
         fn drop(&mut self) {

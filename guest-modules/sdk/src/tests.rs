@@ -7,12 +7,7 @@ struct Toy;
 
 impl StateMachine for Toy {
     fn describe() -> ModuleInfo {
-        ModuleInfo {
-            name: "toy".into(),
-            version: "0.0.1".into(),
-            kind: ModuleKind::Config,
-            schema_version: 3,
-        }
+        ModuleInfo { name: "toy".into(), version: "0.0.1".into(), kind: ModuleKind::Config, schema_version: 3 }
     }
 
     fn apply(cmd: &Command, req: GuestRequest) -> Result<GuestReply, GuestError> {
@@ -43,10 +38,7 @@ impl StateMachine for Toy {
 }
 
 fn put(k: &str, v: &str) -> Vec<u8> {
-    GuestRequest::new("put")
-        .param("k", k)
-        .param("v", v)
-        .encode()
+    GuestRequest::new("put").param("k", k).param("v", v).encode()
 }
 
 #[test]
@@ -55,31 +47,14 @@ fn a_batch_announces_every_command_and_decodes_each_on_its_own() {
     let results = testing::apply_batch::<Toy>(
         "ns1",
         7,
-        vec![
-            (10, 1, put("a", "1")),
-            (11, 2, b"not json".to_vec()),
-            (12, 3, put("b", "2")),
-        ],
+        vec![(10, 1, put("a", "1")), (11, 2, b"not json".to_vec()), (12, 3, put("b", "2"))],
     );
     assert_eq!(testing::begun_positions(), vec![0, 1, 2]);
-    assert_eq!(
-        GuestReply::decode(results[0].as_ref().unwrap())
-            .unwrap()
-            .body,
-        "10@ns1"
-    );
+    assert_eq!(GuestReply::decode(results[0].as_ref().unwrap()).unwrap().body, "10@ns1");
     let err = results[1].as_ref().unwrap_err();
     assert_eq!(err.code, 400, "{err}");
-    assert_eq!(
-        GuestReply::decode(results[2].as_ref().unwrap())
-            .unwrap()
-            .body,
-        "12@ns1"
-    );
-    assert_eq!(
-        testing::take_events(),
-        vec![("toy".into(), "a".into()), ("toy".into(), "b".into())]
-    );
+    assert_eq!(GuestReply::decode(results[2].as_ref().unwrap()).unwrap().body, "12@ns1");
+    assert_eq!(testing::take_events(), vec![("toy".into(), "a".into()), ("toy".into(), "b".into())]);
 }
 
 #[test]
@@ -88,32 +63,17 @@ fn guest_errors_and_replies_cross_the_adapter() {
     let cmd = Command::new(1, 1);
     let err = testing::apply::<Toy>(&cmd, &GuestRequest::new("put").param("k", "a")).unwrap_err();
     assert_eq!((err.code, err.message.contains("'v'")), (400, true));
-    testing::apply::<Toy>(
-        &cmd,
-        &GuestRequest::new("put").param("k", "a").param("v", "x"),
-    )
-    .unwrap();
+    testing::apply::<Toy>(&cmd, &GuestRequest::new("put").param("k", "a").param("v", "x")).unwrap();
     let ctx = QueryContext::new(1, 1);
-    assert_eq!(
-        testing::query::<Toy>(&ctx, &GuestRequest::new("get").param("k", "a"))
-            .unwrap()
-            .body,
-        "x"
-    );
-    assert_eq!(
-        testing::query::<Toy>(&ctx, &GuestRequest::new("get").param("k", "b"))
-            .unwrap_err()
-            .code,
-        404
-    );
+    assert_eq!(testing::query::<Toy>(&ctx, &GuestRequest::new("get").param("k", "a")).unwrap().body, "x");
+    assert_eq!(testing::query::<Toy>(&ctx, &GuestRequest::new("get").param("k", "b")).unwrap_err().code, 404);
 }
 
 #[test]
 fn queries_cannot_write() {
     testing::reset();
     let req = GuestRequest::new("put").param("k", "a").param("v", "x");
-    let outcome =
-        std::panic::catch_unwind(|| testing::query::<Toy>(&QueryContext::new(0, 0), &req));
+    let outcome = std::panic::catch_unwind(|| testing::query::<Toy>(&QueryContext::new(0, 0), &req));
     assert!(outcome.is_err(), "a write inside a query must fail");
     // The read-only flag does not outlive the query.
     testing::apply::<Toy>(&Command::new(1, 1), &req).unwrap();

@@ -34,12 +34,7 @@ pub struct Command {
 impl Command {
     /// A command in the default namespace (for native tests).
     pub fn new(index: u64, timestamp_ms: u64) -> Self {
-        Self {
-            index,
-            timestamp_ms,
-            namespace: String::new(),
-            term: 1,
-        }
+        Self { index, timestamp_ms, namespace: String::new(), term: 1 }
     }
 }
 
@@ -56,11 +51,7 @@ pub struct QueryContext {
 impl QueryContext {
     /// A query in the default namespace (for native tests).
     pub fn new(applied_index: u64, timestamp_ms: u64) -> Self {
-        Self {
-            namespace: String::new(),
-            applied_index,
-            timestamp_ms,
-        }
+        Self { namespace: String::new(), applied_index, timestamp_ms }
     }
 }
 
@@ -80,10 +71,7 @@ impl GuestError {
     pub const NOT_IMPLEMENTED: u16 = 501;
 
     pub fn new(code: u16, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -105,10 +93,7 @@ impl GuestError {
 
     /// An operation this module knows of but does not implement (yet).
     pub fn not_implemented(op: &str) -> Self {
-        Self::new(
-            Self::NOT_IMPLEMENTED,
-            format!("{op} is not implemented yet"),
-        )
+        Self::new(Self::NOT_IMPLEMENTED, format!("{op} is not implemented yet"))
     }
 
     /// An operation name this module does not know at all.

@@ -47,11 +47,7 @@ pub fn scan(start: &[u8], end: &[u8], limit: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
     if !end.is_empty() && start >= end {
         return Vec::new(); // an empty range; BTreeMap::range would panic on it
     }
-    let upper = if end.is_empty() {
-        Bound::Unbounded
-    } else {
-        Bound::Excluded(end)
-    };
+    let upper = if end.is_empty() { Bound::Unbounded } else { Bound::Excluded(end) };
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     with(|r| {
         r.store
