@@ -173,7 +173,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .collect();
         let events = {
             let mut replica = self.shared.write();
-            let (responses, events) = replica.machine.apply(&self.shared.runtime, &refs);
+            // A host failure leaves this replica's in-memory state part-applied: the error
+            // stops Raft on this node, and a restart rebuilds from the snapshot and the log.
+            let (responses, events) = replica.machine.apply(&self.shared.runtime, &refs).map_err(io::Error::other)?;
             for (entry, _) in &batch {
                 if let EntryPayload::Membership(membership) = &entry.payload {
                     replica.membership = StoredMembership::new(Some(entry.log_id), membership.clone());

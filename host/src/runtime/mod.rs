@@ -119,3 +119,15 @@ pub enum RuntimeError {
     #[error("too many concurrent queries (limit {limit})")]
     Busy { limit: usize },
 }
+
+impl RuntimeError {
+    /// Whether every replica, given the same module bytes, meets the same error. Only those
+    /// may become a command's result; the others (machine trouble) must stop the apply
+    /// rather than let replicas diverge.
+    pub fn is_deterministic(&self) -> bool {
+        match self {
+            RuntimeError::NotLoaded(_) | RuntimeError::Invalid(_) | RuntimeError::TooLarge { .. } => true,
+            RuntimeError::Engine(_) | RuntimeError::Cache(_) | RuntimeError::Busy { .. } => false,
+        }
+    }
+}

@@ -15,6 +15,7 @@ use crate::runtime::ModuleInfo;
 use crate::runtime::ModuleKind;
 use crate::runtime::QueryContext;
 use crate::runtime::Runtime;
+use crate::runtime::RuntimeError;
 use crate::runtime::module_id;
 
 /// One committed entry, as the Raft layer hands it over.
@@ -147,17 +148,26 @@ impl Machine {
         request: &[u8],
     ) -> Result<Vec<u8>, GuestError> {
         let binding = self.binding_for(namespace, kind).ok_or_else(|| unbound(namespace, kind))?;
-        self.ensure_loaded(runtime, &binding.module_id)?;
+        match self.ensure_loaded(runtime, &binding.module_id) {
+            Ok(()) => {}
+            Err(Refusal::Guest(error)) => return Err(error),
+            Err(Refusal::Host(failure)) => return Err(GuestError { code: 503, message: failure.to_string() }),
+        }
         let ctx = QueryContext { namespace: namespace.to_string(), applied_index, timestamp_ms: self.clock_ms() };
         let base = self.kv.scoped(keys::guest_prefix(kind, namespace));
-        runtime
-            .query(&binding.module_id, &ctx, request, &base)
-            .unwrap_or_else(|e| Err(GuestError { code: 500, message: e.to_string() }))
+        runtime.query(&binding.module_id, &ctx, request, &base).unwrap_or_else(|e| {
+            let code = if e.is_deterministic() { 500 } else { 503 };
+            Err(GuestError { code, message: e.to_string() })
+        })
     }
 
     /// Apply committed entries in log order: one response per entry, and what changed.
     /// Consecutive guest commands for the same module go to the guest in one call.
-    pub fn apply(&mut self, runtime: &Runtime, entries: &[EntryRef<'_>]) -> (Vec<ApplyResponse>, Vec<ChangeEvent>) {
+    pub fn apply(
+        &mut self,
+        runtime: &Runtime,
+        entries: &[EntryRef<'_>],
+    ) -> Result<(Vec<ApplyResponse>, Vec<ChangeEvent>), HostFailure> {
         let mut responses = Vec::with_capacity(entries.len());
         let mut events = Vec::new();
         let mut i = 0;
@@ -171,7 +181,7 @@ impl Machine {
             if let Operation::Guest { namespace, kind, .. } = &proposal.op {
                 let run = guest_run_len(&entries[i..], namespace, *kind, entry.term);
                 let batch = &entries[i..i + run];
-                responses.extend(self.apply_guest_batch(runtime, namespace, *kind, batch, &mut events));
+                responses.extend(self.apply_guest_batch(runtime, namespace, *kind, batch, &mut events)?);
                 i += run;
                 continue;
             }
@@ -185,23 +195,18 @@ impl Machine {
                 Operation::Activate { namespace, kind, module_id, by } => {
                     let change =
                         BindingRequest { namespace, kind: *kind, module_id, by, index: entry.index, timestamp_ms };
-                    responses.push(ApplyResponse::host(self.activate(runtime, change)));
+                    responses.push(ApplyResponse::host(self.activate(runtime, change)?));
                     i += 1;
                 }
                 Operation::Bootstrap { naming, config } => {
-                    responses.push(ApplyResponse::host(self.bootstrap(
-                        runtime,
-                        entry.index,
-                        timestamp_ms,
-                        naming,
-                        config,
-                    )));
+                    let bound = self.bootstrap(runtime, entry.index, timestamp_ms, naming, config)?;
+                    responses.push(ApplyResponse::host(bound));
                     i += 1;
                 }
             }
         }
         debug_assert_eq!(responses.len(), entries.len(), "one response per entry");
-        (responses, events)
+        Ok((responses, events))
     }
 
     fn advance_clock(&mut self, stamped_ms: u64) -> u64 {
@@ -217,9 +222,12 @@ impl Machine {
         kind: ModuleKind,
         batch: &[EntryRef<'_>],
         events: &mut Vec<ChangeEvent>,
-    ) -> Vec<ApplyResponse> {
+    ) -> Result<Vec<ApplyResponse>, HostFailure> {
         let fail_all = |module_id: Option<ModuleId>, error: GuestError| {
-            batch.iter().map(|_| ApplyResponse { module_id: module_id.clone(), result: Err(error.clone()) }).collect()
+            Ok(batch
+                .iter()
+                .map(|_| ApplyResponse { module_id: module_id.clone(), result: Err(error.clone()) })
+                .collect())
         };
         // Each command carries its own stamp, clamped against the clock exactly as a lone
         // entry would be, so batching does not change the time a guest sees.
@@ -235,34 +243,27 @@ impl Machine {
         let Some(binding) = self.binding_for(namespace, kind) else {
             return fail_all(None, unbound(namespace, kind));
         };
-        if let Err(error) = self.ensure_loaded(runtime, &binding.module_id) {
-            return fail_all(Some(binding.module_id), error);
+        match self.ensure_loaded(runtime, &binding.module_id) {
+            Ok(()) => {}
+            Err(Refusal::Guest(error)) => return fail_all(Some(binding.module_id), error),
+            Err(Refusal::Host(failure)) => return Err(failure),
         }
         let prefix = keys::guest_prefix(kind, namespace);
         let term = batch[0].term;
         let outcomes = {
             let base = self.kv.scoped(prefix.clone());
-            runtime.apply(&binding.module_id, namespace, term, &commands, &base)
+            with_host_retries(|| runtime.apply(&binding.module_id, namespace, term, &commands, &base))
         };
-        let outcomes = match outcomes {
+        let outcomes = match outcomes.map_err(Refusal::from) {
             Ok(outcomes) => outcomes,
-            Err(e) => {
-                tracing::error!(module = %binding.module_id, error = %e, "runtime failed a whole batch");
-                return fail_all(Some(binding.module_id), GuestError { code: 500, message: e.to_string() });
-            }
+            Err(Refusal::Guest(error)) => return fail_all(Some(binding.module_id), error),
+            Err(Refusal::Host(failure)) => return Err(failure),
         };
         assert_eq!(outcomes.len(), batch.len(), "the runtime returns one outcome per command");
-        outcomes
+        Ok(outcomes
             .into_iter()
             .map(|CommandOutcome { result, writes, events: emitted }| {
-                for (key, value) in writes {
-                    let mut full = prefix.clone();
-                    full.extend_from_slice(&key);
-                    match value {
-                        Some(value) => self.kv.put(full, value),
-                        None => self.kv.delete(&full),
-                    }
-                }
+                self.apply_writes(&prefix, writes);
                 events.extend(emitted.into_iter().map(|event| ChangeEvent {
                     namespace: namespace.to_string(),
                     kind,
@@ -270,20 +271,17 @@ impl Machine {
                 }));
                 ApplyResponse { module_id: Some(binding.module_id.clone()), result }
             })
-            .collect()
+            .collect())
     }
 
-    fn ensure_loaded(&self, runtime: &Runtime, id: &ModuleId) -> Result<(), GuestError> {
+    fn ensure_loaded(&self, runtime: &Runtime, id: &ModuleId) -> Result<(), Refusal> {
         if runtime.is_loaded(id) {
             return Ok(());
         }
         let bytes = self
             .module_bytes(id)
             .ok_or_else(|| GuestError { code: 500, message: format!("module {id} is bound but not installed") })?;
-        runtime
-            .load(bytes)
-            .map(|_| ())
-            .map_err(|e| GuestError { code: 500, message: format!("module {id} failed to load: {e}") })
+        with_host_retries(|| runtime.load(bytes)).map(|_| ()).map_err(Refusal::from)
     }
 
     fn install(&mut self, bytes: &[u8]) -> ModuleId {
@@ -295,8 +293,16 @@ impl Machine {
         id
     }
 
-    fn activate(&mut self, runtime: &Runtime, change: BindingRequest<'_>) -> Result<Vec<u8>, GuestError> {
-        let outcome = self.try_activate(runtime, &change);
+    fn activate(
+        &mut self,
+        runtime: &Runtime,
+        change: BindingRequest<'_>,
+    ) -> Result<Result<Vec<u8>, GuestError>, HostFailure> {
+        let outcome = match self.try_activate(runtime, &change) {
+            Ok(binding) => Ok(binding),
+            Err(Refusal::Guest(error)) => Err(error),
+            Err(Refusal::Host(failure)) => return Err(failure),
+        };
         let record = BindingChange {
             namespace: change.namespace.to_string(),
             kind: change.kind,
@@ -310,20 +316,19 @@ impl Machine {
             keys::binding_log(change.namespace, change.kind, change.index),
             serde_json::to_vec(&record).expect("plain struct serializes"),
         );
-        outcome.map(|binding| serde_json::to_vec(&binding).expect("plain struct serializes"))
+        Ok(outcome.map(|binding| serde_json::to_vec(&binding).expect("plain struct serializes")))
     }
 
-    fn try_activate(&mut self, runtime: &Runtime, change: &BindingRequest<'_>) -> Result<Binding, GuestError> {
+    fn try_activate(&mut self, runtime: &Runtime, change: &BindingRequest<'_>) -> Result<Binding, Refusal> {
         if self.module_bytes(change.module_id).is_none() {
-            return Err(GuestError { code: 404, message: format!("module {} is not installed", change.module_id) });
+            let message = format!("module {} is not installed", change.module_id);
+            return Err(GuestError { code: 404, message }.into());
         }
         self.ensure_loaded(runtime, change.module_id)?;
-        let info = runtime.describe(change.module_id).map_err(|e| GuestError { code: 500, message: e.to_string() })?;
+        let info = runtime.describe(change.module_id)?;
         if info.kind != change.kind {
-            return Err(GuestError {
-                code: 400,
-                message: format!("module {} is a {:?} module, not {:?}", change.module_id, info.kind, change.kind),
-            });
+            let message = format!("module {} is a {:?} module, not {:?}", change.module_id, info.kind, change.kind);
+            return Err(GuestError { code: 400, message }.into());
         }
         let previous = self.binding_for(change.namespace, change.kind).map(|b| b.module);
         let needs_migrate = change.namespace != keys::DEFAULT_NAMESPACE
@@ -332,21 +337,13 @@ impl Machine {
             let prefix = keys::guest_prefix(change.kind, change.namespace);
             let outcome = {
                 let base = self.kv.scoped(prefix.clone());
-                runtime
-                    .migrate(change.module_id, previous.as_ref(), &base)
-                    .map_err(|e| GuestError { code: 500, message: e.to_string() })?
+                with_host_retries(|| runtime.migrate(change.module_id, previous.as_ref(), &base))?
             };
             if let Err(reason) = outcome.result {
-                return Err(GuestError { code: 409, message: format!("migrate failed, binding unchanged: {reason}") });
+                let message = format!("migrate failed, binding unchanged: {reason}");
+                return Err(GuestError { code: 409, message }.into());
             }
-            for (key, value) in outcome.writes {
-                let mut full = prefix.clone();
-                full.extend_from_slice(&key);
-                match value {
-                    Some(value) => self.kv.put(full, value),
-                    None => self.kv.delete(&full),
-                }
-            }
+            self.apply_writes(&prefix, outcome.writes);
         }
         let binding = Binding {
             module_id: change.module_id.clone(),
@@ -362,6 +359,19 @@ impl Machine {
         Ok(binding)
     }
 
+    /// Commit a guest's writes (its own keys) under its keyspace prefix.
+    fn apply_writes(&mut self, prefix: &[u8], writes: Vec<crate::runtime::Write>) {
+        for (key, value) in writes {
+            let mut full = Vec::with_capacity(prefix.len() + key.len());
+            full.extend_from_slice(prefix);
+            full.extend_from_slice(&key);
+            match value {
+                Some(value) => self.kv.put(full, value),
+                None => self.kv.delete(&full),
+            }
+        }
+    }
+
     fn bootstrap(
         &mut self,
         runtime: &Runtime,
@@ -369,7 +379,7 @@ impl Machine {
         timestamp_ms: u64,
         naming: &[u8],
         config: &[u8],
-    ) -> Result<Vec<u8>, GuestError> {
+    ) -> Result<Result<Vec<u8>, GuestError>, HostFailure> {
         let mut bound = Vec::new();
         for (kind, bytes) in [(ModuleKind::Naming, naming), (ModuleKind::Config, config)] {
             if self.own_binding(keys::DEFAULT_NAMESPACE, kind).is_some() {
@@ -384,12 +394,63 @@ impl Machine {
                 index,
                 timestamp_ms,
             };
-            self.activate(runtime, change)?;
+            if let Err(error) = self.activate(runtime, change)? {
+                return Ok(Err(error));
+            }
             bound.push(module_id);
         }
-        Ok(serde_json::to_vec(&bound).expect("strings serialize"))
+        Ok(Ok(serde_json::to_vec(&bound).expect("strings serialize")))
     }
 }
+
+/// A host failure while applying: the machine, not the entry, is at fault, so the entry must
+/// not get a result (replicas would diverge). Raised to the Raft layer, which stops the node;
+/// a restart re-applies from the snapshot and the log.
+#[derive(Debug, thiserror::Error)]
+#[error("host failure while applying entries: {0}")]
+pub struct HostFailure(pub String);
+
+/// Why one entry did not succeed: a deterministic refusal (its result), or a host failure.
+enum Refusal {
+    Guest(GuestError),
+    Host(HostFailure),
+}
+
+impl From<GuestError> for Refusal {
+    fn from(error: GuestError) -> Self {
+        Refusal::Guest(error)
+    }
+}
+
+impl From<RuntimeError> for Refusal {
+    fn from(error: RuntimeError) -> Self {
+        if error.is_deterministic() {
+            Refusal::Guest(GuestError { code: 500, message: error.to_string() })
+        } else {
+            Refusal::Host(HostFailure(error.to_string()))
+        }
+    }
+}
+
+/// Retry a runtime call whose failure is the machine's (a transient shortage) a few times
+/// before giving up: a deterministic answer is always returned at once.
+fn with_host_retries<T>(mut call: impl FnMut() -> Result<T, RuntimeError>) -> Result<T, RuntimeError> {
+    let mut attempt = 1;
+    loop {
+        match call() {
+            Err(e) if !e.is_deterministic() && attempt < HOST_FAILURE_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "runtime failed for a host reason; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(HOST_FAILURE_BACKOFF_MS * attempt as u64));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Attempts at a runtime call failing for a host reason before the apply stops.
+const HOST_FAILURE_ATTEMPTS: usize = 3;
+const HOST_FAILURE_BACKOFF_MS: u64 = 50;
 
 struct BindingRequest<'a> {
     namespace: &'a str,
@@ -415,4 +476,95 @@ fn guest_run_len(entries: &[EntryRef<'_>], namespace: &str, kind: ModuleKind, te
 
 fn unbound(namespace: &str, kind: ModuleKind) -> GuestError {
     GuestError { code: 503, message: format!("no {kind:?} module is bound for namespace {namespace} yet; retry") }
+}
+
+#[cfg(test)]
+mod tests {
+    use nacre_protocol::GuestRequest;
+
+    use super::*;
+    use crate::builtin;
+
+    fn entries(count: usize, seed: u64) -> Vec<(u64, u64, Proposal)> {
+        let mut rng = seed;
+        let mut next = move || {
+            // xorshift: a fixed, seedable sequence with no dependency.
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let bootstrap = Operation::Bootstrap { naming: builtin::NAMING.to_vec(), config: builtin::CONFIG.to_vec() };
+        let mut out = vec![(1, 1, Proposal { timestamp_ms: 1_000, op: bootstrap })];
+        for i in 0..count as u64 {
+            let key = format!("k{}", next() % 7);
+            let namespace = ["public", "dev"][(next() % 2) as usize].to_string();
+            let request = match next() % 4 {
+                0 => GuestRequest::new("config.delete").param("dataId", key).param("group", "G"),
+                1 => GuestRequest::new("config.publish").param("dataId", key).param("group", "bad group!"),
+                _ => GuestRequest::new("config.publish")
+                    .param("dataId", key)
+                    .param("group", "G")
+                    .param("content", format!("v{i}")),
+            };
+            let term = 1 + i / 10;
+            // Clocks may step back across leaders: the machine must clamp, identically.
+            let timestamp_ms = 2_000 + (next() % 500);
+            let op = Operation::Guest { namespace, kind: ModuleKind::Config, payload: request.encode() };
+            out.push((i + 2, term, Proposal { timestamp_ms, op }));
+        }
+        out
+    }
+
+    /// Apply `log` split into batches at the given cut points.
+    fn apply_split(runtime: &Runtime, log: &[(u64, u64, Proposal)], cuts: &[usize]) -> (Machine, Vec<ApplyResponse>) {
+        let mut machine = Machine::default();
+        let mut responses = Vec::new();
+        let mut start = 0;
+        for &end in cuts.iter().chain(std::iter::once(&log.len())) {
+            let refs: Vec<_> = log[start..end]
+                .iter()
+                .map(|(index, term, p)| EntryRef { index: *index, term: *term, proposal: Some(p) })
+                .collect();
+            responses.extend(machine.apply(runtime, &refs).expect("no host failure").0);
+            start = end;
+        }
+        (machine, responses)
+    }
+
+    #[test]
+    fn batching_never_changes_results_or_digest() {
+        let runtime = Runtime::new(None).unwrap();
+        let seed = std::env::var("NACRE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_u64);
+        println!("seed {seed} (set NACRE_TEST_SEED to replay)");
+        let log = entries(60, seed);
+        let (one_batch, expected) = apply_split(&runtime, &log, &[]);
+        let every_entry: Vec<usize> = (1..log.len()).collect();
+        let (singles, single_responses) = apply_split(&runtime, &log, &every_entry);
+        assert_eq!(one_batch.digest_hex(), singles.digest_hex(), "seed {seed}");
+        assert_eq!(expected, single_responses, "seed {seed}");
+        let (odd, odd_responses) = apply_split(&runtime, &log, &[1, 5, 6, 17, 40]);
+        assert_eq!(one_batch.digest_hex(), odd.digest_hex(), "seed {seed}");
+        assert_eq!(expected, odd_responses, "seed {seed}");
+        assert!(expected.iter().any(|r| r.result.is_err()), "the log exercises refusals too");
+        assert!(one_batch.clock_ms() >= 2_000);
+        // A snapshot image rebuilds the same state.
+        assert_eq!(Machine::from_image(one_batch.image()).digest_hex(), one_batch.digest_hex());
+    }
+
+    #[test]
+    fn bootstrap_binds_once_and_unbound_namespaces_use_the_default() {
+        let runtime = Runtime::new(None).unwrap();
+        let log = entries(0, 1);
+        let (mut machine, _) = apply_split(&runtime, &log, &[]);
+        assert!(machine.has_default_bindings());
+        let binding = machine.binding_for("any-namespace", ModuleKind::Config).unwrap();
+        assert_eq!(binding.since_index, 1);
+        let again = [EntryRef { index: 2, term: 1, proposal: Some(&log[0].2) }];
+        let digest = machine.digest_hex();
+        machine.apply(&runtime, &again).unwrap();
+        assert_eq!(machine.binding_for("x", ModuleKind::Config).unwrap().since_index, 1, "second bootstrap is a no-op");
+        assert_eq!(machine.digest_hex(), digest, "a repeated bootstrap at the same time changes nothing");
+        assert_eq!(machine.bindings().len(), 2);
+    }
 }
