@@ -101,11 +101,23 @@ fn a_node_left_behind_past_a_snapshot_and_purge_catches_up() {
     let leader = cluster.wait_leader();
     let lagging = (0..3).find(|i| *i != leader).unwrap();
     cluster.kill_node(lagging);
-    let writer = cluster.running()[0];
-    for n in 0..200 {
-        let resp = publish(&cluster, writer, &format!("snap-{n}"), &format!("v{n}")).unwrap();
-        assert_eq!(resp.status, 200, "{}", resp.text());
-    }
+    // Four concurrent writers through both live nodes: snapshots and purges happen while
+    // entries are being appended and applied (the purge-vs-apply race of openraft #2116).
+    const WRITERS: usize = 4;
+    const WRITES_PER_WRITER: usize = 50;
+    std::thread::scope(|scope| {
+        for w in 0..WRITERS {
+            let cluster = &cluster;
+            scope.spawn(move || {
+                let node = cluster.running()[w % 2];
+                for k in 0..WRITES_PER_WRITER {
+                    let n = w * WRITES_PER_WRITER + k;
+                    let resp = publish(cluster, node, &format!("snap-{n}"), &format!("v{n}")).unwrap();
+                    assert_eq!(resp.status, 200, "{}", resp.text());
+                }
+            });
+        }
+    });
     wait_until("the others snapshot and purge their logs", || {
         cluster.running().iter().all(|i| {
             cluster

@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn rejects_bad_lines_with_their_number() {
         assert!(matches!(parse_cluster_conf("127.0.0.1:x"), Err(ConfigError::BadLine { line: 1, .. })));
-        assert!(matches!(parse_cluster_conf("a:1\nb:2?foo=1"), Err(ConfigError::BadLine { line: 2, .. })));
+        assert!(matches!(parse_cluster_conf("a:8848\nb:8849?foo=1"), Err(ConfigError::BadLine { line: 2, .. })));
         assert_eq!(parse_cluster_conf("# nothing\n"), Err(ConfigError::Empty));
         assert!(matches!(parse_cluster_conf("a:8848\na:8848"), Err(ConfigError::Duplicate(_))));
         assert_eq!(parse_cluster_conf("a:80"), Err(ConfigError::NoRaftPort(80)));

@@ -38,8 +38,7 @@
 //! ```
 //!
 //! The guest crate depends on `nacre-guest-sdk` alone and has
-//! `crate-type = ["cdylib", "rlib"]` (the rlib for native tests).
-//! The crate is then built as a `cdylib` for `wasm32-unknown-unknown` and turned into a
+//! `crate-type = ["cdylib", "rlib"]` (the rlib for native tests). It is then built as a `cdylib` for `wasm32-unknown-unknown` and turned into a
 //! component (the host's build script does both for the built-in modules).
 //!
 //! On wasm32 the [`store`] and [`emit`] call the host. Natively they use a thread-local
