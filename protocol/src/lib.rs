@@ -75,6 +75,32 @@ impl GuestReply {
     }
 }
 
+/// Instructions from a guest to the host, carried as reply headers whose names start with
+/// [`directive::PREFIX`]. The host acts on them and strips them before answering the client.
+/// They let the host run the timers, leases and pushes a guest asks for without knowing what
+/// an instance or a config is.
+pub mod directive {
+    /// Every directive header starts with this; no client ever sees such a header.
+    pub const PREFIX: &str = "Nacre-";
+    /// On a query reply: commit this same request as a command (same op, same parameters)
+    /// and answer with the command's result instead. Value: `true`. Lets a read-mostly
+    /// operation (a heartbeat) reach the log only when it changes state.
+    pub const COMMIT: &str = "Nacre-Commit";
+    /// On a query reply: the lease with this key (guest-chosen, scoped to the namespace and
+    /// kind) was renewed now. The leader keeps renewal times in memory and hands them to the
+    /// guest's `<kind>.sweep` query, which answers with the commands to commit.
+    pub const LEASE_RENEW: &str = "Nacre-Lease-Renew";
+    /// On a query reply: the event keys (topic and key as the guest emits them, as a JSON
+    /// array of `[topic, key]` pairs) whose change makes this answer stale. A client that
+    /// subscribed (long-poll, UDP push) is answered again when one of them changes.
+    pub const WATCH: &str = "Nacre-Watch";
+
+    /// Whether a reply header is a directive.
+    pub fn is_directive(header_name: &str) -> bool {
+        header_name.len() >= PREFIX.len() && header_name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

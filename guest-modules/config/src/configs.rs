@@ -3,9 +3,9 @@
 use nacre_guest_sdk::{Command, GuestError, GuestReply, GuestRequest, RequestExt, emit, store};
 
 use crate::group_key::group_key;
-use crate::md5::md5_hex;
 use crate::record::{ConfigMeta, config_type, content_type};
 use crate::{keys, validate};
+use nacre_guest_sdk::md5::md5_hex;
 
 /// The event topic of config changes.
 pub const TOPIC: &str = "config";

@@ -18,7 +18,7 @@
 pub mod configs;
 pub mod group_key;
 pub mod keys;
-pub mod md5;
+
 pub mod record;
 pub mod validate;
 

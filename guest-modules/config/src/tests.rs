@@ -33,7 +33,7 @@ fn publish_then_get_serves_content_md5_and_type() {
     assert_eq!(reply.body, "true");
     let got = read(GET).unwrap();
     assert_eq!(got.body, "a: 1");
-    assert_eq!(got.headers["Content-MD5"], md5::md5_hex(b"a: 1"));
+    assert_eq!(got.headers["Content-MD5"], nacre_guest_sdk::md5::md5_hex(b"a: 1"));
     assert_eq!(got.headers["Config-Type"], "yaml");
     assert_eq!(read(MD5).unwrap().body, got.headers["Content-MD5"]);
     assert_eq!(testing::take_events(), vec![("config".to_owned(), "app.yaml+DEFAULT_GROUP".to_owned())]);
@@ -146,7 +146,7 @@ fn cas_publish_needs_the_current_md5() {
     let err = cas("stale", "v2").unwrap_err();
     assert_eq!((err.code, err.message.as_str()), (409, configs::CAS_FAILED_MESSAGE));
     assert_eq!(read(GET).unwrap().body, "v1");
-    assert_eq!(cas(&md5::md5_hex(b"v1"), "v2").unwrap().body, "true");
+    assert_eq!(cas(&nacre_guest_sdk::md5::md5_hex(b"v1"), "v2").unwrap().body, "true");
     assert_eq!(read(GET).unwrap().body, "v2");
 }
 

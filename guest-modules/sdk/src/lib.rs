@@ -50,6 +50,7 @@ extern crate self as nacre_guest_sdk;
 
 mod adapter;
 pub mod bindings;
+pub mod md5;
 mod params;
 pub mod store;
 mod types;

@@ -3,6 +3,7 @@
 
 use nacre_protocol::GuestReply;
 use nacre_protocol::GuestRequest;
+use nacre_protocol::directive;
 
 use super::params::Params;
 use crate::net;
@@ -56,7 +57,7 @@ pub fn reply(result: Result<Vec<u8>, GuestError>) -> HttpResponse {
                 let content_type =
                     reply.headers.get("Content-Type").map_or("text/plain;charset=UTF-8", String::as_str).to_string();
                 let mut resp = net::response(Status::OK, &content_type, reply.body);
-                for (name, value) in &reply.headers {
+                for (name, value) in reply.headers.iter().filter(|(name, _)| !directive::is_directive(name)) {
                     if let (Ok(name), Ok(value)) =
                         (net::header::HeaderName::try_from(name.as_str()), net::header::HeaderValue::from_str(value))
                     {
