@@ -4,6 +4,7 @@
 pub mod api;
 pub mod builtin;
 pub mod config;
+pub mod duties;
 pub mod net;
 pub mod node;
 pub mod raft;

@@ -18,8 +18,12 @@ use serde::Deserialize;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use nacre_protocol::GuestReply;
+use nacre_protocol::GuestRequest;
+
 use crate::builtin;
 use crate::config::NodeConfig;
+use crate::duties::Duties;
 use crate::net;
 use crate::net::PeerClient;
 use crate::raft::ApplyResponse;
@@ -33,6 +37,8 @@ use crate::raft::network::PeerNetwork;
 use crate::raft::peer_server;
 use crate::raft::state_machine::Shared;
 use crate::raft::state_machine::StateMachine;
+use crate::runtime::GuestError;
+use crate::runtime::ModuleKind;
 use crate::runtime::Runtime;
 
 pub const HEARTBEAT_INTERVAL_MS: u64 = 200;
@@ -57,6 +63,8 @@ pub struct Node {
     pub shared: Arc<Shared>,
     pub peers: PeerClient,
     pub started_at: Instant,
+    /// What the host does on the guests' behalf: leases, pushes, health probes.
+    pub duties: Duties,
 }
 
 /// A committed write: the entry's index and what applying it produced.
@@ -107,7 +115,8 @@ impl Node {
         let raft_listener = TcpListener::bind(config.me.raft_addr())
             .await
             .with_context(|| format!("binding the raft port {}", config.me.raft_addr()))?;
-        let node = Arc::new(Node { id, config, raft, shared, peers, started_at: Instant::now() });
+        let duties = Duties::open(&config.me.ip).await.context("opening the push socket")?;
+        let node = Arc::new(Node { id, config, raft, shared, peers, started_at: Instant::now(), duties });
         tokio::spawn(net::serve(raft_listener, MAX_PEER_BODY_BYTES, {
             let node = node.clone();
             move |req| {
@@ -126,12 +135,49 @@ impl Node {
             }
         }
         tokio::spawn(bind_builtins_when_leader(node.clone()));
+        crate::duties::spawn(&node);
         Ok(node)
     }
 
     /// The leader as this node knows it.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow_watched().current_leader
+    }
+
+    /// The current term, when this node leads it.
+    pub fn leading_term(&self) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        (metrics.current_leader == Some(self.id)).then_some(metrics.current_term)
+    }
+
+    /// The peer address of the leader as this node knows it, unless that is this node.
+    pub fn remote_leader_addr(&self) -> Option<String> {
+        self.leader().filter(|leader| *leader != self.id).and_then(|leader| self.member(leader)).map(|m| m.raft_addr)
+    }
+
+    /// Ask the guest bound to `(namespace, kind)` a question about this replica's state.
+    pub fn query(&self, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> Result<GuestReply, GuestError> {
+        let replica = self.shared.read();
+        let applied_index = replica.applied_index();
+        let result = replica.machine.query(&self.shared.runtime, applied_index, namespace, kind, &request.encode());
+        drop(replica);
+        decode_reply(result)
+    }
+
+    /// Commit a guest command and return its result; a write that could not be committed is
+    /// a 503 the client may retry.
+    pub async fn write_guest(
+        &self,
+        namespace: String,
+        kind: ModuleKind,
+        request: &GuestRequest,
+    ) -> Result<GuestReply, GuestError> {
+        let op = Operation::Guest { namespace, kind, payload: request.encode() };
+        match self.write(op).await {
+            Ok(outcome) => decode_reply(outcome.response.result),
+            Err(e) => Err(GuestError { code: 503, message: e.to_string() }),
+        }
     }
 
     pub fn member(&self, id: NodeId) -> Option<Member> {
@@ -243,6 +289,13 @@ impl Node {
                 Err(e) => Err(format!("malformed forwarded write: {e}")),
             },
             "/nacre/read-index" => Ok(encode(&self.read_index_as_leader().await)),
+            "/nacre/lease-renew" => match postcard::from_bytes(&req.body) {
+                Ok(renewals) => {
+                    self.duties.leases.record(renewals, now_ms());
+                    Ok(encode(&()))
+                }
+                Err(e) => Err(format!("malformed lease renewals: {e}")),
+            },
             path => peer_server::handle_rpc(&self.raft, path, &req.body).await.map_err(|e| e.to_string()),
         };
         match answer {
@@ -250,6 +303,13 @@ impl Node {
             Err(message) => net::text(net::Status::BAD_REQUEST, message),
         }
     }
+}
+
+/// A guest's encoded reply, or a 500 when a module answered with something that is not one.
+fn decode_reply(result: Result<Vec<u8>, GuestError>) -> Result<GuestReply, GuestError> {
+    let bytes = result?;
+    GuestReply::decode(&bytes)
+        .map_err(|e| GuestError { code: 500, message: format!("module answered with a malformed reply: {e}") })
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {

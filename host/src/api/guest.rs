@@ -6,13 +6,13 @@ use nacre_protocol::GuestRequest;
 use nacre_protocol::directive;
 
 use super::params::Params;
+use crate::duties::LeaseKey;
 use crate::net;
 use crate::net::HttpRequest;
 use crate::net::HttpResponse;
 use crate::net::Status;
 use crate::node::Node;
 use crate::node::WriteError;
-use crate::raft::Operation;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
 
@@ -29,45 +29,53 @@ pub fn guest_request(req: &HttpRequest, op: &str, params: Params) -> GuestReques
 
 /// Commit a guest command through Raft and answer with its result.
 pub async fn write(node: &Node, namespace: String, kind: ModuleKind, request: GuestRequest) -> HttpResponse {
-    let op = Operation::Guest { namespace, kind, payload: request.encode() };
-    match node.write(op).await {
-        Ok(outcome) => reply(outcome.response.result),
-        Err(e) => unavailable(&e),
-    }
+    respond(node.write_guest(namespace, kind, &request).await)
 }
 
 /// Answer a read from this replica's state.
 pub fn read(node: &Node, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> HttpResponse {
-    let replica = node.shared.read();
-    let applied_index = replica.applied_index();
-    let result = replica.machine.query(&node.shared.runtime, applied_index, namespace, kind, &request.encode());
-    drop(replica);
-    reply(result)
+    respond(node.query(namespace, kind, request))
+}
+
+/// Answer a read, doing what the guest's directives ask: renew a lease, or commit the same
+/// request as a command when it changes state (whose result then is the answer).
+pub async fn read_acting(
+    node: &Node,
+    namespace: &str,
+    kind: ModuleKind,
+    request: &GuestRequest,
+) -> Result<GuestReply, GuestError> {
+    let reply = node.query(namespace, kind, request)?;
+    if let Some(key) = reply.headers.get(directive::LEASE_RENEW) {
+        node.duties.leases.renew(node, LeaseKey { namespace: namespace.to_string(), kind, key: key.clone() });
+    }
+    if reply.headers.get(directive::COMMIT).is_some_and(|v| v == "true") {
+        return node.write_guest(namespace.to_string(), kind, request).await;
+    }
+    Ok(reply)
 }
 
 pub fn unavailable(e: &WriteError) -> HttpResponse {
     net::text(Status::SERVICE_UNAVAILABLE, e.to_string())
 }
 
-/// A guest's result as HTTP: the reply's body and headers, or the error's code and message.
-pub fn reply(result: Result<Vec<u8>, GuestError>) -> HttpResponse {
+/// A guest's answer as HTTP: the reply's body and headers (directives stripped), or the
+/// error's code and message.
+pub fn respond(result: Result<GuestReply, GuestError>) -> HttpResponse {
     match result {
-        Ok(bytes) => match GuestReply::decode(&bytes) {
-            Ok(reply) => {
-                let content_type =
-                    reply.headers.get("Content-Type").map_or("text/plain;charset=UTF-8", String::as_str).to_string();
-                let mut resp = net::response(Status::OK, &content_type, reply.body);
-                for (name, value) in reply.headers.iter().filter(|(name, _)| !directive::is_directive(name)) {
-                    if let (Ok(name), Ok(value)) =
-                        (net::header::HeaderName::try_from(name.as_str()), net::header::HeaderValue::from_str(value))
-                    {
-                        resp.headers_mut().insert(name, value);
-                    }
+        Ok(reply) => {
+            let content_type =
+                reply.headers.get("Content-Type").map_or("text/plain;charset=UTF-8", String::as_str).to_string();
+            let mut resp = net::response(Status::OK, &content_type, reply.body);
+            for (name, value) in reply.headers.iter().filter(|(name, _)| !directive::is_directive(name)) {
+                if let (Ok(name), Ok(value)) =
+                    (net::header::HeaderName::try_from(name.as_str()), net::header::HeaderValue::from_str(value))
+                {
+                    resp.headers_mut().insert(name, value);
                 }
-                resp
             }
-            Err(e) => net::text(Status::INTERNAL_SERVER_ERROR, format!("module answered with a malformed reply: {e}")),
-        },
+            resp
+        }
         Err(error) => {
             let status = Status::from_u16(error.code).unwrap_or(Status::INTERNAL_SERVER_ERROR);
             net::text(status, error.message)

@@ -7,6 +7,7 @@
 mod config;
 mod guest;
 mod modules;
+mod naming;
 mod ops;
 mod params;
 
@@ -48,6 +49,7 @@ async fn route(node: &Node, req: HttpRequest) -> HttpResponse {
     }
     match (&req.method, path.as_str()) {
         (_, p) if p.starts_with("/nacos/v1/cs/") => config::route(node, req, p).await,
+        (_, p) if p.starts_with("/nacos/v1/ns/") => naming::route(node, req, p).await,
         (&HttpMethod::GET, "/nacos/v1/console/health/liveness") => ops::liveness(),
         (&HttpMethod::GET, "/nacos/v1/console/health/readiness") => ops::readiness(node),
         (&HttpMethod::GET, "/nacos/v1/core/cluster/nodes") => ops::cluster_nodes(node).await,

@@ -73,7 +73,7 @@ pub async fn activate(node: &Node, req: HttpRequest) -> HttpResponse {
     match node.write(op).await {
         Ok(outcome) => match outcome.response.result {
             Ok(binding) => net::response(Status::OK, "application/json;charset=UTF-8", binding),
-            Err(error) => guest::reply(Err(error)),
+            Err(error) => guest::respond(Err(error)),
         },
         Err(e) => guest::unavailable(&e),
     }

@@ -102,3 +102,13 @@ impl PeerClient {
             .map_err(|_| PeerError::Timeout { addr: url.to_string(), timeout_ms: timeout.as_millis() })?
     }
 }
+
+impl PeerClient {
+    /// GET `url` and return only its status code, or `None` when there is no answer within
+    /// `timeout` (health probes: the body does not matter).
+    pub async fn status_of(&self, url: &str, timeout: Duration) -> Option<u16> {
+        let request = hyper::Request::get(url).body(Full::new(Bytes::new())).ok()?;
+        let exchange = async { self.http.request(request).await.ok().map(|response| response.status().as_u16()) };
+        tokio::time::timeout(timeout, exchange).await.ok().flatten()
+    }
+}

@@ -72,6 +72,11 @@ impl Kv {
             .take_while(move |(k, _)| k.starts_with(prefix))
     }
 
+    /// The first key at or after `from`, if any.
+    pub fn first_key_from(&self, from: &[u8]) -> Option<&Vec<u8>> {
+        self.map.range::<[u8], _>((Bound::Included(from), Bound::Unbounded)).next().map(|(k, _)| k)
+    }
+
     /// A read view of the keys under `prefix`, with the prefix stripped.
     pub fn scoped<'a>(&'a self, prefix: Vec<u8>) -> Scoped<'a> {
         Scoped { kv: self, prefix }

@@ -139,6 +139,23 @@ impl Machine {
     }
 
     /// Answer a read through the module bound to `(namespace, kind)`.
+    /// The namespaces in which a guest of `kind` has stored anything, in name order. Skips
+    /// from one namespace to the next instead of visiting every key.
+    pub fn namespaces_with_data(&self, kind: ModuleKind) -> Vec<String> {
+        let kind_prefix = keys::guest_prefix(kind, "");
+        let kind_prefix = &kind_prefix[..kind_prefix.len() - 1]; // `g/<kind>/`
+        let mut namespaces = Vec::new();
+        let mut from = kind_prefix.to_vec();
+        while let Some(key) = self.kv.first_key_from(&from).filter(|k| k.starts_with(kind_prefix)) {
+            let rest = &key[kind_prefix.len()..];
+            let Some(end) = rest.iter().position(|b| *b == 0) else { break };
+            namespaces.push(String::from_utf8_lossy(&rest[..end]).into_owned());
+            // `\x01` sorts right after the `\0` separator: the first key of the next namespace.
+            from = [&key[..kind_prefix.len() + end], b"\x01"].concat();
+        }
+        namespaces
+    }
+
     pub fn query(
         &self,
         runtime: &Runtime,
@@ -566,5 +583,18 @@ mod tests {
         assert_eq!(machine.binding_for("x", ModuleKind::Config).unwrap().since_index, 1, "second bootstrap is a no-op");
         assert_eq!(machine.digest_hex(), digest, "a repeated bootstrap at the same time changes nothing");
         assert_eq!(machine.bindings().len(), 2);
+    }
+
+    #[test]
+    fn namespaces_with_data_lists_each_namespace_once() {
+        let mut machine = Machine::default();
+        for (ns, key) in [("dev", "a"), ("dev", "b"), ("dev-x", "a"), ("public", "z")] {
+            let mut full = keys::guest_prefix(ModuleKind::Naming, ns);
+            full.extend_from_slice(key.as_bytes());
+            machine.kv.put(full, b"v".to_vec());
+        }
+        machine.kv.put([keys::guest_prefix(ModuleKind::Config, "cfg"), b"k".to_vec()].concat(), b"v".to_vec());
+        assert_eq!(machine.namespaces_with_data(ModuleKind::Naming), ["dev", "dev-x", "public"]);
+        assert_eq!(machine.namespaces_with_data(ModuleKind::Config), ["cfg"]);
     }
 }

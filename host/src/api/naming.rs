@@ -1,0 +1,109 @@
+//! `/nacos/v1/ns/*`: the naming service's HTTP surface, routed to the naming guest. The host
+//! adds what only it can: heartbeats renew leases in memory instead of reaching the log, and
+//! a list carrying `udpPort` subscribes the client to UDP pushes.
+
+use nacre_protocol::directive;
+use serde_json::json;
+
+use super::guest;
+use super::params;
+use super::params::Params;
+use crate::duties::push;
+use crate::net;
+use crate::net::HttpMethod;
+use crate::net::HttpRequest;
+use crate::net::HttpResponse;
+use crate::net::Status;
+use crate::node::Node;
+use crate::runtime::ModuleKind;
+
+const KIND: ModuleKind = ModuleKind::Naming;
+
+/// How a route reaches the guest.
+enum Access {
+    /// A command through the log.
+    Write,
+    /// A read of this replica, acting on the guest's directives.
+    Read,
+    /// A read that may subscribe the caller to UDP pushes.
+    List,
+}
+
+pub async fn route(node: &Node, req: HttpRequest, path: &str) -> HttpResponse {
+    use Access::*;
+    use HttpMethod as M;
+    if (&req.method, path) == (&M::GET, "/nacos/v1/ns/operator/metrics") {
+        return metrics(node);
+    }
+    let params = Params::from_request(&req);
+    let namespace = match params::namespace(params.get("namespaceId"), "namespaceId") {
+        Ok(ns) => ns,
+        Err(message) => return net::text(Status::BAD_REQUEST, message),
+    };
+    let (op, access) = match (&req.method, path) {
+        (&M::POST, "/nacos/v1/ns/instance") => ("naming.register", Write),
+        (&M::DELETE, "/nacos/v1/ns/instance") => ("naming.deregister", Write),
+        (&M::PUT, "/nacos/v1/ns/instance") => ("naming.update", Write),
+        (&M::PATCH, "/nacos/v1/ns/instance") => ("naming.patch", Write),
+        (&M::GET, "/nacos/v1/ns/instance") => ("naming.detail", Read),
+        (&M::GET, "/nacos/v1/ns/instance/list") => ("naming.list", List),
+        (&M::PUT, "/nacos/v1/ns/instance/beat") => ("naming.beat", Read),
+        (&M::PUT, "/nacos/v1/ns/health/instance") => ("naming.health", Write),
+        (&M::POST, "/nacos/v1/ns/service") => ("naming.service.create", Write),
+        (&M::DELETE, "/nacos/v1/ns/service") => ("naming.service.remove", Write),
+        (&M::PUT, "/nacos/v1/ns/service") => ("naming.service.update", Write),
+        (&M::GET, "/nacos/v1/ns/service") => ("naming.service.get", Read),
+        (&M::GET, "/nacos/v1/ns/service/list") => ("naming.service.list", Read),
+        (&M::PUT, "/nacos/v1/ns/cluster") => ("naming.cluster.update", Write),
+        _ => return super::not_found(&req),
+    };
+    let mut request = guest::guest_request(&req, op, params);
+    if path == "/nacos/v1/ns/health/instance" {
+        // A person setting health by hand: the guest applies Nacos's rules for that, which
+        // differ from the host's own probes committing the same operation.
+        request.params.insert("source".into(), "api".into());
+    }
+    match access {
+        Write => guest::write(node, namespace, KIND, request).await,
+        Read => guest::respond(guest::read_acting(node, &namespace, KIND, &request).await),
+        List => {
+            let reply = guest::read_acting(node, &namespace, KIND, &request).await;
+            let udp_port = request.get("udpPort").and_then(|p| p.trim().parse::<u16>().ok()).filter(|p| *p > 0);
+            if let (Ok(reply), Some(udp_port)) = (&reply, udp_port) {
+                let addr = push::push_addr(request.get("clientIP"), req.peer.ip(), udp_port);
+                let watch = reply.headers.get(directive::WATCH);
+                node.duties.push.subscribe(&namespace, KIND, watch, addr, request.clone());
+            }
+            guest::respond(reply)
+        }
+    }
+}
+
+/// `GET /nacos/v1/ns/operator/metrics`: counts summed over namespaces, and this node's
+/// duties. `"status":"UP"` is what clients check.
+fn metrics(node: &Node) -> HttpResponse {
+    let namespaces = node.shared.read().machine.namespaces_with_data(KIND);
+    let (mut services, mut instances) = (0u64, 0u64);
+    for namespace in &namespaces {
+        let Ok(reply) = node.query(namespace, KIND, &nacre_protocol::GuestRequest::new("naming.metrics")) else {
+            continue;
+        };
+        let counts: serde_json::Value = serde_json::from_str(&reply.body).unwrap_or_default();
+        services += counts["serviceCount"].as_u64().unwrap_or(0);
+        instances += counts["instanceCount"].as_u64().unwrap_or(0);
+    }
+    let duties = &node.duties;
+    net::json(
+        Status::OK,
+        &json!({
+            "status": "UP",
+            "serviceCount": services,
+            "instanceCount": instances,
+            "subscribeCount": duties.push.subscriber_count(),
+            "pushesSent": duties.push.pushes_sent(),
+            "pushAcksReceived": duties.push.acks_received(),
+            "leasesTracked": duties.leases.tracked(),
+            "namespaceCount": namespaces.len(),
+        }),
+    )
+}
