@@ -178,6 +178,12 @@ impl Cluster {
         http::request("GET", self.addr(i), path, None, b"")
     }
 
+    /// A request with its parameters in the query string and no body, as the Nacos naming
+    /// clients send them.
+    pub fn call(&self, i: usize, method: &str, path_and_query: &str) -> std::io::Result<Response> {
+        http::request(method, self.addr(i), path_and_query, None, b"")
+    }
+
     pub fn post_form(&self, i: usize, path: &str, pairs: &[(&str, &str)]) -> std::io::Result<Response> {
         http::request(
             "POST",
