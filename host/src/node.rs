@@ -62,6 +62,8 @@ pub struct Node {
     pub raft: Raft,
     pub shared: Arc<Shared>,
     pub peers: PeerClient,
+    /// A reader of the local log (the log itself belongs to Raft).
+    pub log: LogStore,
     pub started_at: Instant,
     /// What the host does on the guests' behalf: leases, pushes, health probes.
     pub duties: Duties,
@@ -108,6 +110,7 @@ impl Node {
 
         let id = config.me.node_id();
         let peers = PeerClient::default();
+        let log = log_store.clone();
         let raft = Raft::new(id, Arc::new(raft_config), PeerNetwork::new(peers.clone()), log_store, state_machine)
             .await
             .context("starting raft")?;
@@ -116,7 +119,7 @@ impl Node {
             .await
             .with_context(|| format!("binding the raft port {}", config.me.raft_addr()))?;
         let duties = Duties::open(&config.me.ip).await.context("opening the push socket")?;
-        let node = Arc::new(Node { id, config, raft, shared, peers, started_at: Instant::now(), duties });
+        let node = Arc::new(Node { id, config, raft, shared, peers, log, started_at: Instant::now(), duties });
         tokio::spawn(net::serve(raft_listener, MAX_PEER_BODY_BYTES, {
             let node = node.clone();
             move |req| {

@@ -40,7 +40,8 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
 
 async fn route(node: &Node, req: HttpRequest) -> HttpResponse {
     let path = req.path.trim_end_matches('/').to_string();
-    let is_upload = req.method == HttpMethod::POST && path == "/nacre/v1/modules";
+    let is_upload =
+        req.method == HttpMethod::POST && (path == "/nacre/v1/modules" || path == "/nacre/v1/modules/dry-run");
     if !is_upload && req.body.len() > MAX_REQUEST_BODY_BYTES {
         return net::text(
             Status::PAYLOAD_TOO_LARGE,
@@ -58,6 +59,8 @@ async fn route(node: &Node, req: HttpRequest) -> HttpResponse {
         (&HttpMethod::GET, "/nacre/v1/modules") => modules::list(node),
         (&HttpMethod::POST, "/nacre/v1/bindings") => modules::activate(node, req).await,
         (&HttpMethod::GET, "/nacre/v1/bindings") => modules::bindings(node),
+        (&HttpMethod::POST, "/nacre/v1/bindings/rollback") => modules::rollback(node, req).await,
+        (&HttpMethod::POST, "/nacre/v1/modules/dry-run") => modules::dry_run(node, req).await,
         (&HttpMethod::GET | &HttpMethod::POST, "/nacre/v1/exec") => modules::exec(node, req).await,
         _ => not_found(&req),
     }

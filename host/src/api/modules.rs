@@ -12,8 +12,13 @@ use crate::net::HttpResponse;
 use crate::net::Status;
 use crate::node::Node;
 use crate::raft::Operation;
+use crate::raft::dry_run;
+use crate::raft::dry_run::DryRunFailure;
 use crate::runtime::ModuleKind;
 use crate::state::DEFAULT_NAMESPACE;
+
+/// Commands a dry run replays when the request does not say.
+pub const DEFAULT_DRY_RUN_ENTRIES: usize = 100;
 
 fn parse_kind(value: Option<&str>) -> Result<ModuleKind, String> {
     match value.map(str::to_ascii_lowercase).as_deref() {
@@ -76,6 +81,72 @@ pub async fn activate(node: &Node, req: HttpRequest) -> HttpResponse {
             Err(error) => guest::respond(Err(error)),
         },
         Err(e) => guest::unavailable(&e),
+    }
+}
+
+/// `POST /nacre/v1/bindings/rollback?namespace=&kind=`: bind the module that was in force
+/// before the current one (the namespace's previous successful binding, or else the
+/// cluster-wide default's module), through the log like any activation.
+pub async fn rollback(node: &Node, req: HttpRequest) -> HttpResponse {
+    let params = Params::from_request(&req);
+    let (namespace, kind) =
+        match (params::namespace(params.get("namespace"), "namespace"), parse_kind(params.get("kind"))) {
+            (Ok(ns), Ok(kind)) => (ns, kind),
+            (Err(message), _) | (_, Err(message)) => return net::text(Status::BAD_REQUEST, message),
+        };
+    let target = {
+        let replica = node.shared.read();
+        let machine = &replica.machine;
+        let own: Vec<_> = machine
+            .binding_log()
+            .into_iter()
+            .filter(|c| c.namespace == namespace && c.kind == kind && c.failure.is_none())
+            .collect();
+        let current = machine.binding_for(&namespace, kind).map(|b| b.module_id);
+        let earlier = own.iter().rev().map(|c| c.module_id.clone()).find(|id| Some(id) != current.as_ref());
+        let default = machine.binding_for(DEFAULT_NAMESPACE, kind).map(|b| b.module_id);
+        match earlier.or(default.filter(|id| Some(id) != current.as_ref())) {
+            Some(id) => id,
+            None => {
+                return net::text(
+                    Status::NOT_FOUND,
+                    format!("no earlier {kind:?} module to roll back to in namespace {namespace}"),
+                );
+            }
+        }
+    };
+    let op = Operation::Activate { namespace, kind, module_id: target, by: guest::client_ip(&req) };
+    match node.write(op).await {
+        Ok(outcome) => match outcome.response.result {
+            Ok(binding) => net::response(Status::OK, "application/json;charset=UTF-8", binding),
+            Err(error) => guest::respond(Err(error)),
+        },
+        Err(e) => guest::unavailable(&e),
+    }
+}
+
+/// `POST /nacre/v1/modules/dry-run?namespace=&entries=N` with a candidate component as the
+/// body: replay the namespace's last N commands through it next to the module in force.
+pub async fn dry_run(node: &Node, req: HttpRequest) -> HttpResponse {
+    let params = Params::from_request(&req);
+    let namespace = match params::namespace(params.get("namespace"), "namespace") {
+        Ok(ns) => ns,
+        Err(message) => return net::text(Status::BAD_REQUEST, message),
+    };
+    let last_n = match params.get("entries").map(str::parse::<usize>) {
+        None => DEFAULT_DRY_RUN_ENTRIES,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return net::text(Status::BAD_REQUEST, "invalid param: entries must be a number"),
+    };
+    if req.body.is_empty() {
+        return net::text(Status::BAD_REQUEST, "missing body: the candidate module's component bytes");
+    }
+    let snapshots = node.config.data_dir.join("snapshots");
+    match dry_run::run(node.shared.clone(), node.log.clone(), snapshots, namespace, req.body.to_vec(), last_n).await {
+        Ok(report) => net::json(Status::OK, &report),
+        Err(e @ DryRunFailure::BadRequest(_)) => net::text(Status::BAD_REQUEST, e.to_string()),
+        Err(e @ DryRunFailure::Busy) => net::text(Status::TOO_MANY_REQUESTS, e.to_string()),
+        Err(e @ DryRunFailure::Failed(_)) => net::text(Status::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

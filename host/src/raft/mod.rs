@@ -9,6 +9,7 @@
 //! mean. It hands every committed entry to `state::Machine` and never looks inside a guest
 //! command.
 
+pub mod dry_run;
 pub mod log_store;
 pub mod network;
 pub mod peer_server;

@@ -113,6 +113,14 @@ impl StateMachine {
     }
 }
 
+/// The latest snapshot in `dir` as a machine and the index it was taken at, if there is one
+/// (for dry runs, which rebuild past state from it and the log after it).
+pub fn read_snapshot(dir: &Path) -> io::Result<Option<(u64, Machine)>> {
+    let Some(file) = read_snapshot_file(dir)? else { return Ok(None) };
+    let image: MachineImage = decode(&file.image)?;
+    Ok(Some((file.meta.last_log_id.map_or(0, |id| id.index), Machine::from_image(image))))
+}
+
 fn read_snapshot_file(dir: &Path) -> io::Result<Option<SnapshotFile>> {
     match std::fs::read(dir.join(SNAPSHOT_FILE)) {
         Ok(bytes) => Ok(Some(decode(&bytes)?)),

@@ -139,6 +139,25 @@ impl Machine {
     }
 
     /// Answer a read through the module bound to `(namespace, kind)`.
+    /// Install `bytes` and bind them to `(namespace, kind)` as an `Activate` entry at `index`
+    /// would, migrate included, but outside the log: for a sandbox copy of the state (a dry
+    /// run), never for the replica. The binding (JSON) or why it was refused.
+    pub fn bind_in_sandbox(
+        &mut self,
+        runtime: &Runtime,
+        namespace: &str,
+        kind: ModuleKind,
+        bytes: &[u8],
+        index: u64,
+    ) -> Result<Result<Vec<u8>, GuestError>, HostFailure> {
+        let module_id = self.install(bytes);
+        let timestamp_ms = self.clock_ms();
+        self.activate(
+            runtime,
+            BindingRequest { namespace, kind, module_id: &module_id, by: "dry-run", index, timestamp_ms },
+        )
+    }
+
     /// The namespaces in which a guest of `kind` has stored anything, in name order. Skips
     /// from one namespace to the next instead of visiting every key.
     pub fn namespaces_with_data(&self, kind: ModuleKind) -> Vec<String> {

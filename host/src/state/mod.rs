@@ -8,6 +8,7 @@
 //! the module bytes they carry). It reads no clock: time is the leader stamp in each entry,
 //! clamped so it never goes backwards.
 
+pub mod dry_run;
 mod keys;
 mod kv;
 mod machine;
