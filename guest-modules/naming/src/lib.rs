@@ -1,16 +1,37 @@
-//! The built-in naming module: Nacos naming semantics (instances, services, heartbeats) as a
-//! Nacre guest.
+//! The built-in naming module: Nacos naming semantics (services, clusters, instances,
+//! heartbeats, health) as a Nacre guest.
 //!
-//! NOT IMPLEMENTED YET. This crate fixes the module's identity and its operation names, and
-//! lays out where each concern goes; every known operation answers 501 until the naming issue
-//! fills it in. Nothing here claims to work.
+//! Commands (`apply`, through the log), each replying `ok` unless said otherwise:
+//! `naming.register`, `naming.deregister`, `naming.update`, `naming.patch` ([`instance`]);
+//! `naming.beat` (reply: the beat JSON; [`beat`]); `naming.expire` ([`lease`]);
+//! `naming.health` ([`health`]); `naming.service.create`, `naming.service.remove`,
+//! `naming.service.update`, `naming.cluster.update` ([`service`]).
 //!
-//! - [`ops`]: the operation names and the dispatch from name to handler
-//! - [`instance`]: register, deregister, update, patch, heartbeat, detail, list
-//! - [`service`]: create, remove, update, get, list
+//! Queries (`query`, on the local replica): `naming.list` ([`list`], with a `Nacre-Watch`
+//! directive), `naming.detail`, `naming.service.get`, `naming.service.list`, `naming.metrics`,
+//! `naming.beat` (renews the lease with `Nacre-Lease-Renew`, asks for a commit with
+//! `Nacre-Commit` when the beat changes state), `naming.sweep` (the leader's heartbeat sweep:
+//! replies the `naming.expire` / `naming.health` commands to commit) and
+//! `naming.health.targets` (what the leader's prober should probe).
+//!
+//! Every change emits an event on topic `naming` keyed by the grouped service name
+//! (`group@@service`). Time comes only from the command's (or query context's) leader stamp.
+//! The key layout is in [`record`]; names and fields are validated in [`names`] and
+//! [`fields`] before anything is written.
+//!
+//! Not implemented: label selectors are stored and shown but do not filter `naming.list`;
+//! MYSQL health checkers are stored but never probed; empty services are not cleaned up
+//! automatically.
 
+pub mod beat;
+pub mod fields;
+pub mod health;
 pub mod instance;
+pub mod lease;
+pub mod list;
+pub mod names;
 pub mod ops;
+pub mod record;
 pub mod service;
 
 use nacre_guest_sdk::{
@@ -49,29 +70,4 @@ impl StateMachine for Naming {
 nacre_guest_sdk::export_state_machine!(Naming);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use nacre_guest_sdk::testing;
-
-    #[test]
-    fn every_known_operation_says_it_is_not_implemented() {
-        testing::reset();
-        for op in ops::COMMANDS {
-            let err = testing::apply::<Naming>(&Command::new(1, 1), &GuestRequest::new(*op)).unwrap_err();
-            assert_eq!((err.code, err.message), (501, format!("{op} is not implemented yet")));
-        }
-        for op in ops::QUERIES {
-            let err = testing::query::<Naming>(&QueryContext::new(1, 1), &GuestRequest::new(*op)).unwrap_err();
-            assert_eq!((err.code, err.message), (501, format!("{op} is not implemented yet")));
-        }
-        assert!(testing::entries().is_empty());
-    }
-
-    #[test]
-    fn unknown_operations_are_bad_requests() {
-        let err = testing::apply::<Naming>(&Command::new(1, 1), &GuestRequest::new("naming.list")).unwrap_err();
-        assert_eq!(err.code, 400, "a query is not a command");
-        let err = testing::query::<Naming>(&QueryContext::new(1, 1), &GuestRequest::new("config.get")).unwrap_err();
-        assert_eq!(err.code, 400);
-    }
-}
+mod tests;

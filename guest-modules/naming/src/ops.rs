@@ -1,28 +1,53 @@
-//! Operation names (what the host's API layer puts in `GuestRequest.op`) and their dispatch.
+//! Operation names (what the host's API layer and its timers put in `GuestRequest.op`), their
+//! dispatch, and the reply helpers every operation shares.
 
 use nacre_guest_sdk::{Command, GuestError, GuestReply, GuestRequest, QueryContext};
+use serde::Serialize;
 
-use crate::{instance, service};
+use crate::{beat, health, instance, lease, list, service};
+
+/// The event topic of every naming change; the key is the grouped service name.
+pub const TOPIC: &str = "naming";
+/// Nacos's body for a successful v1 naming write.
+pub const OK: &str = "ok";
 
 pub const REGISTER: &str = "naming.register";
 pub const DEREGISTER: &str = "naming.deregister";
 pub const UPDATE: &str = "naming.update";
 pub const PATCH: &str = "naming.patch";
 pub const BEAT: &str = "naming.beat";
+pub const EXPIRE: &str = "naming.expire";
+pub const HEALTH: &str = "naming.health";
 pub const SERVICE_CREATE: &str = "naming.service.create";
 pub const SERVICE_REMOVE: &str = "naming.service.remove";
 pub const SERVICE_UPDATE: &str = "naming.service.update";
+pub const CLUSTER_UPDATE: &str = "naming.cluster.update";
 
-pub const DETAIL: &str = "naming.detail";
 pub const LIST: &str = "naming.list";
+pub const DETAIL: &str = "naming.detail";
 pub const SERVICE_GET: &str = "naming.service.get";
 pub const SERVICE_LIST: &str = "naming.service.list";
+pub const METRICS: &str = "naming.metrics";
+pub const SWEEP: &str = "naming.sweep";
+pub const HEALTH_TARGETS: &str = "naming.health.targets";
 
 /// Operations that change state: they go through the log to `apply`.
-pub const COMMANDS: &[&str] =
-    &[REGISTER, DEREGISTER, UPDATE, PATCH, BEAT, SERVICE_CREATE, SERVICE_REMOVE, SERVICE_UPDATE];
-/// Reads: answered by `query` on the local replica.
-pub const QUERIES: &[&str] = &[DETAIL, LIST, SERVICE_GET, SERVICE_LIST];
+pub const COMMANDS: &[&str] = &[
+    REGISTER,
+    DEREGISTER,
+    UPDATE,
+    PATCH,
+    BEAT,
+    EXPIRE,
+    HEALTH,
+    SERVICE_CREATE,
+    SERVICE_REMOVE,
+    SERVICE_UPDATE,
+    CLUSTER_UPDATE,
+];
+/// Reads, answered by `query` on the local replica. `naming.beat` is both: the read decides
+/// whether the host must commit it.
+pub const QUERIES: &[&str] = &[LIST, DETAIL, SERVICE_GET, SERVICE_LIST, METRICS, BEAT, SWEEP, HEALTH_TARGETS];
 
 pub fn apply(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     match req.op.as_str() {
@@ -30,20 +55,33 @@ pub fn apply(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError
         DEREGISTER => instance::deregister(cmd, req),
         UPDATE => instance::update(cmd, req),
         PATCH => instance::patch(cmd, req),
-        BEAT => instance::beat(cmd, req),
+        BEAT => beat::apply(cmd, req),
+        EXPIRE => lease::expire(cmd, req),
+        HEALTH => health::apply(cmd, req),
         SERVICE_CREATE => service::create(cmd, req),
         SERVICE_REMOVE => service::remove(cmd, req),
         SERVICE_UPDATE => service::update(cmd, req),
+        CLUSTER_UPDATE => service::update_cluster(cmd, req),
         op => Err(GuestError::unknown_op(op)),
     }
 }
 
 pub fn query(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     match req.op.as_str() {
-        DETAIL => instance::detail(ctx, req),
-        LIST => instance::list(ctx, req),
+        LIST => list::list(ctx, req),
+        DETAIL => instance::detail(req),
         SERVICE_GET => service::get(ctx, req),
-        SERVICE_LIST => service::list(ctx, req),
+        SERVICE_LIST => service::list(req),
+        METRICS => service::metrics(),
+        BEAT => beat::query(req),
+        SWEEP => lease::sweep(req),
+        HEALTH_TARGETS => health::targets(),
         op => Err(GuestError::unknown_op(op)),
     }
+}
+
+/// A JSON reply, labelled as such for the client.
+pub fn json<T: Serialize + ?Sized>(value: &T) -> GuestReply {
+    let body = serde_json::to_string(value).expect("replies serialize to JSON");
+    GuestReply::text(body).header("Content-Type", "application/json")
 }

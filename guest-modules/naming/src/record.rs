@@ -1,0 +1,302 @@
+//! What this module stores (schema 1) and where. The host scopes the store per namespace, so
+//! no key holds the namespace.
+//!
+//! | key                                               | value (JSON)          |
+//! |---------------------------------------------------|-----------------------|
+//! | `s/<group>@@<service>`                            | [`ServiceRecord`]     |
+//! | `e/<group>@@<service>/<cluster>/<ip>/<port:05>`   | [`InstanceRecord`], ephemeral  |
+//! | `p/<group>@@<service>/<cluster>/<ip>/<port:05>`   | [`InstanceRecord`], persistent |
+//!
+//! `/` is in none of the name, cluster and ip alphabets, so `e/<grouped>/` is an exact prefix
+//! of one service's instances. Ephemeral and persistent instances live apart because the
+//! heartbeat sweep reads only the former and the health prober only the latter.
+//!
+//! Field names are part of schema 1: fields added later must have a serde default.
+
+use std::collections::BTreeMap;
+
+use nacre_guest_sdk::{GuestError, store};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::names::ServiceName;
+
+pub type Metadata = BTreeMap<String, String>;
+
+/// Rows asked of one `scan` call: the host's `MAX_SCAN_ROWS`.
+pub const SCAN_PAGE_ROWS: u32 = 4096;
+/// Instances one service may hold: what one `instance/list` reply can render within the host's
+/// fuel and result-size limits (about 400 bytes of JSON each).
+pub const MAX_INSTANCES_PER_SERVICE: u32 = 10_000;
+
+pub const SERVICE_PREFIX: &str = "s/";
+const EPHEMERAL_PREFIX: &str = "e/";
+const PERSISTENT_PREFIX: &str = "p/";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRecord {
+    pub protect_threshold: f32,
+    #[serde(default)]
+    pub metadata: Metadata,
+    pub selector: Value,
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterRecord>,
+    /// Instances stored under this service, both kinds: kept by every insert and removal so
+    /// that metrics and the per-service limit need no scan.
+    #[serde(default)]
+    pub instance_count: u32,
+    pub created_ms: u64,
+}
+
+impl ServiceRecord {
+    pub fn new(created_ms: u64) -> Self {
+        Self {
+            protect_threshold: 0.0,
+            metadata: Metadata::new(),
+            selector: serde_json::json!({"type": "none"}),
+            clusters: BTreeMap::new(),
+            instance_count: 0,
+            created_ms,
+        }
+    }
+
+    /// The cluster's settings, the Nacos defaults when it was never configured.
+    pub fn cluster(&self, name: &str) -> ClusterRecord {
+        self.clusters.get(name).cloned().unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRecord {
+    pub health_checker: HealthChecker,
+    pub check_port: u16,
+    pub use_instance_port4_check: bool,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+/// Nacos's defaults for a cluster created by a registration: TCP checks on the instance port.
+impl Default for ClusterRecord {
+    fn default() -> Self {
+        Self {
+            health_checker: HealthChecker::Tcp,
+            check_port: 80,
+            use_instance_port4_check: true,
+            metadata: Metadata::new(),
+        }
+    }
+}
+
+/// How the leader probes persistent instances of a cluster (Nacos `AbstractHealthChecker`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum HealthChecker {
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "HTTP", rename_all = "camelCase")]
+    Http {
+        #[serde(default)]
+        path: String,
+        #[serde(default)]
+        headers: String,
+        #[serde(default = "http_ok")]
+        expected_response_code: u16,
+    },
+    /// Stored and shown; the host has no MySQL prober, so no probe targets come from it.
+    #[serde(rename = "MYSQL")]
+    Mysql {
+        #[serde(default)]
+        user: String,
+        #[serde(default)]
+        pwd: String,
+        #[serde(default)]
+        cmd: String,
+    },
+    /// Health is set by `PUT /nacos/v1/ns/health/instance` only.
+    #[serde(rename = "NONE")]
+    None,
+}
+
+fn http_ok() -> u16 {
+    200
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceRecord {
+    pub ip: String,
+    pub port: u16,
+    pub weight: f64,
+    pub enabled: bool,
+    pub healthy: bool,
+    pub ephemeral: bool,
+    pub cluster_name: String,
+    /// Grouped: `group@@service`.
+    pub service_name: String,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Leader time of the last registration: the heartbeat sweep's floor, and the guard that
+    /// stops an expiry computed before a re-registration from removing the new registration.
+    pub registered_ms: u64,
+}
+
+impl InstanceRecord {
+    /// Nacos's "simple" instance id: `ip#port#cluster#group@@service`.
+    pub fn instance_id(&self) -> String {
+        format!("{}#{}#{}#{}", self.ip, self.port, self.cluster_name, self.service_name)
+    }
+
+    pub fn key(&self) -> Vec<u8> {
+        instance_key(self.ephemeral, &self.service_name, &self.cluster_name, &self.ip, self.port)
+    }
+
+    /// A `preserved.*` metadata number (heartbeat interval and timeouts), else `default`.
+    pub fn preserved_ms(&self, key: &str, default: u64) -> u64 {
+        self.metadata.get(key).and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+    }
+}
+
+/// Where one instance is, given the parts of its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceAddr<'a> {
+    pub service: &'a ServiceName,
+    pub cluster: &'a str,
+    pub ip: &'a str,
+    pub port: u16,
+}
+
+impl InstanceAddr<'_> {
+    pub fn instance_id(&self) -> String {
+        format!("{}#{}#{}#{}", self.ip, self.port, self.cluster, self.service.grouped())
+    }
+}
+
+pub fn service_key(grouped: &str) -> Vec<u8> {
+    format!("{SERVICE_PREFIX}{grouped}").into_bytes()
+}
+
+/// The prefix of every service key of a group.
+pub fn group_prefix(group: &str) -> Vec<u8> {
+    format!("{SERVICE_PREFIX}{group}@@").into_bytes()
+}
+
+fn instance_key(ephemeral: bool, grouped: &str, cluster: &str, ip: &str, port: u16) -> Vec<u8> {
+    format!("{}{grouped}/{cluster}/{ip}/{port:05}", kind_prefix(ephemeral)).into_bytes()
+}
+
+fn kind_prefix(ephemeral: bool) -> &'static str {
+    if ephemeral { EPHEMERAL_PREFIX } else { PERSISTENT_PREFIX }
+}
+
+pub fn load_service(name: &ServiceName) -> Result<Option<ServiceRecord>, GuestError> {
+    store::get_json(&service_key(&name.grouped()))
+}
+
+pub fn save_service(name: &ServiceName, record: &ServiceRecord) {
+    store::put_json(&service_key(&name.grouped()), record)
+}
+
+/// The instance with this id, whichever kind it is.
+pub fn find_instance(addr: &InstanceAddr) -> Result<Option<InstanceRecord>, GuestError> {
+    for ephemeral in [true, false] {
+        let key = instance_key(ephemeral, &addr.service.grouped(), addr.cluster, addr.ip, addr.port);
+        if let Some(record) = store::get_json(&key)? {
+            return Ok(Some(record));
+        }
+    }
+    Ok(None)
+}
+
+/// Every instance of a service, ordered by cluster, ip and port.
+pub fn service_instances(name: &ServiceName) -> Result<Vec<InstanceRecord>, GuestError> {
+    let mut all: Vec<InstanceRecord> = Vec::new();
+    for ephemeral in [true, false] {
+        let prefix = format!("{}{}/", kind_prefix(ephemeral), name.grouped()).into_bytes();
+        for_each_row(&prefix, |_, value| {
+            all.push(decode(value)?);
+            Ok(true)
+        })?;
+    }
+    all.sort_by(|a, b| (&a.cluster_name, &a.ip, a.port).cmp(&(&b.cluster_name, &b.ip, b.port)));
+    Ok(all)
+}
+
+/// Whether the service holds any instance (a scan of at most one row per kind).
+pub fn has_instances(name: &ServiceName) -> bool {
+    [true, false].into_iter().any(|ephemeral| {
+        let prefix = format!("{}{}/", kind_prefix(ephemeral), name.grouped()).into_bytes();
+        !store::scan_prefix(&prefix, &prefix, 1).is_empty()
+    })
+}
+
+/// Every instance of one kind in the namespace, in key order, until `visit` returns false.
+pub fn for_each_instance(
+    ephemeral: bool,
+    mut visit: impl FnMut(InstanceRecord) -> Result<bool, GuestError>,
+) -> Result<(), GuestError> {
+    for_each_row(kind_prefix(ephemeral).as_bytes(), |_, value| visit(decode(value)?))
+}
+
+/// Rows under `prefix` in key order, a page of [`SCAN_PAGE_ROWS`] at a time, until `visit`
+/// returns false.
+pub fn for_each_row(
+    prefix: &[u8],
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, GuestError>,
+) -> Result<(), GuestError> {
+    let mut start = prefix.to_vec();
+    loop {
+        let page = store::scan_prefix(prefix, &start, SCAN_PAGE_ROWS);
+        let full = page.len() == SCAN_PAGE_ROWS as usize;
+        for (key, value) in &page {
+            if !visit(key, value)? {
+                return Ok(());
+            }
+        }
+        match page.last() {
+            Some((last, _)) if full => {
+                start = last.clone();
+                start.push(0); // the smallest key after `last`
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(value: &[u8]) -> Result<T, GuestError> {
+    serde_json::from_slice(value).map_err(|e| GuestError::internal(format!("stored record does not decode: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_ids() {
+        let svc = ServiceName { group: "G".into(), service: "s".into() };
+        let addr = InstanceAddr { service: &svc, cluster: "DEFAULT", ip: "1.2.3.4", port: 80 };
+        assert_eq!(addr.instance_id(), "1.2.3.4#80#DEFAULT#G@@s");
+        assert_eq!(instance_key(true, "G@@s", "DEFAULT", "1.2.3.4", 80), b"e/G@@s/DEFAULT/1.2.3.4/00080");
+        assert!(!service_key("G@x@@s").starts_with(&group_prefix("G")), "groups do not overlap");
+    }
+
+    #[test]
+    fn paging_visits_every_row_once() {
+        nacre_guest_sdk::testing::reset();
+        let rows = SCAN_PAGE_ROWS as usize * 2 + 3;
+        for i in 0..rows {
+            store::put(format!("x/{i:06}").as_bytes(), b"1");
+        }
+        store::put(b"y", b"1");
+        let mut seen = 0;
+        for_each_row(b"x/", |_, _| {
+            seen += 1;
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(seen, rows);
+    }
+}
