@@ -106,11 +106,14 @@ pub fn insert(cmd: &Command, name: &ServiceName, record: InstanceRecord) -> Resu
 }
 
 /// Removes a stored instance and counts it out of its service.
-pub fn remove(name: &ServiceName, record: &InstanceRecord) -> Result<(), GuestError> {
+pub fn remove(cmd: &Command, name: &ServiceName, record: &InstanceRecord) -> Result<(), GuestError> {
     let service = record::load_service(name)?;
     store::delete(&record.key());
     if let Some(mut service) = service {
         service.instance_count = service.instance_count.saturating_sub(1);
+        if service.instance_count == 0 {
+            service.empty_since_ms = cmd.timestamp_ms;
+        }
         record::save_service(name, &service);
     }
     emit(TOPIC, &name.grouped());
@@ -119,13 +122,13 @@ pub fn remove(name: &ServiceName, record: &InstanceRecord) -> Result<(), GuestEr
 
 /// `DELETE /nacos/v1/ns/instance`: `ok` also when nothing was there. With `ephemeral` given,
 /// only an instance of that kind is removed (Nacos looks in that kind's store only).
-pub fn deregister(_cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+pub fn deregister(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let target = Target::parse(req)?;
     let ephemeral = fields::optional_bool(req, "ephemeral")?;
     if let Some(found) = target.find()?
         && ephemeral.is_none_or(|wanted| wanted == found.ephemeral)
     {
-        remove(&target.service, &found)?;
+        remove(cmd, &target.service, &found)?;
     }
     Ok(GuestReply::text(OK))
 }

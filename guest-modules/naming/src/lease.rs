@@ -16,11 +16,14 @@ use crate::instance::{self, Target};
 use crate::list::{
     DEFAULT_HEART_BEAT_TIMEOUT_MS, DEFAULT_IP_DELETE_TIMEOUT_MS, HEART_BEAT_TIMEOUT_KEY, IP_DELETE_TIMEOUT_KEY,
 };
-use crate::ops::{EXPIRE, HEALTH, OK, json};
-use crate::record::{self, InstanceRecord};
+use crate::ops::{EXPIRE, HEALTH, OK, SERVICE_REMOVE, json};
+use crate::record::{self, InstanceRecord, ServiceRecord};
 
 /// Commands one sweep answers with; the rest wait for the next sweep (about a second later).
 pub const MAX_SWEEP_COMMANDS: usize = 256;
+/// How long a service stays empty and unconfigured before the sweep removes it (Nacos's
+/// empty-service auto-clean, `nacos.naming.clean.empty-service.expired-time`, 60 s).
+pub const EMPTY_SERVICE_EXPIRE_MS: u64 = 60_000;
 
 /// One command for the host to commit: an op and its string parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,19 +70,42 @@ pub fn sweep(req: &GuestRequest) -> Result<GuestReply, GuestError> {
         }
         Ok(commands.len() < MAX_SWEEP_COMMANDS)
     })?;
+    if commands.len() < MAX_SWEEP_COMMANDS {
+        empty_services(now, &mut commands)?;
+    }
     Ok(json(&commands))
+}
+
+/// Services that stayed empty and unconfigured for [`EMPTY_SERVICE_EXPIRE_MS`]: a guarded
+/// `naming.service.remove` each (see [`crate::service::remove`]).
+fn empty_services(now: u64, commands: &mut Vec<HostCommand>) -> Result<(), GuestError> {
+    let prefix = record::SERVICE_PREFIX.as_bytes();
+    record::for_each_row(prefix, |key, value| {
+        let service: ServiceRecord = record::decode(value)?;
+        let empty_since = service.created_ms.max(service.empty_since_ms);
+        if service.is_unused() && now.saturating_sub(empty_since) > EMPTY_SERVICE_EXPIRE_MS {
+            let grouped = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let params = BTreeMap::from([
+                ("serviceName".to_owned(), grouped),
+                ("onlyIfUnused".to_owned(), "true".to_owned()),
+                ("emptySinceMs".to_owned(), service.empty_since_ms.to_string()),
+            ]);
+            commands.push(HostCommand { op: SERVICE_REMOVE, params });
+        }
+        Ok(commands.len() < MAX_SWEEP_COMMANDS)
+    })
 }
 
 /// `naming.expire` (command): removes an ephemeral instance whose beats stopped, unless it was
 /// registered again after the sweep saw it (`registeredMs` older than the stored one).
-pub fn expire(_cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+pub fn expire(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let target = Target::parse(req)?;
     let seen = fields::required_millis(req, "registeredMs")?;
     if let Some(found) = target.find()?
         && found.ephemeral
         && found.registered_ms <= seen
     {
-        instance::remove(&target.service, &found)?;
+        instance::remove(cmd, &target.service, &found)?;
     }
     Ok(GuestReply::text(OK))
 }

@@ -19,9 +19,11 @@
 //! The key layout is in [`record`]; names and fields are validated in [`names`] and
 //! [`fields`] before anything is written.
 //!
+//! The sweep also asks for a guarded `naming.service.remove` of services that stayed empty and
+//! unconfigured for a minute (Nacos's empty-service auto-clean).
+//!
 //! Not implemented: label selectors are stored and shown but do not filter `naming.list`;
-//! MYSQL health checkers are stored but never probed; empty services are not cleaned up
-//! automatically.
+//! MYSQL health checkers are stored but never probed.
 
 pub mod beat;
 pub mod fields;

@@ -47,6 +47,10 @@ pub struct ServiceRecord {
     #[serde(default)]
     pub instance_count: u32,
     pub created_ms: u64,
+    /// Leader time at which the last instance left (0: never had one; then `created_ms`
+    /// counts). The sweep removes services that stayed empty and unconfigured.
+    #[serde(default)]
+    pub empty_since_ms: u64,
 }
 
 impl ServiceRecord {
@@ -58,7 +62,19 @@ impl ServiceRecord {
             clusters: BTreeMap::new(),
             instance_count: 0,
             created_ms,
+            empty_since_ms: 0,
         }
+    }
+
+    /// Whether removing this service would lose nothing a user set: no instance, and every
+    /// setting (threshold, metadata, selector, clusters) still the default a registration gives.
+    pub fn is_unused(&self) -> bool {
+        let defaults = Self::new(self.created_ms);
+        self.instance_count == 0
+            && self.protect_threshold == defaults.protect_threshold
+            && self.metadata.is_empty()
+            && self.selector == defaults.selector
+            && self.clusters.values().all(|cluster| *cluster == ClusterRecord::default())
     }
 
     /// The cluster's settings, the Nacos defaults when it was never configured.

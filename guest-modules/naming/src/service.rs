@@ -37,12 +37,29 @@ pub fn create(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestErro
 
 /// `DELETE /nacos/v1/ns/service`: 400 when missing or when it still has instances (Nacos
 /// `easyRemoveService` throws `IllegalArgumentException` for both).
+///
+/// With `onlyIfUnused=true` (the sweep's empty-service cleanup) a service that is missing, has
+/// instances or settings again, or was emptied after `emptySinceMs`, is left alone with `ok`:
+/// the sweep saw it before a registration or an update that now keeps it.
 pub fn remove(_cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let name = names::service_name(req)?;
-    let Some(service) = record::load_service(&name)? else {
+    let only_if_unused = req.bool_or("onlyIfUnused", false)?;
+    let seen_empty_since = fields::millis(req, "emptySinceMs")?;
+    let service = record::load_service(&name)?;
+    if only_if_unused {
+        let still_unused = service.as_ref().is_some_and(|s| {
+            s.is_unused()
+                && seen_empty_since.is_none_or(|seen| s.empty_since_ms <= seen)
+                && !record::has_instances(&name)
+        });
+        if !still_unused {
+            return Ok(GuestReply::text(OK));
+        }
+    }
+    let Some(_) = service else {
         return Err(GuestError::bad_request(format!("specified service not exist, serviceName : {}", name.grouped())));
     };
-    if service.instance_count > 0 || record::has_instances(&name) {
+    if record::has_instances(&name) {
         return Err(GuestError::bad_request(format!(
             "specified service has instances, serviceName : {}",
             name.grouped()

@@ -113,3 +113,31 @@ fn bad_sweep_parameters() {
     let err = query_at(1, &req(SWEEP, &[])).unwrap_err();
     assert!(err.message.contains("nowMs"), "{err}");
 }
+
+#[test]
+fn empty_unconfigured_services_are_cleaned_after_a_minute() {
+    testing::reset();
+    register(1_000, js_register("10.0.0.1", "80"));
+    apply_at(2_000, &req(SERVICE_CREATE, &[("serviceName", "kept"), ("metadata", "owner=me")])).unwrap();
+    apply_at(5_000, &req(DEREGISTER, &[("serviceName", SVC), ("ip", "10.0.0.1"), ("port", "80")])).unwrap();
+    assert!(sweep(65_000, 0, "{}").is_empty(), "empty for exactly 60 s");
+    let commands = sweep(65_001, 0, "{}");
+    assert_eq!(
+        commands,
+        vec![serde_json::json!({"op": "naming.service.remove",
+            "params": {"serviceName": SVC, "onlyIfUnused": "true", "emptySinceMs": "5000"}})],
+        "the configured service stays"
+    );
+    // A registration and a deregistration after the sweep make the command a no-op.
+    register(65_002, js_register("10.0.0.1", "80"));
+    apply_at(65_003, &req(DEREGISTER, &[("serviceName", SVC), ("ip", "10.0.0.1"), ("port", "80")])).unwrap();
+    commit(65_004, &commands);
+    assert!(query_at(65_004, &req(SERVICE_GET, &[("serviceName", SVC)])).is_ok(), "spared");
+    // Left alone, it goes.
+    let commands = sweep(130_000, 0, "{}");
+    commit(130_000, &commands);
+    assert_eq!(query_at(130_000, &req(SERVICE_GET, &[("serviceName", SVC)])).unwrap_err().code, 404);
+    assert!(query_at(130_000, &req(SERVICE_GET, &[("serviceName", "kept")])).is_ok());
+    // The guarded remove of a service that is gone is ok too.
+    commit(130_001, &commands);
+}
