@@ -222,20 +222,27 @@ fn persistent_instances_follow_tcp_and_http_probes() {
     let cluster = Cluster::start(3);
     let tcp_target = TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp_port = tcp_target.local_addr().unwrap().port();
+    let failing = TcpListener::bind("127.0.0.1:0").unwrap();
+    let http_port = failing.local_addr().unwrap().port().to_string();
     register(
         &cluster,
         1,
         &[("serviceName", "db"), ("ip", "127.0.0.1"), ("port", &tcp_port.to_string()), ("ephemeral", "false")],
     );
-    let health = |service: &str| hosts(&list(&cluster, 2, service)).first().map(|(_, healthy)| *healthy);
+    // The instance detail shows the recorded health; a list would present a lone unhealthy
+    // instance as healthy (protect threshold 0 reached, as in Nacos).
+    let port_of = |service: &str| if service == "db" { tcp_port.to_string() } else { http_port.clone() };
+    let health = |service: &str| {
+        let detail = query(&[("serviceName", service), ("ip", "127.0.0.1"), ("port", &port_of(service))]);
+        let resp = cluster.get(2, &format!("{INSTANCE}?{detail}")).ok()?;
+        (resp.status == 200).then(|| resp.json()["healthy"].as_bool()).flatten()
+    };
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(health("db"), Some(true), "a listening port stays healthy across probes");
     drop(tcp_target);
     wait_until("a closed port turns unhealthy", || health("db") == Some(false));
 
     // HTTP check on another service's cluster: a 503 answer is unhealthy, a 200 healthy.
-    let failing = TcpListener::bind("127.0.0.1:0").unwrap();
-    let http_port = failing.local_addr().unwrap().port().to_string();
     register(&cluster, 0, &[("serviceName", "web"), ("ip", "127.0.0.1"), ("port", &http_port), ("ephemeral", "false")]);
     let checker = r#"{"type":"HTTP","path":"/health","expectedResponseCode":200}"#;
     let resp = cluster

@@ -2,7 +2,8 @@
 //! wasm32 build, then turned into components and checked against the WIT contract) and
 //! embedded in the binary. A new cluster installs and binds `NAMING` and `CONFIG` at bootstrap.
 
-/// The naming module (`nacre-naming`), kind naming. Its operations answer 501 for now.
+/// The naming module (`nacre-naming`), kind naming: Nacos v1 instances, services, clusters,
+/// heartbeats (with the host's leases), health and protect threshold.
 pub const NAMING: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/naming.wasm"));
 
 /// The config module (`nacre-config`), kind config: Nacos v1 publish/get/delete/md5.
