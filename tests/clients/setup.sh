@@ -20,7 +20,8 @@ python_stamp="$venv/.nacre-setup-stamp"
 node_stamp="$here/node_modules/.nacre-setup-stamp"
 # Longest a process waits for another one's install (a cold pip install is about a minute).
 lock_wait_seconds=900
-python="${PYTHON:-python3}"
+# The interpreter the venv is made from (override: NACRE_CLIENTS_PYTHON=/path/to/python3).
+python="${NACRE_CLIENTS_PYTHON:-python3}"
 
 die() {
   echo "tests/clients/setup.sh: $*" >&2
@@ -102,5 +103,11 @@ locked() { # part install-function
 }
 
 # Fast path without the lock: a stamp is only ever written (renamed into place) last.
-if [ "$what" != node ] && ! stamp_matches "$python_stamp" "$(python_key)"; then locked python install_python; fi
-if [ "$what" != python ] && ! stamp_matches "$node_stamp" "$(node_key)"; then locked node install_node; fi
+if [ "$what" != node ]; then
+  key="$(python_key)"
+  stamp_matches "$python_stamp" "$key" || locked python install_python
+fi
+if [ "$what" != python ]; then
+  key="$(node_key)"
+  stamp_matches "$node_stamp" "$key" || locked node install_node
+fi

@@ -29,6 +29,8 @@ os.networkInterfaces = realNetworkInterfaces;
 const REPLICATION_WAIT_MS = 10000;
 // Poll interval of the bounded waits below.
 const POLL_MS = 100;
+// Lines of the clients' own log shown with a failure.
+const CLIENT_LOG_TAIL_LINES = 40;
 // Per-request budget of the config client (its default, 5 s, is tight on a loaded 2-core machine).
 const CONFIG_REQUEST_TIMEOUT_MS = 10000;
 
@@ -75,7 +77,7 @@ function fail(message) {
   console.log(`FAIL: ${message}`);
   if (clientLog.length) {
     console.error('--- last lines of the clients\' own log ---');
-    console.error(clientLog.slice(-40).join('\n'));
+    console.error(clientLog.slice(-CLIENT_LOG_TAIL_LINES).join('\n'));
   }
   finish(1);
   // Stop the caller right here; finish() exits the process.

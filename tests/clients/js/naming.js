@@ -38,7 +38,8 @@ main(async () => {
   const svc = unique('js-svc');
 
   step(`getServerStatus through ${C} is 'UP' (GET /nacos/v1/ns/operator/metrics)`);
-  checkEq(await call('getServerStatus', nodeC.getServerStatus()), 'UP', 'getServerStatus');
+  checkEq(await call('getServerStatus', nodeC.getServerStatus()), 'UP',
+    'getServerStatus (GET /nacos/v1/ns/operator/metrics must answer JSON with "status":"UP")');
 
   step(`registerInstance x2 through ${nodes[0]} (ephemeral, metadata, weight 1 and 2)`);
   const registeredAt = Date.now();

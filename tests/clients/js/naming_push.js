@@ -17,6 +17,8 @@ const PUSH_WAIT_MS = 2000;
 const POLL_FALLBACK_WAIT_MS = 15000;
 // Longest from subscribe() to the callback with the first instance (the first poll is immediate).
 const SUBSCRIBE_WAIT_MS = 10000;
+// The client polls right away on subscribe and again 1 s later.
+const FIRST_POLLS_MS = 1500;
 
 const ONE = { ip: '127.0.0.41', port: 8201 };
 const TWO = { ip: '127.0.0.42', port: 8202 };
@@ -40,13 +42,15 @@ main(async () => {
   let changedAt;
   nodeC.subscribe({ serviceName: svc, groupName: GROUP }, h => { latest = h; changedAt = Date.now(); });
   await waitUntil('the subscribe callback with ONE', () => keys(latest) === key(ONE), SUBSCRIBE_WAIT_MS);
-  // Let the server see the poll that registers this client for push.
-  await sleep(500);
+  // Past the client's second poll (1 s after the first; later ones come every cacheMillis), so
+  // that the change below is not picked up by a poll that happens to be due anyway.
+  await sleep(FIRST_POLLS_MS);
 
   step(`registerInstance TWO through ${nodes[0]}: a UDP push must reach the client within ${PUSH_WAIT_MS / 1000}s`);
   pushes.length = 0;
-  await call('registerInstance TWO', nodeA.registerInstance(svc, TWO));
+  // Timed from the request: a push may well arrive before the registration's own answer.
   const registeredAt = Date.now();
+  await call('registerInstance TWO', nodeA.registerInstance(svc, TWO));
   const both = keys([ ONE, TWO ]);
   while (Date.now() - registeredAt < PUSH_WAIT_MS && !(pushes.length && keys(latest) === both)) await sleep(20);
   if (pushes.length && keys(latest) === both) {

@@ -24,6 +24,9 @@ POLL_S = 0.1
 # Longest a write made through one node may take to become visible through another.
 REPLICATION_WAIT_S = 10
 
+# Lines of the client's own log shown with a failure.
+CLIENT_LOG_TAIL_LINES = 25
+
 _START = time.monotonic()
 _CLEANUPS = []
 LOG_DIR = os.path.join(os.getcwd(), "nacos-client-logs")
@@ -75,9 +78,10 @@ def fail(message):
     log = os.path.join(LOG_DIR, "nacos-client-python.log")
     if os.path.exists(log):
         with open(log, encoding="utf-8", errors="replace") as f:
-            tail = f.readlines()[-40:]
-        print("--- last lines of the client's own log (%s) ---" % log, file=sys.stderr)
-        sys.stderr.writelines(tail)
+            # Its log lines without the tracebacks the client logs with many of them.
+            lines = [line for line in f if line[:4].isdigit()]
+        print("--- last lines of the client's own log ---", file=sys.stderr)
+        sys.stderr.writelines(lines[-CLIENT_LOG_TAIL_LINES:])
     finish(1)
 
 

@@ -11,11 +11,10 @@ which Nacos marks an ephemeral instance without heartbeats unhealthy.
 """
 
 import threading
-import time
 
 from nacos.listener import SubscribeListener
 
-from common import args, call, check, check_eq, client, fail, main, on_exit, step, unique, wait_until
+from common import args, call, check, check_eq, client, main, on_exit, step, unique, wait_until
 
 GROUP = "DEFAULT_GROUP"
 # subscribe() polls list_naming_instance every this many seconds (the client's default is 7).
@@ -44,10 +43,11 @@ class Events:
         with self.lock:
             self.seen.append((event, slc.instance.get("ip"), int(slc.instance.get("port", 0)), slc.instance))
 
-    def wait_for(self, kinds, addr, what):
+    def wait_for(self, kinds, addr, what, instance_ok=lambda instance: True):
         def found():
             with self.lock:
-                return next((e for e in self.seen if e[0] in kinds and (e[1], e[2]) == addr), None)
+                return next((e for e in self.seen if e[0] in kinds and (e[1], e[2]) == addr and instance_ok(e[3])),
+                            None)
 
         return wait_until(what, found, SUBSCRIBE_WAIT_S)
 
@@ -125,7 +125,8 @@ def scenario():
         return float(h.get("weight", 0)) == 2.0 and h.get("metadata") == {"zone": "z2"}
 
     wait_until("weight 2.0 and metadata {'zone': 'z2'} listed through %s" % nodes[-1], modified)
-    events.wait_for(("MODIFIED",), ONE, "the subscriber's MODIFIED event for ONE")
+    events.wait_for(("MODIFIED",), ONE, "the subscriber's MODIFIED event for ONE with weight 2.0",
+                    lambda instance: float(instance.get("weight", 0)) == 2.0)
 
     step("remove_naming_instance(ONE) through %s: gone everywhere, subscriber sees DELETED" % nodes[0])
     check(call("remove_naming_instance", node_a.remove_naming_instance, svc, ONE[0], ONE[1],
