@@ -38,11 +38,14 @@ pub async fn write(node: &Node, namespace: String, kind: ModuleKind, request: Gu
 
 /// Answer a read from this replica's state.
 pub fn read(node: &Node, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> HttpResponse {
+    reply(query(node, namespace, kind, request))
+}
+
+/// A guest's raw answer to a read from this replica's state.
+pub fn query(node: &Node, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> Result<Vec<u8>, GuestError> {
     let replica = node.shared.read();
     let applied_index = replica.applied_index();
-    let result = replica.machine.query(&node.shared.runtime, applied_index, namespace, kind, &request.encode());
-    drop(replica);
-    reply(result)
+    replica.machine.query(&node.shared.runtime, applied_index, namespace, kind, &request.encode())
 }
 
 pub fn unavailable(e: &WriteError) -> HttpResponse {

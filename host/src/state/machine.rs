@@ -134,6 +134,15 @@ impl Machine {
             .collect()
     }
 
+    /// Every namespace record, in id order (`public` has none: it always exists).
+    pub fn namespaces(&self) -> Vec<super::NamespaceRecord> {
+        super::namespaces::list(&self.kv)
+    }
+
+    pub fn namespace(&self, id: &str) -> Option<super::NamespaceRecord> {
+        super::namespaces::get(&self.kv, id)
+    }
+
     pub fn module_bytes(&self, id: &str) -> Option<&[u8]> {
         self.kv.get(&keys::module(id)).map(Vec::as_slice)
     }
@@ -196,6 +205,10 @@ impl Machine {
                     let change =
                         BindingRequest { namespace, kind: *kind, module_id, by, index: entry.index, timestamp_ms };
                     responses.push(ApplyResponse::host(self.activate(runtime, change)?));
+                    i += 1;
+                }
+                Operation::Namespace(change) => {
+                    responses.push(ApplyResponse::host(super::namespaces::apply(&mut self.kv, change, timestamp_ms)));
                     i += 1;
                 }
                 Operation::Bootstrap { naming, config } => {

@@ -11,6 +11,7 @@
 mod keys;
 mod kv;
 mod machine;
+mod namespaces;
 
 pub use keys::DEFAULT_NAMESPACE;
 pub use kv::Kv;
@@ -20,3 +21,5 @@ pub use machine::ChangeEvent;
 pub use machine::EntryRef;
 pub use machine::Machine;
 pub use machine::MachineImage;
+pub use namespaces::NamespaceChange;
+pub use namespaces::NamespaceRecord;
