@@ -566,6 +566,37 @@ mod tests {
     }
 
     #[test]
+    fn namespace_records_change_only_as_entries_say() {
+        use crate::state::NamespaceChange;
+        let runtime = Runtime::new(None).unwrap();
+        let mut machine = Machine::default();
+        let changes = [
+            NamespaceChange::Create { id: "dev".into(), name: "Dev".into(), desc: String::new() },
+            NamespaceChange::Create { id: "dev".into(), name: "Again".into(), desc: String::new() },
+            NamespaceChange::Update { id: "dev".into(), name: "Developers".into(), desc: "d".into() },
+            NamespaceChange::Update { id: "nope".into(), name: "x".into(), desc: String::new() },
+            NamespaceChange::Delete { id: "nope".into() },
+        ];
+        let proposals: Vec<_> =
+            changes.into_iter().map(|c| Proposal { timestamp_ms: 7, op: Operation::Namespace(c) }).collect();
+        let refs: Vec<_> = proposals
+            .iter()
+            .enumerate()
+            .map(|(i, p)| EntryRef { index: i as u64 + 1, term: 1, proposal: Some(p) })
+            .collect();
+        let (responses, _) = machine.apply(&runtime, &refs).unwrap();
+        let codes: Vec<_> = responses.iter().map(|r| r.result.as_ref().map_or_else(|e| e.code, |_| 200)).collect();
+        assert_eq!(codes, vec![200, 409, 200, 404, 404]);
+        let record = machine.namespace("dev").unwrap();
+        assert_eq!((record.name.as_str(), record.desc.as_str(), record.created_ms), ("Developers", "d", 7));
+        assert_eq!(machine.namespaces().len(), 1);
+        let delete =
+            Proposal { timestamp_ms: 8, op: Operation::Namespace(NamespaceChange::Delete { id: "dev".into() }) };
+        machine.apply(&runtime, &[EntryRef { index: 6, term: 1, proposal: Some(&delete) }]).unwrap();
+        assert!(machine.namespaces().is_empty());
+    }
+
+    #[test]
     fn bootstrap_binds_once_and_unbound_namespaces_use_the_default() {
         let runtime = Runtime::new(None).unwrap();
         let log = entries(0, 1);
