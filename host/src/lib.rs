@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod builtin;
+pub mod cli;
 pub mod config;
 pub mod duties;
 pub mod net;

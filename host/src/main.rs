@@ -26,6 +26,9 @@ struct Cli {
 enum Command {
     /// Run a node. With no flags: a single-node cluster on 127.0.0.1:8848 with data in ./data.
     Serve(ServeArgs),
+    /// Config admin: history and rollback, against any running node.
+    #[command(subcommand)]
+    Config(nacre::cli::ConfigCommand),
 }
 
 #[derive(clap::Args)]
@@ -66,6 +69,10 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Config(command) => {
+            print!("{}", runtime.block_on(nacre::cli::run(command))?);
+            Ok(())
+        }
     }
 }
 

@@ -16,6 +16,11 @@ pub fn group_key(data_id: &str, group: &str, namespace: &str) -> String {
     key
 }
 
+/// The tenant Nacos shows for a namespace: empty for the default one.
+pub fn tenant_of(namespace: &str) -> &str {
+    if DEFAULT_NAMESPACES.contains(&namespace) { "" } else { namespace }
+}
+
 fn escape(part: &str) -> String {
     part.replace('%', "%25").replace('+', "%2B")
 }

@@ -1,4 +1,5 @@
-//! What is stored about a config besides its content (key `c/<group>/<dataId>`, JSON).
+//! The stored records (JSON, keys in [`crate::keys`]): a config's metadata, its beta
+//! variant's, and history entries.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,78 @@ pub struct ConfigMeta {
     pub created_ms: u64,
     /// Leader time of the last publish.
     pub modified_ms: u64,
+}
+
+/// A beta (gray) variant: served instead of the stable content to `beta_ips` only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BetaMeta {
+    pub beta_ips: Vec<String>,
+    pub md5: String,
+    #[serde(rename = "type")]
+    pub config_type: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub app_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub src_user: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub src_ip: String,
+    /// Log index of the beta publish.
+    pub id: u64,
+    pub modified_ms: u64,
+}
+
+impl BetaMeta {
+    /// Whether a client at `ip` is one of the beta's audience.
+    pub fn includes(&self, ip: &str) -> bool {
+        !ip.is_empty() && self.beta_ips.iter().any(|beta| beta == ip)
+    }
+}
+
+/// What a history entry records, as Nacos's `his_config_info.op_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HistoryOp {
+    /// A config was created; the entry holds the new content.
+    #[serde(rename = "I")]
+    Insert,
+    /// A config was replaced; the entry holds the content it had *before* (as Nacos records
+    /// it), so rolling back to the entry undoes that update.
+    #[serde(rename = "U")]
+    Update,
+    /// A config was deleted; the entry holds the deleted content.
+    #[serde(rename = "D")]
+    Delete,
+}
+
+impl HistoryOp {
+    /// Nacos's JSON shows `op_type` as stored in a `char(10)` column, space-padded; clients
+    /// and the console compare it after trimming, or against these exact strings.
+    pub fn nacos(self) -> &'static str {
+        match self {
+            HistoryOp::Insert => "I  ",
+            HistoryOp::Update => "U  ",
+            HistoryOp::Delete => "D  ",
+        }
+    }
+}
+
+/// One change of one config (key `i/<id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The log index of the change: unique, increasing.
+    pub id: u64,
+    pub data_id: String,
+    pub group: String,
+    pub op: HistoryOp,
+    pub content: String,
+    pub md5: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub app_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub src_ip: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub src_user: String,
+    /// Leader time of the change.
+    pub time_ms: u64,
 }
 
 /// The content types Nacos knows (`ConfigType`); anything else is stored as the default.

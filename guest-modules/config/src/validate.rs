@@ -27,6 +27,16 @@ pub fn data_id_and_group(req: &GuestRequest) -> Result<(&str, &str), GuestError>
 
 fn name<'a>(req: &'a GuestRequest, field: &str, max_chars: usize) -> Result<&'a str, GuestError> {
     let value = req.required(field)?;
+    name_value(field, value, max_chars)?;
+    Ok(value)
+}
+
+/// A dataId or group from elsewhere than a parameter (a listener line): non-empty, in the
+/// Nacos alphabet, at most `max_chars`.
+pub fn name_value(field: &str, value: &str, max_chars: usize) -> Result<(), GuestError> {
+    if value.is_empty() {
+        return Err(GuestError::bad_request(format!("invalid {field}: empty")));
+    }
     if !value.chars().all(|c| c.is_ascii_alphanumeric() || EXTRA_NAME_CHARS.contains(&c)) {
         return Err(GuestError::bad_request(format!(
             "invalid {field}: {value:?} (allowed characters: A-Z a-z 0-9 _ - . :)"
@@ -35,7 +45,7 @@ fn name<'a>(req: &'a GuestRequest, field: &str, max_chars: usize) -> Result<&'a 
     if value.chars().count() > max_chars {
         return Err(too_long(field, max_chars, "characters"));
     }
-    Ok(value)
+    Ok(())
 }
 
 /// The content of a publish: not blank (as Nacos), at most `MAX_CONTENT_BYTES`.

@@ -6,7 +6,9 @@
 
 mod config;
 mod guest;
+mod listener;
 mod modules;
+mod namespaces;
 mod naming;
 mod ops;
 mod params;
@@ -49,8 +51,11 @@ async fn route(node: &Node, req: HttpRequest) -> HttpResponse {
         );
     }
     match (&req.method, path.as_str()) {
-        (_, p) if p.starts_with("/nacos/v1/cs/") => config::route(node, req, p).await,
+        (_, p) if p.starts_with("/nacos/v1/cs/") || p.starts_with("/nacre/v1/config/") => {
+            config::route(node, req, p).await
+        }
         (_, p) if p.starts_with("/nacos/v1/ns/") => naming::route(node, req, p).await,
+        (_, "/nacos/v1/console/namespaces") => namespaces::route(node, req).await,
         (&HttpMethod::GET, "/nacos/v1/console/health/liveness") => ops::liveness(),
         (&HttpMethod::GET, "/nacos/v1/console/health/readiness") => ops::readiness(node),
         (&HttpMethod::GET, "/nacos/v1/core/cluster/nodes") => ops::cluster_nodes(node).await,

@@ -12,6 +12,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::HttpMethod;
+
 /// Largest response body a peer may send (a snapshot reply is small; entries flow the other way).
 const MAX_PEER_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -82,20 +84,36 @@ impl PeerClient {
 impl PeerClient {
     /// GET `url` and return its body as text, within `timeout` (for JSON ops endpoints).
     pub async fn get_text(&self, url: &str, timeout: Duration) -> Result<String, PeerError> {
+        self.request_text(HttpMethod::GET, url, timeout).await.map(|(_, body)| body)
+    }
+
+    /// Send a body-less `method` request to `url`; the status and the body as text, within
+    /// `timeout` (for ops endpoints and the command-line client).
+    pub async fn request_text(
+        &self,
+        method: HttpMethod,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<(u16, String), PeerError> {
         let protocol = |reason: String| PeerError::Protocol { addr: url.to_string(), reason };
-        let request = hyper::Request::get(url).body(Full::new(Bytes::new())).map_err(|e| protocol(e.to_string()))?;
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| protocol(e.to_string()))?;
         let exchange = async {
             let response = self
                 .http
                 .request(request)
                 .await
                 .map_err(|e| PeerError::Unreachable { addr: url.to_string(), reason: e.to_string() })?;
+            let status = response.status().as_u16();
             let body = http_body_util::Limited::new(response.into_body(), MAX_PEER_RESPONSE_BYTES)
                 .collect()
                 .await
                 .map_err(|e| protocol(e.to_string()))?
                 .to_bytes();
-            String::from_utf8(body.to_vec()).map_err(|e| protocol(e.to_string()))
+            Ok((status, String::from_utf8(body.to_vec()).map_err(|e| protocol(e.to_string()))?))
         };
         tokio::time::timeout(timeout, exchange)
             .await

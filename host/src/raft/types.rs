@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleId;
 use crate::runtime::ModuleKind;
+use crate::state::NamespaceChange;
 
 /// A node is known by a stable hash of its advertised `ip:port` (see `config::node_id`).
 pub type NodeId = u64;
@@ -84,6 +85,9 @@ pub enum Operation {
         #[serde(with = "serde_bytes")]
         config: Vec<u8>,
     },
+    /// Create, update or delete a namespace record. Last: entries are postcard, which numbers
+    /// variants by position, so new variants go at the end.
+    Namespace(NamespaceChange),
 }
 
 impl fmt::Display for Operation {
@@ -96,6 +100,7 @@ impl fmt::Display for Operation {
             Operation::Activate { namespace, kind, module_id, .. } => {
                 write!(f, "activate({namespace}, {kind:?}, {module_id})")
             }
+            Operation::Namespace(change) => write!(f, "namespace({change:?})"),
             Operation::Bootstrap { .. } => write!(f, "bootstrap"),
         }
     }

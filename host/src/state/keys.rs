@@ -5,6 +5,7 @@
 //! s/module/<module id>                   installed module bytes, content-addressed
 //! s/binding/<namespace>\0<kind>          the binding in force (JSON `Binding`)
 //! s/binding-log/<namespace>\0<kind>\0<index, 8 bytes BE>   every binding change, in log order
+//! s/namespace/<namespace>                the namespace's record (JSON `NamespaceRecord`)
 //! s/clock                                the latest entry time a guest has seen (u64 BE)
 //! ```
 //! Namespaces never contain `\0` (the API layer allows `[A-Za-z0-9_-]` only), so the
@@ -47,3 +48,9 @@ pub fn binding_log(namespace: &str, kind: ModuleKind, index: u64) -> Vec<u8> {
 pub const BINDING_LOG_PREFIX: &[u8] = b"s/binding-log/";
 
 pub const CLOCK: &[u8] = b"s/clock";
+
+pub fn namespace(id: &str) -> Vec<u8> {
+    format!("s/namespace/{id}").into_bytes()
+}
+
+pub const NAMESPACE_PREFIX: &[u8] = b"s/namespace/";

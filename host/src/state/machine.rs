@@ -134,6 +134,15 @@ impl Machine {
             .collect()
     }
 
+    /// Every namespace record, in id order (`public` has none: it always exists).
+    pub fn namespaces(&self) -> Vec<super::NamespaceRecord> {
+        super::namespaces::list(&self.kv)
+    }
+
+    pub fn namespace(&self, id: &str) -> Option<super::NamespaceRecord> {
+        super::namespaces::get(&self.kv, id)
+    }
+
     pub fn module_bytes(&self, id: &str) -> Option<&[u8]> {
         self.kv.get(&keys::module(id)).map(Vec::as_slice)
     }
@@ -232,6 +241,10 @@ impl Machine {
                     let change =
                         BindingRequest { namespace, kind: *kind, module_id, by, index: entry.index, timestamp_ms };
                     responses.push(ApplyResponse::host(self.activate(runtime, change)?));
+                    i += 1;
+                }
+                Operation::Namespace(change) => {
+                    responses.push(ApplyResponse::host(super::namespaces::apply(&mut self.kv, change, timestamp_ms)));
                     i += 1;
                 }
                 Operation::Bootstrap { naming, config } => {
@@ -586,6 +599,37 @@ mod tests {
         assert!(one_batch.clock_ms() >= 2_000);
         // A snapshot image rebuilds the same state.
         assert_eq!(Machine::from_image(one_batch.image()).digest_hex(), one_batch.digest_hex());
+    }
+
+    #[test]
+    fn namespace_records_change_only_as_entries_say() {
+        use crate::state::NamespaceChange;
+        let runtime = Runtime::new(None).unwrap();
+        let mut machine = Machine::default();
+        let changes = [
+            NamespaceChange::Create { id: "dev".into(), name: "Dev".into(), desc: String::new() },
+            NamespaceChange::Create { id: "dev".into(), name: "Again".into(), desc: String::new() },
+            NamespaceChange::Update { id: "dev".into(), name: "Developers".into(), desc: "d".into() },
+            NamespaceChange::Update { id: "nope".into(), name: "x".into(), desc: String::new() },
+            NamespaceChange::Delete { id: "nope".into() },
+        ];
+        let proposals: Vec<_> =
+            changes.into_iter().map(|c| Proposal { timestamp_ms: 7, op: Operation::Namespace(c) }).collect();
+        let refs: Vec<_> = proposals
+            .iter()
+            .enumerate()
+            .map(|(i, p)| EntryRef { index: i as u64 + 1, term: 1, proposal: Some(p) })
+            .collect();
+        let (responses, _) = machine.apply(&runtime, &refs).unwrap();
+        let codes: Vec<_> = responses.iter().map(|r| r.result.as_ref().map_or_else(|e| e.code, |_| 200)).collect();
+        assert_eq!(codes, vec![200, 409, 200, 404, 404]);
+        let record = machine.namespace("dev").unwrap();
+        assert_eq!((record.name.as_str(), record.desc.as_str(), record.created_ms), ("Developers", "d", 7));
+        assert_eq!(machine.namespaces().len(), 1);
+        let delete =
+            Proposal { timestamp_ms: 8, op: Operation::Namespace(NamespaceChange::Delete { id: "dev".into() }) };
+        machine.apply(&runtime, &[EntryRef { index: 6, term: 1, proposal: Some(&delete) }]).unwrap();
+        assert!(machine.namespaces().is_empty());
     }
 
     #[test]

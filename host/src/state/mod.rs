@@ -12,6 +12,7 @@ pub mod dry_run;
 mod keys;
 mod kv;
 mod machine;
+mod namespaces;
 
 pub use keys::DEFAULT_NAMESPACE;
 pub use kv::Kv;
@@ -21,3 +22,5 @@ pub use machine::ChangeEvent;
 pub use machine::EntryRef;
 pub use machine::Machine;
 pub use machine::MachineImage;
+pub use namespaces::NamespaceChange;
+pub use namespaces::NamespaceRecord;
