@@ -29,6 +29,9 @@ enum Command {
     /// Config admin: history and rollback, against any running node.
     #[command(subcommand)]
     Config(nacre::cli::ConfigCommand),
+    /// Guest modules: install, list, activate, rollback, dry-run, bindings, against any node.
+    #[command(subcommand)]
+    Module(nacre::cli::ModuleCommand),
 }
 
 #[derive(clap::Args)]
@@ -70,7 +73,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Config(command) => {
-            print!("{}", runtime.block_on(nacre::cli::run(command))?);
+            print!("{}", runtime.block_on(nacre::cli::run_config(command))?);
+            Ok(())
+        }
+        Command::Module(command) => {
+            print!("{}", runtime.block_on(nacre::cli::run_module(command))?);
             Ok(())
         }
     }

@@ -7,3 +7,4 @@ mod peer_client;
 pub use http::*;
 pub use peer_client::PeerClient;
 pub use peer_client::PeerError;
+pub use peer_client::upload_with_progress;

@@ -130,3 +130,55 @@ impl PeerClient {
         tokio::time::timeout(timeout, exchange).await.ok().flatten()
     }
 }
+
+/// Bytes sent between progress reports of an upload.
+const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
+
+/// POST `body` to `url` in chunks, calling `progress(sent, total)` as each chunk is handed to
+/// the connection, and return the status and text of the answer (admin uploads of modules).
+pub async fn upload_with_progress(
+    url: &str,
+    body: Bytes,
+    timeout: Duration,
+    progress: impl Fn(usize, usize) + Send + Sync + 'static,
+) -> Result<(u16, String), PeerError> {
+    use http_body_util::StreamBody;
+    use http_body_util::combinators::BoxBody;
+    use hyper::body::Frame;
+
+    let protocol = |reason: String| PeerError::Protocol { addr: url.to_string(), reason };
+    let total = body.len();
+    let chunks: Vec<Bytes> = (0..total)
+        .step_by(UPLOAD_CHUNK_BYTES)
+        .map(|start| body.slice(start..total.min(start + UPLOAD_CHUNK_BYTES)))
+        .collect();
+    let mut sent = 0;
+    let frames = futures_util::stream::iter(chunks.into_iter().map(move |chunk| {
+        sent += chunk.len();
+        progress(sent, total);
+        Ok::<_, std::convert::Infallible>(Frame::data(chunk))
+    }));
+    let client: Client<HttpConnector, BoxBody<Bytes, std::convert::Infallible>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let request = hyper::Request::post(url)
+        .header(hyper::header::CONTENT_TYPE, "application/wasm")
+        .header(hyper::header::CONTENT_LENGTH, total)
+        .body(BoxBody::new(StreamBody::new(frames)))
+        .map_err(|e| protocol(e.to_string()))?;
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| PeerError::Unreachable { addr: url.to_string(), reason: e.to_string() })?;
+        let status = response.status().as_u16();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_PEER_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| protocol(e.to_string()))?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| PeerError::Timeout { addr: url.to_string(), timeout_ms: timeout.as_millis() })?
+}

@@ -1,15 +1,10 @@
 //! `nacre config ...`: the config admin commands, as a small HTTP client of any node.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use anyhow::bail;
 
+use super::call;
 use crate::net::HttpMethod;
-use crate::net::PeerClient;
-
-/// How long one command waits for the node.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(clap::Subcommand)]
 pub enum ConfigCommand {
@@ -81,17 +76,6 @@ pub async fn run(command: ConfigCommand) -> anyhow::Result<String> {
             Ok(format!("rolled back {}/{} to history entry {nid}", target.group, target.data_id))
         }
     }
-}
-
-async fn call(method: HttpMethod, url: &str) -> anyhow::Result<String> {
-    let (status, body) = PeerClient::default()
-        .request_text(method, url, REQUEST_TIMEOUT)
-        .await
-        .with_context(|| format!("calling {url}"))?;
-    if status != 200 {
-        bail!("HTTP {status}: {}", body.trim());
-    }
-    Ok(body)
 }
 
 /// One line per entry: id, operation, time (leader ms), md5, source, and the content's start.
