@@ -31,9 +31,10 @@ die() {
 python_key() {
   command -v "$python" >/dev/null 2>&1 ||
     die "$python not found: the Python client tests need Python 3 with venv (Debian: apt-get install python3 python3-venv)"
+  # Contents only (not paths), so the same checkout under another path keeps its install.
   {
     "$python" --version 2>&1
-    sha256sum "$here/requirements.txt"
+    cat "$here/requirements.txt"
   } | sha256sum | cut -d' ' -f1
 }
 
@@ -44,7 +45,7 @@ node_key() {
     die "npm not found: the Node.js client tests need npm (Debian: apt-get install npm)"
   {
     node --version
-    sha256sum "$here/package.json" "$here/package-lock.json"
+    cat "$here/package.json" "$here/package-lock.json"
   } | sha256sum | cut -d' ' -f1
 }
 
