@@ -247,19 +247,16 @@ fn python_config_basic() {
 }
 
 #[test]
-#[ignore = "needs config search: GET /nacos/v1/cs/configs?search=accurate (config service)"]
 fn python_config_search() {
     run(Client::Python, "config_search.py");
 }
 
 #[test]
-#[ignore = "needs config long-polling: POST /nacos/v1/cs/configs/listener (config service)"]
 fn python_config_watch() {
     run(Client::Python, "config_watch.py");
 }
 
 #[test]
-#[ignore = "needs naming service (issue 3)"]
 fn python_naming() {
     run(Client::Python, "naming.py");
 }
@@ -270,19 +267,16 @@ fn node_config_basic() {
 }
 
 #[test]
-#[ignore = "needs config long-polling: POST /nacos/v1/cs/configs/listener (config service)"]
 fn node_config_subscribe() {
     run(Client::Node, "config_subscribe.js");
 }
 
 #[test]
-#[ignore = "needs naming service (issue 3)"]
 fn node_naming() {
     run(Client::Node, "naming.js");
 }
 
 #[test]
-#[ignore = "needs naming service (issue 3) with UDP push to the client's udpPort"]
 fn node_naming_push() {
     run(Client::Node, "naming_push.js");
 }

@@ -90,10 +90,11 @@ function check(condition, message) {
   if (!condition) fail(message);
 }
 
+// Deep equality that ignores object key order: JSON maps (instance metadata) have none.
 function checkEq(actual, expected, what) {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) fail(`${what}: expected ${e}, got ${a}`);
+  if (!require('util').isDeepStrictEqual(actual, expected)) {
+    fail(`${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
+  }
 }
 
 async function call(what, promise) {
