@@ -38,7 +38,20 @@ python_key() {
   } | sha256sum | cut -d' ' -f1
 }
 
+# A fresh machine may lack Node.js: install Debian's (the Debian registry is reachable) when
+# this runs as root, so the test command alone sets everything up.
+ensure_node() {
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: node/npm missing; installing Debian's nodejs and npm"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2 ||
+      die "apt-get install nodejs npm failed"
+  fi
+}
+
 node_key() {
+  ensure_node
   command -v node >/dev/null 2>&1 ||
     die "node not found: the Node.js client tests need Node.js >= 16 and npm (Debian: apt-get install nodejs npm)"
   command -v npm >/dev/null 2>&1 ||
@@ -109,6 +122,7 @@ if [ "$what" != node ]; then
   stamp_matches "$python_stamp" "$key" || locked python install_python
 fi
 if [ "$what" != python ]; then
+  { command -v node && command -v npm; } >/dev/null 2>&1 || locked node ensure_node
   key="$(node_key)"
   stamp_matches "$node_stamp" "$key" || locked node install_node
 fi
