@@ -21,6 +21,19 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const GUEST_TARGET_DIR: &str = "target/wasm-guests";
 
 /// (package, core module file stem, component file name in OUT_DIR).
+/// Custom modules from `examples/modules`, built in a second nested build: they wrap
+/// `nacre-naming` without its export feature, which must not be unified with the built-in
+/// build (the built-in naming module does export). Written to `COMPONENTS_DIR` too, so the
+/// walkthrough can install them.
+const EXAMPLES: &[(&str, &str, &str)] = &[
+    ("nacre-example-require-metadata", "nacre_example_require_metadata", "example-require-metadata.wasm"),
+    ("nacre-example-zone-first", "nacre_example_zone_first", "example-zone-first.wasm"),
+];
+
+/// Where the componentized guests are also written, relative to the workspace root, for
+/// people to install with `nacre module install`.
+const COMPONENTS_DIR: &str = "target/wasm-guests/components";
+
 const GUESTS: &[(&str, &str, &str)] = &[
     ("nacre-naming", "nacre_naming", "naming.wasm"),
     ("nacre-config", "nacre_config", "config.wasm"),
@@ -74,18 +87,22 @@ fn main() {
     let workspace = manifest_dir.parent().expect("the host crate lives inside the workspace").to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
 
-    for watched in ["guest-modules", "protocol", "wit", "Cargo.lock"] {
+    for watched in ["guest-modules", "examples/modules", "protocol", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
 
     check_wasm_target_installed();
-    build_guests(&workspace);
+    build_guests(&workspace, GUESTS);
+    build_guests(&workspace, EXAMPLES);
+    let components_dir = workspace.join(COMPONENTS_DIR);
+    fs::create_dir_all(&components_dir).expect("creating the components dir");
 
     let release_dir = workspace.join(GUEST_TARGET_DIR).join(WASM_TARGET).join("release");
-    for (package, stem, component_name) in GUESTS {
+    for (package, stem, component_name) in GUESTS.iter().chain(EXAMPLES) {
         let core_path = release_dir.join(format!("{stem}.wasm"));
         let core = fs::read(&core_path).unwrap_or_else(|e| panic!("reading {}: {e}", core_path.display()));
         let component = componentize(&core).unwrap_or_else(|e| panic!("{package}: not a state-machine guest: {e}"));
+        fs::write(components_dir.join(component_name), &component).expect("writing the component to target");
         fs::write(out_dir.join(component_name), component).expect("writing the component to OUT_DIR");
     }
 }
@@ -106,7 +123,7 @@ fn check_wasm_target_installed() {
     }
 }
 
-fn build_guests(workspace: &Path) {
+fn build_guests(workspace: &Path, guests: &[(&str, &str, &str)]) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
@@ -117,7 +134,7 @@ fn build_guests(workspace: &Path) {
         .arg(workspace.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(workspace.join(GUEST_TARGET_DIR));
-    for (package, _, _) in GUESTS {
+    for (package, _, _) in guests {
         cmd.args(["-p", package]);
     }
     for setting in GUEST_PROFILE {

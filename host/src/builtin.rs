@@ -19,6 +19,16 @@ pub mod fixtures {
     pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile-fixture.wasm"));
 }
 
+/// The example custom modules of `examples/modules` (their walkthrough is in
+/// `examples/modules/README.md`), shipped for the module-lifecycle tests.
+pub mod examples {
+    /// `nacre-example-require-metadata`, kind naming: refuses registrations without the
+    /// metadata keys `version` and `zone`.
+    pub const REQUIRE_METADATA: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/example-require-metadata.wasm"));
+    /// `nacre-example-zone-first`, kind naming: instance lists answer the caller's zone first.
+    pub const ZONE_FIRST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/example-zone-first.wasm"));
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -33,7 +43,14 @@ mod tests {
 
     #[test]
     fn every_builtin_is_a_component() {
-        for (name, bytes) in [("naming", NAMING), ("config", CONFIG), ("hostile", fixtures::HOSTILE)] {
+        let all = [
+            ("naming", NAMING),
+            ("config", CONFIG),
+            ("hostile", fixtures::HOSTILE),
+            ("require-metadata", examples::REQUIRE_METADATA),
+            ("zone-first", examples::ZONE_FIRST),
+        ];
+        for (name, bytes) in all {
             assert!(bytes.starts_with(&COMPONENT_PREAMBLE), "{name} is not a component");
         }
     }

@@ -309,7 +309,7 @@ impl Node {
 }
 
 /// A guest's encoded reply, or a 500 when a module answered with something that is not one.
-fn decode_reply(result: Result<Vec<u8>, GuestError>) -> Result<GuestReply, GuestError> {
+pub fn decode_reply(result: Result<Vec<u8>, GuestError>) -> Result<GuestReply, GuestError> {
     let bytes = result?;
     GuestReply::decode(&bytes)
         .map_err(|e| GuestError { code: 500, message: format!("module answered with a malformed reply: {e}") })

@@ -69,6 +69,9 @@ impl StateMachine for Naming {
     }
 }
 
+// Exported unless a custom module builds on this crate (it exports its own machine instead;
+// two exports of the same names would not link).
+#[cfg(feature = "export")]
 nacre_guest_sdk::export_state_machine!(Naming);
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ use crate::net::HttpResponse;
 use crate::net::Status;
 use crate::node::Node;
 use crate::node::WriteError;
+use crate::node::decode_reply;
+use crate::raft::Operation;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
 
@@ -28,9 +30,29 @@ pub fn guest_request(req: &HttpRequest, op: &str, params: Params) -> GuestReques
 }
 
 /// Commit a guest command through Raft and answer with its result.
+/// The answer says which log index and module produced it, so that a module switch can be
+/// seen from the outside (every replica switches at the same index).
 pub async fn write(node: &Node, namespace: String, kind: ModuleKind, request: GuestRequest) -> HttpResponse {
-    respond(node.write_guest(namespace, kind, &request).await)
+    let op = Operation::Guest { namespace, kind, payload: request.encode() };
+    match node.write(op).await {
+        Ok(outcome) => {
+            let module_id = outcome.response.module_id.clone().unwrap_or_default();
+            let mut resp = respond(decode_reply(outcome.response.result));
+            for (name, value) in [(LOG_INDEX_HEADER, outcome.index.to_string()), (MODULE_HEADER, module_id)] {
+                if let Ok(value) = net::header::HeaderValue::from_str(&value) {
+                    resp.headers_mut().insert(name, value);
+                }
+            }
+            resp
+        }
+        Err(e) => unavailable(&e),
+    }
 }
+
+/// Response header of a committed write: the index of its log entry.
+pub const LOG_INDEX_HEADER: &str = "x-nacre-log-index";
+/// Response header of a committed write: the id of the module that applied it.
+pub const MODULE_HEADER: &str = "x-nacre-module";
 
 /// Answer a read from this replica's state.
 pub fn read(node: &Node, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> HttpResponse {

@@ -52,7 +52,13 @@ pub fn list(node: &Node) -> HttpResponse {
         .module_ids()
         .into_iter()
         .map(|id| {
-            let info = node.shared.runtime.describe(&id).ok();
+            // A module installed but never run here (e.g. after a restart) is compiled now, from
+            // the cache when it can be, so that the listing always says what each module is.
+            let runtime = &node.shared.runtime;
+            let info = runtime.describe(&id).ok().or_else(|| {
+                let bytes = replica.machine.module_bytes(&id)?;
+                runtime.load(bytes).ok().map(|(_, info)| info)
+            });
             json!({ "id": id, "info": info })
         })
         .collect();
