@@ -148,6 +148,40 @@ fn a_module_switches_one_namespace_at_one_index_while_clients_write() {
 }
 
 #[test]
+fn zone_first_answers_the_callers_zone_first_in_its_namespace_only() {
+    let cluster = Cluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster.addr(0).to_string();
+    let installed =
+        cli(&server, &["install", &module_file(&dir, "zone-first.wasm", nacre::builtin::examples::ZONE_FIRST)]);
+    let id = installed.lines().find_map(|l| l.strip_prefix("id ")).unwrap().trim().to_string();
+    cli(&server, &["activate", "--namespace", "tenant-b", "--kind", "naming", &id]);
+    for namespace in ["tenant-b", "public"] {
+        for (ip, zone) in [("10.8.0.1", "a"), ("10.8.0.2", "b")] {
+            let metadata = format!(r#"{{"zone":"{zone}"}}"#);
+            let query = http::form(&[
+                ("serviceName", "web"),
+                ("ip", ip),
+                ("port", "80"),
+                ("namespaceId", namespace),
+                ("metadata", &metadata),
+            ]);
+            assert_eq!(cluster.call(1, "POST", &format!("{INSTANCE}?{query}")).unwrap().status, 200);
+        }
+    }
+    cluster.wait_converged();
+    let first_ip = |node: usize, namespace: &str| {
+        let query = http::form(&[("serviceName", "web"), ("namespaceId", namespace), ("zone", "b")]);
+        let listing = cluster.get(node, &format!("{INSTANCE}/list?{query}")).unwrap().json();
+        listing["hosts"][0]["ip"].as_str().unwrap().to_string()
+    };
+    for node in 0..3 {
+        assert_eq!(first_ip(node, "tenant-b"), "10.8.0.2", "zone b first on node {node}");
+        assert_eq!(first_ip(node, "public"), "10.8.0.1", "public keeps the built-in order on node {node}");
+    }
+}
+
+#[test]
 fn hostile_modules_leave_the_cluster_as_it_was() {
     let cluster = Cluster::start(3);
     let node = cluster.follower();
