@@ -81,6 +81,11 @@ pub async fn activate(node: &Node, req: HttpRequest) -> HttpResponse {
     };
     let by = guest::client_ip(&req);
     let op = Operation::Activate { namespace, kind, module_id: module_id.to_string(), by };
+    commit_binding(node, op).await
+}
+
+/// Commit an `Activate` and answer with the binding it made (JSON), or why it was refused.
+async fn commit_binding(node: &Node, op: Operation) -> HttpResponse {
     match node.write(op).await {
         Ok(outcome) => match outcome.response.result {
             Ok(binding) => net::response(Status::OK, "application/json;charset=UTF-8", binding),
@@ -122,13 +127,7 @@ pub async fn rollback(node: &Node, req: HttpRequest) -> HttpResponse {
         }
     };
     let op = Operation::Activate { namespace, kind, module_id: target, by: guest::client_ip(&req) };
-    match node.write(op).await {
-        Ok(outcome) => match outcome.response.result {
-            Ok(binding) => net::response(Status::OK, "application/json;charset=UTF-8", binding),
-            Err(error) => guest::respond(Err(error)),
-        },
-        Err(e) => guest::unavailable(&e),
-    }
+    commit_binding(node, op).await
 }
 
 /// `POST /nacre/v1/modules/dry-run?namespace=&entries=N` with a candidate component as the

@@ -107,13 +107,7 @@ impl PeerClient {
                 .request(request)
                 .await
                 .map_err(|e| PeerError::Unreachable { addr: url.to_string(), reason: e.to_string() })?;
-            let status = response.status().as_u16();
-            let body = http_body_util::Limited::new(response.into_body(), MAX_PEER_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| protocol(e.to_string()))?
-                .to_bytes();
-            Ok((status, String::from_utf8(body.to_vec()).map_err(|e| protocol(e.to_string()))?))
+            status_and_text(url, response).await
         };
         tokio::time::timeout(timeout, exchange)
             .await
@@ -170,15 +164,23 @@ pub async fn upload_with_progress(
             .request(request)
             .await
             .map_err(|e| PeerError::Unreachable { addr: url.to_string(), reason: e.to_string() })?;
-        let status = response.status().as_u16();
-        let body = http_body_util::Limited::new(response.into_body(), MAX_PEER_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| protocol(e.to_string()))?
-            .to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        status_and_text(url, response).await
     };
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| PeerError::Timeout { addr: url.to_string(), timeout_ms: timeout.as_millis() })?
+}
+
+/// A response's status and its body as text (bounded; invalid UTF-8 replaced).
+async fn status_and_text(
+    url: &str,
+    response: hyper::Response<hyper::body::Incoming>,
+) -> Result<(u16, String), PeerError> {
+    let status = response.status().as_u16();
+    let body = http_body_util::Limited::new(response.into_body(), MAX_PEER_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map_err(|e| PeerError::Protocol { addr: url.to_string(), reason: e.to_string() })?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
