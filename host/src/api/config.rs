@@ -44,6 +44,8 @@ pub async fn route(node: &Node, req: HttpRequest, path: &str) -> HttpResponse {
     }
     if is_write {
         guest::write(node, namespace, ModuleKind::Config, request).await
+    } else if let Err(unavailable) = guest::linearize_if_asked(node, &req).await {
+        unavailable
     } else {
         guest::read(node, &namespace, ModuleKind::Config, &request)
     }

@@ -77,6 +77,18 @@ pub async fn read_acting(
     Ok(reply)
 }
 
+/// The header a read carries to be linearizable: `X-Nacre-Consistency: linearizable`. Reads
+/// are otherwise served by the local replica as of its applied index (serializable), as Nacos
+/// serves them.
+pub const CONSISTENCY_HEADER: &str = "x-nacre-consistency";
+
+/// For a read that asks to be linearizable, confirm leadership through the leader (ReadIndex)
+/// and wait until this replica has applied that far; a 503 when that cannot be done in time.
+pub async fn linearize_if_asked(node: &Node, req: &HttpRequest) -> Result<(), HttpResponse> {
+    let asked = req.header(CONSISTENCY_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("linearizable"));
+    if asked { node.linearize().await.map_err(|e| unavailable(&e)) } else { Ok(()) }
+}
+
 pub fn unavailable(e: &WriteError) -> HttpResponse {
     net::text(Status::SERVICE_UNAVAILABLE, e.to_string())
 }

@@ -63,6 +63,11 @@ pub async fn route(node: &Node, req: HttpRequest, path: &str) -> HttpResponse {
         // differ from the host's own probes committing the same operation.
         request.params.insert("source".into(), "api".into());
     }
+    if !matches!(access, Write)
+        && let Err(unavailable) = guest::linearize_if_asked(node, &req).await
+    {
+        return unavailable;
+    }
     match access {
         Write => guest::write(node, namespace, KIND, request).await,
         Read => guest::respond(guest::read_acting(node, &namespace, KIND, &request).await),
