@@ -2,6 +2,7 @@
 //! WebAssembly guest modules applied to a Raft log. See ARCHITECTURE.md for the code map.
 
 pub mod api;
+pub mod blocking;
 pub mod builtin;
 pub mod cli;
 pub mod config;

@@ -120,7 +120,7 @@ impl Node {
             .with_context(|| format!("binding the raft port {}", config.me.raft_addr()))?;
         let duties = Duties::open(&config.me.ip).await.context("opening the push socket")?;
         let node = Arc::new(Node { id, config, raft, shared, peers, log, started_at: Instant::now(), duties });
-        tokio::spawn(net::serve(raft_listener, MAX_PEER_BODY_BYTES, {
+        tokio::spawn(net::serve(raft_listener, |_, _| MAX_PEER_BODY_BYTES, {
             let node = node.clone();
             move |req| {
                 let node = node.clone();
@@ -161,11 +161,32 @@ impl Node {
 
     /// Ask the guest bound to `(namespace, kind)` a question about this replica's state.
     pub fn query(&self, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> Result<GuestReply, GuestError> {
-        let replica = self.shared.read();
-        let applied_index = replica.applied_index();
-        let result = replica.machine.query(&self.shared.runtime, applied_index, namespace, kind, &request.encode());
-        drop(replica);
+        let result = crate::blocking::cpu_bound(|| {
+            let replica = self.shared.read();
+            let applied_index = replica.applied_index();
+            replica.machine.query(&self.shared.runtime, applied_index, namespace, kind, &request.encode())
+        });
         decode_reply(result)
+    }
+
+    /// Commit a command a duty decided while leading `term` (a sweep, a probe result), only
+    /// if this node still leads that term: a deposed leader's decisions, made on timers it
+    /// no longer owns, are dropped rather than forwarded to the new leader.
+    pub async fn write_guest_as_leader(
+        &self,
+        term: u64,
+        namespace: String,
+        kind: ModuleKind,
+        request: &GuestRequest,
+    ) -> Result<GuestReply, GuestError> {
+        if self.leading_term() != Some(term) {
+            return Err(GuestError { code: 503, message: format!("no longer the leader of term {term}") });
+        }
+        let op = Operation::Guest { namespace, kind, payload: request.encode() };
+        match self.write_as_leader(op).await {
+            Ok(outcome) => decode_reply(outcome.response.result),
+            Err(e) => Err(GuestError { code: 503, message: e.to_string() }),
+        }
     }
 
     /// Commit a guest command and return its result; a write that could not be committed is

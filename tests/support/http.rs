@@ -62,8 +62,16 @@ pub fn request_with_headers(
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    // A server may answer early (413 from the declared length) and stop reading: like curl,
+    // read its answer even when the rest of the body could not be sent.
+    let sent = stream.write_all(body);
     let mut raw = Vec::new();
+    if let Err(e) = sent {
+        return match stream.read_to_end(&mut raw) {
+            Ok(_) if !raw.is_empty() => parse(&raw),
+            _ => Err(e),
+        };
+    }
     stream.read_to_end(&mut raw)?;
     parse(&raw)
 }

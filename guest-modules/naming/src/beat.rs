@@ -52,8 +52,15 @@ pub fn query(req: &GuestRequest) -> Result<GuestReply, GuestError> {
             let reply = known(&found).header(directive::LEASE_RENEW, found.instance_id());
             if found.healthy { reply } else { reply.header(directive::COMMIT, "true") }
         }
+        // The instance the commit will register carries the beat's metadata, so its interval
+        // is the one to announce.
         None if body.is_some() => json(&BeatReply {
-            client_beat_interval: DEFAULT_HEART_BEAT_INTERVAL_MS,
+            client_beat_interval: body
+                .as_ref()
+                .and_then(|b| b.metadata.as_ref())
+                .and_then(|m| m.get(HEART_BEAT_INTERVAL_KEY))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(DEFAULT_HEART_BEAT_INTERVAL_MS),
             code: CODE_OK,
             light_beat_enabled: Some(true),
         })

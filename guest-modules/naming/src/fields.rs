@@ -13,7 +13,7 @@ pub const MAX_IP_CHARS: usize = 128;
 /// Weights Nacos accepts (`Instance.validate`: 0.0 to 10000.0).
 pub const MAX_WEIGHT: f64 = 10_000.0;
 /// Largest `metadata` parameter (and beat metadata), in bytes of its JSON or `k=v` text.
-pub const MAX_METADATA_BYTES: usize = 64 << 10;
+pub const MAX_METADATA_BYTES: usize = 16 << 10;
 /// Largest `selector` or `healthChecker` JSON, in bytes.
 pub const MAX_SETTING_JSON_BYTES: usize = 4 << 10;
 /// Longest `app`, in characters.

@@ -8,7 +8,9 @@ use serde::Serialize;
 use crate::fields;
 use crate::names::{self, ServiceName};
 use crate::ops::{OK, TOPIC, json};
-use crate::record::{self, InstanceAddr, InstanceRecord, MAX_INSTANCES_PER_SERVICE, Metadata, ServiceRecord};
+use crate::record::{
+    self, InstanceAddr, InstanceRecord, MAX_CLUSTERS_PER_SERVICE, MAX_INSTANCES_PER_SERVICE, Metadata, ServiceRecord,
+};
 
 /// The instance a request names: service, cluster, ip and port, all validated.
 #[derive(Debug, Clone)]
@@ -89,6 +91,12 @@ pub fn insert(cmd: &Command, name: &ServiceName, record: InstanceRecord) -> Resu
         service_changed = true;
     }
     if !service.clusters.contains_key(&record.cluster_name) {
+        if service.clusters.len() >= MAX_CLUSTERS_PER_SERVICE {
+            return Err(GuestError::bad_request(format!(
+                "invalid clusterName: {} already has {MAX_CLUSTERS_PER_SERVICE} clusters, the most a service may have",
+                name.grouped()
+            )));
+        }
         service.clusters.insert(record.cluster_name.clone(), Default::default());
         service_changed = true;
     }

@@ -23,8 +23,11 @@ use crate::names::ServiceName;
 
 pub type Metadata = BTreeMap<String, String>;
 
-/// Rows asked of one `scan` call: the host's `MAX_SCAN_ROWS`.
-pub const SCAN_PAGE_ROWS: u32 = 4096;
+/// Rows asked of one `scan` call. Small enough that a page of instances with the largest
+/// metadata (`fields::MAX_METADATA_BYTES`) stays well inside the host's scan byte limit.
+pub const SCAN_PAGE_ROWS: u32 = 256;
+/// Clusters one service may have: every write of the service re-encodes all of them.
+pub const MAX_CLUSTERS_PER_SERVICE: usize = 256;
 /// Instances one service may hold: what one `instance/list` reply can render within the host's
 /// fuel and result-size limits (about 400 bytes of JSON each).
 pub const MAX_INSTANCES_PER_SERVICE: u32 = 10_000;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::fields;
 use crate::names;
 use crate::ops::{OK, TOPIC, json};
-use crate::record::{self, HealthChecker, Metadata, ServiceRecord};
+use crate::record::{self, HealthChecker, MAX_CLUSTERS_PER_SERVICE, Metadata, ServiceRecord};
 
 /// Names one `service/list` page may hold; a larger `pageSize` is cut to it (Spring Cloud asks
 /// for `Integer.MAX_VALUE` to mean "all").
@@ -104,6 +104,12 @@ pub fn update_cluster(_cmd: &Command, req: &GuestRequest) -> Result<GuestReply, 
     let Some(mut service) = record::load_service(&name)? else {
         return Err(GuestError::bad_request(format!("service not found, serviceName: {}", name.grouped())));
     };
+    if !service.clusters.contains_key(cluster_name) && service.clusters.len() >= MAX_CLUSTERS_PER_SERVICE {
+        return Err(GuestError::bad_request(format!(
+            "invalid clusterName: {} already has {MAX_CLUSTERS_PER_SERVICE} clusters, the most a service may have",
+            name.grouped()
+        )));
+    }
     let old = service.cluster(cluster_name);
     let mut cluster = old.clone();
     cluster.check_port = check_port.unwrap_or(old.check_port);

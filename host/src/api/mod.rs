@@ -26,30 +26,29 @@ use crate::net::HttpResponse;
 use crate::net::Status;
 use crate::node::Node;
 
-/// Largest request body on the client port, sized for module uploads; routes other than
-/// module install take at most [`MAX_REQUEST_BODY_BYTES`].
+/// Largest request body of a module upload (install, dry-run); other routes take at most
+/// [`MAX_REQUEST_BODY_BYTES`]. Chosen from the method and path before the body is read.
 pub const MAX_UPLOAD_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Largest body of an ordinary request: a 1 MiB config, percent-encoded, with room to spare.
 pub const MAX_REQUEST_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
-    net::serve(listener, MAX_UPLOAD_BODY_BYTES, move |req| {
+    net::serve(listener, body_limit, move |req| {
         let node = node.clone();
         async move { route(&node, req).await }
     })
     .await
 }
 
+/// The body limit of a route: uploads of modules are large, everything else is not.
+fn body_limit(method: &HttpMethod, path: &str) -> usize {
+    let path = path.trim_end_matches('/');
+    let is_upload = method == HttpMethod::POST && (path == "/nacre/v1/modules" || path == "/nacre/v1/modules/dry-run");
+    if is_upload { MAX_UPLOAD_BODY_BYTES } else { MAX_REQUEST_BODY_BYTES }
+}
+
 async fn route(node: &Node, req: HttpRequest) -> HttpResponse {
     let path = req.path.trim_end_matches('/').to_string();
-    let is_upload =
-        req.method == HttpMethod::POST && (path == "/nacre/v1/modules" || path == "/nacre/v1/modules/dry-run");
-    if !is_upload && req.body.len() > MAX_REQUEST_BODY_BYTES {
-        return net::text(
-            Status::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than {MAX_REQUEST_BODY_BYTES} bytes"),
-        );
-    }
     match (&req.method, path.as_str()) {
         (_, p) if p.starts_with("/nacos/v1/cs/") || p.starts_with("/nacre/v1/config/") => {
             config::route(node, req, p).await

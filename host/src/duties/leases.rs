@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -52,12 +53,16 @@ pub struct LeaseKey {
     pub key: String,
 }
 
+/// Renewal times (ms) by guest key, for one namespace and kind: the unit a sweep reads.
+type Renewals = HashMap<String, u64>;
+
 #[derive(Default)]
 pub struct Leases {
-    /// Last renewal of each lease this node received while (or before) leading, in ms.
-    renewed_ms: Mutex<HashMap<LeaseKey, u64>>,
+    /// Last renewal of each lease this node received while (or before) leading, by
+    /// `(namespace, kind)` so that a sweep reads only its own namespace's.
+    renewed_ms: Mutex<HashMap<(String, ModuleKind), Renewals>>,
     /// Renewals served here while another node leads, waiting to be forwarded.
-    queued: Mutex<Vec<LeaseKey>>,
+    queued: Mutex<VecDeque<LeaseKey>>,
     /// `(term, since_ms)`: the term this node leads and when it started tracking in it.
     tracking: Mutex<Option<(u64, u64)>>,
 }
@@ -70,21 +75,26 @@ impl Leases {
         } else {
             let mut queued = self.queued.lock().expect("lease queue lock");
             if queued.len() >= MAX_QUEUED_RENEWALS {
-                queued.remove(0);
+                queued.pop_front();
             }
-            queued.push(key);
+            queued.push_back(key);
         }
     }
 
     /// Record renewals received at `at_ms`.
     pub fn record(&self, keys: Vec<LeaseKey>, at_ms: u64) {
         let mut renewed = self.renewed_ms.lock().expect("lease table lock");
-        for key in keys {
-            if renewed.len() >= MAX_TRACKED_LEASES && !renewed.contains_key(&key) {
-                tracing::warn!(limit = MAX_TRACKED_LEASES, "lease table full; renewal dropped");
-                continue;
+        let mut tracked: usize = renewed.values().map(HashMap::len).sum();
+        for LeaseKey { namespace, kind, key } in keys {
+            let leases = renewed.entry((namespace, kind)).or_default();
+            if !leases.contains_key(&key) {
+                if tracked >= MAX_TRACKED_LEASES {
+                    tracing::warn!(limit = MAX_TRACKED_LEASES, "lease table full; renewal dropped");
+                    continue;
+                }
+                tracked += 1;
             }
-            renewed.insert(key, at_ms);
+            leases.insert(key, at_ms);
         }
     }
 
@@ -92,10 +102,9 @@ impl Leases {
     fn renewals_in(&self, namespace: &str, kind: ModuleKind) -> BTreeMap<String, u64> {
         let renewed = self.renewed_ms.lock().expect("lease table lock");
         renewed
-            .iter()
-            .filter(|(lease, _)| lease.namespace == namespace && lease.kind == kind)
-            .map(|(lease, at)| (lease.key.clone(), *at))
-            .collect()
+            .get(&(namespace.to_string(), kind))
+            .map(|leases| leases.iter().map(|(key, at)| (key.clone(), *at)).collect())
+            .unwrap_or_default()
     }
 
     /// When tracking began in `term`: now, the first time it is asked in a new term.
@@ -111,16 +120,20 @@ impl Leases {
     }
 
     fn forget_before(&self, cutoff_ms: u64) {
-        self.renewed_ms.lock().expect("lease table lock").retain(|_, at| *at >= cutoff_ms);
+        let mut renewed = self.renewed_ms.lock().expect("lease table lock");
+        for leases in renewed.values_mut() {
+            leases.retain(|_, at| *at >= cutoff_ms);
+        }
+        renewed.retain(|_, leases| !leases.is_empty());
     }
 
     fn take_queued(&self) -> Vec<LeaseKey> {
-        std::mem::take(&mut *self.queued.lock().expect("lease queue lock"))
+        std::mem::take(&mut *self.queued.lock().expect("lease queue lock")).into()
     }
 
     /// How many leases this node tracks (for metrics).
     pub fn tracked(&self) -> usize {
-        self.renewed_ms.lock().expect("lease table lock").len()
+        self.renewed_ms.lock().expect("lease table lock").values().map(HashMap::len).sum()
     }
 }
 
@@ -156,7 +169,7 @@ pub async fn sweep_when_leader(node: Arc<Node>) {
         for (kind, op) in SWEEPS {
             let namespaces = node.shared.read().machine.namespaces_with_data(*kind);
             for namespace in namespaces {
-                sweep(&node, &namespace, *kind, op, now, since).await;
+                sweep(&node, term, &namespace, *kind, op, now, since).await;
             }
         }
         node.duties.leases.forget_before(now.saturating_sub(FORGET_RENEWAL_AFTER_MS));
@@ -164,7 +177,7 @@ pub async fn sweep_when_leader(node: Arc<Node>) {
 }
 
 /// Ask one namespace's guest what has expired, and commit its answer.
-async fn sweep(node: &Arc<Node>, namespace: &str, kind: ModuleKind, op: &str, now: u64, since: u64) {
+async fn sweep(node: &Arc<Node>, term: u64, namespace: &str, kind: ModuleKind, op: &str, now: u64, since: u64) {
     let renewals = node.duties.leases.renewals_in(namespace, kind);
     let request = GuestRequest::new(op)
         .param("nowMs", now.to_string())
@@ -177,17 +190,17 @@ async fn sweep(node: &Arc<Node>, namespace: &str, kind: ModuleKind, op: &str, no
         },
         Err(e) => return tracing::warn!(namespace, op, code = e.code, message = %e.message, "sweep failed"),
     };
-    commit_all(node, namespace, kind, commands).await;
+    commit_all(node, term, namespace, kind, commands).await;
 }
 
 /// Commit guest-named commands concurrently (one batch reaches the log together) and wait
-/// for all of them, so the next sweep sees their effect.
-pub async fn commit_all(node: &Arc<Node>, namespace: &str, kind: ModuleKind, commands: Vec<GuestRequest>) {
+/// for all of them, so the next sweep sees their effect; only while leading `term`.
+pub async fn commit_all(node: &Arc<Node>, term: u64, namespace: &str, kind: ModuleKind, commands: Vec<GuestRequest>) {
     let mut writes = JoinSet::new();
     for command in commands {
         let (node, namespace) = (node.clone(), namespace.to_string());
         writes.spawn(async move {
-            if let Err(e) = node.write_guest(namespace.clone(), kind, &command).await {
+            if let Err(e) = node.write_guest_as_leader(term, namespace.clone(), kind, &command).await {
                 tracing::warn!(namespace, op = command.op, code = e.code, message = %e.message, "duty command failed");
             }
         });

@@ -83,19 +83,17 @@ impl Probes {
 pub async fn probe_when_leader(node: Arc<Node>) {
     loop {
         tokio::time::sleep(Duration::from_millis(PROBE_INTERVAL_MS)).await;
-        if node.leading_term().is_none() {
-            continue;
-        }
+        let Some(term) = node.leading_term() else { continue };
         for (kind, op) in TARGET_QUERIES {
             let namespaces = node.shared.read().machine.namespaces_with_data(*kind);
             for namespace in namespaces {
-                probe_namespace(&node, &namespace, *kind, op).await;
+                probe_namespace(&node, term, &namespace, *kind, op).await;
             }
         }
     }
 }
 
-async fn probe_namespace(node: &Arc<Node>, namespace: &str, kind: ModuleKind, op: &str) {
+async fn probe_namespace(node: &Arc<Node>, term: u64, namespace: &str, kind: ModuleKind, op: &str) {
     let targets: Vec<Target> = match node.query(namespace, kind, &GuestRequest::new(op)) {
         Ok(reply) => match serde_json::from_str(&reply.body) {
             Ok(targets) => targets,
@@ -122,7 +120,7 @@ async fn probe_namespace(node: &Arc<Node>, namespace: &str, kind: ModuleKind, op
             flips.extend(judge(node, namespace, done));
         }
     }
-    commit_all(node, namespace, kind, flips).await;
+    commit_all(node, term, namespace, kind, flips).await;
 }
 
 /// The command to commit for a probe result, if the target's health flips.

@@ -86,7 +86,16 @@ impl Push {
         };
         let expires_at = Instant::now() + Duration::from_millis(SUBSCRIPTION_TTL_MS);
         let mut subscriptions = self.subscriptions.lock().expect("subscriptions lock");
-        let total: usize = subscriptions.values().map(HashMap::len).sum();
+        let mut total: usize = subscriptions.values().map(HashMap::len).sum();
+        if total >= MAX_SUBSCRIPTIONS {
+            // Expired subscriptions of keys that never fire are otherwise only counted.
+            let now = Instant::now();
+            for clients in subscriptions.values_mut() {
+                clients.retain(|_, s| s.expires_at > now);
+            }
+            subscriptions.retain(|_, clients| !clients.is_empty());
+            total = subscriptions.values().map(HashMap::len).sum();
+        }
         for (topic, key) in pairs {
             let watch = WatchKey { namespace: namespace.to_string(), kind, topic, key };
             let clients = subscriptions.entry(watch).or_default();

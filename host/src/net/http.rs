@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -14,6 +15,7 @@ use hyper::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
 
 pub use hyper::header;
@@ -38,14 +40,26 @@ impl HttpRequest {
     }
 }
 
+/// Connections one listener serves at once; past it, accepting waits (back-pressure). Sized
+/// for many held long-polls, each on its own connection.
+pub const MAX_CONNECTIONS: usize = 16_384;
+/// Longest a client may take to send a request's head; a slow one is disconnected.
+pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Longest a client may take to send a request's body.
+pub const BODY_READ_TIMEOUT_MS: u64 = 60_000;
+
 /// Accept connections forever, answering each request with `handler`. A body over
-/// `max_body_bytes` is answered with 413 without reaching the handler.
-pub async fn serve<H, F>(listener: TcpListener, max_body_bytes: usize, handler: H)
+/// `max_body_bytes(method, path)` is answered with 413 without reaching the handler, and
+/// without being read past that limit.
+pub async fn serve<H, F, L>(listener: TcpListener, max_body_bytes: L, handler: H)
 where
     H: Fn(HttpRequest) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
+    L: Fn(&Method, &str) -> usize + Copy + Send + Sync + 'static,
 {
+    let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let permit = connections.clone().acquire_owned().await.expect("the semaphore is never closed");
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -60,12 +74,18 @@ where
         tokio::spawn(async move {
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(read_and_handle(req, peer, max_body_bytes, handler).await) }
+                let limit = max_body_bytes(req.method(), req.uri().path());
+                async move { Ok::<_, Infallible>(read_and_handle(req, peer, limit, handler).await) }
             });
-            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await
-            {
+            let connection = http1::Builder::new()
+                .keep_alive(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
+            drop(permit);
         });
     }
 }
@@ -86,10 +106,19 @@ where
     if declared.is_some_and(|len| len > max_body_bytes) {
         return too_large(max_body_bytes);
     }
-    let body = match http_body_util::Limited::new(body, max_body_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(max_body_bytes),
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+    let read = http_body_util::Limited::new(body, max_body_bytes).collect();
+    let body = match tokio::time::timeout(Duration::from_millis(BODY_READ_TIMEOUT_MS), read).await {
+        Err(_) => {
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request body not received within {BODY_READ_TIMEOUT_MS} ms"),
+            );
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return too_large(max_body_bytes);
+        }
+        Ok(Err(e)) => return text(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
     };
     let request = HttpRequest {
         method: parts.method,

@@ -168,18 +168,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some(last) = batch.last().map(|(entry, _)| entry.log_id) else {
             return Ok(());
         };
-        let refs: Vec<EntryRef<'_>> = batch
-            .iter()
-            .map(|(entry, _)| EntryRef {
-                index: entry.log_id.index,
-                term: entry.log_id.leader_id.term,
-                proposal: match &entry.payload {
-                    EntryPayload::Normal(proposal) => Some(proposal),
-                    EntryPayload::Blank | EntryPayload::Membership(_) => None,
-                },
-            })
-            .collect();
-        let events = {
+        let events = crate::blocking::cpu_bound(|| -> Result<_, io::Error> {
+            let refs: Vec<EntryRef<'_>> = batch
+                .iter()
+                .map(|(entry, _)| EntryRef {
+                    index: entry.log_id.index,
+                    term: entry.log_id.leader_id.term,
+                    proposal: match &entry.payload {
+                        EntryPayload::Normal(proposal) => Some(proposal),
+                        EntryPayload::Blank | EntryPayload::Membership(_) => None,
+                    },
+                })
+                .collect();
             let mut replica = self.shared.write();
             // A host failure leaves this replica's in-memory state part-applied: the error
             // stops Raft on this node, and a restart rebuilds from the snapshot and the log.
@@ -196,8 +196,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     responder.send(response);
                 }
             }
-            events
-        };
+            Ok(events)
+        })?;
         self.shared.applied.send_replace(last.index);
         for event in events {
             // No receivers is fine: nobody is watching.

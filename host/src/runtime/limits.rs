@@ -18,6 +18,13 @@ use super::host_state::HostFault;
 /// nanosecond here, so 200 M bounds how long a looping command stalls every replica to a few
 /// hundred milliseconds (it runs twice: in its batch, then alone).
 pub const PER_COMMAND_FUEL: u64 = 200_000_000;
+/// Fuel a command later in a batch gets less than [`PER_COMMAND_FUEL`]. Such a command runs in
+/// an instance warmed by the commands before it (lazy statics built, allocator grown), so it
+/// costs less than alone. Without a margin a command just under the budget in a batch could run
+/// out alone on another replica that batched differently. With it, a command that needs more
+/// than `PER_COMMAND_FUEL - WARM_BATCH_MARGIN_FUEL` traps in the batch and is re-run alone,
+/// which decides its outcome. Sound as long as a guest's warm-up costs less than the margin.
+pub const WARM_BATCH_MARGIN_FUEL: u64 = 20_000_000;
 /// Fuel of one `query`, the same as a command's: a read renders what a write produced.
 pub const QUERY_FUEL: u64 = 200_000_000;
 /// Fuel of `migrate`, which may rewrite a whole namespace once per binding switch.

@@ -98,7 +98,8 @@ fn list_pages_past_one_scan() {
     for i in 0..total {
         create(&format!("s{i:05}"), &[]).unwrap();
     }
-    let last = body(&query_at(1, &req(SERVICE_LIST, &[("pageNo", "2"), ("pageSize", "4096")])).unwrap());
+    let page_size = crate::record::SCAN_PAGE_ROWS.to_string();
+    let last = body(&query_at(1, &req(SERVICE_LIST, &[("pageNo", "2"), ("pageSize", &page_size)])).unwrap());
     assert_eq!(last["count"], total);
     assert_eq!(last["doms"].as_array().unwrap().len(), 5);
 }

@@ -77,3 +77,18 @@ fn operations_are_dispatched_by_kind() {
     }
     assert!(testing::entries().is_empty());
 }
+
+#[test]
+fn a_service_has_a_bounded_number_of_clusters() {
+    testing::reset();
+    for i in 0..crate::record::MAX_CLUSTERS_PER_SERVICE {
+        register(1, js_register("10.0.0.1", "80").param("clusterName", format!("c{i}")));
+    }
+    let before = testing::entries();
+    let err = apply_at(2, &js_register("10.0.0.1", "80").param("clusterName", "one-more")).unwrap_err();
+    assert_eq!(err.code, 400);
+    assert!(err.message.contains("clusterName"), "{err}");
+    assert_eq!(testing::entries(), before, "nothing written");
+    // An existing cluster still takes registrations.
+    register(3, js_register("10.0.0.2", "80").param("clusterName", "c0"));
+}
