@@ -211,7 +211,8 @@ impl Cluster {
             std::fs::remove_dir_all(dir).with_context(|| format!("clean {}", dir.display()))?;
         }
         std::fs::create_dir_all(dir)?;
-        let ports: Vec<(u16, u16)> = (0..CLUSTER_SIZE).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_>>()?;
+        let ports: Vec<(u16, u16)> =
+            (0..CLUSTER_SIZE).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_>>()?;
         let nodes = match system {
             System::Nacre => nacre_nodes(dir, &ports, extra_args)?,
             System::Etcd => etcd_nodes(dir, &ports)?,
@@ -342,7 +343,13 @@ fn etcd_nodes(dir: &Path, ports: &[(u16, u16)]) -> Result<Vec<Node>> {
             "--log-level".into(),
             "warn".into(),
         ];
-        nodes.push(Node { addr: format!("127.0.0.1:{client}"), log: dir.join(format!("etcd{i}.log")), data_dir, proc: None, cmd });
+        nodes.push(Node {
+            addr: format!("127.0.0.1:{client}"),
+            log: dir.join(format!("etcd{i}.log")),
+            data_dir,
+            proc: None,
+            cmd,
+        });
     }
     Ok(nodes)
 }

@@ -63,7 +63,9 @@ impl Row {
 
     pub fn progress_line(&self) -> String {
         let f = |s: &Option<Summary>| {
-            s.map_or("n/a".to_string(), |s| format!("{:.0} ops/s p50 {:.2} p99 {:.2}", s.ops_per_sec, s.p50_ms, s.p99_ms))
+            s.map_or("n/a".to_string(), |s| {
+                format!("{:.0} ops/s p50 {:.2} p99 {:.2}", s.ops_per_sec, s.p50_ms, s.p99_ms)
+            })
         };
         format!(
             "{} c={}: nacre {} | {} {} | ratio {}",
@@ -127,7 +129,11 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "Nacre benchmark — {} — {}", self.date, self.machine);
-        let _ = writeln!(s, "`{}`; peer: {}; {} measured rounds after a warm-up round, medians.\n", self.command, self.peer_protocol, self.rounds);
+        let _ = writeln!(
+            s,
+            "`{}`; peer: {}; {} measured rounds after a warm-up round, medians.\n",
+            self.command, self.peer_protocol, self.rounds
+        );
         if !self.rows.is_empty() {
             s.push_str("| scenario | c | ops/round | Nacre ops/s | p50 ms | p99 ms | peer | peer ops/s | p50 ms | p99 ms | Nacre/peer | note |\n");
             s.push_str("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|\n");

@@ -151,5 +151,11 @@ pub async fn run(settings: &Settings, nacre: &Cluster, etcd: &Cluster) -> Result
     }
     let ns = stats::summarize(nl, Duration::from_secs(1));
     let es = stats::summarize(el, Duration::from_secs(1));
-    Ok(Row::latency("config change → listener notified", "etcd put → watch event", ns, es, "publish/put on node 0, listener/watch on node 1-2"))
+    Ok(Row::latency(
+        "config change → listener notified",
+        "etcd put → watch event",
+        ns,
+        es,
+        "publish/put on node 0, listener/watch on node 1-2",
+    ))
 }

@@ -1,5 +1,6 @@
-//! Restart: fill both clusters with the same number of writes (Nacre: config publishes of
-//! distinct data ids, each one log entry; etcd: puts of distinct keys), then time a follower
+//! Restart: fill both clusters with the same number of writes (Nacre: persistent instance
+//! registrations cycling over a pool of instances with new metadata each time, each one log
+//! entry that changes state; etcd: puts cycling over as many keys), then time a follower
 //! restart (to ready, and to caught up) and a whole-cluster restart (SIGKILL, start, every
 //! node ready).
 
@@ -12,11 +13,12 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::throughput::etcd_put;
-use super::throughput::nacre_publish;
+use super::throughput::nacre_register;
 use super::throughput::value;
 use crate::Settings;
 use crate::cluster;
 use crate::cluster::Cluster;
+use crate::http;
 use crate::load;
 use crate::load::MakeReq;
 
@@ -26,6 +28,11 @@ pub const TARGET_ENTRIES: u64 = 1_000_000;
 /// Writes per load round (then the applied index is read back).
 const LOAD_BATCH: u64 = 10_000;
 const LOAD_CLIENTS: usize = 64;
+/// Instances (etcd: keys) the writes cycle over, so the state stays at a realistic size
+/// while the log grows: the restart cost measured is the log's, not a 1 M-record state's.
+const POOL: u64 = 10_000;
+/// Services the pool is spread over.
+const SERVICES: u64 = 100;
 /// Longest wait for a restarted node to catch up with the leader.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -58,8 +65,13 @@ async fn applied_index(c: &Cluster, i: usize) -> u64 {
 }
 
 pub async fn run(settings: &Settings, nacre: &mut Cluster, etcd: &mut Cluster) -> Result<Restart> {
-    let publish: MakeReq = Arc::new(|addr, op| nacre_publish(addr, &format!("bench.restart.{op}"), &value(op)));
-    let put: MakeReq = Arc::new(|addr, op| etcd_put(addr, &format!("bench/restart/{op}"), &value(op)));
+    let publish: MakeReq = Arc::new(|addr, op| {
+        let n = op % POOL;
+        let pairs = nacre_register(&format!("bench.restart.{}", n % SERVICES), n, false, op);
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        http::post_form(addr, "/nacos/v1/ns/instance", &pairs)
+    });
+    let put: MakeReq = Arc::new(|addr, op| etcd_put(addr, &format!("bench/restart/{}", op % POOL), &value(op)));
     let start = Instant::now();
     let mut written = 0;
     let leader = nacre.nacre_leader().await.context("a Nacre leader")?;
@@ -78,7 +90,8 @@ pub async fn run(settings: &Settings, nacre: &mut Cluster, etcd: &mut Cluster) -
     nacre.kill_node(follower);
     let t = Instant::now();
     nacre.start_node(follower)?;
-    let ready = cluster::wait_until("restarted follower ready", cluster::READY_TIMEOUT, || nacre.node_ready(follower)).await?;
+    let ready =
+        cluster::wait_until("restarted follower ready", cluster::READY_TIMEOUT, || nacre.node_ready(follower)).await?;
     cluster::wait_until("restarted follower caught up", CATCH_UP_TIMEOUT, || async {
         applied_index(nacre, follower).await >= target
     })

@@ -101,7 +101,8 @@ struct Pair {
 }
 
 fn pairs() -> Vec<Pair> {
-    let etcd_put_req: MakeReq = Arc::new(|addr, op| etcd_put(addr, &format!("bench/put/{}", op % PUBLISH_POOL), &value(op)));
+    let etcd_put_req: MakeReq =
+        Arc::new(|addr, op| etcd_put(addr, &format!("bench/put/{}", op % PUBLISH_POOL), &value(op)));
     vec![
         Pair {
             name: "persistent instance register",
@@ -130,7 +131,9 @@ fn pairs() -> Vec<Pair> {
             name: "config publish",
             peer_name: "etcd put",
             write: true,
-            nacre: Some(Arc::new(|addr, op| nacre_publish(addr, &format!("bench.pub.{}", op % PUBLISH_POOL), &value(op)))),
+            nacre: Some(Arc::new(|addr, op| {
+                nacre_publish(addr, &format!("bench.pub.{}", op % PUBLISH_POOL), &value(op))
+            })),
             peer: Some(etcd_put_req),
             note: "256-B content",
         },
@@ -138,7 +141,9 @@ fn pairs() -> Vec<Pair> {
             name: "instance list (serializable)",
             peer_name: "etcd range serializable",
             write: false,
-            nacre: Some(Arc::new(|addr, _| http::get(addr, &format!("/nacos/v1/ns/instance/list?serviceName={LIST_SERVICE}")))),
+            nacre: Some(Arc::new(|addr, _| {
+                http::get(addr, &format!("/nacos/v1/ns/instance/list?serviceName={LIST_SERVICE}"))
+            })),
             peer: Some(Arc::new(|addr, _| etcd_range(addr, "bench/list/", Some("bench/list0"), true))),
             note: "10 instances / 10 keys",
         },
@@ -170,7 +175,8 @@ async fn preload(nacre: &Cluster, etcd: &Cluster) -> Result<()> {
     let mut n = Conn::connect(&naddr).await?;
     let mut e = Conn::connect(&eaddr).await?;
     for i in 0..LIST_INSTANCES {
-        http::expect_ok(&mut n, form_req(&naddr, "/nacos/v1/ns/instance", &nacre_register(LIST_SERVICE, i, false, i))).await?;
+        http::expect_ok(&mut n, form_req(&naddr, "/nacos/v1/ns/instance", &nacre_register(LIST_SERVICE, i, false, i)))
+            .await?;
         http::expect_ok(&mut e, etcd_put(&eaddr, &format!("bench/list/{i}"), &value(i))).await?;
     }
     for i in 0..GET_POOL {
