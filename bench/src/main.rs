@@ -8,6 +8,7 @@ use anyhow::Context;
 use anyhow::Result;
 use clap::Parser;
 use clap::Subcommand;
+use clap::ValueEnum as _;
 
 mod cluster;
 mod http;
@@ -39,7 +40,7 @@ const QUICK_NOTIFY_SAMPLES: u64 = 20;
 const FULL_WASM_COMMANDS: u64 = 5_000;
 const QUICK_WASM_COMMANDS: u64 = 640;
 /// Longest time spent filling the clusters for the restart measurement.
-const FULL_RESTART_LOAD_BUDGET: Duration = Duration::from_secs(480);
+const FULL_RESTART_LOAD_BUDGET: Duration = Duration::from_secs(900);
 const QUICK_RESTART_LOAD_BUDGET: Duration = Duration::from_secs(10);
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -59,11 +60,14 @@ struct Cli {
     /// Concurrency levels, comma-separated.
     #[arg(long, global = true, value_delimiter = ',')]
     concurrency: Option<Vec<usize>>,
+    /// Only the throughput scenarios whose name contains this text (e.g. `config get`).
+    #[arg(long, global = true)]
+    only: Option<String>,
     #[command(subcommand)]
     what: What,
 }
 
-#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand, clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
 enum What {
     /// Everything below, one table.
     All,
@@ -81,6 +85,7 @@ enum What {
 
 pub struct Settings {
     pub rounds: usize,
+    pub only: Option<String>,
     pub concurrency: Vec<usize>,
     pub restart_load_budget: Duration,
     quick: bool,
@@ -140,6 +145,7 @@ async fn run(cli: &Cli) -> Result<Report> {
     let quick = cli.quick;
     let settings = Settings {
         rounds: if quick { QUICK_ROUNDS } else { FULL_ROUNDS },
+        only: cli.only.clone(),
         concurrency: cli.concurrency.clone().unwrap_or_else(|| DEFAULT_CONCURRENCY.to_vec()),
         restart_load_budget: if quick { QUICK_RESTART_LOAD_BUDGET } else { FULL_RESTART_LOAD_BUDGET },
         quick,
@@ -316,10 +322,15 @@ async fn main() -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let json = serde_json::to_string_pretty(&report)?;
     let stamp = report.date.replace(':', "");
-    for name in [format!("report-{stamp}.json"), "latest.json".to_string()] {
+    // `all` is the report of record (`latest`); a single scenario keeps its own latest.
+    let latest = match cli.what {
+        What::All => "latest".to_string(),
+        _ => format!("latest-{}", cli.what.to_possible_value().map_or("part".into(), |v| v.get_name().to_string())),
+    };
+    for name in [format!("report-{stamp}.json"), format!("{latest}.json")] {
         std::fs::write(dir.join(&name), &json).with_context(|| format!("write {name}"))?;
     }
-    std::fs::write(dir.join("latest.md"), &md)?;
-    eprintln!("wrote {}", dir.join("latest.json").display());
+    std::fs::write(dir.join(format!("{latest}.md")), &md)?;
+    eprintln!("wrote {}", dir.join(format!("{latest}.json")).display());
     Ok(())
 }

@@ -27,7 +27,7 @@ use crate::load::MakeReq;
 pub const TARGET_ENTRIES: u64 = 1_000_000;
 /// Writes per load round (then the applied index is read back).
 const LOAD_BATCH: u64 = 10_000;
-const LOAD_CLIENTS: usize = 64;
+const LOAD_CLIENTS: usize = 256;
 /// Instances (etcd: keys) the writes cycle over, so the state stays at a realistic size
 /// while the log grows: the restart cost measured is the log's, not a 1 M-record state's.
 const POOL: u64 = 10_000;

@@ -190,7 +190,8 @@ pub async fn run(settings: &Settings, nacre: &Cluster, etcd: &Cluster) -> Result
     preload(nacre, etcd).await?;
     let op_counter = AtomicU64::new(1_000_000);
     let mut rows = Vec::new();
-    for pair in pairs() {
+    let selected = pairs().into_iter().filter(|p| settings.only.as_deref().is_none_or(|only| p.name.contains(only)));
+    for pair in selected {
         for &c in &settings.concurrency {
             let ops = settings.ops(pair.write, c);
             let mut nacre_rounds = Vec::new();
