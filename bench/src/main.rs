@@ -63,6 +63,10 @@ struct Cli {
     /// Only the throughput scenarios whose name contains this text (e.g. `config get`).
     #[arg(long, global = true)]
     only: Option<String>,
+    /// Send Nacre's load to the leader only (default: spread over all nodes, as clients do);
+    /// a diagnostic for the cost of follower forwarding.
+    #[arg(long, global = true)]
+    leader_only: bool,
     #[command(subcommand)]
     what: What,
 }
@@ -86,6 +90,7 @@ enum What {
 pub struct Settings {
     pub rounds: usize,
     pub only: Option<String>,
+    pub leader_only: bool,
     pub concurrency: Vec<usize>,
     pub restart_load_budget: Duration,
     quick: bool,
@@ -146,6 +151,7 @@ async fn run(cli: &Cli) -> Result<Report> {
     let settings = Settings {
         rounds: if quick { QUICK_ROUNDS } else { FULL_ROUNDS },
         only: cli.only.clone(),
+        leader_only: cli.leader_only,
         concurrency: cli.concurrency.clone().unwrap_or_else(|| DEFAULT_CONCURRENCY.to_vec()),
         restart_load_budget: if quick { QUICK_RESTART_LOAD_BUDGET } else { FULL_RESTART_LOAD_BUDGET },
         quick,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 
+use anyhow::Context;
 use anyhow::Result;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -189,6 +190,10 @@ async fn preload(nacre: &Cluster, etcd: &Cluster) -> Result<()> {
 pub async fn run(settings: &Settings, nacre: &Cluster, etcd: &Cluster) -> Result<Vec<Row>> {
     preload(nacre, etcd).await?;
     let op_counter = AtomicU64::new(1_000_000);
+    let nacre_addrs = match settings.leader_only {
+        true => vec![nacre.addrs()[nacre.nacre_leader().await.context("a Nacre leader")?].clone()],
+        false => nacre.addrs(),
+    };
     let mut rows = Vec::new();
     let selected = pairs().into_iter().filter(|p| settings.only.as_deref().is_none_or(|only| p.name.contains(only)));
     for pair in selected {
@@ -200,14 +205,14 @@ pub async fn run(settings: &Settings, nacre: &Cluster, etcd: &Cluster) -> Result
                 // Alternate who goes first, so neither always runs on the warmer machine.
                 let order: [bool; 2] = if round % 2 == 0 { [true, false] } else { [false, true] };
                 for is_nacre in order {
-                    let (make, cluster, out) = if is_nacre {
-                        (&pair.nacre, nacre, &mut nacre_rounds)
+                    let (make, addrs, out) = if is_nacre {
+                        (&pair.nacre, nacre_addrs.clone(), &mut nacre_rounds)
                     } else {
-                        (&pair.peer, etcd, &mut peer_rounds)
+                        (&pair.peer, etcd.addrs(), &mut peer_rounds)
                     };
                     let Some(make) = make else { continue };
                     let base = op_counter.fetch_add(ops, Ordering::Relaxed);
-                    let summary = load::run_round(&cluster.addrs(), c, ops, base, make).await?;
+                    let summary = load::run_round(&addrs, c, ops, base, make).await?;
                     if round > 0 {
                         out.push(summary);
                     }
