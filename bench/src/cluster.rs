@@ -1,0 +1,355 @@
+//! The systems under test as local processes: a 3-node Nacre cluster from the release
+//! binary and a 3-node etcd cluster from Debian's `etcd-server`, all on 127.0.0.1, each node
+//! with its own data directory under `target/bench/run/`. Every child's PID is registered so
+//! that a drop, an error or Ctrl-C kills it (SIGKILL, by PID, nothing else).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+use std::time::Instant;
+
+use anyhow::Context;
+use anyhow::Result;
+use anyhow::bail;
+
+use crate::http;
+
+/// Nodes per cluster (both systems).
+pub const CLUSTER_SIZE: usize = 3;
+/// Longest wait for a cluster to become ready after a start.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for `apt-get install`.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+const ETCD_BIN: &str = "/usr/bin/etcd";
+const ETCD_PACKAGE: &str = "etcd-server";
+
+/// PIDs of every child this process started and has not reaped.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn register(pid: u32) {
+    CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
+}
+
+fn unregister(pid: u32) {
+    CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).retain(|p| *p != pid);
+}
+
+/// SIGKILL every registered child (Ctrl-C path).
+pub fn kill_all_children() {
+    let pids = std::mem::take(&mut *CHILDREN.lock().unwrap_or_else(|p| p.into_inner()));
+    for pid in pids {
+        // SAFETY: kill(2) on a PID this process spawned and has not reaped.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+}
+
+/// A child process killed by PID on drop.
+pub struct Proc {
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, log: &Path) -> Result<Proc> {
+        let log_file = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("spawn {cmd:?}"))?;
+        register(child.id());
+        Ok(Proc { child: Some(child) })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            unregister(child.id());
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Resident set size of a process, from `/proc/PID/status` (`VmRSS`), in bytes.
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS line")?;
+    let kib: u64 = line.split_whitespace().nth(1).context("VmRSS value")?.parse()?;
+    Ok(kib * 1024)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Polls `check` until it is true or `timeout` passes.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check().await {
+            return Ok(start.elapsed());
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    bail!("timed out after {timeout:?} waiting for {what}")
+}
+
+/// The `nacre` binary next to this one (`target/release/nacre`).
+fn nacre_binary() -> Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let bin = me.with_file_name("nacre");
+    if !bin.exists() {
+        bail!("{} is missing: run `cargo build --release -p nacre -p nacre-bench` first", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Installs Debian's `etcd-server` when `/usr/bin/etcd` is missing (needs root).
+pub fn ensure_etcd() -> Result<()> {
+    if Path::new(ETCD_BIN).exists() {
+        return Ok(());
+    }
+    eprintln!("installing Debian's {ETCD_PACKAGE} ...");
+    let mut child = Command::new("apt-get")
+        .args(["install", "-y", ETCD_PACKAGE])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("apt-get")?;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() || !Path::new(ETCD_BIN).exists() {
+                bail!("apt-get install {ETCD_PACKAGE} failed ({status})");
+            }
+            return Ok(());
+        }
+        if start.elapsed() > INSTALL_TIMEOUT {
+            let _ = child.kill();
+            bail!("apt-get install {ETCD_PACKAGE} took longer than {INSTALL_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One node of either system.
+pub struct Node {
+    /// `127.0.0.1:port` of the client API.
+    pub addr: String,
+    pub data_dir: PathBuf,
+    proc: Option<Proc>,
+    cmd: Vec<String>,
+    log: PathBuf,
+}
+
+impl Node {
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(Proc::pid)
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let mut cmd = Command::new(&self.cmd[0]);
+        cmd.args(&self.cmd[1..]);
+        self.proc = Some(Proc::spawn(cmd, &self.log)?);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum System {
+    Nacre,
+    Etcd,
+}
+
+impl System {
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Nacre => "nacre",
+            System::Etcd => "etcd",
+        }
+    }
+}
+
+pub struct Cluster {
+    pub system: System,
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Starts a fresh cluster in `dir` (emptied first) and waits until every node serves.
+    /// Returns the cluster and the time from spawning to all nodes ready.
+    pub async fn start(system: System, dir: &Path, extra_args: &[&str]) -> Result<(Cluster, Duration)> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("clean {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(dir)?;
+        let ports: Vec<(u16, u16)> =
+            (0..CLUSTER_SIZE).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_>>()?;
+        let nodes = match system {
+            System::Nacre => nacre_nodes(dir, &ports, extra_args)?,
+            System::Etcd => etcd_nodes(dir, &ports)?,
+        };
+        let mut cluster = Cluster { system, nodes };
+        let start = Instant::now();
+        for node in &mut cluster.nodes {
+            node.start()?;
+        }
+        cluster.wait_ready().await?;
+        Ok((cluster, start.elapsed()))
+    }
+
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    pub async fn node_ready(&self, i: usize) -> bool {
+        let addr = &self.nodes[i].addr;
+        match self.system {
+            System::Nacre => {
+                matches!(http::get_once(addr, "/nacos/v1/console/health/readiness").await, Ok((200, body)) if body == "OK")
+            }
+            System::Etcd => {
+                matches!(http::get_once(addr, "/health").await, Ok((200, body)) if body.contains("\"true\""))
+            }
+        }
+    }
+
+    pub async fn wait_ready(&self) -> Result<Duration> {
+        let what = format!("{} cluster ready", self.system.name());
+        wait_until(&what, READY_TIMEOUT, || async {
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].proc.is_some() && !self.node_ready(i).await {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+    }
+
+    pub fn kill_node(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    pub fn start_node(&mut self, i: usize) -> Result<()> {
+        self.nodes[i].start()
+    }
+
+    /// Nacre: `/nacre/v1/state` of node `i`.
+    pub async fn nacre_state(&self, i: usize) -> Option<serde_json::Value> {
+        let (status, body) = http::get_once(&self.nodes[i].addr, "/nacre/v1/state").await.ok()?;
+        (status == 200).then(|| serde_json::from_str(&body).ok()).flatten()
+    }
+
+    /// Nacre: the index of the leader node, if one is known.
+    pub async fn nacre_leader(&self) -> Option<usize> {
+        let state = self.nacre_state(0).await?;
+        let leader = state["leader_address"].as_str()?.to_string();
+        self.nodes.iter().position(|n| n.addr == leader)
+    }
+
+    /// Resident set sizes of the running nodes, in bytes.
+    pub fn rss(&self) -> Result<Vec<u64>> {
+        self.nodes.iter().filter_map(Node::pid).map(rss_bytes).collect()
+    }
+}
+
+fn nacre_nodes(dir: &Path, ports: &[(u16, u16)], extra_args: &[&str]) -> Result<Vec<Node>> {
+    let bin = nacre_binary()?;
+    let conf: String = ports.iter().map(|(api, raft)| format!("127.0.0.1:{api}?raft_port={raft}\n")).collect();
+    let conf_path = dir.join("cluster.conf");
+    std::fs::write(&conf_path, conf)?;
+    let mut nodes = Vec::new();
+    for (i, (api, raft)) in ports.iter().enumerate() {
+        let data_dir = dir.join(format!("nacre{i}"));
+        let mut cmd = vec![bin.display().to_string(), "serve".into()];
+        for arg in ["--bind", "127.0.0.1", "--port", &api.to_string(), "--raft-port", &raft.to_string()] {
+            cmd.push(arg.into());
+        }
+        cmd.extend(["--data-dir".into(), data_dir.display().to_string()]);
+        cmd.extend(["--cluster-conf".into(), conf_path.display().to_string()]);
+        cmd.extend(extra_args.iter().map(|s| s.to_string()));
+        nodes.push(Node {
+            addr: format!("127.0.0.1:{api}"),
+            log: dir.join(format!("nacre{i}.log")),
+            data_dir,
+            proc: None,
+            cmd,
+        });
+    }
+    Ok(nodes)
+}
+
+fn etcd_nodes(dir: &Path, ports: &[(u16, u16)]) -> Result<Vec<Node>> {
+    ensure_etcd()?;
+    let initial: Vec<String> =
+        ports.iter().enumerate().map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}")).collect();
+    let initial = initial.join(",");
+    let mut nodes = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let data_dir = dir.join(format!("etcd{i}"));
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let cmd: Vec<String> = vec![
+            ETCD_BIN.into(),
+            "--name".into(),
+            format!("e{i}"),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--listen-client-urls".into(),
+            client_url.clone(),
+            "--advertise-client-urls".into(),
+            client_url,
+            "--listen-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer_url,
+            "--initial-cluster".into(),
+            initial.clone(),
+            "--initial-cluster-state".into(),
+            "new".into(),
+            "--initial-cluster-token".into(),
+            "nacre-bench".into(),
+            "--logger".into(),
+            "zap".into(),
+            "--log-level".into(),
+            "warn".into(),
+        ];
+        nodes.push(Node {
+            addr: format!("127.0.0.1:{client}"),
+            log: dir.join(format!("etcd{i}.log")),
+            data_dir,
+            proc: None,
+            cmd,
+        });
+    }
+    Ok(nodes)
+}

@@ -1,0 +1,5 @@
+pub mod memory;
+pub mod notify;
+pub mod restart;
+pub mod throughput;
+pub mod wasm;

@@ -1,0 +1,126 @@
+//! Restart: fill both clusters with the same number of writes (Nacre: persistent instance
+//! registrations cycling over a pool of instances with new metadata each time, each one log
+//! entry that changes state; etcd: puts cycling over as many keys), then time a follower
+//! restart (to ready, and to caught up) and a whole-cluster restart (SIGKILL, start, every
+//! node ready).
+
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use anyhow::Context;
+use anyhow::Result;
+use serde::Serialize;
+
+use super::throughput::etcd_put;
+use super::throughput::nacre_register;
+use super::throughput::value;
+use crate::Settings;
+use crate::cluster;
+use crate::cluster::Cluster;
+use crate::http;
+use crate::load;
+use crate::load::MakeReq;
+
+/// The target size. The load stops earlier when the time budget runs out, and the
+/// report says how many entries were reached.
+pub const TARGET_ENTRIES: u64 = 1_000_000;
+/// Writes per load round (then the applied index is read back).
+const LOAD_BATCH: u64 = 10_000;
+const LOAD_CLIENTS: usize = 256;
+/// Instances (etcd: keys) the writes cycle over, so the state stays at a realistic size
+/// while the log grows: the restart cost measured is the log's, not a 1 M-record state's.
+const POOL: u64 = 10_000;
+/// Services the pool is spread over.
+const SERVICES: u64 = 100;
+/// Longest wait for a restarted node to catch up with the leader.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Restart {
+    pub nacre_applied_index: u64,
+    pub writes_each: u64,
+    pub load_secs: f64,
+    pub nacre_follower_ready_ms: f64,
+    pub nacre_follower_caught_up_ms: f64,
+    pub nacre_cluster_ready_ms: f64,
+    pub etcd_cluster_ready_ms: f64,
+    pub nacre_data_dir_bytes: u64,
+}
+
+fn dir_bytes(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+async fn applied_index(c: &Cluster, i: usize) -> u64 {
+    c.nacre_state(i).await.and_then(|s| s["applied_index"].as_u64()).unwrap_or(0)
+}
+
+pub async fn run(settings: &Settings, nacre: &mut Cluster, etcd: &mut Cluster) -> Result<Restart> {
+    let publish: MakeReq = Arc::new(|addr, op| {
+        let n = op % POOL;
+        let pairs = nacre_register(&format!("bench.restart.{}", n % SERVICES), n, false, op);
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        http::post_form(addr, "/nacos/v1/ns/instance", &pairs)
+    });
+    let put: MakeReq = Arc::new(|addr, op| etcd_put(addr, &format!("bench/restart/{}", op % POOL), &value(op)));
+    let start = Instant::now();
+    let mut written = 0;
+    let leader = nacre.nacre_leader().await.context("a Nacre leader")?;
+    while applied_index(nacre, leader).await < TARGET_ENTRIES && start.elapsed() < settings.restart_load_budget {
+        load::run_round(&nacre.addrs(), LOAD_CLIENTS, LOAD_BATCH, written, &publish).await?;
+        load::run_round(&etcd.addrs(), LOAD_CLIENTS, LOAD_BATCH, written, &put).await?;
+        written += LOAD_BATCH;
+        eprintln!("restart load: {written} writes each, nacre applied index {}", applied_index(nacre, leader).await);
+    }
+    let load_secs = start.elapsed().as_secs_f64();
+    let leader = nacre.nacre_leader().await.context("a Nacre leader")?;
+    let target = applied_index(nacre, leader).await;
+    let follower = (leader + 1) % nacre.nodes.len();
+    let data_dir_bytes = dir_bytes(&nacre.nodes[follower].data_dir);
+
+    nacre.kill_node(follower);
+    let t = Instant::now();
+    nacre.start_node(follower)?;
+    let ready =
+        cluster::wait_until("restarted follower ready", cluster::READY_TIMEOUT, || nacre.node_ready(follower)).await?;
+    cluster::wait_until("restarted follower caught up", CATCH_UP_TIMEOUT, || async {
+        applied_index(nacre, follower).await >= target
+    })
+    .await?;
+    let caught_up = t.elapsed();
+
+    let nacre_cluster = restart_all(nacre).await?;
+    let etcd_cluster = restart_all(etcd).await?;
+    Ok(Restart {
+        nacre_applied_index: target,
+        writes_each: written,
+        load_secs,
+        nacre_follower_ready_ms: ready.as_secs_f64() * 1e3,
+        nacre_follower_caught_up_ms: caught_up.as_secs_f64() * 1e3,
+        nacre_cluster_ready_ms: nacre_cluster.as_secs_f64() * 1e3,
+        etcd_cluster_ready_ms: etcd_cluster.as_secs_f64() * 1e3,
+        nacre_data_dir_bytes: data_dir_bytes,
+    })
+}
+
+/// SIGKILL every node, start them all, and time until every one serves.
+async fn restart_all(c: &mut Cluster) -> Result<Duration> {
+    for i in 0..c.nodes.len() {
+        c.kill_node(i);
+    }
+    let t = Instant::now();
+    for i in 0..c.nodes.len() {
+        c.start_node(i)?;
+    }
+    c.wait_ready().await?;
+    Ok(t.elapsed())
+}
