@@ -31,12 +31,12 @@ pub mod examples {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use nacre_protocol::{GuestReply, GuestRequest};
 
     use super::*;
-    use crate::runtime::{GuestCommand, KvRead, QueryContext, Runtime};
+    use crate::runtime::{GuestCommand, QueryContext, Runtime};
+    use crate::state::Kv;
 
     /// `\0asm`, then the component-model version and layer (a core module has 1, 0, 0, 0).
     const COMPONENT_PREAMBLE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
@@ -57,21 +57,6 @@ mod tests {
 
     /// The largest config the config module accepts (1 MiB).
     const MAX_CONTENT_BYTES: usize = 1024 * 1024;
-
-    #[derive(Default)]
-    struct MemKv(BTreeMap<Vec<u8>, Vec<u8>>);
-
-    impl KvRead for MemKv {
-        fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-            self.0.get(key).cloned()
-        }
-
-        fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-            let rows = self.0.range(start.to_vec()..);
-            let rows = rows.take_while(|(key, _)| end.is_empty() || key.as_slice() < end);
-            rows.take(limit).map(|(k, v)| (k.clone(), v.clone())).collect()
-        }
-    }
 
     /// Content of exactly `bytes` UTF-8 bytes, heavy on what is slow to decode and hash:
     /// escapes (newlines, quotes, tabs) and multi-byte characters. (Content made of nothing
@@ -96,17 +81,17 @@ mod tests {
             .param("group", "DEFAULT_GROUP")
             .param("content", content.as_str());
         let cmd = GuestCommand { index: 1, timestamp_ms: 1, payload: publish.encode() };
-        let mut kv = MemKv::default();
-        let outcome = runtime.apply(&id, "public", 1, &[cmd], &kv).expect("apply").remove(0);
+        let mut kv = Kv::default();
+        let outcome = runtime.apply(&id, "public", 1, &[cmd], &kv.scoped(Vec::new())).expect("apply").remove(0);
         let reply = outcome.result.expect("the publish succeeds");
         assert_eq!(GuestReply::decode(&reply).unwrap().body, "true");
         for (key, value) in outcome.writes {
-            kv.0.insert(key, value.expect("a publish only puts"));
+            kv.put(key, value.expect("a publish only puts"));
         }
 
         let get = GuestRequest::new("config.get").param("dataId", "big.yaml").param("group", "DEFAULT_GROUP");
         let ctx = QueryContext { namespace: "public".into(), applied_index: 1, timestamp_ms: 1 };
-        let reply = runtime.query(&id, &ctx, &get.encode(), &kv).expect("query");
+        let reply = runtime.query(&id, &ctx, &get.encode(), &kv.scoped(Vec::new())).expect("query");
         let reply = GuestReply::decode(&reply.expect("the get succeeds")).unwrap();
         assert!(reply.body == content, "the content comes back unchanged");
         assert_eq!(reply.headers["Content-MD5"].len(), 32);

@@ -4,7 +4,6 @@
 //! (the writes folded into an in-memory map, as the host commits them). Same payloads, same
 //! batch shapes, rounds alternating, medians.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -12,8 +11,8 @@ use anyhow::Context;
 use anyhow::Result;
 use anyhow::bail;
 use nacre::runtime::GuestCommand;
-use nacre::runtime::KvRead;
 use nacre::runtime::Runtime;
+use nacre::state::Kv;
 use nacre_guest_sdk::GuestRequest;
 use nacre_guest_sdk::testing;
 use serde::Serialize;
@@ -27,21 +26,6 @@ const NAMESPACE: &str = "public";
 const TERM: u64 = 1;
 /// Batch sizes measured: one command per call (light load) and a full group commit.
 pub const BATCH_SIZES: [usize; 2] = [1, 64];
-
-#[derive(Default)]
-struct MemKv(BTreeMap<Vec<u8>, Vec<u8>>);
-
-impl KvRead for MemKv {
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.0.get(key).cloned()
-    }
-
-    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let rows = self.0.range(start.to_vec()..);
-        let rows = rows.take_while(|(key, _)| end.is_empty() || key.as_slice() < end);
-        rows.take(limit).map(|(k, v)| (k.clone(), v.clone())).collect()
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WasmCost {
@@ -78,7 +62,8 @@ fn native_round(payloads: &[Vec<u8>], batch: usize) -> Result<Duration> {
 }
 
 fn wasm_round(runtime: &Runtime, id: &String, payloads: &[Vec<u8>], batch: usize) -> Result<Duration> {
-    let mut kv = MemKv::default();
+    // The node's own map, seen whole (no namespace prefix), as the guest's keyspace.
+    let mut kv = Kv::default();
     let start = Instant::now();
     for (b, chunk) in payloads.chunks(batch).enumerate() {
         let base = (b * batch) as u64 + 1;
@@ -87,15 +72,15 @@ fn wasm_round(runtime: &Runtime, id: &String, payloads: &[Vec<u8>], batch: usize
             .enumerate()
             .map(|(j, p)| GuestCommand { index: base + j as u64, timestamp_ms: base + j as u64, payload: p.clone() })
             .collect();
-        for outcome in runtime.apply(id, NAMESPACE, TERM, &cmds, &kv).context("runtime apply")? {
+        for outcome in runtime.apply(id, NAMESPACE, TERM, &cmds, &kv.scoped(Vec::new())).context("runtime apply")? {
             if let Err(e) = outcome.result {
                 bail!("wasm publish failed: {e:?}");
             }
             for (k, v) in outcome.writes {
                 match v {
-                    Some(v) => kv.0.insert(k, v),
-                    None => kv.0.remove(&k),
-                };
+                    Some(v) => kv.put(k, v),
+                    None => kv.delete(&k),
+                }
             }
         }
     }

@@ -24,6 +24,16 @@ pub struct Server {
     server: String,
 }
 
+/// Which binding a command changes.
+#[derive(clap::Args)]
+pub struct BindingTarget {
+    #[arg(long)]
+    namespace: String,
+    /// `naming` or `config`.
+    #[arg(long)]
+    kind: String,
+}
+
 #[derive(clap::Subcommand)]
 pub enum ModuleCommand {
     /// Validate a component and install it through the log (content-addressed by sha256).
@@ -41,10 +51,8 @@ pub enum ModuleCommand {
     Activate {
         #[command(flatten)]
         server: Server,
-        #[arg(long)]
-        namespace: String,
-        #[arg(long)]
-        kind: String,
+        #[command(flatten)]
+        target: BindingTarget,
         /// The module id (or a unique prefix of it, as `nacre module list` shows).
         module: String,
     },
@@ -52,10 +60,8 @@ pub enum ModuleCommand {
     Rollback {
         #[command(flatten)]
         server: Server,
-        #[arg(long)]
-        namespace: String,
-        #[arg(long)]
-        kind: String,
+        #[command(flatten)]
+        target: BindingTarget,
     },
     /// Replay the namespace's last commands through a candidate module, without effect, and
     /// show where its results differ from the module in force.
@@ -107,13 +113,13 @@ pub async fn run(command: ModuleCommand) -> anyhow::Result<String> {
             }
             Ok(out)
         }
-        ModuleCommand::Activate { server, namespace, kind, module } => {
+        ModuleCommand::Activate { server, target: BindingTarget { namespace, kind }, module } => {
             let module_id = resolve_id(&server.server, &module).await?;
             let params = [("namespace", namespace.as_str()), ("kind", kind.as_str()), ("module", module_id.as_str())];
             let binding = json(&call(HttpMethod::POST, &url(&server.server, "/nacre/v1/bindings", &params)).await?)?;
             Ok(format!("{namespace}/{kind} → {} from index {}\n", text(&binding["module_id"]), binding["since_index"]))
         }
-        ModuleCommand::Rollback { server, namespace, kind } => {
+        ModuleCommand::Rollback { server, target: BindingTarget { namespace, kind } } => {
             let params = [("namespace", namespace.as_str()), ("kind", kind.as_str())];
             let path = "/nacre/v1/bindings/rollback";
             let binding = json(&call(HttpMethod::POST, &url(&server.server, path, &params)).await?)?;

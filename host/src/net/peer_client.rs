@@ -75,9 +75,7 @@ impl PeerClient {
             }
             postcard::from_bytes(&body).map_err(|e| protocol(e.to_string()))
         };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| PeerError::Timeout { addr: addr.to_string(), timeout_ms: timeout.as_millis() })?
+        within(addr, timeout, exchange).await
     }
 }
 
@@ -109,9 +107,7 @@ impl PeerClient {
                 .map_err(|e| PeerError::Unreachable { addr: url.to_string(), reason: e.to_string() })?;
             status_and_text(url, response).await
         };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| PeerError::Timeout { addr: url.to_string(), timeout_ms: timeout.as_millis() })?
+        within(url, timeout, exchange).await
     }
 }
 
@@ -166,9 +162,7 @@ pub async fn upload_with_progress(
             .map_err(|e| PeerError::Unreachable { addr: url.to_string(), reason: e.to_string() })?;
         status_and_text(url, response).await
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| PeerError::Timeout { addr: url.to_string(), timeout_ms: timeout.as_millis() })?
+    within(url, timeout, exchange).await
 }
 
 /// A response's status and its body as text (bounded; invalid UTF-8 replaced).
@@ -183,4 +177,15 @@ async fn status_and_text(
         .map_err(|e| PeerError::Protocol { addr: url.to_string(), reason: e.to_string() })?
         .to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// `exchange`'s outcome, or a timeout error naming `addr` when it takes longer than `timeout`.
+async fn within<T>(
+    addr: &str,
+    timeout: Duration,
+    exchange: impl std::future::Future<Output = Result<T, PeerError>>,
+) -> Result<T, PeerError> {
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| PeerError::Timeout { addr: addr.to_string(), timeout_ms: timeout.as_millis() })?
 }
