@@ -75,6 +75,28 @@ impl GuestReply {
     }
 }
 
+/// The two keyspaces of a guest's store.
+///
+/// Keys under [`keyspace::AP_PREFIX`] form the AP keyspace: written only by `COMMIT_AP`
+/// commands, kept per node in memory, replicated between nodes by record version (not through
+/// the log), so they stay writable on every side of a network partition and converge after it
+/// heals. Every other key is the CP keyspace: written only by log commands, identical on every
+/// replica at the same applied index.
+///
+/// - a log command sees the CP keyspace only (the AP keyspace differs between replicas, so a
+///   log command must not depend on it) and fails if it writes under the AP prefix;
+/// - an AP command sees both, and fails if it writes outside the AP prefix;
+/// - a query sees both.
+pub mod keyspace {
+    /// The prefix of every key in the AP keyspace.
+    pub const AP_PREFIX: &[u8] = b"e/";
+
+    /// Whether `key` is in the AP keyspace.
+    pub fn is_ap(key: &[u8]) -> bool {
+        key.starts_with(AP_PREFIX)
+    }
+}
+
 /// Instructions from a guest to the host, carried as reply headers whose names start with
 /// [`directive::PREFIX`]. The host acts on them and strips them before answering the client.
 /// They let the host run the timers, leases and pushes a guest asks for without knowing what
@@ -83,9 +105,21 @@ pub mod directive {
     /// Every directive header starts with this; no client ever sees such a header.
     pub const PREFIX: &str = "Nacre-";
     /// On a query reply: commit this same request as a command (same op, same parameters)
-    /// and answer with the command's result instead. Value: `true`. Lets a read-mostly
-    /// operation (a heartbeat) reach the log only when it changes state.
+    /// and answer with the command's result instead. Lets a read-mostly operation (a
+    /// heartbeat) become a command only when it changes state, and lets a guest choose, per
+    /// request, the path its command takes. Values: [`COMMIT_LOG`] or [`COMMIT_AP`].
     pub const COMMIT: &str = "Nacre-Commit";
+    /// [`COMMIT`] value: through the Raft log (CP): committed by a majority, applied by every
+    /// replica in log order. Fails when no majority is reachable.
+    pub const COMMIT_LOG: &str = "true";
+    /// [`COMMIT`] value: on the AP path: applied by the node responsible for the request's
+    /// [`PARTITION`] to the AP keyspace ([`super::keyspace::AP_PREFIX`]) and replicated to
+    /// the other nodes asynchronously. Works on any side of a network partition.
+    pub const COMMIT_AP: &str = "ap";
+    /// On a query reply: the AP partition (guest-chosen, e.g. a service name) the request
+    /// concerns. Its `COMMIT_AP` command and its lease renewals go to the one node
+    /// responsible for that partition (by a stable hash over the live members).
+    pub const PARTITION: &str = "Nacre-Partition";
     /// On a query reply: the lease with this key (guest-chosen, scoped to the namespace and
     /// kind) was renewed now. The leader keeps renewal times in memory and hands them to the
     /// guest's `<kind>.sweep` query, which answers with the commands to commit.
@@ -98,6 +132,47 @@ pub mod directive {
     /// Whether a reply header is a directive.
     pub fn is_directive(header_name: &str) -> bool {
         header_name.len() >= PREFIX.len() && header_name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
+    }
+}
+
+/// The `<kind>.sweep` query: the host's once-a-second question "what has expired?".
+///
+/// Parameters the host passes (all strings): `nowMs` (this node's clock), `sinceMs` (when this
+/// node started tracking the leases it holds: every lease gets a full timeout from then),
+/// `beats` (JSON `{leaseKey: lastRenewalMs}`, the renewals this node holds), `partitions`
+/// (JSON array: sweep only the AP partitions this node is responsible for; absent: all),
+/// `leader` (`true` when this node leads the log: only then may log commands be answered)
+/// and `preserve` (`true` while the node is in self-preservation: the guest must not expire
+/// anything). The reply body is a [`SweepReply`] as JSON.
+pub mod sweep {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+    use serde::Serialize;
+
+    /// What a sweep found.
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    pub struct SweepReply {
+        /// The commands to run, in order.
+        #[serde(default)]
+        pub commands: Vec<SweepCommand>,
+        /// Leases swept that were expected to be renewed (the base of self-preservation).
+        #[serde(default)]
+        pub expected: u64,
+        /// Of those, how many have gone without a renewal past their own timeout.
+        #[serde(default)]
+        pub lapsed: u64,
+    }
+
+    /// One command a sweep asks for: applied on the AP path at `partition`'s responsible
+    /// node when `partition` is set, else committed through the log by the leader.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct SweepCommand {
+        pub op: String,
+        #[serde(default)]
+        pub params: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub partition: Option<String>,
     }
 }
 
