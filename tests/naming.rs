@@ -16,51 +16,7 @@ use serde_json::Value;
 use support::cluster::Cluster;
 use support::cluster::wait_until;
 use support::http;
-
-const INSTANCE: &str = "/nacos/v1/ns/instance";
-const LIST: &str = "/nacos/v1/ns/instance/list";
-const BEAT: &str = "/nacos/v1/ns/instance/beat";
-
-fn query(pairs: &[(&str, &str)]) -> String {
-    http::form(pairs)
-}
-
-fn register(cluster: &Cluster, node: usize, pairs: &[(&str, &str)]) {
-    let resp = cluster.call(node, "POST", &format!("{INSTANCE}?{}", query(pairs))).unwrap();
-    assert_eq!((resp.status, resp.text()), (200, "ok".to_string()), "register {pairs:?}");
-}
-
-fn list(cluster: &Cluster, node: usize, service: &str) -> Value {
-    let resp = cluster.get(node, &format!("{LIST}?{}", query(&[("serviceName", service)]))).unwrap();
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    resp.json()
-}
-
-/// `ip:port → healthy` of a listed service.
-fn hosts(listing: &Value) -> Vec<(String, bool)> {
-    let mut hosts: Vec<_> = listing["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| (format!("{}:{}", h["ip"].as_str().unwrap(), h["port"]), h["healthy"].as_bool().unwrap()))
-        .collect();
-    hosts.sort();
-    hosts
-}
-
-fn beat(cluster: &Cluster, node: usize, service: &str, ip: &str, port: u16, with_body: bool) -> Value {
-    let beat_json = serde_json::json!({"serviceName": service, "ip": ip, "port": port, "cluster": "DEFAULT",
-        "weight": 1.0, "metadata": {}, "scheduled": true})
-    .to_string();
-    let port_text = port.to_string();
-    let mut pairs = vec![("serviceName", service), ("ip", ip), ("port", port_text.as_str())];
-    if with_body {
-        pairs.push(("beat", &beat_json));
-    }
-    let resp = cluster.call(node, "PUT", &format!("{BEAT}?{}", query(&pairs))).unwrap();
-    assert_eq!(resp.status, 200, "beat: {}", resp.text());
-    resp.json()
-}
+use support::naming::*;
 
 #[test]
 fn instances_registered_anywhere_are_listed_everywhere_and_survive_a_leader_kill() {

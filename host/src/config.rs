@@ -1,6 +1,7 @@
 //! Node configuration: addresses, data directory, and the cluster member list (Nacos's
 //! `cluster.conf` format).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::raft::Member;
@@ -51,7 +52,39 @@ pub struct NodeConfig {
     /// Entries kept behind a snapshot: a briefly lagging follower catches up from the log,
     /// and a purge never races the apply of entries just behind the snapshot (openraft #2116).
     pub log_kept_behind_snapshot: u64,
+    /// Peer address → the address to dial instead (a proxy on that link, for fault tests).
+    pub peer_routes: BTreeMap<String, String>,
+    pub self_preservation: SelfPreservation,
 }
+
+/// When a node suspects itself rather than its clients (Eureka's self-preservation): if more
+/// than `threshold` of the leases it expects to be renewed have lapsed at once, it stops
+/// expiring anything until renewals return. A registry of fewer than `min_leases` leases never
+/// engages it: there, one silent client is a large share and must still expire.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SelfPreservation {
+    pub threshold: f64,
+    pub min_leases: u64,
+}
+
+impl Default for SelfPreservation {
+    fn default() -> Self {
+        SelfPreservation {
+            threshold: DEFAULT_SELF_PRESERVATION_THRESHOLD,
+            min_leases: DEFAULT_SELF_PRESERVATION_MIN_LEASES,
+        }
+    }
+}
+
+impl SelfPreservation {
+    /// Whether `lapsed` of `expected` leases means the node should suspect itself.
+    pub fn engages(&self, expected: u64, lapsed: u64) -> bool {
+        expected >= self.min_leases.max(1) && lapsed as f64 > self.threshold * expected as f64
+    }
+}
+
+pub const DEFAULT_SELF_PRESERVATION_THRESHOLD: f64 = 0.85;
+pub const DEFAULT_SELF_PRESERVATION_MIN_LEASES: u64 = 10;
 
 pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 5_000;
 pub const DEFAULT_LOG_KEPT_BEHIND_SNAPSHOT: u64 = 2_000;
@@ -157,6 +190,15 @@ mod tests {
         assert_eq!(parse_cluster_conf("# nothing\n"), Err(ConfigError::Empty));
         assert!(matches!(parse_cluster_conf("a:8848\na:8848"), Err(ConfigError::Duplicate(_))));
         assert_eq!(parse_cluster_conf("a:80"), Err(ConfigError::NoRaftPort(80)));
+    }
+
+    #[test]
+    fn self_preservation_needs_enough_leases_and_a_large_lapsed_share() {
+        let policy = SelfPreservation::default();
+        assert!(policy.engages(10, 9));
+        assert!(!policy.engages(10, 8), "80 % is under the threshold");
+        assert!(!policy.engages(5, 5), "too few leases to judge");
+        assert!(!SelfPreservation { min_leases: 0, ..policy }.engages(0, 0));
     }
 
     #[test]

@@ -58,6 +58,17 @@ struct ServeArgs {
     /// Entries kept in the log behind a snapshot.
     #[arg(long, default_value_t = config::DEFAULT_LOG_KEPT_BEHIND_SNAPSHOT)]
     log_kept_behind_snapshot: u64,
+    /// Reach the peer at PEER_ADDR through VIA_ADDR (`PEER_ADDR=VIA_ADDR`, repeatable): for
+    /// tests that put a fault-injecting proxy on each link.
+    #[arg(long = "peer-via", value_name = "PEER_ADDR=VIA_ADDR")]
+    peer_via: Vec<String>,
+    /// Self-preservation: stop expiring instances when more than this share of the expected
+    /// heartbeats has lapsed at once (the node suspects its own network).
+    #[arg(long, default_value_t = config::DEFAULT_SELF_PRESERVATION_THRESHOLD)]
+    self_preservation_threshold: f64,
+    /// Self-preservation never engages with fewer leases than this on the node.
+    #[arg(long, default_value_t = config::DEFAULT_SELF_PRESERVATION_MIN_LEASES)]
+    self_preservation_min_leases: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -130,11 +141,25 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
             (me, members)
         }
     };
+    let mut peer_routes = std::collections::BTreeMap::new();
+    for route in &args.peer_via {
+        let (peer, via) = route.split_once('=').with_context(|| format!("--peer-via {route:?}: expected PEER=VIA"))?;
+        peer_routes.insert(peer.to_string(), via.to_string());
+    }
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.self_preservation_threshold),
+        "--self-preservation-threshold must be between 0 and 1"
+    );
     Ok(NodeConfig {
         me,
         data_dir: args.data_dir.clone(),
         members,
         snapshot_every_entries: args.snapshot_every,
         log_kept_behind_snapshot: args.log_kept_behind_snapshot,
+        peer_routes,
+        self_preservation: config::SelfPreservation {
+            threshold: args.self_preservation_threshold,
+            min_leases: args.self_preservation_min_leases,
+        },
     })
 }

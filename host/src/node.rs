@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use nacre_protocol::GuestReply;
 use nacre_protocol::GuestRequest;
 
+use crate::ap::Ap;
 use crate::builtin;
 use crate::config::NodeConfig;
 use crate::duties::Duties;
@@ -67,6 +68,8 @@ pub struct Node {
     pub started_at: Instant,
     /// What the host does on the guests' behalf: leases, pushes, health probes.
     pub duties: Duties,
+    /// The AP path: commands applied outside the log, replicated between nodes by version.
+    pub ap: Ap,
 }
 
 /// A committed write: the entry's index and what applying it produced.
@@ -83,6 +86,11 @@ pub enum WriteError {
     NoLeader(String),
     #[error("the write may not have been committed ({0}); retry")]
     Unavailable(String),
+    #[error(
+        "this node reaches {reachable} of {members} members; a persistent write needs a majority ({majority}). \
+         Ephemeral instances still register here (AP); retry persistent writes on a node in the majority"
+    )]
+    NoQuorum { reachable: usize, members: usize, majority: usize },
 }
 
 impl Node {
@@ -109,7 +117,7 @@ impl Node {
         .context("raft configuration")?;
 
         let id = config.me.node_id();
-        let peers = PeerClient::default();
+        let peers = PeerClient::with_routes(config.peer_routes.clone());
         let log = log_store.clone();
         let raft = Raft::new(id, Arc::new(raft_config), PeerNetwork::new(peers.clone()), log_store, state_machine)
             .await
@@ -119,7 +127,10 @@ impl Node {
             .await
             .with_context(|| format!("binding the raft port {}", config.me.raft_addr()))?;
         let duties = Duties::open(&config.me.ip).await.context("opening the push socket")?;
-        let node = Arc::new(Node { id, config, raft, shared, peers, log, started_at: Instant::now(), duties });
+        let ap_peers =
+            config.members.iter().filter(|m| m.node_id() != id).map(|m| (m.node_id(), m.raft_addr())).collect();
+        let ap = Ap::new(id, ap_peers);
+        let node = Arc::new(Node { id, config, raft, shared, peers, log, started_at: Instant::now(), duties, ap });
         tokio::spawn(net::serve(raft_listener, |_, _| MAX_PEER_BODY_BYTES, {
             let node = node.clone();
             move |req| {
@@ -139,6 +150,7 @@ impl Node {
         }
         tokio::spawn(bind_builtins_when_leader(node.clone()));
         crate::duties::spawn(&node);
+        crate::ap::replicate::spawn(&node);
         Ok(node)
     }
 
@@ -160,11 +172,14 @@ impl Node {
     }
 
     /// Ask the guest bound to `(namespace, kind)` a question about this replica's state.
+    /// It sees the replicated state and this node's AP keyspace.
     pub fn query(&self, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> Result<GuestReply, GuestError> {
         let result = crate::blocking::cpu_bound(|| {
             let replica = self.shared.read();
             let applied_index = replica.applied_index();
-            replica.machine.query(&self.shared.runtime, applied_index, namespace, kind, &request.encode())
+            let ap = self.ap.store();
+            let view = ap.view(namespace, kind);
+            replica.machine.query(&self.shared.runtime, applied_index, namespace, kind, &request.encode(), &view)
         });
         decode_reply(result)
     }
@@ -228,6 +243,7 @@ impl Node {
     /// Commit `op` through the leader, wherever it is, and wait until this node has applied
     /// it too, so that the caller can read its own write here.
     pub async fn write(&self, op: Operation) -> Result<WriteOutcome, WriteError> {
+        self.check_quorum()?;
         let leader = self
             .wait_for_leader(Duration::from_millis(LEADER_WAIT_MS))
             .await
@@ -247,6 +263,14 @@ impl Node {
         };
         self.wait_applied(outcome.index, Duration::from_millis(LOCAL_APPLY_WAIT_MS)).await;
         Ok(outcome)
+    }
+
+    /// Fail fast on the minority side of a partition: a write there could only time out.
+    /// The view is this node's pings (`ap::members`), refreshed every half second.
+    fn check_quorum(&self) -> Result<(), WriteError> {
+        let (reachable, members) = (self.ap.members.live().len(), self.config.members.len());
+        let majority = members / 2 + 1;
+        if reachable < majority { Err(WriteError::NoQuorum { reachable, members, majority }) } else { Ok(()) }
     }
 
     /// Propose as the leader, stamping the entry with this node's clock.
@@ -272,6 +296,7 @@ impl Node {
     /// Make the next local read linearizable: confirm with the leader (ReadIndex) and wait
     /// until this replica has applied up to the index it returns.
     pub async fn linearize(&self) -> Result<(), WriteError> {
+        self.check_quorum()?;
         let leader = self
             .wait_for_leader(Duration::from_millis(LEADER_WAIT_MS))
             .await
@@ -313,6 +338,10 @@ impl Node {
                 Err(e) => Err(format!("malformed forwarded write: {e}")),
             },
             "/nacre/read-index" => Ok(encode(&self.read_index_as_leader().await)),
+            path if path.starts_with("/nacre/ap/") => match self.ap.serve_peer(self, path, &req.body) {
+                Some(answer) => answer,
+                None => Err(format!("no such AP RPC: {path}")),
+            },
             "/nacre/lease-renew" => match postcard::from_bytes(&req.body) {
                 Ok(renewals) => {
                     self.duties.leases.record(renewals, now_ms());

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use super::http;
 use super::http::Response;
+use super::proxy::Proxy;
 
 /// Longest a test waits for a cluster to agree on something.
 pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,6 +23,8 @@ pub struct NodeProc {
     pub api_addr: String,
     pub raft_port: u16,
     pub data_dir: PathBuf,
+    /// Flags for this node only (its routes through the link proxies).
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -33,6 +36,8 @@ pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     conf_path: PathBuf,
     extra_args: Vec<String>,
+    /// With [`Cluster::start_with_links`]: a proxy on every directed link `(from, to)`.
+    links: Vec<((usize, usize), Proxy)>,
     _dir: tempfile::TempDir,
     _turn: MutexGuard<'static, ()>,
 }
@@ -49,6 +54,16 @@ impl Cluster {
 
     /// Start `size` nodes with extra `nacre serve` flags.
     pub fn start_with(size: usize, extra_args: &[&str]) -> Cluster {
+        Self::start_inner(size, extra_args, false)
+    }
+
+    /// Start `size` nodes whose peer traffic goes through a proxy on every directed link, so
+    /// that [`Cluster::isolate`] and [`Cluster::heal`] cut and mend the network for real.
+    pub fn start_with_links(size: usize, extra_args: &[&str]) -> Cluster {
+        Self::start_inner(size, extra_args, true)
+    }
+
+    fn start_inner(size: usize, extra_args: &[&str], with_links: bool) -> Cluster {
         // A test that panicked while holding the lock leaves it poisoned; the next can go on.
         let turn = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = tempfile::tempdir().unwrap();
@@ -56,20 +71,33 @@ impl Cluster {
         let conf: String = ports.iter().map(|(api, raft)| format!("127.0.0.1:{api}?raft_port={raft}\n")).collect();
         let conf_path = dir.path().join("cluster.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let nodes = ports
+        let mut nodes: Vec<NodeProc> = ports
             .iter()
             .enumerate()
             .map(|(i, (api, raft))| NodeProc {
                 api_addr: format!("127.0.0.1:{api}"),
                 raft_port: *raft,
                 data_dir: dir.path().join(format!("node{i}")),
+                args: Vec::new(),
                 child: None,
             })
             .collect();
+        let mut links = Vec::new();
+        if with_links {
+            for from in 0..size {
+                for to in (0..size).filter(|to| *to != from) {
+                    let peer = format!("127.0.0.1:{}", ports[to].1);
+                    let proxy = Proxy::start(&peer);
+                    nodes[from].args.extend(["--peer-via".to_string(), format!("{peer}={}", proxy.addr)]);
+                    links.push(((from, to), proxy));
+                }
+            }
+        }
         let mut cluster = Cluster {
             nodes,
             conf_path,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            links,
             _dir: dir,
             _turn: turn,
         };
@@ -93,6 +121,7 @@ impl Cluster {
             .arg("--cluster-conf")
             .arg(&self.conf_path)
             .args(&self.extra_args)
+            .args(&node.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -105,6 +134,23 @@ impl Cluster {
         if let Some(mut child) = self.nodes[i].child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Cut every link between node `i` and the others, both ways.
+    pub fn isolate(&self, i: usize) {
+        assert!(!self.links.is_empty(), "start the cluster with Cluster::start_with_links");
+        for ((from, to), proxy) in &self.links {
+            if *from == i || *to == i {
+                proxy.cut();
+            }
+        }
+    }
+
+    /// Mend every link.
+    pub fn heal(&self) {
+        for (_, proxy) in &self.links {
+            proxy.heal();
         }
     }
 

@@ -4,3 +4,5 @@
 
 pub mod cluster;
 pub mod http;
+pub mod naming;
+pub mod proxy;

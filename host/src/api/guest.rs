@@ -6,6 +6,8 @@ use nacre_protocol::GuestRequest;
 use nacre_protocol::directive;
 
 use super::params::Params;
+use crate::ap::store::PartitionId;
+use crate::duties::LeaseHolder;
 use crate::duties::LeaseKey;
 use crate::net;
 use crate::net::HttpRequest;
@@ -37,21 +39,34 @@ pub async fn write(node: &Node, namespace: String, kind: ModuleKind, request: Gu
     match node.write(op).await {
         Ok(outcome) => {
             let module_id = outcome.response.module_id.clone().unwrap_or_default();
-            let mut resp = respond(decode_reply(outcome.response.result));
-            for (name, value) in [(LOG_INDEX_HEADER, outcome.index.to_string()), (MODULE_HEADER, module_id)] {
-                if let Ok(value) = net::header::HeaderValue::from_str(&value) {
-                    resp.headers_mut().insert(name, value);
-                }
-            }
-            resp
+            let resp = respond(decode_reply(outcome.response.result));
+            with_headers(resp, [(LOG_INDEX_HEADER, outcome.index.to_string()), (MODULE_HEADER, module_id)])
         }
         Err(e) => unavailable(&e),
     }
 }
 
+/// Apply a guest command on the AP path, at the node responsible for `id`, and answer with
+/// its result and the module that produced it.
+async fn write_ap(node: &Node, id: &PartitionId, request: &GuestRequest) -> HttpResponse {
+    match node.ap.apply(node, id, request).await {
+        Ok(applied) => with_headers(respond(decode_reply(applied.result)), [(MODULE_HEADER, applied.module_id)]),
+        Err(error) => respond(Err(error)),
+    }
+}
+
+fn with_headers<const N: usize>(mut resp: HttpResponse, headers: [(&'static str, String); N]) -> HttpResponse {
+    for (name, value) in headers {
+        if let Ok(value) = net::header::HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, value);
+        }
+    }
+    resp
+}
+
 /// Response header of a committed write: the index of its log entry.
 pub const LOG_INDEX_HEADER: &str = "x-nacre-log-index";
-/// Response header of a committed write: the id of the module that applied it.
+/// Response header of a write: the id of the module that applied it.
 pub const MODULE_HEADER: &str = "x-nacre-module";
 
 /// Answer a read from this replica's state.
@@ -59,22 +74,37 @@ pub fn read(node: &Node, namespace: &str, kind: ModuleKind, request: &GuestReque
     respond(node.query(namespace, kind, request))
 }
 
-/// Answer a read, doing what the guest's directives ask: renew a lease, or commit the same
-/// request as a command when it changes state (whose result then is the answer).
-pub async fn read_acting(
-    node: &Node,
-    namespace: &str,
-    kind: ModuleKind,
-    request: &GuestRequest,
-) -> Result<GuestReply, GuestError> {
-    let reply = node.query(namespace, kind, request)?;
+/// Ask the guest first (a query with the request's own op: the plan), then do what its
+/// directives say: renew a lease, and commit the same request as a command through the log
+/// or on the AP path, whose result then is the answer. Without a commit directive the
+/// query's reply is the answer. The guest validates in the plan, so bad input is refused here
+/// before anything is forwarded.
+pub async fn act(node: &Node, namespace: String, kind: ModuleKind, request: GuestRequest) -> HttpResponse {
+    let reply = match node.query(&namespace, kind, &request) {
+        Ok(reply) => reply,
+        Err(error) => return respond(Err(error)),
+    };
+    let partition = reply.headers.get(directive::PARTITION).map(|partition| PartitionId {
+        namespace: namespace.clone(),
+        kind,
+        partition: partition.clone(),
+    });
     if let Some(key) = reply.headers.get(directive::LEASE_RENEW) {
-        node.duties.leases.renew(node, LeaseKey { namespace: namespace.to_string(), kind, key: key.clone() });
+        let holder = partition.clone().map_or(LeaseHolder::Leader, LeaseHolder::Partition);
+        node.duties.leases.renew(node, LeaseKey { namespace: namespace.clone(), kind, key: key.clone() }, holder);
     }
-    if reply.headers.get(directive::COMMIT).is_some_and(|v| v == "true") {
-        return node.write_guest(namespace.to_string(), kind, request).await;
+    let path = reply.headers.get(directive::COMMIT).cloned();
+    match (path.as_deref(), partition) {
+        (None, _) => respond(Ok(reply)),
+        (Some(directive::COMMIT_LOG), _) => write(node, namespace, kind, request).await,
+        (Some(directive::COMMIT_AP), Some(id)) => write_ap(node, &id, &request).await,
+        (Some(directive::COMMIT_AP), None) => {
+            net::text(Status::INTERNAL_SERVER_ERROR, "module asked for an AP commit without naming its partition")
+        }
+        (Some(other), _) => {
+            net::text(Status::INTERNAL_SERVER_ERROR, format!("module asked for an unknown commit path {other:?}"))
+        }
     }
-    Ok(reply)
 }
 
 /// The header a read carries to be linearizable: `X-Nacre-Consistency: linearizable`. Reads

@@ -59,6 +59,7 @@ async fn route(node: &Node, req: HttpRequest) -> HttpResponse {
         (&HttpMethod::GET, "/nacos/v1/console/health/readiness") => ops::readiness(node),
         (&HttpMethod::GET, "/nacos/v1/core/cluster/nodes") => ops::cluster_nodes(node).await,
         (&HttpMethod::GET, "/nacre/v1/state") => ops::state(node),
+        (&HttpMethod::GET, "/nacre/v1/ap") => ops::ap_partition(node, &req),
         (&HttpMethod::POST, "/nacre/v1/modules") => modules::install(node, req).await,
         (&HttpMethod::GET, "/nacre/v1/modules") => modules::list(node),
         (&HttpMethod::POST, "/nacre/v1/bindings") => modules::activate(node, req).await,

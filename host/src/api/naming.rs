@@ -21,10 +21,9 @@ const KIND: ModuleKind = ModuleKind::Naming;
 
 /// How a route reaches the guest.
 enum Access {
-    /// A command through the log.
-    Write,
-    /// A read of this replica, acting on the guest's directives.
-    Read,
+    /// Planned by the guest's query, then carried out as its directives say: a command
+    /// through the log or on the AP path, a lease renewal, or the query's answer alone.
+    Act,
     /// A read that may subscribe the caller to UDP pushes.
     List,
 }
@@ -41,20 +40,20 @@ pub async fn route(node: &Node, req: HttpRequest, path: &str) -> HttpResponse {
         Err(message) => return net::text(Status::BAD_REQUEST, message),
     };
     let (op, access) = match (&req.method, path) {
-        (&M::POST, "/nacos/v1/ns/instance") => ("naming.register", Write),
-        (&M::DELETE, "/nacos/v1/ns/instance") => ("naming.deregister", Write),
-        (&M::PUT, "/nacos/v1/ns/instance") => ("naming.update", Write),
-        (&M::PATCH, "/nacos/v1/ns/instance") => ("naming.patch", Write),
-        (&M::GET, "/nacos/v1/ns/instance") => ("naming.detail", Read),
+        (&M::POST, "/nacos/v1/ns/instance") => ("naming.register", Act),
+        (&M::DELETE, "/nacos/v1/ns/instance") => ("naming.deregister", Act),
+        (&M::PUT, "/nacos/v1/ns/instance") => ("naming.update", Act),
+        (&M::PATCH, "/nacos/v1/ns/instance") => ("naming.patch", Act),
+        (&M::GET, "/nacos/v1/ns/instance") => ("naming.detail", Act),
         (&M::GET, "/nacos/v1/ns/instance/list") => ("naming.list", List),
-        (&M::PUT, "/nacos/v1/ns/instance/beat") => ("naming.beat", Read),
-        (&M::PUT, "/nacos/v1/ns/health/instance") => ("naming.health", Write),
-        (&M::POST, "/nacos/v1/ns/service") => ("naming.service.create", Write),
-        (&M::DELETE, "/nacos/v1/ns/service") => ("naming.service.remove", Write),
-        (&M::PUT, "/nacos/v1/ns/service") => ("naming.service.update", Write),
-        (&M::GET, "/nacos/v1/ns/service") => ("naming.service.get", Read),
-        (&M::GET, "/nacos/v1/ns/service/list") => ("naming.service.list", Read),
-        (&M::PUT, "/nacos/v1/ns/cluster") => ("naming.cluster.update", Write),
+        (&M::PUT, "/nacos/v1/ns/instance/beat") => ("naming.beat", Act),
+        (&M::PUT, "/nacos/v1/ns/health/instance") => ("naming.health", Act),
+        (&M::POST, "/nacos/v1/ns/service") => ("naming.service.create", Act),
+        (&M::DELETE, "/nacos/v1/ns/service") => ("naming.service.remove", Act),
+        (&M::PUT, "/nacos/v1/ns/service") => ("naming.service.update", Act),
+        (&M::GET, "/nacos/v1/ns/service") => ("naming.service.get", Act),
+        (&M::GET, "/nacos/v1/ns/service/list") => ("naming.service.list", Act),
+        (&M::PUT, "/nacos/v1/ns/cluster") => ("naming.cluster.update", Act),
         _ => return super::not_found(&req),
     };
     let mut request = guest::guest_request(&req, op, params);
@@ -63,16 +62,13 @@ pub async fn route(node: &Node, req: HttpRequest, path: &str) -> HttpResponse {
         // differ from the host's own probes committing the same operation.
         request.params.insert("source".into(), "api".into());
     }
-    if !matches!(access, Write)
-        && let Err(unavailable) = guest::linearize_if_asked(node, &req).await
-    {
+    if let Err(unavailable) = guest::linearize_if_asked(node, &req).await {
         return unavailable;
     }
     match access {
-        Write => guest::write(node, namespace, KIND, request).await,
-        Read => guest::respond(guest::read_acting(node, &namespace, KIND, &request).await),
+        Act => guest::act(node, namespace, KIND, request).await,
         List => {
-            let reply = guest::read_acting(node, &namespace, KIND, &request).await;
+            let reply = node.query(&namespace, KIND, &request);
             let udp_port = request.get("udpPort").and_then(|p| p.trim().parse::<u16>().ok()).filter(|p| *p > 0);
             if let (Ok(reply), Some(udp_port)) = (&reply, udp_port) {
                 let addr = push::push_addr(request.get("clientIP"), req.peer.ip(), udp_port);
@@ -85,9 +81,11 @@ pub async fn route(node: &Node, req: HttpRequest, path: &str) -> HttpResponse {
 }
 
 /// `GET /nacos/v1/ns/operator/metrics`: counts summed over namespaces, and this node's
-/// duties. `"status":"UP"` is what clients check.
+/// duties, AP keyspace and self-preservation. `"status":"UP"` is what clients check.
 fn metrics(node: &Node) -> HttpResponse {
-    let namespaces = node.shared.read().machine.namespaces_with_data(KIND);
+    let mut namespaces: std::collections::BTreeSet<String> =
+        node.shared.read().machine.namespaces_with_data(KIND).into_iter().collect();
+    namespaces.extend(node.ap.store().namespaces(KIND));
     let (mut services, mut instances) = (0u64, 0u64);
     for namespace in &namespaces {
         let Ok(reply) = node.query(namespace, KIND, &nacre_protocol::GuestRequest::new("naming.metrics")) else {
@@ -109,6 +107,10 @@ fn metrics(node: &Node) -> HttpResponse {
             "pushAcksReceived": duties.push.acks_received(),
             "leasesTracked": duties.leases.tracked(),
             "namespaceCount": namespaces.len(),
+            "selfPreservation": duties.leases.preservation(),
+            "apRecords": node.ap.store().live_records(),
+            "apRecordsWaiting": node.ap.outbox.waiting(),
+            "liveMembers": node.ap.members.live().len(),
         }),
     )
 }

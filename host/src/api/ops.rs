@@ -34,6 +34,12 @@ pub struct NodeState {
     pub digest: String,
     pub keys: usize,
     pub ready: bool,
+    /// Digest of this node's AP keyspace (live records and their versions): equal on nodes
+    /// that hold the same ephemeral state. It is not tied to an index; nodes converge to it.
+    #[serde(default)]
+    pub ap_digest: String,
+    #[serde(default)]
+    pub ap_records: usize,
 }
 
 pub fn state_of(node: &Node) -> NodeState {
@@ -60,7 +66,9 @@ pub fn state_of(node: &Node) -> NodeState {
         purged_index: metrics.purged.as_ref().map_or(0, |id| id.index),
         digest,
         keys,
-        ready: bound && metrics.current_leader.is_some(),
+        ready: bound && metrics.current_leader.is_some() && node.ap.is_ready(),
+        ap_digest: format!("{:016x}", node.ap.store().digest()),
+        ap_records: node.ap.store().live_records(),
     }
 }
 
@@ -118,4 +126,34 @@ async fn probe_state(node: &Node, api_addr: &str) -> Option<NodeState> {
     let url = format!("http://{api_addr}/nacre/v1/state");
     let body = node.peers.get_text(&url, Duration::from_millis(MEMBER_PROBE_TIMEOUT_MS)).await.ok()?;
     serde_json::from_str(&body).ok()
+}
+
+/// `GET /nacre/v1/ap?namespaceId=&kind=naming&partition=`: where an AP partition lives in this
+/// node's view (its responsible member, the live members) and this node's checksum of it.
+pub fn ap_partition(node: &Node, req: &crate::net::HttpRequest) -> HttpResponse {
+    let params = super::params::Params::from_request(req);
+    let namespace = match super::params::namespace(params.get("namespaceId"), "namespaceId") {
+        Ok(ns) => ns,
+        Err(message) => return net::text(Status::BAD_REQUEST, message),
+    };
+    let kind = match params.get("kind").unwrap_or("naming") {
+        "naming" => crate::runtime::ModuleKind::Naming,
+        "config" => crate::runtime::ModuleKind::Config,
+        other => return net::text(Status::BAD_REQUEST, format!("invalid kind: {other:?} (naming or config)")),
+    };
+    let Some(partition) = params.get("partition").filter(|p| !p.is_empty()) else {
+        return net::text(Status::BAD_REQUEST, "missing partition");
+    };
+    let id = crate::ap::store::PartitionId { namespace, kind, partition: partition.to_string() };
+    let api_addr =
+        |id: u64| node.config.members.iter().find(|m| m.node_id() == id).map(|m| m.api_addr()).unwrap_or_default();
+    let live: Vec<String> = node.ap.members.live().into_iter().map(api_addr).collect();
+    net::json(
+        Status::OK,
+        &json!({
+            "responsible": api_addr(node.ap.members.responsible(&id)),
+            "live": live,
+            "checksum": format!("{:016x}", node.ap.store().checksum(&id)),
+        }),
+    )
 }

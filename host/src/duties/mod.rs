@@ -2,16 +2,18 @@
 //! but a deterministic guest cannot run itself.
 //!
 //! - [`leases`]: renewals (heartbeats) reported by a guest's `Nacre-Lease-Renew` directive,
-//!   kept in the leader's memory and handed back to the guest's sweep query, whose answer is
-//!   the commands to commit (mark unhealthy, expire).
+//!   kept in the memory of the node responsible for the lease's AP partition and handed back
+//!   to the guest's sweep query, whose answer is the commands to run (mark unhealthy,
+//!   expire); and self-preservation, judged from the sweep's counts.
 //! - [`push`]: UDP pushes to clients that subscribed through a read carrying `udpPort`,
 //!   re-sent when an event the guest's `Nacre-Watch` directive named fires.
 //! - [`probes`]: TCP/HTTP health probes of the targets a guest lists, committing the guest's
 //!   own command when a target's health flips.
 //!
 //! Architecture Invariant: a duty never decides what a heartbeat, an instance or a health
-//! check means. It keeps times, sends bytes, opens connections, and commits the commands the
-//! guest named; every state change still goes through the log.
+//! check means. It keeps times, sends bytes, opens connections, and runs the commands the
+//! guest named on the path the guest named (the log, or the AP path); no state changes
+//! any other way.
 
 pub mod leases;
 pub mod probes;
@@ -19,6 +21,7 @@ pub mod push;
 
 use std::sync::Arc;
 
+pub use leases::LeaseHolder;
 pub use leases::LeaseKey;
 pub use leases::Leases;
 pub use push::Push;
@@ -42,7 +45,7 @@ impl Duties {
 /// Start the duties' background tasks for `node`.
 pub fn spawn(node: &Arc<Node>) {
     tokio::spawn(leases::forward_renewals(node.clone()));
-    tokio::spawn(leases::sweep_when_leader(node.clone()));
+    tokio::spawn(leases::sweep_forever(node.clone()));
     tokio::spawn(push::push_on_events(node.clone()));
     tokio::spawn(push::read_acks(node.clone()));
     tokio::spawn(probes::probe_when_leader(node.clone()));

@@ -1,6 +1,8 @@
 //! The client for node-to-node calls: postcard bodies over pooled HTTP/1.1 keep-alive
 //! connections, each call bounded by a timeout.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,14 +23,14 @@ const MAX_PEER_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Clone)]
 pub struct PeerClient {
     http: Client<HttpConnector, Full<Bytes>>,
+    /// Peer address → the address actually dialled for it (`--peer-via`): lets a test put a
+    /// fault-injecting proxy on each link while members keep their identities.
+    routes: Arc<BTreeMap<String, String>>,
 }
 
 impl Default for PeerClient {
     fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        PeerClient { http: Client::builder(TokioExecutor::new()).build(connector) }
+        Self::with_routes(BTreeMap::new())
     }
 }
 
@@ -44,6 +46,18 @@ pub enum PeerError {
 }
 
 impl PeerClient {
+    pub fn with_routes(routes: BTreeMap<String, String>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        PeerClient { http: Client::builder(TokioExecutor::new()).build(connector), routes: Arc::new(routes) }
+    }
+
+    /// Where to connect to reach the peer at `addr`.
+    fn dial(&self, addr: &str) -> String {
+        self.routes.get(addr).cloned().unwrap_or_else(|| addr.to_string())
+    }
+
     /// POST `req` to `http://{addr}{path}` and decode the answer, within `timeout`.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
@@ -54,7 +68,7 @@ impl PeerClient {
     ) -> Result<Resp, PeerError> {
         let protocol = |reason: String| PeerError::Protocol { addr: addr.to_string(), reason };
         let body = postcard::to_stdvec(req).map_err(|e| protocol(e.to_string()))?;
-        let request = hyper::Request::post(format!("http://{addr}{path}"))
+        let request = hyper::Request::post(format!("http://{}{path}", self.dial(addr)))
             .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| protocol(e.to_string()))?;

@@ -173,6 +173,7 @@ impl HostState {
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), HostFault> {
         check_key("put", &key)?;
+        self.check_writable("put", &key)?;
         if value.len() > MAX_VALUE_BYTES {
             return Err(HostFault::Rejected(format!(
                 "put: value of {} bytes over the limit of {MAX_VALUE_BYTES}",
@@ -186,9 +187,22 @@ impl HostState {
 
     pub fn delete(&mut self, key: Vec<u8>) -> Result<(), HostFault> {
         check_key("delete", &key)?;
+        self.check_writable("delete", &key)?;
         self.count_write(key.len())?;
         self.current.writes.insert(key, None);
         Ok(())
+    }
+
+    /// Refuses a write the view marks read-only (e.g. the other half of a split keyspace).
+    fn check_writable(&self, call: &str, key: &[u8]) -> Result<(), HostFault> {
+        if self.base.get().writable(key) {
+            Ok(())
+        } else {
+            Err(HostFault::Rejected(format!(
+                "{call}: key {:?} is read-only in this call",
+                String::from_utf8_lossy(key)
+            )))
+        }
     }
 
     fn count_write(&mut self, bytes: usize) -> Result<(), HostFault> {

@@ -84,6 +84,11 @@ pub trait KvRead {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
     /// Keys in `[start, end)` ascending (`end` empty: unbounded), at most `limit`.
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// Whether a command may write `key` in this view. A write to a key that is not is
+    /// refused like any other bad host call: the command traps and its writes are discarded.
+    fn writable(&self, _key: &[u8]) -> bool {
+        true
+    }
 }
 
 /// What a query sees of the replica.

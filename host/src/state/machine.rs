@@ -3,6 +3,7 @@ use serde::Serialize;
 
 use super::keys;
 use super::kv::Kv;
+use super::split_view::SplitView;
 use crate::raft::ApplyResponse;
 use crate::raft::Operation;
 use crate::raft::Proposal;
@@ -10,6 +11,7 @@ use crate::runtime::CommandOutcome;
 use crate::runtime::Event;
 use crate::runtime::GuestCommand;
 use crate::runtime::GuestError;
+use crate::runtime::KvRead;
 use crate::runtime::ModuleId;
 use crate::runtime::ModuleInfo;
 use crate::runtime::ModuleKind;
@@ -191,19 +193,47 @@ impl Machine {
         namespace: &str,
         kind: ModuleKind,
         request: &[u8],
+        ap: &dyn KvRead,
     ) -> Result<Vec<u8>, GuestError> {
-        let binding = self.binding_for(namespace, kind).ok_or_else(|| unbound(namespace, kind))?;
-        match self.ensure_loaded(runtime, &binding.module_id) {
-            Ok(()) => {}
-            Err(Refusal::Guest(error)) => return Err(error),
-            Err(Refusal::Host(failure)) => return Err(GuestError { code: 503, message: failure.to_string() }),
-        }
+        let binding = self.loaded_binding(runtime, namespace, kind)?;
         let ctx = QueryContext { namespace: namespace.to_string(), applied_index, timestamp_ms: self.clock_ms() };
-        let base = self.kv.scoped(keys::guest_prefix(kind, namespace));
-        runtime.query(&binding.module_id, &ctx, request, &base).unwrap_or_else(|e| {
+        let cp = self.kv.scoped(keys::guest_prefix(kind, namespace));
+        runtime.query(&binding.module_id, &ctx, request, &SplitView::for_query(&cp, ap)).unwrap_or_else(|e| {
             let code = if e.is_deterministic() { 500 } else { 503 };
             Err(GuestError { code, message: e.to_string() })
         })
+    }
+
+    /// Run one AP command (`nacre_protocol::keyspace`) through the module bound to
+    /// `(namespace, kind)`: it reads this replica's CP state and `ap`, and may write the AP
+    /// keyspace only. Nothing is applied here: the caller stores the outcome's writes in its
+    /// AP store. Returns the module that ran it with the outcome.
+    pub fn run_ap_command(
+        &self,
+        runtime: &Runtime,
+        namespace: &str,
+        kind: ModuleKind,
+        command: GuestCommand,
+        ap: &dyn KvRead,
+    ) -> Result<(ModuleId, CommandOutcome), GuestError> {
+        let binding = self.loaded_binding(runtime, namespace, kind)?;
+        let cp = self.kv.scoped(keys::guest_prefix(kind, namespace));
+        let view = SplitView::for_ap_command(&cp, ap);
+        let mut outcomes = runtime
+            .apply(&binding.module_id, namespace, 0, std::slice::from_ref(&command), &view)
+            .map_err(|e| GuestError { code: if e.is_deterministic() { 500 } else { 503 }, message: e.to_string() })?;
+        assert_eq!(outcomes.len(), 1, "the runtime returns one outcome per command");
+        Ok((binding.module_id, outcomes.remove(0)))
+    }
+
+    /// The binding of `(namespace, kind)` with its module loaded, for a read or an AP command.
+    fn loaded_binding(&self, runtime: &Runtime, namespace: &str, kind: ModuleKind) -> Result<Binding, GuestError> {
+        let binding = self.binding_for(namespace, kind).ok_or_else(|| unbound(namespace, kind))?;
+        match self.ensure_loaded(runtime, &binding.module_id) {
+            Ok(()) => Ok(binding),
+            Err(Refusal::Guest(error)) => Err(error),
+            Err(Refusal::Host(failure)) => Err(GuestError { code: 503, message: failure.to_string() }),
+        }
     }
 
     /// Apply committed entries in log order: one response per entry, and what changed.
@@ -300,8 +330,9 @@ impl Machine {
         let prefix = keys::guest_prefix(kind, namespace);
         let term = batch[0].term;
         let outcomes = {
-            let base = self.kv.scoped(prefix.clone());
-            with_host_retries(|| runtime.apply(&binding.module_id, namespace, term, &commands, &base))
+            let cp = self.kv.scoped(prefix.clone());
+            let view = SplitView::for_log_command(&cp);
+            with_host_retries(|| runtime.apply(&binding.module_id, namespace, term, &commands, &view))
         };
         let outcomes = match outcomes.map_err(Refusal::from) {
             Ok(outcomes) => outcomes,

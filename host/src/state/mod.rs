@@ -13,8 +13,10 @@ mod keys;
 mod kv;
 mod machine;
 mod namespaces;
+mod split_view;
 
 pub use keys::DEFAULT_NAMESPACE;
+pub use keys::kind_tag;
 pub use kv::Kv;
 pub use machine::Binding;
 pub use machine::BindingChange;
@@ -24,3 +26,4 @@ pub use machine::Machine;
 pub use machine::MachineImage;
 pub use namespaces::NamespaceChange;
 pub use namespaces::NamespaceRecord;
+pub use split_view::SplitView;

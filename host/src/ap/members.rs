@@ -1,0 +1,171 @@
+//! Which members are live, and which one is responsible for an AP partition.
+//!
+//! Liveness is this node's own view: a peer is live while it answered a ping within
+//! [`LIVENESS_TIMEOUT_MS`]. Views may differ for a moment between nodes (then two nodes may
+//! both apply commands for one partition; the versioned merge reconciles them). Responsibility
+//! is rendezvous hashing over the live members: each partition goes to the member with the
+//! highest hash of (member, partition), so a member leaving or returning moves only the
+//! partitions it wins, and every node with the same view picks the same member.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use sha2::Digest as _;
+use sha2::Sha256;
+
+use super::store::PartitionId;
+use crate::raft::NodeId;
+
+/// How often each node pings each peer.
+pub const PING_INTERVAL_MS: u64 = 500;
+/// A peer silent this long is no longer live: its partitions move to the others.
+pub const LIVENESS_TIMEOUT_MS: u64 = 2_000;
+
+#[derive(Debug)]
+pub struct Members {
+    me: NodeId,
+    /// Peer id → peer address, every member of the cluster but this node.
+    peers: BTreeMap<NodeId, String>,
+    state: Mutex<LiveState>,
+}
+
+#[derive(Debug)]
+struct LiveState {
+    /// Last successful ping of each peer (local ms).
+    last_seen_ms: BTreeMap<NodeId, u64>,
+    /// The live set as last computed, and since when it has been that.
+    live: Vec<NodeId>,
+    since_ms: u64,
+}
+
+impl Members {
+    pub fn new(me: NodeId, peers: BTreeMap<NodeId, String>, now_ms: u64) -> Members {
+        let state = LiveState { last_seen_ms: BTreeMap::new(), live: vec![me], since_ms: now_ms };
+        Members { me, peers, state: Mutex::new(state) }
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn peers(&self) -> &BTreeMap<NodeId, String> {
+        &self.peers
+    }
+
+    pub fn addr(&self, id: NodeId) -> Option<&str> {
+        self.peers.get(&id).map(String::as_str)
+    }
+
+    /// A peer answered now.
+    pub fn seen(&self, peer: NodeId, now_ms: u64) {
+        self.lock().last_seen_ms.insert(peer, now_ms);
+        self.refresh(now_ms);
+    }
+
+    /// A call to a peer failed to connect: take it out of the view now rather than after
+    /// the timeout, so that its partitions move at once.
+    pub fn lost(&self, peer: NodeId, now_ms: u64) {
+        self.lock().last_seen_ms.remove(&peer);
+        self.refresh(now_ms);
+    }
+
+    /// Recompute the live set; returns whether it changed.
+    pub fn refresh(&self, now_ms: u64) -> bool {
+        let mut state = self.lock();
+        let mut live: Vec<NodeId> = state
+            .last_seen_ms
+            .iter()
+            .filter(|(_, seen)| now_ms.saturating_sub(**seen) <= LIVENESS_TIMEOUT_MS)
+            .map(|(id, _)| *id)
+            .collect();
+        live.push(self.me);
+        live.sort_unstable();
+        if live == state.live {
+            return false;
+        }
+        tracing::info!(live = ?live, was = ?state.live, "AP membership view changed; partitions move");
+        state.live = live;
+        state.since_ms = now_ms;
+        true
+    }
+
+    /// The live members (this node included), in id order.
+    pub fn live(&self) -> Vec<NodeId> {
+        self.lock().live.clone()
+    }
+
+    /// When the live set last changed: every lease this node tracks is granted a full
+    /// timeout from then, since it may have just become responsible for it.
+    pub fn view_since_ms(&self) -> u64 {
+        self.lock().since_ms
+    }
+
+    /// The member responsible for `id` in this node's current view.
+    pub fn responsible(&self, id: &PartitionId) -> NodeId {
+        responsible_among(&self.live(), id)
+    }
+
+    pub fn is_responsible(&self, id: &PartitionId) -> bool {
+        self.responsible(id) == self.me
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LiveState> {
+        self.state.lock().expect("members lock is never poisoned")
+    }
+}
+
+/// Rendezvous hashing: the member with the highest `hash(member, partition)`.
+pub fn responsible_among(live: &[NodeId], id: &PartitionId) -> NodeId {
+    *live.iter().max_by_key(|member| score(**member, id)).expect("the live set always holds this node")
+}
+
+fn score(member: NodeId, id: &PartitionId) -> u64 {
+    let mut hasher = Sha256::new();
+    hasher.update(member.to_be_bytes());
+    for part in [id.namespace.as_bytes(), crate::state::kind_tag(id.kind).as_bytes(), id.partition.as_bytes()] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    u64::from_be_bytes(hasher.finalize()[..8].try_into().expect("sha256 is 32 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ModuleKind;
+
+    fn partition(i: usize) -> PartitionId {
+        PartitionId { namespace: "public".into(), kind: ModuleKind::Naming, partition: format!("G@@s{i}") }
+    }
+
+    #[test]
+    fn responsibility_spreads_and_moves_only_what_the_lost_member_held() {
+        let all = [1, 2, 3];
+        let before: Vec<NodeId> = (0..300).map(|i| responsible_among(&all, &partition(i))).collect();
+        for member in all {
+            let held = before.iter().filter(|m| **m == member).count();
+            assert!((60..=140).contains(&held), "member {member} holds {held} of 300");
+        }
+        let after: Vec<NodeId> = (0..300).map(|i| responsible_among(&[1, 3], &partition(i))).collect();
+        for (was, now) in before.iter().zip(&after) {
+            if *was != 2 {
+                assert_eq!(was, now, "a partition of a surviving member moved");
+            }
+        }
+    }
+
+    #[test]
+    fn the_view_follows_pings_and_records_when_it_changed() {
+        let members = Members::new(1, BTreeMap::from([(2, "b".into()), (3, "c".into())]), 0);
+        assert_eq!(members.live(), [1]);
+        members.seen(2, 100);
+        members.seen(3, 100);
+        assert_eq!((members.live(), members.view_since_ms()), (vec![1, 2, 3], 100));
+        assert!(!members.refresh(100 + LIVENESS_TIMEOUT_MS), "still within the timeout");
+        members.seen(2, 2_000);
+        assert!(members.refresh(100 + LIVENESS_TIMEOUT_MS + 1));
+        assert_eq!((members.live(), members.view_since_ms()), (vec![1, 2], 100 + LIVENESS_TIMEOUT_MS + 1));
+        members.lost(2, 2_200);
+        assert_eq!(members.live(), [1]);
+    }
+}

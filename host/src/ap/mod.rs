@@ -1,0 +1,228 @@
+//! The AP path (Nacos's Distro): commands a guest routes with `Nacre-Commit: ap` are applied
+//! by the one node responsible for their partition, to an in-memory keyspace that is not the
+//! Raft log, and replicated to every peer asynchronously. Writes keep working on every side of
+//! a network partition; after it heals, the versioned merge and the periodic verification
+//! bring every node to the same records.
+//!
+//! - [`store`]: the records, their versions, the per-partition checksums (no I/O);
+//! - [`members`]: which peers answer, and which member is responsible for a partition;
+//! - [`replicate`]: the tasks that ping, ship records, verify and repair, and the first pull
+//!   of a starting node;
+//! - this file: applying a command here or at the responsible node, and the peer RPCs.
+//!
+//! Architecture Invariant: the AP path knows no naming semantics. A partition is a string the
+//! guest names; a record is a guest key and value; the guest decides, through the query that
+//! plans a request, what takes this path.
+//!
+//! Architecture Invariant: nothing here touches the replicated (CP) state. An AP command reads
+//! it through the replica and writes only keys under the AP prefix (the runtime refuses any
+//! other write); a log command never sees the AP keyspace.
+
+pub mod members;
+pub mod replicate;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::RwLock;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use nacre_protocol::GuestRequest;
+use serde::Deserialize;
+use serde::Serialize;
+
+use self::members::Members;
+use self::replicate::Outbox;
+use self::store::ApStore;
+use self::store::PartitionId;
+use self::store::PartitionRecords;
+use crate::net::PeerError;
+use crate::node::Node;
+use crate::node::now_ms;
+use crate::raft::NodeId;
+use crate::runtime::CommandOutcome;
+use crate::runtime::GuestCommand;
+use crate::runtime::GuestError;
+use crate::runtime::ModuleId;
+use crate::state::ChangeEvent;
+
+/// How long a node waits for the responsible node to apply a forwarded AP command.
+pub const FORWARD_TIMEOUT_MS: u64 = 3_000;
+
+pub struct Ap {
+    pub members: Members,
+    store: RwLock<ApStore>,
+    /// One AP command at a time on this node: a guest reads, then writes, and two commands of
+    /// one partition must not interleave between the two.
+    apply_turn: Mutex<()>,
+    pub outbox: Outbox,
+    /// Set once the first pull from a peer is done (or none answered): before that this
+    /// node's AP keyspace may lack what the others hold, and it does not report ready.
+    ready: AtomicBool,
+}
+
+/// What applying an AP command produced: the guest's encoded result and the module that ran.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApApplied {
+    pub result: Result<Vec<u8>, GuestError>,
+    pub module_id: ModuleId,
+}
+
+/// An AP command forwarded to the node responsible for its partition.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ForwardedCommand {
+    pub id: PartitionId,
+    pub request: GuestRequest,
+}
+
+impl Ap {
+    /// `peers`: every other member's id and peer address.
+    pub fn new(me: NodeId, peers: BTreeMap<NodeId, String>) -> Ap {
+        let outbox = Outbox::new(peers.keys().copied());
+        Ap {
+            members: Members::new(me, peers, now_ms()),
+            store: RwLock::new(ApStore::default()),
+            apply_turn: Mutex::new(()),
+            outbox,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn store(&self) -> std::sync::RwLockReadGuard<'_, ApStore> {
+        self.store.read().expect("AP store lock is never poisoned")
+    }
+
+    fn store_mut(&self) -> std::sync::RwLockWriteGuard<'_, ApStore> {
+        self.store.write().expect("AP store lock is never poisoned")
+    }
+
+    /// Apply `request` at the node responsible for `id`: here, or forwarded. A responsible
+    /// node that cannot be reached is taken out of this node's view and the next one is
+    /// asked, ending with this node itself: an AP write succeeds while any node serves it.
+    pub async fn apply(&self, node: &Node, id: &PartitionId, request: &GuestRequest) -> Result<ApApplied, GuestError> {
+        for _ in 0..=self.members.peers().len() {
+            let owner = self.members.responsible(id);
+            let Some(addr) = self.members.addr(owner).filter(|_| owner != self.members.me()) else {
+                return self.apply_here(node, id, request);
+            };
+            let forwarded = ForwardedCommand { id: id.clone(), request: request.clone() };
+            let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
+            let answer: Result<Result<ApApplied, GuestError>, PeerError> =
+                node.peers.call(addr, "/nacre/ap/apply", &forwarded, timeout).await;
+            match answer {
+                Ok(applied) => {
+                    self.members.seen(owner, now_ms());
+                    return applied;
+                }
+                Err(PeerError::Unreachable { reason, .. }) => {
+                    tracing::info!(peer = owner, reason, "responsible node unreachable; asking the next");
+                    self.members.lost(owner, now_ms());
+                }
+                Err(e) => return Err(GuestError { code: 503, message: format!("responsible node: {e}; retry") }),
+            }
+        }
+        self.apply_here(node, id, request)
+    }
+
+    /// Apply `request` on this node, as the node responsible for `id` (or asked to act as it),
+    /// store what it wrote, queue it for every peer, and tell local watchers.
+    pub fn apply_here(&self, node: &Node, id: &PartitionId, request: &GuestRequest) -> Result<ApApplied, GuestError> {
+        crate::blocking::cpu_bound(|| {
+            let _turn = self.apply_turn.lock().expect("AP apply lock is never poisoned");
+            let now = now_ms();
+            let replica = node.shared.read();
+            let command = GuestCommand { index: replica.applied_index(), timestamp_ms: now, payload: request.encode() };
+            let store = self.store();
+            let view = store.view(&id.namespace, id.kind);
+            let (module_id, outcome) =
+                replica.machine.run_ap_command(&node.shared.runtime, &id.namespace, id.kind, command, &view)?;
+            drop(store);
+            drop(replica);
+            let CommandOutcome { result, writes, events } = outcome;
+            if !writes.is_empty() {
+                let mut store = self.store_mut();
+                let version = store.next_version(now, self.members.me());
+                let batch = store
+                    .write(id, version, writes, events.clone(), now)
+                    .map_err(|e| GuestError { code: 503, message: e.to_string() })?;
+                drop(store);
+                self.outbox.queue(&batch);
+            }
+            publish(node, id, &events);
+            Ok(ApApplied { result, module_id })
+        })
+    }
+
+    /// Merge records a peer sent; tell local watchers about each partition that changed.
+    pub fn merge(&self, node: &Node, batches: Vec<PartitionRecords>) {
+        let now = now_ms();
+        let changed: Vec<(PartitionId, Vec<crate::runtime::Event>)> = {
+            let mut store = self.store_mut();
+            batches
+                .into_iter()
+                .filter_map(|batch| {
+                    let (id, events) = (batch.id.clone(), batch.events.clone());
+                    store.merge(batch, now).then_some((id, events))
+                })
+                .collect()
+        };
+        for (id, events) in changed {
+            publish(node, &id, &events);
+        }
+    }
+}
+
+impl Ap {
+    pub(crate) fn forget_tombstones(&self, now_ms: u64) {
+        self.store_mut().forget_tombstones(now_ms);
+    }
+
+    /// The peer RPCs of the AP path (`/nacre/ap/*`, postcard bodies); `None` for any other
+    /// path. `Err` is a malformed request.
+    pub fn serve_peer(&self, node: &Node, path: &str, body: &[u8]) -> Option<Result<Vec<u8>, String>> {
+        fn decode<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, String> {
+            postcard::from_bytes(body).map_err(|e| format!("malformed {what}: {e}"))
+        }
+        let answer = match path {
+            "/nacre/ap/ping" => decode::<replicate::Ping>(body, "ping")
+                .map(|_| encode(&replicate::Pong { digest: self.store().digest() })),
+            "/nacre/ap/apply" => match decode::<ForwardedCommand>(body, "AP command") {
+                Ok(cmd) => Ok(encode(&self.apply_here(node, &cmd.id, &cmd.request))),
+                Err(e) => Err(e),
+            },
+            "/nacre/ap/sync" => decode::<Vec<PartitionRecords>>(body, "AP sync").map(|batches| {
+                self.merge(node, batches);
+                encode(&())
+            }),
+            "/nacre/ap/verify" => decode::<Vec<(PartitionId, u64)>>(body, "AP verification")
+                .map(|theirs| encode(&replicate::answer_verify(node, theirs))),
+            "/nacre/ap/snapshot" => Ok(encode(&self.store().all_records())),
+            _ => return None,
+        };
+        Some(answer)
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("AP peer answers always serialize")
+}
+
+/// Hand AP events to the node's watchers (long-polls, UDP pushes), as a log apply does.
+fn publish(node: &Node, id: &PartitionId, events: &[crate::runtime::Event]) {
+    for event in events {
+        let change = ChangeEvent { namespace: id.namespace.clone(), kind: id.kind, event: event.clone() };
+        // No receiver is fine: nobody is watching.
+        let _ = node.shared.events.send(Arc::new(change));
+    }
+}

@@ -1,0 +1,288 @@
+//! Moving AP records between nodes: the per-peer outbox and its shipper (retried every
+//! [`SYNC_RETRY_INTERVAL_MS`] until the peer takes it), pings (liveness, and the peer's
+//! digest), verification and repair of partitions whose checksums differ, and a starting
+//! node's first pull.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::store::PartitionId;
+use super::store::PartitionRecords;
+use super::store::Record;
+use crate::net::PeerError;
+use crate::node::Node;
+use crate::node::now_ms;
+use crate::raft::NodeId;
+use crate::runtime::Event;
+
+/// How long a shipper waits before sending again to a peer that did not take a batch.
+pub const SYNC_RETRY_INTERVAL_MS: u64 = 3_000;
+/// How often each node compares its partitions with each peer's (when their digests differ).
+pub const VERIFY_INTERVAL_MS: u64 = 3_000;
+/// Records waiting for one peer. Past this, newer changes for it are dropped: verification
+/// repairs what the outbox could not hold once the peer is back.
+pub const MAX_OUTBOX_RECORDS: usize = 200_000;
+/// Records in one sync call.
+pub const MAX_SYNC_BATCH_RECORDS: usize = 10_000;
+/// Timeout of a sync, verify or ping call.
+const PEER_CALL_TIMEOUT_MS: u64 = 5_000;
+/// Timeout of a ping: short, a slow peer is as good as gone for responsibility.
+const PING_TIMEOUT_MS: u64 = 1_000;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Ping {
+    pub digest: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Pong {
+    pub digest: u64,
+}
+
+/// What waits to be shipped to one peer.
+#[derive(Default)]
+struct Link {
+    pending: Mutex<BTreeMap<PartitionId, Pending>>,
+    wake: Notify,
+    /// The peer's digest as its last answer to a ping said (`u64::MAX`: unknown).
+    their_digest: AtomicU64,
+}
+
+#[derive(Default)]
+struct Pending {
+    events: Vec<Event>,
+    records: BTreeMap<Vec<u8>, Record>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Keep the higher version of each key.
+    fn add(&mut self, batch: PartitionRecords) {
+        if !batch.events.is_empty() {
+            self.events = batch.events;
+        }
+        for record in batch.records {
+            if self.records.get(&record.key).is_none_or(|held| held.version < record.version) {
+                self.records.insert(record.key.clone(), record);
+            }
+        }
+    }
+}
+
+pub struct Outbox {
+    links: BTreeMap<NodeId, Link>,
+}
+
+impl Outbox {
+    pub fn new(peers: impl Iterator<Item = NodeId>) -> Outbox {
+        let links =
+            peers.map(|peer| (peer, Link { their_digest: AtomicU64::new(u64::MAX), ..Link::default() })).collect();
+        Outbox { links }
+    }
+
+    /// Queue a batch for every peer.
+    pub fn queue(&self, batch: &PartitionRecords) {
+        for peer in self.links.keys() {
+            self.queue_for(*peer, batch.clone());
+        }
+    }
+
+    fn queue_for(&self, peer: NodeId, batch: PartitionRecords) {
+        let Some(link) = self.links.get(&peer) else { return };
+        let mut pending = link.pending.lock().expect("outbox lock");
+        let held: usize = pending.values().map(Pending::len).sum();
+        if held + batch.records.len() > MAX_OUTBOX_RECORDS {
+            tracing::debug!(peer, held, "outbox full; verification will repair this peer");
+            return;
+        }
+        pending.entry(batch.id.clone()).or_default().add(batch);
+        drop(pending);
+        link.wake.notify_one();
+    }
+
+    /// Up to about [`MAX_SYNC_BATCH_RECORDS`] records for `peer`, whole partitions.
+    fn take(&self, peer: NodeId) -> Vec<PartitionRecords> {
+        let Some(link) = self.links.get(&peer) else { return Vec::new() };
+        let mut pending = link.pending.lock().expect("outbox lock");
+        let mut taken = Vec::new();
+        let mut count = 0;
+        while count < MAX_SYNC_BATCH_RECORDS {
+            let Some((id, Pending { events, records })) = pending.pop_first() else { break };
+            count += records.len();
+            taken.push(PartitionRecords { id, events, records: records.into_values().collect() });
+        }
+        taken
+    }
+
+    /// The peer did not take `batches`: put them back under anything newer queued since.
+    fn put_back(&self, peer: NodeId, batches: Vec<PartitionRecords>) {
+        let Some(link) = self.links.get(&peer) else { return };
+        let mut pending = link.pending.lock().expect("outbox lock");
+        for batch in batches {
+            pending.entry(batch.id.clone()).or_default().add(batch);
+        }
+    }
+
+    /// Records waiting, over all peers (for metrics).
+    pub fn waiting(&self) -> usize {
+        self.links
+            .values()
+            .map(|link| link.pending.lock().expect("outbox lock").values().map(Pending::len).sum::<usize>())
+            .sum()
+    }
+}
+
+/// Start the AP tasks: first pull, pings, one shipper per peer, verification.
+pub fn spawn(node: &Arc<Node>) {
+    tokio::spawn(first_pull(node.clone()));
+    tokio::spawn(ping_forever(node.clone()));
+    for peer in node.ap.members.peers().keys() {
+        tokio::spawn(ship_forever(node.clone(), *peer));
+    }
+    tokio::spawn(verify_forever(node.clone()));
+}
+
+/// A starting node learns who is up, then pulls the whole AP keyspace from the first peer
+/// that answers, before it reports ready. With no peer up it is ready at once: it is the
+/// first, and the others will pull from it.
+async fn first_pull(node: Arc<Node>) {
+    ping_all(&node).await;
+    let live = node.ap.members.live();
+    for peer in live.iter().filter(|id| **id != node.id) {
+        let Some(addr) = node.ap.members.addr(*peer) else { continue };
+        let timeout = Duration::from_millis(PEER_CALL_TIMEOUT_MS);
+        let pulled: Result<Vec<PartitionRecords>, PeerError> =
+            node.peers.call(addr, "/nacre/ap/snapshot", &(), timeout).await;
+        match pulled {
+            Ok(batches) => {
+                let count: usize = batches.iter().map(|b| b.records.len()).sum();
+                node.ap.merge(&node, batches);
+                tracing::info!(peer, records = count, "pulled the AP keyspace from a peer");
+                break;
+            }
+            Err(e) => tracing::warn!(peer, error = %e, "could not pull the AP keyspace; trying the next peer"),
+        }
+    }
+    node.ap.set_ready();
+}
+
+async fn ping_forever(node: Arc<Node>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(super::members::PING_INTERVAL_MS)).await;
+        ping_all(&node).await;
+    }
+}
+
+/// Ping every peer at once; record who answered and their digests.
+async fn ping_all(node: &Node) {
+    let digest = node.ap.store().digest();
+    let pings = node.ap.members.peers().iter().map(|(peer, addr)| async move {
+        let timeout = Duration::from_millis(PING_TIMEOUT_MS);
+        let answer: Result<Pong, PeerError> = node.peers.call(addr, "/nacre/ap/ping", &Ping { digest }, timeout).await;
+        (*peer, answer)
+    });
+    for (peer, answer) in futures_util::future::join_all(pings).await {
+        match answer {
+            Ok(pong) => {
+                node.ap.members.seen(peer, now_ms());
+                if let Some(link) = node.ap.outbox.links.get(&peer) {
+                    link.their_digest.store(pong.digest, Ordering::Relaxed);
+                }
+            }
+            Err(PeerError::Unreachable { .. }) => node.ap.members.lost(peer, now_ms()),
+            Err(_) => {}
+        }
+    }
+    node.ap.members.refresh(now_ms());
+}
+
+/// Ship what waits for `peer`, retrying every [`SYNC_RETRY_INTERVAL_MS`] until it is taken.
+async fn ship_forever(node: Arc<Node>, peer: NodeId) {
+    let Some(addr) = node.ap.members.addr(peer).map(str::to_string) else { return };
+    let link = &node.ap.outbox.links[&peer];
+    loop {
+        let retry = Duration::from_millis(SYNC_RETRY_INTERVAL_MS);
+        let _ = tokio::time::timeout(retry, link.wake.notified()).await;
+        loop {
+            let batches = node.ap.outbox.take(peer);
+            if batches.is_empty() {
+                break;
+            }
+            let timeout = Duration::from_millis(PEER_CALL_TIMEOUT_MS);
+            let sent: Result<(), PeerError> = node.peers.call(&addr, "/nacre/ap/sync", &batches, timeout).await;
+            if let Err(e) = sent {
+                tracing::debug!(peer, error = %e, "AP sync not taken; retrying later");
+                node.ap.outbox.put_back(peer, batches);
+                tokio::time::sleep(retry).await;
+            }
+        }
+    }
+}
+
+/// Every [`VERIFY_INTERVAL_MS`], compare partitions with each live peer whose digest differs
+/// from ours: the peer answers with its records of every partition whose checksum differs,
+/// and we send ours of the same partitions. Both then hold, per key, the newer copy.
+async fn verify_forever(node: Arc<Node>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(VERIFY_INTERVAL_MS)).await;
+        node.ap.forget_tombstones(now_ms());
+        let live = node.ap.members.live();
+        for peer in live.into_iter().filter(|id| *id != node.id) {
+            verify_with(&node, peer).await;
+        }
+    }
+}
+
+async fn verify_with(node: &Node, peer: NodeId) {
+    let (Some(addr), Some(link)) = (node.ap.members.addr(peer), node.ap.outbox.links.get(&peer)) else { return };
+    let (ours, digest) = {
+        let store = node.ap.store();
+        (store.checksums(), store.digest())
+    };
+    if link.their_digest.load(Ordering::Relaxed) == digest {
+        return;
+    }
+    let timeout = Duration::from_millis(PEER_CALL_TIMEOUT_MS);
+    let theirs: Result<Vec<PartitionRecords>, PeerError> =
+        node.peers.call(addr, "/nacre/ap/verify", &ours, timeout).await;
+    let theirs = match theirs {
+        Ok(theirs) => theirs,
+        Err(e) => return tracing::debug!(peer, error = %e, "AP verification failed; next round"),
+    };
+    let differing: Vec<PartitionId> = theirs.iter().map(|batch| batch.id.clone()).collect();
+    if !differing.is_empty() {
+        tracing::info!(peer, partitions = differing.len(), "AP partitions differ from a peer; repairing");
+    }
+    node.ap.merge(node, theirs);
+    let store = node.ap.store();
+    let mine: Vec<PartitionRecords> = differing.iter().filter_map(|id| store.partition_records(id)).collect();
+    drop(store);
+    for batch in mine {
+        node.ap.outbox.queue_for(peer, batch);
+    }
+}
+
+/// The peer side of verification: our records of each partition whose checksum differs from
+/// the caller's (an empty batch when we hold none, so the caller still sends us its own).
+/// Partitions only we hold are found when we verify with the caller.
+pub fn answer_verify(node: &Node, theirs: Vec<(PartitionId, u64)>) -> Vec<PartitionRecords> {
+    let store = node.ap.store();
+    theirs
+        .into_iter()
+        .filter(|(id, checksum)| store.checksum(id) != *checksum)
+        .map(|(id, _)| {
+            store.partition_records(&id).unwrap_or(PartitionRecords { id, events: Vec::new(), records: Vec::new() })
+        })
+        .collect()
+}

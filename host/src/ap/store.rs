@@ -1,0 +1,335 @@
+//! The AP keyspace held by one node: every guest key under `nacre_protocol::keyspace::AP_PREFIX`
+//! of every `(namespace, kind)`, with the version that decides which copy wins.
+//!
+//! Records are replicated by state, not by operation: the node responsible for a partition
+//! applies commands and ships the resulting records; every node keeps, per key, the record
+//! with the highest [`Version`]. That merge is commutative, associative and idempotent, so
+//! nodes converge whatever order, duplication or delay the copies arrive with. A delete is a
+//! tombstone with its own version, kept for [`TOMBSTONE_TTL_MS`], so that a stale live copy
+//! arriving late loses to it instead of resurrecting the key.
+//!
+//! No I/O here: the caller passes the time and ships what this returns.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use serde::Deserialize;
+use serde::Serialize;
+use sha2::Digest as _;
+use sha2::Sha256;
+
+use crate::runtime::Event;
+use crate::runtime::KvRead;
+use crate::runtime::ModuleKind;
+
+/// How long a tombstone outlives its key: longer than any partition of the network the
+/// anti-entropy should still heal without resurrecting deleted keys. A copy older than this
+/// that reappears is an ephemeral record nobody renews; its lease expires it again.
+pub const TOMBSTONE_TTL_MS: u64 = 5 * 60 * 1000;
+/// Records (tombstones included) one node holds; past it, new keys are refused.
+pub const MAX_RECORDS: usize = 2_000_000;
+/// Low bits of a version's clock that count writes within one millisecond.
+const LOGICAL_BITS: u32 = 16;
+
+/// Which copy of a key wins: the higher clock, then the higher node id. Clocks are hybrid
+/// (milliseconds shifted left, plus a counter) and every node advances its own past every
+/// version it has seen, so a write made after seeing a copy always beats that copy, even if
+/// the writer's wall clock is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Version {
+    pub clock: u64,
+    pub node: u64,
+}
+
+/// One key's latest known state; `value: None` is a tombstone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub version: Version,
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    pub value: Option<serde_bytes::ByteBuf>,
+}
+
+/// Where a partition lives: namespace, module kind and the guest's partition name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PartitionId {
+    pub namespace: String,
+    pub kind: ModuleKind,
+    pub partition: String,
+}
+
+/// Records of one partition as they travel between nodes, with the events a change of the
+/// partition means to watchers (what the guest emitted when it last wrote it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecords {
+    pub id: PartitionId,
+    pub events: Vec<Event>,
+    pub records: Vec<Record>,
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    version: Version,
+    partition: String,
+    value: Option<Vec<u8>>,
+    /// Local time the tombstone arrived (0 for a live record): when it may be forgotten.
+    dead_since_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    /// XOR of [`record_hash`] over the live records: equal on two nodes exactly when (up to
+    /// hash collisions) they hold the same live records at the same versions.
+    checksum: u64,
+    live: usize,
+    /// All keys, tombstones included.
+    keys: std::collections::BTreeSet<Vec<u8>>,
+    events: Vec<Event>,
+}
+
+#[derive(Debug, Default)]
+struct Space {
+    records: BTreeMap<Vec<u8>, Stored>,
+    partitions: BTreeMap<String, PartitionState>,
+}
+
+#[derive(Debug, Default)]
+pub struct ApStore {
+    spaces: BTreeMap<(String, ModuleKind), Space>,
+    /// The highest version clock made or seen here.
+    clock: u64,
+    records: usize,
+}
+
+/// Why a local write was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("the AP keyspace of this node is full ({MAX_RECORDS} records)")]
+    Full,
+}
+
+impl ApStore {
+    /// A version for a write made now by `node`, above every version seen so far.
+    pub fn next_version(&mut self, now_ms: u64, node: u64) -> Version {
+        self.clock = (now_ms << LOGICAL_BITS).max(self.clock + 1);
+        Version { clock: self.clock, node }
+    }
+
+    /// Store the writes of one command applied here, all at `version`; returns them as
+    /// records to ship to the other nodes.
+    pub fn write(
+        &mut self,
+        id: &PartitionId,
+        version: Version,
+        writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        events: Vec<Event>,
+        now_ms: u64,
+    ) -> Result<PartitionRecords, StoreError> {
+        let new_keys = {
+            let space = self.spaces.get(&(id.namespace.clone(), id.kind));
+            writes.iter().filter(|(key, _)| space.is_none_or(|s| !s.records.contains_key(key))).count()
+        };
+        if self.records + new_keys > MAX_RECORDS {
+            return Err(StoreError::Full);
+        }
+        let records: Vec<Record> = writes
+            .into_iter()
+            .map(|(key, value)| Record { version, key, value: value.map(serde_bytes::ByteBuf::from) })
+            .collect();
+        let batch = PartitionRecords { id: id.clone(), events, records };
+        self.merge(batch.clone(), now_ms);
+        Ok(batch)
+    }
+
+    /// Keep, per key, the higher version of ours and theirs. Returns whether anything
+    /// changed (then the batch's events are what watchers should be told).
+    pub fn merge(&mut self, batch: PartitionRecords, now_ms: u64) -> bool {
+        let PartitionRecords { id, events, records } = batch;
+        let space = self.spaces.entry((id.namespace.clone(), id.kind)).or_default();
+        let mut changed = false;
+        for Record { version, key, value } in records {
+            self.clock = self.clock.max(version.clock);
+            let old = space.records.get(&key);
+            if old.is_some_and(|old| old.version >= version) {
+                continue;
+            }
+            if old.is_none() {
+                if self.records >= MAX_RECORDS {
+                    tracing::warn!(limit = MAX_RECORDS, "AP keyspace full; a replicated record was dropped");
+                    continue;
+                }
+                self.records += 1;
+            }
+            let value = value.map(serde_bytes::ByteBuf::into_vec);
+            let dead_since_ms = if value.is_none() { now_ms.max(1) } else { 0 };
+            let new = Stored { version, partition: id.partition.clone(), value, dead_since_ms };
+            if let Some(old) = space.records.insert(key.clone(), new.clone()) {
+                space.partition_mut(&old.partition).forget(&id, &key, &old);
+            }
+            space.partition_mut(&id.partition).remember(&id, &key, &new);
+            changed = true;
+        }
+        if changed && !events.is_empty() {
+            space.partition_mut(&id.partition).events = events;
+        }
+        if space.records.is_empty() {
+            self.spaces.remove(&(id.namespace, id.kind));
+        }
+        changed
+    }
+
+    /// A read view of one `(namespace, kind)`: live records only, guest keys.
+    pub fn view(&self, namespace: &str, kind: ModuleKind) -> ApView<'_> {
+        ApView { space: self.spaces.get(&(namespace.to_string(), kind)) }
+    }
+
+    /// Every partition with its checksum (0 for one holding tombstones only).
+    pub fn checksums(&self) -> Vec<(PartitionId, u64)> {
+        self.partition_ids().map(|(id, state)| (id, state.checksum)).collect()
+    }
+
+    pub fn checksum(&self, id: &PartitionId) -> u64 {
+        self.partition(id).map_or(0, |p| p.checksum)
+    }
+
+    /// Everything held about one partition, tombstones included.
+    pub fn partition_records(&self, id: &PartitionId) -> Option<PartitionRecords> {
+        let space = self.spaces.get(&(id.namespace.clone(), id.kind))?;
+        let state = space.partitions.get(&id.partition)?;
+        let records = state
+            .keys
+            .iter()
+            .filter_map(|key| {
+                let stored = space.records.get(key)?;
+                let value = stored.value.clone().map(serde_bytes::ByteBuf::from);
+                Some(Record { version: stored.version, key: key.clone(), value })
+            })
+            .collect();
+        Some(PartitionRecords { id: id.clone(), events: state.events.clone(), records })
+    }
+
+    /// Everything this node holds, partition by partition (a starting node's first pull).
+    pub fn all_records(&self) -> Vec<PartitionRecords> {
+        let ids: Vec<PartitionId> = self.partition_ids().map(|(id, _)| id).collect();
+        ids.iter().filter_map(|id| self.partition_records(id)).collect()
+    }
+
+    /// The partitions of `(namespace, kind)` that hold a live record.
+    pub fn live_partitions(&self, namespace: &str, kind: ModuleKind) -> Vec<String> {
+        let Some(space) = self.spaces.get(&(namespace.to_string(), kind)) else { return Vec::new() };
+        space.partitions.iter().filter(|(_, p)| p.live > 0).map(|(name, _)| name.clone()).collect()
+    }
+
+    /// The namespaces where `kind` holds AP records.
+    pub fn namespaces(&self, kind: ModuleKind) -> Vec<String> {
+        self.spaces.keys().filter(|(_, k)| *k == kind).map(|(ns, _)| ns.clone()).collect()
+    }
+
+    /// Forget tombstones older than [`TOMBSTONE_TTL_MS`].
+    pub fn forget_tombstones(&mut self, now_ms: u64) {
+        let cutoff = now_ms.saturating_sub(TOMBSTONE_TTL_MS);
+        let mut forgotten = 0;
+        for space in self.spaces.values_mut() {
+            let expired: Vec<(Vec<u8>, String)> = space
+                .records
+                .iter()
+                .filter(|(_, s)| s.value.is_none() && s.dead_since_ms < cutoff)
+                .map(|(key, s)| (key.clone(), s.partition.clone()))
+                .collect();
+            for (key, partition) in expired {
+                space.records.remove(&key);
+                let state = space.partition_mut(&partition);
+                state.keys.remove(&key);
+                forgotten += 1;
+            }
+            space.partitions.retain(|_, p| !p.keys.is_empty());
+        }
+        self.spaces.retain(|_, space| !space.records.is_empty());
+        self.records -= forgotten;
+    }
+
+    /// XOR of every partition's checksum: equal on two nodes holding the same live records.
+    pub fn digest(&self) -> u64 {
+        self.partition_ids().fold(0, |acc, (_, p)| acc ^ p.checksum)
+    }
+
+    /// Live records held.
+    pub fn live_records(&self) -> usize {
+        self.spaces.values().flat_map(|s| s.partitions.values()).map(|p| p.live).sum()
+    }
+
+    fn partition(&self, id: &PartitionId) -> Option<&PartitionState> {
+        self.spaces.get(&(id.namespace.clone(), id.kind))?.partitions.get(&id.partition)
+    }
+
+    fn partition_ids(&self) -> impl Iterator<Item = (PartitionId, &PartitionState)> {
+        self.spaces.iter().flat_map(|((namespace, kind), space)| {
+            space.partitions.iter().map(move |(partition, state)| {
+                (PartitionId { namespace: namespace.clone(), kind: *kind, partition: partition.clone() }, state)
+            })
+        })
+    }
+}
+
+impl Space {
+    fn partition_mut(&mut self, partition: &str) -> &mut PartitionState {
+        self.partitions.entry(partition.to_string()).or_default()
+    }
+}
+
+impl PartitionState {
+    fn remember(&mut self, id: &PartitionId, key: &[u8], stored: &Stored) {
+        self.keys.insert(key.to_vec());
+        if stored.value.is_some() {
+            self.checksum ^= record_hash(id, key, stored.version);
+            self.live += 1;
+        }
+    }
+
+    fn forget(&mut self, id: &PartitionId, key: &[u8], stored: &Stored) {
+        self.keys.remove(key);
+        if stored.value.is_some() {
+            self.checksum ^= record_hash(id, key, stored.version);
+            self.live -= 1;
+        }
+    }
+}
+
+/// The hash of one live record: its place and version (one version is one write, so the
+/// value adds nothing).
+fn record_hash(id: &PartitionId, key: &[u8], version: Version) -> u64 {
+    let mut hasher = Sha256::new();
+    for part in [id.namespace.as_bytes(), crate::state::kind_tag(id.kind).as_bytes(), key] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.update(version.clock.to_be_bytes());
+    hasher.update(version.node.to_be_bytes());
+    let digest = hasher.finalize();
+    u64::from_be_bytes(digest[..8].try_into().expect("sha256 is 32 bytes"))
+}
+
+/// One `(namespace, kind)`'s live AP records as a guest store.
+pub struct ApView<'a> {
+    space: Option<&'a Space>,
+}
+
+impl KvRead for ApView<'_> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.space?.records.get(key)?.value.clone()
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let Some(space) = self.space else { return Vec::new() };
+        space
+            .records
+            .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
+            .take_while(|(key, _)| end.is_empty() || key.as_slice() < end)
+            .filter_map(|(key, stored)| Some((key.clone(), stored.value.clone()?)))
+            .take(limit)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
