@@ -1,10 +1,12 @@
 //! `PUT /nacos/v1/ns/instance/beat`: client heartbeats.
 //!
-//! A beat is a *query*: most beats change nothing in the log, they only renew the instance's
-//! lease, which the host keeps in memory (directive `Nacre-Lease-Renew`) and hands back to
+//! A beat is a *query*: most beats change nothing, they only renew the instance's lease, which
+//! the host keeps in memory (directive `Nacre-Lease-Renew`) and hands back to
 //! [`crate::lease::sweep`]. Only a beat that changes state (an unknown instance that sent its
-//! description, or an instance marked unhealthy) asks the host to commit it (`Nacre-Commit`),
-//! and then [`apply`] runs with the same parameters.
+//! description, or an instance marked unhealthy) asks the host to commit it, as an AP command
+//! (`Nacre-Commit: ap`: it changes only ephemeral state), and then [`apply`] runs with the same
+//! parameters. Renewals and commits go to the node responsible for the service
+//! (`Nacre-Partition: <group>@@<service>`), the one whose sweep reads the lease.
 
 use nacre_guest_sdk::{Command, GuestError, GuestReply, GuestRequest, RequestExt, directive, emit, store};
 use serde::Serialize;
@@ -45,12 +47,15 @@ struct BeatBody {
 
 pub fn query(req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let (target, body) = resolve(req)?;
+    let partition = target.service.grouped();
     Ok(match target.find()? {
         // Persistent instances are probed by the server; their beats renew nothing.
         Some(found) if !found.ephemeral => known(&found),
         Some(found) => {
-            let reply = known(&found).header(directive::LEASE_RENEW, found.instance_id());
-            if found.healthy { reply } else { reply.header(directive::COMMIT, "true") }
+            let reply = known(&found)
+                .header(directive::LEASE_RENEW, found.instance_id())
+                .header(directive::PARTITION, partition);
+            if found.healthy { reply } else { reply.header(directive::COMMIT, directive::COMMIT_AP) }
         }
         // The instance the commit will register carries the beat's metadata, so its interval
         // is the one to announce.
@@ -64,14 +69,15 @@ pub fn query(req: &GuestRequest) -> Result<GuestReply, GuestError> {
             code: CODE_OK,
             light_beat_enabled: Some(true),
         })
-        .header(directive::COMMIT, "true")
-        .header(directive::LEASE_RENEW, target.addr().instance_id()),
+        .header(directive::COMMIT, directive::COMMIT_AP)
+        .header(directive::LEASE_RENEW, target.addr().instance_id())
+        .header(directive::PARTITION, partition),
         None => unknown(),
     })
 }
 
-/// The committed beat: re-registers an unknown instance from its `beat` body (Nacos's "data
-/// compensation") or marks an unhealthy ephemeral instance healthy again.
+/// The committed beat (an AP command): re-registers an unknown instance from its `beat` body
+/// (Nacos's "data compensation") or marks an unhealthy ephemeral instance healthy again.
 pub fn apply(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let (target, body) = resolve(req)?;
     let instance = match (target.find()?, body) {

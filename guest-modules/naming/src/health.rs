@@ -4,50 +4,91 @@
 
 use std::collections::BTreeMap;
 
+use nacre_guest_sdk::sweep::SweepCommand;
 use nacre_guest_sdk::{Command, GuestError, GuestReply, GuestRequest, RequestExt, emit, store};
 use serde::Serialize;
 
 use crate::fields;
 use crate::instance::Target;
-use crate::lease::{HostCommand, identify};
+use crate::lease::identify;
 use crate::names::ServiceName;
 use crate::ops::{HEALTH, OK, TOPIC, json};
+use crate::plan;
 use crate::record::{self, HealthChecker, InstanceRecord, ServiceRecord};
 
 /// Probe targets one `naming.health.targets` answer lists (persistent instances, key order).
 pub const MAX_HEALTH_TARGETS: usize = 4096;
 
-/// `naming.health`: params identify the instance (`serviceName`, `groupName`, `clusterName`,
-/// `ip`, `port`) plus `healthy` (or Nacos's older `valid`). Optional `registeredMs`: do nothing
-/// when the instance was registered again since (a sweep racing a re-registration). With
-/// `source=api` (the user's health API) Nacos's rule applies: only a cluster whose health
-/// checker is NONE takes health from the API. A missing instance is `ok`, nothing changes.
-pub fn apply(_cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
-    let target = Target::parse(req)?;
-    let field = if req.optional("healthy").is_some() { "healthy" } else { "valid" };
-    req.required(field).map_err(|_| GuestError::bad_request("Param 'healthy' is required."))?;
-    let healthy = req.bool_or(field, true)?;
-    let seen = fields::millis(req, "registeredMs")?;
-    let from_api = req.optional("source") == Some("api");
-    let Some(found) = target.find()? else { return Ok(GuestReply::text(OK)) };
-    if from_api {
-        let service = record::load_service(&target.service)?.unwrap_or_else(|| ServiceRecord::new(0));
-        if service.cluster(&target.cluster).health_checker != HealthChecker::None {
-            return Err(GuestError::bad_request(format!(
-                "health check is still working, service: {} (the health of an instance in cluster {} is set by \
-                 its health checker; set the cluster's healthChecker to NONE to set it by API)",
-                target.service.grouped(),
-                target.cluster
-            )));
-        }
+/// A `naming.health` request, validated.
+struct HealthChange {
+    target: Target,
+    healthy: bool,
+    /// `ephemeral`: only an instance of this kind is changed (the sweep's and the prober's
+    /// commands name it); `None`: either kind.
+    ephemeral: Option<bool>,
+    seen_registered_ms: Option<u64>,
+    from_api: bool,
+}
+
+impl HealthChange {
+    fn parse(req: &GuestRequest) -> Result<Self, GuestError> {
+        let target = Target::parse(req)?;
+        let field = if req.optional("healthy").is_some() { "healthy" } else { "valid" };
+        req.required(field).map_err(|_| GuestError::bad_request("Param 'healthy' is required."))?;
+        Ok(Self {
+            target,
+            healthy: req.bool_or(field, true)?,
+            ephemeral: fields::optional_bool(req, "ephemeral")?,
+            seen_registered_ms: fields::millis(req, "registeredMs")?,
+            from_api: req.optional("source") == Some("api"),
+        })
     }
-    if found.healthy == healthy || seen.is_some_and(|seen| found.registered_ms > seen) {
+
+    /// The instance to change (`None`: nothing to do), after Nacos's rule for the user's API:
+    /// only a cluster whose health checker is NONE takes health from it.
+    fn instance(&self) -> Result<Option<InstanceRecord>, GuestError> {
+        let Some(found) = self.target.find_kind(self.ephemeral)? else { return Ok(None) };
+        if self.from_api {
+            let service = record::load_service(&self.target.service)?.unwrap_or_else(|| ServiceRecord::new(0));
+            if service.cluster(&self.target.cluster).health_checker != HealthChecker::None {
+                return Err(GuestError::bad_request(format!(
+                    "health check is still working, service: {} (the health of an instance in cluster {} is set \
+                     by its health checker; set the cluster's healthChecker to NONE to set it by API)",
+                    self.target.service.grouped(),
+                    self.target.cluster
+                )));
+            }
+        }
+        Ok(Some(found))
+    }
+}
+
+/// `naming.health`: params identify the instance (`serviceName`, `groupName`, `clusterName`,
+/// `ip`, `port`, optionally `ephemeral`) plus `healthy` (or Nacos's older `valid`). Optional
+/// `registeredMs`: do nothing when the instance was registered again since (a sweep racing a
+/// re-registration). With `source=api` (the user's health API) Nacos's rule applies: only a
+/// cluster whose health checker is NONE takes health from the API. A missing instance is
+/// `ok`, nothing changes.
+pub fn apply(_cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    let change = HealthChange::parse(req)?;
+    let Some(found) = change.instance()? else { return Ok(GuestReply::text(OK)) };
+    if found.healthy == change.healthy || change.seen_registered_ms.is_some_and(|seen| found.registered_ms > seen) {
         return Ok(GuestReply::text(OK));
     }
-    let changed = InstanceRecord { healthy, ..found };
+    let changed = InstanceRecord { healthy: change.healthy, ..found };
     store::put_json(&changed.key(), &changed);
-    emit(TOPIC, &target.service.grouped());
+    emit(TOPIC, &change.target.service.grouped());
     Ok(GuestReply::text(OK))
+}
+
+/// The plan of `naming.health`: the path of the kind `ephemeral` names, else of the stored
+/// instance's kind; an instance this node does not hold goes to the AP path, as a
+/// deregistration does ([`crate::instance::plan_deregister`]).
+pub fn plan(req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    let change = HealthChange::parse(req)?;
+    let found = change.instance()?;
+    let ephemeral = change.ephemeral.or(found.map(|f| f.ephemeral)).unwrap_or(true);
+    Ok(plan::by_kind(&change.target.service, ephemeral))
 }
 
 #[derive(Serialize)]
@@ -58,7 +99,8 @@ struct ProbeTarget {
     port: u16,
     check: Check,
     healthy: bool,
-    command: HostCommand,
+    /// A log command: persistent instances are CP state.
+    command: SweepCommand,
 }
 
 /// How to probe: always all four fields (TCP has an empty path and headers) so that the host
@@ -80,10 +122,8 @@ pub fn targets() -> Result<GuestReply, GuestError> {
     let mut out = Vec::new();
     record::for_each_instance(false, |instance| {
         if !services.contains_key(&instance.service_name) {
-            let service = match instance.service_name.split_once("@@") {
-                Some((group, service)) => {
-                    record::load_service(&ServiceName { group: group.into(), service: service.into() })?
-                }
+            let service = match ServiceName::from_grouped(&instance.service_name) {
+                Some(name) => record::load_service(&name)?,
                 None => None,
             };
             services.insert(instance.service_name.clone(), service);
@@ -106,7 +146,7 @@ pub fn targets() -> Result<GuestReply, GuestError> {
             port,
             check,
             healthy: instance.healthy,
-            command: HostCommand { op: HEALTH, params: identify(&instance) },
+            command: SweepCommand { op: HEALTH.to_owned(), params: identify(&instance), partition: None },
         });
         Ok(out.len() < MAX_HEALTH_TARGETS)
     })?;

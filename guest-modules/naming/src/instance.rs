@@ -1,13 +1,18 @@
-//! Instances: register, deregister, update, patch (commands) and detail (read), plus the
-//! insert and remove every other path (beats, expiry) goes through, which keep the service's
-//! instance count and tell watchers.
+//! Instances: register and deregister (commands and their plans) and detail (read), plus the
+//! insert and remove every other path (beats, expiry) goes through. Update and patch are in
+//! [`crate::modify`].
+//!
+//! An ephemeral instance is written by an AP command and touches nothing but its own key; a
+//! persistent one is written by a log command, which also keeps its service record (created
+//! when missing, its count, its cluster). See [`crate::record`].
 
-use nacre_guest_sdk::{Command, GuestError, GuestReply, GuestRequest, emit, store};
+use nacre_guest_sdk::{Command, GuestError, GuestReply, GuestRequest, QueryContext, emit, store};
 use serde::Serialize;
 
 use crate::fields;
 use crate::names::{self, ServiceName};
 use crate::ops::{OK, TOPIC, json};
+use crate::plan;
 use crate::record::{
     self, InstanceAddr, InstanceRecord, MAX_CLUSTERS_PER_SERVICE, MAX_INSTANCES_PER_SERVICE, Metadata, ServiceRecord,
 };
@@ -35,13 +40,19 @@ impl Target {
         InstanceAddr { service: &self.service, cluster: &self.cluster, ip: &self.ip, port: self.port }
     }
 
+    /// The instance of either kind (ephemeral first; a log command sees persistent ones only).
     pub fn find(&self) -> Result<Option<InstanceRecord>, GuestError> {
-        record::find_instance(&self.addr())
+        self.find_kind(None)
+    }
+
+    /// The instance of the kind asked for, or of either kind when `None`.
+    pub fn find_kind(&self, ephemeral: Option<bool>) -> Result<Option<InstanceRecord>, GuestError> {
+        record::find_instance(&self.addr(), ephemeral)
     }
 }
 
-/// `POST /nacos/v1/ns/instance`. Registering an existing id replaces its fields (as Nacos).
-pub fn register(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+/// The instance a registration describes, validated, stamped `registered_ms`.
+fn registration(req: &GuestRequest, registered_ms: u64) -> Result<(Target, InstanceRecord), GuestError> {
     let target = Target::parse(req)?;
     let record = InstanceRecord {
         ip: target.ip.clone(),
@@ -54,18 +65,37 @@ pub fn register(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestEr
         service_name: target.service.grouped(),
         metadata: fields::metadata(req, "metadata")?.unwrap_or_default(),
         app: fields::app(req)?,
-        registered_ms: cmd.timestamp_ms,
+        registered_ms,
     };
+    Ok((target, record))
+}
+
+/// `POST /nacos/v1/ns/instance`. Registering an existing id replaces its fields (as Nacos).
+pub fn register(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    let (target, record) = registration(req, cmd.timestamp_ms)?;
     insert(cmd, &target.service, record)?;
     Ok(GuestReply::text(OK))
 }
 
-/// Stores a (re-)registration, creating its service and cluster when missing. Checks come
-/// first: on an error nothing is written.
-pub fn insert(cmd: &Command, name: &ServiceName, record: InstanceRecord) -> Result<(), GuestError> {
-    let addr = InstanceAddr { service: name, cluster: &record.cluster_name, ip: &record.ip, port: record.port };
-    let existing = record::find_instance(&addr)?;
-    if let Some(old) = &existing
+/// The plan of a registration: the checks of [`insert`], here seeing both kinds (a log
+/// command cannot see the ephemeral instance a persistent registration would collide with).
+pub fn plan_register(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    let (target, record) = registration(req, ctx.timestamp_ms)?;
+    let existing = target.find()?;
+    check_insert(&target.service, &record, existing.as_ref(), record::load_service(&target.service)?.as_ref())?;
+    Ok(plan::by_kind(&target.service, record.ephemeral))
+}
+
+/// Whether `record` may be stored over `existing`: the kinds agree, and a new instance or
+/// cluster fits the per-service limits. Counts what the caller can see: a query or an AP
+/// command both kinds, a log command persistent instances only.
+fn check_insert(
+    name: &ServiceName,
+    record: &InstanceRecord,
+    existing: Option<&InstanceRecord>,
+    service: Option<&ServiceRecord>,
+) -> Result<(), GuestError> {
+    if let Some(old) = existing
         && old.ephemeral != record.ephemeral
     {
         let (is, asked) = if old.ephemeral { ("ephemeral", "persistent") } else { ("persistent", "ephemeral") };
@@ -76,36 +106,75 @@ pub fn insert(cmd: &Command, name: &ServiceName, record: InstanceRecord) -> Resu
             record.ephemeral
         )));
     }
-    let (mut service, mut service_changed) = match record::load_service(name)? {
-        Some(service) => (service, false),
-        None => (ServiceRecord::new(cmd.timestamp_ms), true),
-    };
     if existing.is_none() {
-        if service.instance_count >= MAX_INSTANCES_PER_SERVICE {
+        let persistent = service.map_or(0, |s| s.instance_count);
+        let ephemeral = record::count_ephemeral(name, MAX_INSTANCES_PER_SERVICE.saturating_sub(persistent))?;
+        if persistent.saturating_add(ephemeral) >= MAX_INSTANCES_PER_SERVICE {
             return Err(GuestError::bad_request(format!(
                 "invalid serviceName: {} already has {MAX_INSTANCES_PER_SERVICE} instances, the most a service may have",
                 name.grouped()
             )));
         }
-        service.instance_count += 1;
-        service_changed = true;
     }
-    if !service.clusters.contains_key(&record.cluster_name) {
-        if service.clusters.len() >= MAX_CLUSTERS_PER_SERVICE {
-            return Err(GuestError::bad_request(format!(
-                "invalid clusterName: {} already has {MAX_CLUSTERS_PER_SERVICE} clusters, the most a service may have",
-                name.grouped()
-            )));
+    let cluster = &record.cluster_name;
+    let configured = service.is_some_and(|s| s.clusters.contains_key(cluster));
+    if !configured
+        && !record::cluster_has_ephemeral(name, cluster)
+        && cluster_count(name, service)? >= MAX_CLUSTERS_PER_SERVICE
+    {
+        return Err(GuestError::bad_request(format!(
+            "invalid clusterName: {} already has {MAX_CLUSTERS_PER_SERVICE} clusters, the most a service may have",
+            name.grouped()
+        )));
+    }
+    Ok(())
+}
+
+/// The service's clusters (configured, or used by a visible ephemeral instance), counted up to
+/// [`MAX_CLUSTERS_PER_SERVICE`].
+fn cluster_count(name: &ServiceName, service: Option<&ServiceRecord>) -> Result<usize, GuestError> {
+    let configured = service.map(|s| &s.clusters);
+    let mut count = configured.map_or(0, |c| c.len());
+    if count < MAX_CLUSTERS_PER_SERVICE {
+        record::for_each_segment(&record::ephemeral_prefix(&name.grouped()), |cluster| {
+            if configured.is_none_or(|c| !c.contains_key(cluster)) {
+                count += 1;
+            }
+            Ok(count < MAX_CLUSTERS_PER_SERVICE)
+        })?;
+    }
+    Ok(count)
+}
+
+/// Stores a (re-)registration. A persistent one also keeps its service record: created when
+/// missing, the instance counted, its cluster added. Checks come first: on an error nothing is
+/// written.
+pub fn insert(cmd: &Command, name: &ServiceName, record: InstanceRecord) -> Result<(), GuestError> {
+    let addr = InstanceAddr { service: name, cluster: &record.cluster_name, ip: &record.ip, port: record.port };
+    let existing = record::find_instance(&addr, None)?;
+    let service = record::load_service(name)?;
+    check_insert(name, &record, existing.as_ref(), service.as_ref())?;
+    let mut service_changed = false;
+    if !record.ephemeral {
+        let mut service = service.unwrap_or_else(|| {
+            service_changed = true;
+            ServiceRecord::new(cmd.timestamp_ms)
+        });
+        if existing.is_none() {
+            service.instance_count += 1;
+            service_changed = true;
         }
-        service.clusters.insert(record.cluster_name.clone(), Default::default());
-        service_changed = true;
+        if !service.clusters.contains_key(&record.cluster_name) {
+            service.clusters.insert(record.cluster_name.clone(), Default::default());
+            service_changed = true;
+        }
+        if service_changed {
+            record::save_service(name, &service);
+        }
     }
     // A re-registration that changes nothing but its time is no news to subscribers.
     let instance_changed =
         existing.is_none_or(|old| InstanceRecord { registered_ms: record.registered_ms, ..old } != record);
-    if service_changed {
-        record::save_service(name, &service);
-    }
     store::put_json(&record.key(), &record);
     if service_changed || instance_changed {
         emit(TOPIC, &name.grouped());
@@ -113,17 +182,18 @@ pub fn insert(cmd: &Command, name: &ServiceName, record: InstanceRecord) -> Resu
     Ok(())
 }
 
-/// Removes a stored instance and counts it out of its service.
+/// Removes a stored instance; a persistent one is counted out of its service record.
 pub fn remove(cmd: &Command, name: &ServiceName, record: &InstanceRecord) -> Result<(), GuestError> {
-    let service = record::load_service(name)?;
-    store::delete(&record.key());
-    if let Some(mut service) = service {
+    if !record.ephemeral
+        && let Some(mut service) = record::load_service(name)?
+    {
         service.instance_count = service.instance_count.saturating_sub(1);
         if service.instance_count == 0 {
             service.empty_since_ms = cmd.timestamp_ms;
         }
         record::save_service(name, &service);
     }
+    store::delete(&record.key());
     emit(TOPIC, &name.grouped());
     Ok(())
 }
@@ -132,47 +202,23 @@ pub fn remove(cmd: &Command, name: &ServiceName, record: &InstanceRecord) -> Res
 /// only an instance of that kind is removed (Nacos looks in that kind's store only).
 pub fn deregister(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let target = Target::parse(req)?;
-    let ephemeral = fields::optional_bool(req, "ephemeral")?;
-    if let Some(found) = target.find()?
-        && ephemeral.is_none_or(|wanted| wanted == found.ephemeral)
-    {
+    if let Some(found) = target.find_kind(fields::optional_bool(req, "ephemeral")?)? {
         remove(cmd, &target.service, &found)?;
     }
     Ok(GuestReply::text(OK))
 }
 
-/// `PUT /nacos/v1/ns/instance`: changes the supplied fields of an existing instance. `healthy`
-/// applies to persistent instances only: heartbeats own an ephemeral instance's health.
-pub fn update(_cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
-    modify(req, false, "instance not exist")
-}
-
-/// `PATCH /nacos/v1/ns/instance`: like update, `healthy` included whatever the kind (Nacos).
-pub fn patch(_cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
-    modify(req, true, "instance not found")
-}
-
-fn modify(req: &GuestRequest, healthy_always: bool, missing: &str) -> Result<GuestReply, GuestError> {
+/// The plan of a deregistration: the kind `ephemeral` names, else the stored instance's kind.
+/// An instance this node does not hold is routed to the AP path (Nacos's default is
+/// `ephemeral=true`), not answered `ok` here: the responsible node may hold an ephemeral
+/// registration that has not reached this node yet, and it answers `ok` when it has none.
+pub fn plan_deregister(req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let target = Target::parse(req)?;
-    let (weight, enabled, metadata, app) =
-        (fields::weight(req)?, fields::enabled(req)?, fields::metadata(req, "metadata")?, fields::app(req)?);
-    let healthy = fields::optional_bool(req, "healthy")?;
-    let Some(old) = target.find()? else {
-        return Err(GuestError::bad_request(format!("{missing}: {}", target.addr().instance_id())));
+    let ephemeral = match fields::optional_bool(req, "ephemeral")? {
+        Some(ephemeral) => ephemeral,
+        None => target.find()?.is_none_or(|found| found.ephemeral),
     };
-    let mut new = old.clone();
-    new.weight = weight.unwrap_or(old.weight);
-    new.enabled = enabled.unwrap_or(old.enabled);
-    new.metadata = metadata.unwrap_or_else(|| old.metadata.clone());
-    new.app = app.or_else(|| old.app.clone());
-    if healthy_always || !old.ephemeral {
-        new.healthy = healthy.unwrap_or(old.healthy);
-    }
-    if new != old {
-        store::put_json(&new.key(), &new);
-        emit(TOPIC, &target.service.grouped());
-    }
-    Ok(GuestReply::text(OK))
+    Ok(plan::by_kind(&target.service, ephemeral))
 }
 
 #[derive(Serialize)]
@@ -188,10 +234,11 @@ struct Detail<'a> {
     metadata: &'a Metadata,
 }
 
-/// `GET /nacos/v1/ns/instance`: one instance; 404 when the service or the instance is missing.
+/// `GET /nacos/v1/ns/instance`: one instance; 404 when the service (neither a record nor an
+/// instance) or the instance is missing.
 pub fn detail(req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let target = Target::parse(req)?;
-    if record::load_service(&target.service)?.is_none() {
+    if !record::service_exists(&target.service, record::load_service(&target.service)?.as_ref()) {
         return Err(GuestError::not_found(format!("no service {} found!", target.service.grouped())));
     }
     let Some(found) = target.find()? else {

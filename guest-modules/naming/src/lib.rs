@@ -1,38 +1,50 @@
 //! The built-in naming module: Nacos naming semantics (services, clusters, instances,
 //! heartbeats, health) as a Nacre guest.
 //!
-//! Commands (`apply`, through the log), each replying `ok` unless said otherwise:
-//! `naming.register`, `naming.deregister`, `naming.update`, `naming.patch` ([`instance`]);
-//! `naming.beat` (reply: the beat JSON; [`beat`]); `naming.expire` ([`lease`]);
-//! `naming.health` ([`health`]); `naming.service.create`, `naming.service.remove`,
-//! `naming.service.update`, `naming.cluster.update` ([`service`]).
+//! Two paths, as in Nacos: ephemeral instances are AP state (keys under `e/`, the host's AP
+//! keyspace), written by AP commands at the node responsible for their service and replicated
+//! between nodes outside the log, so registrations and beats keep working on the minority side
+//! of a network partition; persistent instances, services and clusters are CP state, written by
+//! log commands. A log command cannot see AP state; a query sees both. Layout: [`record`].
+//!
+//! Commands (`apply`), each replying `ok` unless said otherwise: `naming.register`,
+//! `naming.deregister` ([`instance`]), `naming.update`, `naming.patch` ([`modify`]); `naming.beat` (reply:
+//! the beat JSON; [`beat`]); `naming.expire` ([`lease`]); `naming.health` ([`health`]);
+//! `naming.service.create`, `naming.service.remove`, `naming.service.update`,
+//! `naming.cluster.update` ([`service`]). Each of them but the beat also answers as a query:
+//! its plan ([`plan`]), which validates it and names its path (`Nacre-Commit: true` for the
+//! log, `ap` plus `Nacre-Partition: <group>@@<service>` for the AP path).
 //!
 //! Queries (`query`, on the local replica): `naming.list` ([`list`], with a `Nacre-Watch`
-//! directive), `naming.detail`, `naming.service.get`, `naming.service.list`, `naming.metrics`,
-//! `naming.beat` (renews the lease with `Nacre-Lease-Renew`, asks for a commit with
-//! `Nacre-Commit` when the beat changes state), `naming.sweep` (the leader's heartbeat sweep:
-//! replies the `naming.expire` / `naming.health` commands to commit) and
+//! directive), `naming.detail`, `naming.service.get`, `naming.service.list`, `naming.metrics`
+//! ([`catalog`]), `naming.beat` (renews the lease with `Nacre-Lease-Renew` at the service's
+//! partition, asks for an AP commit when the beat changes state), `naming.sweep` (a node's
+//! heartbeat sweep over the partitions it is responsible for: replies the `naming.expire` /
+//! `naming.health` AP commands to run and the lease counts self-preservation needs) and
 //! `naming.health.targets` (what the leader's prober should probe).
 //!
 //! Every change emits an event on topic `naming` keyed by the grouped service name
-//! (`group@@service`). Time comes only from the command's (or query context's) leader stamp.
-//! The key layout is in [`record`]; names and fields are validated in [`names`] and
-//! [`fields`] before anything is written.
+//! (`group@@service`). Time comes only from the command's (or query context's) stamp. Names
+//! and fields are validated in [`names`] and [`fields`] before anything is written.
 //!
-//! The sweep also asks for a guarded `naming.service.remove` of services that stayed empty and
-//! unconfigured for a minute (Nacos's empty-service auto-clean).
+//! The leader's sweep also asks for a guarded `naming.service.remove` (a log command) of
+//! services that stayed empty and unconfigured for a minute (Nacos's empty-service
+//! auto-clean).
 //!
 //! Not implemented: label selectors are stored and shown but do not filter `naming.list`;
 //! MYSQL health checkers are stored but never probed.
 
 pub mod beat;
+pub mod catalog;
 pub mod fields;
 pub mod health;
 pub mod instance;
 pub mod lease;
 pub mod list;
+pub mod modify;
 pub mod names;
 pub mod ops;
+pub mod plan;
 pub mod record;
 pub mod service;
 

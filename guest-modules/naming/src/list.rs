@@ -105,14 +105,13 @@ pub fn list(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestE
     let wanted = names::cluster_filter(req);
     let healthy_only = req.bool_or("healthyOnly", false)?;
     let udp_port = req.parsed::<u16>("udpPort")?.unwrap_or(0);
+    // The record, when there is one, holds the settings; a service known only by its
+    // ephemeral instances lists them with the defaults, and an unknown one lists no hosts.
     let service = record::load_service(&name)?;
-    let instances: Vec<InstanceRecord> = match &service {
-        Some(_) => record::service_instances(&name)?
-            .into_iter()
-            .filter(|i| wanted.is_empty() || wanted.contains(&i.cluster_name.as_str()))
-            .collect(),
-        None => Vec::new(),
-    };
+    let instances: Vec<InstanceRecord> = record::service_instances(&name)?
+        .into_iter()
+        .filter(|i| wanted.is_empty() || wanted.contains(&i.cluster_name.as_str()))
+        .collect();
 
     // Protection (Nacos 1.4 `doSrvIpxt`): when too few of the selected instances are healthy,
     // serve them all as healthy rather than send every client to the few survivors. The ratio

@@ -29,6 +29,13 @@ impl ServiceName {
     pub fn grouped(&self) -> String {
         format!("{}{GROUP_SEPARATOR}{}", self.group, self.service)
     }
+
+    /// The name a stored `group@@service` stands for (stored names were validated when
+    /// written; `None` for one without the separator).
+    pub fn from_grouped(grouped: &str) -> Option<Self> {
+        let (group, service) = grouped.split_once(GROUP_SEPARATOR)?;
+        Some(Self { group: group.to_owned(), service: service.to_owned() })
+    }
 }
 
 /// The service a request is about: `serviceName` (grouped or plain) and `groupName`.

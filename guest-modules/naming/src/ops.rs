@@ -4,7 +4,7 @@
 use nacre_guest_sdk::{Command, GuestError, GuestReply, GuestRequest, QueryContext};
 use serde::Serialize;
 
-use crate::{beat, health, instance, lease, list, service};
+use crate::{beat, catalog, health, instance, lease, list, modify, plan, service};
 
 /// The event topic of every naming change; the key is the grouped service name.
 pub const TOPIC: &str = "naming";
@@ -31,7 +31,8 @@ pub const METRICS: &str = "naming.metrics";
 pub const SWEEP: &str = "naming.sweep";
 pub const HEALTH_TARGETS: &str = "naming.health.targets";
 
-/// Operations that change state: they go through the log to `apply`.
+/// Operations that change state: commands, applied by `apply` on the path their plan (or, for
+/// `naming.beat`, their query) names: the log, or the AP path ([`crate::plan`]).
 pub const COMMANDS: &[&str] = &[
     REGISTER,
     DEREGISTER,
@@ -48,13 +49,27 @@ pub const COMMANDS: &[&str] = &[
 /// Reads, answered by `query` on the local replica. `naming.beat` is both: the read decides
 /// whether the host must commit it.
 pub const QUERIES: &[&str] = &[LIST, DETAIL, SERVICE_GET, SERVICE_LIST, METRICS, BEAT, SWEEP, HEALTH_TARGETS];
+/// Commands that also answer as a query: the plan the host runs before committing them.
+/// Every command but `naming.beat`, whose query is its own plan.
+pub const PLANNED: &[&str] = &[
+    REGISTER,
+    DEREGISTER,
+    UPDATE,
+    PATCH,
+    EXPIRE,
+    HEALTH,
+    SERVICE_CREATE,
+    SERVICE_REMOVE,
+    SERVICE_UPDATE,
+    CLUSTER_UPDATE,
+];
 
 pub fn apply(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     match req.op.as_str() {
         REGISTER => instance::register(cmd, req),
         DEREGISTER => instance::deregister(cmd, req),
-        UPDATE => instance::update(cmd, req),
-        PATCH => instance::patch(cmd, req),
+        UPDATE => modify::update(cmd, req),
+        PATCH => modify::patch(cmd, req),
         BEAT => beat::apply(cmd, req),
         EXPIRE => lease::expire(cmd, req),
         HEALTH => health::apply(cmd, req),
@@ -70,12 +85,13 @@ pub fn query(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, Guest
     match req.op.as_str() {
         LIST => list::list(ctx, req),
         DETAIL => instance::detail(req),
-        SERVICE_GET => service::get(ctx, req),
-        SERVICE_LIST => service::list(req),
-        METRICS => service::metrics(),
+        SERVICE_GET => catalog::get(ctx, req),
+        SERVICE_LIST => catalog::list(req),
+        METRICS => catalog::metrics(),
         BEAT => beat::query(req),
         SWEEP => lease::sweep(req),
         HEALTH_TARGETS => health::targets(),
+        op if PLANNED.contains(&op) => plan::plan(ctx, req),
         op => Err(GuestError::unknown_op(op)),
     }
 }

@@ -1,15 +1,24 @@
 //! What this module stores (schema 1) and where. The host scopes the store per namespace, so
 //! no key holds the namespace.
 //!
-//! | key                                               | value (JSON)          |
-//! |---------------------------------------------------|-----------------------|
-//! | `s/<group>@@<service>`                            | [`ServiceRecord`]     |
-//! | `e/<group>@@<service>/<cluster>/<ip>/<port:05>`   | [`InstanceRecord`], ephemeral  |
-//! | `p/<group>@@<service>/<cluster>/<ip>/<port:05>`   | [`InstanceRecord`], persistent |
+//! | key                                               | value (JSON)          | keyspace |
+//! |---------------------------------------------------|-----------------------|----------|
+//! | `s/<group>@@<service>`                            | [`ServiceRecord`]     | CP (log) |
+//! | `p/<group>@@<service>/<cluster>/<ip>/<port:05>`   | [`InstanceRecord`], persistent | CP (log) |
+//! | `e/<group>@@<service>/<cluster>/<ip>/<port:05>`   | [`InstanceRecord`], ephemeral  | AP       |
+//!
+//! `e/` is the host's AP keyspace (`keyspace::AP_PREFIX`): ephemeral instances are written by
+//! AP commands on the node responsible for their service and replicated between nodes outside
+//! the log; a log command cannot see them. So an ephemeral instance writes nothing else: no
+//! service record, no cluster, no count. A service exists when it has a record (created by
+//! `naming.service.create`, a settings update or a persistent registration) or any instance;
+//! every reader here treats a service with ephemeral instances and no record as one with the
+//! default settings ("implicit").
 //!
 //! `/` is in none of the name, cluster and ip alphabets, so `e/<grouped>/` is an exact prefix
-//! of one service's instances. Ephemeral and persistent instances live apart because the
-//! heartbeat sweep reads only the former and the health prober only the latter.
+//! of one service's instances, and `e/<grouped>/<cluster>/` of one cluster's. Ephemeral and
+//! persistent instances live apart because the heartbeat sweep reads only the former and the
+//! health prober only the latter.
 //!
 //! Field names are part of schema 1: fields added later must have a serde default.
 
@@ -26,14 +35,17 @@ pub type Metadata = BTreeMap<String, String>;
 /// Rows asked of one `scan` call. Small enough that a page of instances with the largest
 /// metadata (`fields::MAX_METADATA_BYTES`) stays well inside the host's scan byte limit.
 pub const SCAN_PAGE_ROWS: u32 = 256;
-/// Clusters one service may have: every write of the service re-encodes all of them.
+/// Clusters one service may have, configured or used by an instance: every write of the
+/// service record re-encodes the configured ones, and `service.get` lists them all.
 pub const MAX_CLUSTERS_PER_SERVICE: usize = 256;
-/// Instances one service may hold: what one `instance/list` reply can render within the host's
-/// fuel and result-size limits (about 400 bytes of JSON each).
+/// Instances one service may hold, both kinds: what one `instance/list` reply can render
+/// within the host's fuel and result-size limits (about 400 bytes of JSON each). Persistent
+/// ones are counted in the record; ephemeral ones by a scan that stops at this limit.
 pub const MAX_INSTANCES_PER_SERVICE: u32 = 10_000;
 
 pub const SERVICE_PREFIX: &str = "s/";
-const EPHEMERAL_PREFIX: &str = "e/";
+/// The host's AP prefix (`keyspace::AP_PREFIX`, checked by a test), as text for key building.
+pub const EPHEMERAL_PREFIX: &str = "e/";
 const PERSISTENT_PREFIX: &str = "p/";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,13 +57,16 @@ pub struct ServiceRecord {
     pub selector: Value,
     #[serde(default)]
     pub clusters: BTreeMap<String, ClusterRecord>,
-    /// Instances stored under this service, both kinds: kept by every insert and removal so
-    /// that metrics and the per-service limit need no scan.
+    /// Persistent instances stored under this service: kept by every persistent insert and
+    /// removal so that metrics and the per-service limit need no scan of them. Ephemeral
+    /// instances are not counted: they are in the AP keyspace, which log commands (the only
+    /// writers of this record) cannot see; they are counted by scanning `e/<grouped>/`.
     #[serde(default)]
     pub instance_count: u32,
     pub created_ms: u64,
-    /// Leader time at which the last instance left (0: never had one; then `created_ms`
-    /// counts). The sweep removes services that stayed empty and unconfigured.
+    /// Leader time at which the last persistent instance left (0: never had one; then
+    /// `created_ms` counts). The sweep removes services that stayed empty (of both kinds) and
+    /// unconfigured.
     #[serde(default)]
     pub empty_since_ms: u64,
 }
@@ -69,8 +84,9 @@ impl ServiceRecord {
         }
     }
 
-    /// Whether removing this service would lose nothing a user set: no instance, and every
-    /// setting (threshold, metadata, selector, clusters) still the default a registration gives.
+    /// Whether removing this record would lose nothing a user set: no persistent instance, and
+    /// every setting (threshold, metadata, selector, clusters) still the default a
+    /// registration gives. Ephemeral instances are for the caller to check ([`has_instances`]).
     pub fn is_unused(&self) -> bool {
         let defaults = Self::new(self.created_ms);
         self.instance_count == 0
@@ -219,10 +235,14 @@ pub fn save_service(name: &ServiceName, record: &ServiceRecord) {
     store::put_json(&service_key(&name.grouped()), record)
 }
 
-/// The instance with this id, whichever kind it is.
-pub fn find_instance(addr: &InstanceAddr) -> Result<Option<InstanceRecord>, GuestError> {
-    for ephemeral in [true, false] {
-        let key = instance_key(ephemeral, &addr.service.grouped(), addr.cluster, addr.ip, addr.port);
+/// The instance with this id: of the kind asked for, or either kind (ephemeral first) when
+/// `ephemeral` is `None`. A log command finds only persistent instances.
+pub fn find_instance(addr: &InstanceAddr, ephemeral: Option<bool>) -> Result<Option<InstanceRecord>, GuestError> {
+    for kind in [true, false] {
+        if ephemeral.is_some_and(|wanted| wanted != kind) {
+            continue;
+        }
+        let key = instance_key(kind, &addr.service.grouped(), addr.cluster, addr.ip, addr.port);
         if let Some(record) = store::get_json(&key)? {
             return Ok(Some(record));
         }
@@ -244,12 +264,72 @@ pub fn service_instances(name: &ServiceName) -> Result<Vec<InstanceRecord>, Gues
     Ok(all)
 }
 
-/// Whether the service holds any instance (a scan of at most one row per kind).
+/// Whether the service holds any instance (a scan of at most one row per kind). A query sees
+/// both kinds; a log command only persistent ones.
 pub fn has_instances(name: &ServiceName) -> bool {
     [true, false].into_iter().any(|ephemeral| {
         let prefix = format!("{}{}/", kind_prefix(ephemeral), name.grouped()).into_bytes();
         !store::scan_prefix(&prefix, &prefix, 1).is_empty()
     })
+}
+
+/// Whether the service exists: it has a record, or (implicitly) an instance.
+pub fn service_exists(name: &ServiceName, record: Option<&ServiceRecord>) -> bool {
+    record.is_some() || has_instances(name)
+}
+
+/// The prefix of every ephemeral instance of the service `grouped` (its AP partition).
+pub fn ephemeral_prefix(grouped: &str) -> Vec<u8> {
+    format!("{EPHEMERAL_PREFIX}{grouped}/").into_bytes()
+}
+
+/// The prefix of the ephemeral instances of every service of a group.
+pub fn ephemeral_group_prefix(group: &str) -> Vec<u8> {
+    format!("{EPHEMERAL_PREFIX}{group}@@").into_bytes()
+}
+
+/// Ephemeral instances of the service, counted up to `limit` (the scan stops there).
+pub fn count_ephemeral(name: &ServiceName, limit: u32) -> Result<u32, GuestError> {
+    let mut count = 0;
+    if limit > 0 {
+        for_each_row(&ephemeral_prefix(&name.grouped()), |_, _| {
+            count += 1;
+            Ok(count < limit)
+        })?;
+    }
+    Ok(count)
+}
+
+/// Whether some ephemeral instance of the service is in `cluster`.
+pub fn cluster_has_ephemeral(name: &ServiceName, cluster: &str) -> bool {
+    let prefix = format!("{EPHEMERAL_PREFIX}{}/{cluster}/", name.grouped()).into_bytes();
+    !store::scan_prefix(&prefix, &prefix, 1).is_empty()
+}
+
+/// The distinct path segments right after `prefix` (up to the next `/`) among the keys under
+/// it, in key order, until `visit` returns false: e.g. the services under `e/<group>@@`, or the
+/// clusters under `e/<grouped>/`. One scan of one row per segment: it jumps past the rest of a
+/// segment's keys instead of reading every instance (as `namespaces_with_data` does in the
+/// host's state machine).
+pub fn for_each_segment(
+    prefix: &[u8],
+    mut visit: impl FnMut(&str) -> Result<bool, GuestError>,
+) -> Result<(), GuestError> {
+    let mut start = prefix.to_vec();
+    while let Some((key, _)) = store::scan_prefix(prefix, &start, 1).pop() {
+        let rest = &key[prefix.len()..];
+        let Some(end) = rest.iter().position(|b| *b == b'/') else {
+            // Not a `<segment>/...` key (none is stored so): step over it.
+            start = [key.as_slice(), b"\0"].concat();
+            continue;
+        };
+        if !visit(&String::from_utf8_lossy(&rest[..end]))? {
+            return Ok(());
+        }
+        // `0` sorts right after `/`: the first key past every `<segment>/...` key.
+        start = [&key[..prefix.len() + end], b"0"].concat();
+    }
+    Ok(())
 }
 
 /// Every instance of one kind in the namespace, in key order, until `visit` returns false.
@@ -291,6 +371,8 @@ pub fn decode<T: serde::de::DeserializeOwned>(value: &[u8]) -> Result<T, GuestEr
 
 #[cfg(test)]
 mod tests {
+    use nacre_guest_sdk::keyspace;
+
     use super::*;
 
     #[test]
@@ -300,6 +382,31 @@ mod tests {
         assert_eq!(addr.instance_id(), "1.2.3.4#80#DEFAULT#G@@s");
         assert_eq!(instance_key(true, "G@@s", "DEFAULT", "1.2.3.4", 80), b"e/G@@s/DEFAULT/1.2.3.4/00080");
         assert!(!service_key("G@x@@s").starts_with(&group_prefix("G")), "groups do not overlap");
+        assert_eq!(EPHEMERAL_PREFIX.as_bytes(), keyspace::AP_PREFIX, "ephemeral instances are the AP keyspace");
+        assert!(!keyspace::is_ap(SERVICE_PREFIX.as_bytes()) && !keyspace::is_ap(PERSISTENT_PREFIX.as_bytes()));
+    }
+
+    #[test]
+    fn segments_are_visited_once_each_in_key_order() {
+        nacre_guest_sdk::testing::reset();
+        // `svc.x/` sorts before `svc/` ('.' < '/'), `svc0/` after it.
+        for key in ["e/G@@svc/c/1", "e/G@@svc/c/2", "e/G@@svc/d/1", "e/G@@svc.x/c/1", "e/G@@svc0/c/1", "e/H@@a/c/1"] {
+            store::put(key.as_bytes(), b"{}");
+        }
+        let mut seen = Vec::new();
+        for_each_segment(&ephemeral_group_prefix("G"), |s| {
+            seen.push(s.to_owned());
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(seen, ["svc.x", "svc", "svc0"]);
+        let mut clusters = Vec::new();
+        for_each_segment(&ephemeral_prefix("G@@svc"), |c| {
+            clusters.push(c.to_owned());
+            Ok(false) // stop after the first
+        })
+        .unwrap();
+        assert_eq!(clusters, ["c"], "stops when asked");
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! Native test support (not on wasm32): drive a [`StateMachine`] through the same WIT adapter
 //! the component exports, against the thread-local stand-in store, and inspect what it did.
+//!
+//! [`apply`] runs a command with no keyspace rules. A module with an AP keyspace
+//! (`nacre_protocol::keyspace`) tests its commands with [`apply_log`] and [`apply_ap`], which
+//! enforce the host's rules, or with [`write`], which plans and commits the way the host's API
+//! layer does.
 
 use std::collections::BTreeMap;
 
-use nacre_protocol::{GuestReply, GuestRequest};
+use nacre_protocol::{GuestReply, GuestRequest, directive};
 
 use crate::adapter::Exported;
-use crate::backend::REPLICA;
+use crate::backend::{Mode, REPLICA};
 use crate::bindings::Guest;
 use crate::bindings::nacre::machine::types as wit;
 use crate::{Command, GuestError, QueryContext, StateMachine};
@@ -31,7 +36,8 @@ pub fn begun_positions() -> Vec<u32> {
     REPLICA.with(|r| r.borrow().begun.clone())
 }
 
-/// Applies one command as a batch of one, the way the host calls the component.
+/// Applies one command as a batch of one, the way the host calls the component, with every key
+/// readable and writable.
 pub fn apply<T: StateMachine>(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let batch = vec![(cmd.index, cmd.timestamp_ms, req.encode())];
     let result = apply_batch::<T>(&cmd.namespace, cmd.term, batch).pop().expect("one result per command");
@@ -49,21 +55,53 @@ pub fn apply_batch<T: StateMachine>(
     Exported::<T>::apply(ctx, cmds.collect()).into_iter().map(|r| r.map_err(Into::into)).collect()
 }
 
+/// Applies one command the way the host applies a log (Raft) command: keys under the AP prefix
+/// are invisible to it, and writing one panics (the host fails such a command).
+pub fn apply_log<T: StateMachine>(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    in_mode(Mode::LogCommand, || apply::<T>(cmd, req))
+}
+
+/// Applies one command the way the host applies an AP command: it sees every key, and writing
+/// outside the AP prefix panics (the host fails such a command).
+pub fn apply_ap<T: StateMachine>(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    in_mode(Mode::ApCommand, || apply::<T>(cmd, req))
+}
+
+/// A write the way the host's API layer handles it: the request runs first as a query (the
+/// plan) at the command's time; its `Nacre-Commit` directive then commits it through
+/// [`apply_log`] or [`apply_ap`]; without one, the plan's reply is the answer. A plan's error
+/// is the answer too. Panics on a `Nacre-Commit` value the host would not know.
+pub fn write<T: StateMachine>(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    let plan = query::<T>(&QueryContext::new(cmd.index, cmd.timestamp_ms), req)?;
+    match plan.headers.get(directive::COMMIT).map(String::as_str) {
+        None => Ok(plan),
+        Some(directive::COMMIT_LOG) => apply_log::<T>(cmd, req),
+        Some(directive::COMMIT_AP) => apply_ap::<T>(cmd, req),
+        Some(other) => panic!("unknown {} value {other:?}", directive::COMMIT),
+    }
+}
+
 /// Runs a query with the store read-only: a write panics, as it traps on the host.
 pub fn query<T: StateMachine>(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestError> {
-    struct ReadOnly;
-    impl Drop for ReadOnly {
-        fn drop(&mut self) {
-            REPLICA.with(|r| r.borrow_mut().read_only = false);
-        }
-    }
-    REPLICA.with(|r| r.borrow_mut().read_only = true);
-    let _guard = ReadOnly;
     let wit_ctx = wit::QueryContext {
         namespace: ctx.namespace.clone(),
         applied_index: ctx.applied_index,
         timestamp_ms: ctx.timestamp_ms,
     };
-    let result = Exported::<T>::query(wit_ctx, req.encode()).map_err(GuestError::from);
+    let result = in_mode(Mode::Query, || Exported::<T>::query(wit_ctx, req.encode())).map_err(GuestError::from);
     result.map(|bytes| GuestReply::decode(&bytes).expect("the adapter encodes replies"))
+}
+
+/// Runs `f` under the host rules of `mode`, restoring the unrestricted mode afterwards (also
+/// when `f` panics, so that one failed assertion does not leak into the next call).
+fn in_mode<R>(mode: Mode, f: impl FnOnce() -> R) -> R {
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            REPLICA.with(|r| r.borrow_mut().mode = Mode::Unrestricted);
+        }
+    }
+    REPLICA.with(|r| r.borrow_mut().mode = mode);
+    let _restore = Restore;
+    f()
 }

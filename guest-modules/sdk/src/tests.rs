@@ -2,7 +2,8 @@
 
 use super::*;
 
-/// Stores `params["v"]` under `params["k"]`; `get` reads it back; `boom` refuses.
+/// Stores `params["v"]` under `params["k"]`; `get` reads it back; `copy` copies the value at
+/// `from` (`none` when it sees none) to `to`, and its plan commits it on the path of `to`.
 struct Toy;
 
 impl StateMachine for Toy {
@@ -18,6 +19,11 @@ impl StateMachine for Toy {
                 emit("toy", key);
                 Ok(GuestReply::text(format!("{}@{}", cmd.index, cmd.namespace)))
             }
+            "copy" => {
+                let value = store::get(req.required("from")?.as_bytes()).unwrap_or_else(|| b"none".to_vec());
+                store::put(req.required("to")?.as_bytes(), &value);
+                Ok(GuestReply::text(String::from_utf8_lossy(&value)))
+            }
             op => Err(GuestError::unknown_op(op)),
         }
     }
@@ -28,6 +34,14 @@ impl StateMachine for Toy {
                 .map(|v| GuestReply::text(String::from_utf8_lossy(&v)))
                 .ok_or_else(|| GuestError::not_found("no such key")),
             "put" => Self::apply(&Command::new(0, 0), req),
+            "copy" => {
+                let path = if keyspace::is_ap(req.required("to")?.as_bytes()) {
+                    directive::COMMIT_AP
+                } else {
+                    directive::COMMIT_LOG
+                };
+                Ok(GuestReply::text("planned").header(directive::COMMIT, path))
+            }
             op => Err(GuestError::unknown_op(op)),
         }
     }
@@ -85,4 +99,45 @@ fn describe_and_migrate_convert_through_wit() {
     let info = Exported::<Toy>::describe();
     assert_eq!((info.name.as_str(), info.schema_version), ("toy", 3));
     assert_eq!(Exported::<Toy>::migrate(Some(info)), Ok(()));
+}
+
+fn copy(from: &str, to: &str) -> GuestRequest {
+    GuestRequest::new("copy").param("from", from).param("to", to)
+}
+
+#[test]
+fn log_commands_see_and_write_only_the_cp_keyspace() {
+    testing::reset();
+    let cmd = Command::new(1, 1);
+    testing::apply::<Toy>(&cmd, &GuestRequest::new("put").param("k", "e/a").param("v", "ap")).unwrap();
+    testing::apply::<Toy>(&cmd, &GuestRequest::new("put").param("k", "c").param("v", "cp")).unwrap();
+    assert_eq!(testing::apply_log::<Toy>(&cmd, &copy("e/a", "c2")).unwrap().body, "none", "e/ is invisible");
+    let outcome = std::panic::catch_unwind(|| testing::apply_log::<Toy>(&cmd, &copy("c", "e/b")));
+    assert!(outcome.is_err(), "a log command must not write under e/");
+    // The mode does not outlive the failed command.
+    testing::apply::<Toy>(&cmd, &copy("e/a", "e/c")).unwrap();
+    assert_eq!(testing::entries().get(b"e/c".as_slice()).map(Vec::as_slice), Some(b"ap".as_slice()));
+}
+
+#[test]
+fn ap_commands_see_everything_and_write_only_the_ap_keyspace() {
+    testing::reset();
+    let cmd = Command::new(1, 1);
+    testing::apply::<Toy>(&cmd, &GuestRequest::new("put").param("k", "c").param("v", "cp")).unwrap();
+    assert_eq!(testing::apply_ap::<Toy>(&cmd, &copy("c", "e/a")).unwrap().body, "cp");
+    let outcome = std::panic::catch_unwind(|| testing::apply_ap::<Toy>(&cmd, &copy("e/a", "c2")));
+    assert!(outcome.is_err(), "an AP command must not write outside e/");
+}
+
+#[test]
+fn write_plans_then_commits_on_the_planned_path() {
+    testing::reset();
+    let cmd = Command::new(1, 1);
+    testing::apply::<Toy>(&cmd, &GuestRequest::new("put").param("k", "e/a").param("v", "ap")).unwrap();
+    // Planned onto the log, the command cannot see e/a; onto the AP path, it can.
+    assert_eq!(testing::write::<Toy>(&cmd, &copy("e/a", "c")).unwrap().body, "none");
+    assert_eq!(testing::write::<Toy>(&cmd, &copy("e/a", "e/b")).unwrap().body, "ap");
+    // A plan that asks for no commit is the answer; a plan's error is too.
+    assert_eq!(testing::write::<Toy>(&cmd, &GuestRequest::new("get").param("k", "e/b")).unwrap().body, "ap");
+    assert_eq!(testing::write::<Toy>(&cmd, &GuestRequest::new("nope")).unwrap_err().code, 400);
 }

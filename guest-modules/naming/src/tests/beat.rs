@@ -17,6 +17,7 @@ fn beat_for_a_known_instance_renews_its_lease() {
     let reply = query_at(2, &js_beat("10.0.0.1", 8080, "{}")).unwrap();
     assert_eq!(body(&reply), serde_json::json!({"clientBeatInterval": 5000, "code": 10200, "lightBeatEnabled": true}));
     assert_eq!(reply.headers[directive::LEASE_RENEW], "10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@svc");
+    assert_eq!(reply.headers[directive::PARTITION], SVC, "renewed at the service's responsible node");
     assert!(!reply.headers.contains_key(directive::COMMIT), "a healthy instance needs no commit");
     // A light beat (no body) from the Python client: grouped name plus groupName, ip/port params.
     let light =
@@ -40,7 +41,7 @@ fn unknown_instance_without_body_is_20404() {
     assert_eq!(body(&reply), serde_json::json!({"clientBeatInterval": 5000, "code": 20404}));
     assert!(reply.headers.keys().all(|h| !directive::is_directive(h)));
     // Committed anyway (a race with a deregistration): still 20404, nothing written.
-    assert_eq!(body(&apply_at(2, &light).unwrap())["code"], 20404);
+    assert_eq!(body(&apply_ap_at(2, &light).unwrap())["code"], 20404);
     assert!(testing::entries().is_empty());
 }
 
@@ -49,9 +50,10 @@ fn unknown_instance_with_body_is_committed_and_reregistered() {
     testing::reset();
     let beat = js_beat("10.0.0.7", 9000, r#"{"zone":"a"}"#);
     let reply = query_at(1, &beat).unwrap();
-    assert_eq!(reply.headers[directive::COMMIT], "true");
+    assert_eq!(reply.headers[directive::COMMIT], directive::COMMIT_AP, "only ephemeral state changes");
+    assert_eq!(reply.headers[directive::PARTITION], SVC);
     assert_eq!(reply.headers[directive::LEASE_RENEW], "10.0.0.7#9000#DEFAULT#DEFAULT_GROUP@@svc");
-    let applied = apply_at(2, &beat).unwrap();
+    let applied = write_at(2, &beat).unwrap();
     assert_eq!(body(&applied)["code"], 10200);
     assert_eq!(events(), naming_event());
     let host = &list(3, &[])["hosts"][0];
@@ -69,9 +71,10 @@ fn unhealthy_instance_beat_is_committed_and_heals() {
     events();
     let beat = js_beat("10.0.0.1", 8080, "{}");
     let reply = query_at(3, &beat).unwrap();
-    assert_eq!(reply.headers[directive::COMMIT], "true");
+    assert_eq!(reply.headers[directive::COMMIT], directive::COMMIT_AP);
+    assert_eq!(reply.headers[directive::PARTITION], SVC);
     assert!(reply.headers.contains_key(directive::LEASE_RENEW));
-    assert_eq!(body(&apply_at(4, &beat).unwrap())["code"], 10200);
+    assert_eq!(body(&write_at(4, &beat).unwrap())["code"], 10200);
     assert_eq!(events(), naming_event());
     assert!(hosts(&list(5, &[]))[0].2);
 }
@@ -97,7 +100,7 @@ fn bad_beat_body_names_beat() {
     ] {
         let err = query_at(1, &req(BEAT, &[("serviceName", SVC), ("beat", bad)])).unwrap_err();
         assert!(err.code == 400 && err.message.contains("beat"), "{bad}: {err}");
-        assert!(apply_at(1, &req(BEAT, &[("serviceName", SVC), ("beat", bad)])).is_err());
+        assert!(apply_ap_at(1, &req(BEAT, &[("serviceName", SVC), ("beat", bad)])).is_err());
     }
     assert!(testing::entries().is_empty());
 }

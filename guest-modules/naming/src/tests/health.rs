@@ -25,7 +25,7 @@ fn targets_cover_persistent_tcp_and_http_instances_only() {
             "healthy": true, "command": {"op": "naming.health", "params": {"serviceName": SVC,
             "clusterName": "DEFAULT", "ip": "10.0.0.1", "port": "8080", "ephemeral": "false"}}})]
     );
-    apply_at(
+    write_at(
         2,
         &cluster(
             r#"{"type":"HTTP","path":"/health","expectedResponseCode":200,"headers":""}"#,
@@ -39,7 +39,7 @@ fn targets_cover_persistent_tcp_and_http_instances_only() {
         found[0]["check"],
         serde_json::json!({"type": "HTTP", "path": "/health", "headers": "", "expectedResponseCode": 200})
     );
-    apply_at(3, &cluster(r#"{"type":"NONE"}"#, &[])).unwrap();
+    write_at(3, &cluster(r#"{"type":"NONE"}"#, &[])).unwrap();
     assert!(targets().is_empty());
     let service = body(&query_at(3, &req(SERVICE_GET, &[("serviceName", SVC)])).unwrap());
     assert_eq!(service["clusters"][0]["healthChecker"], serde_json::json!({"type": "NONE"}));
@@ -59,7 +59,7 @@ fn probe_results_and_the_health_api() {
         .collect();
     command.push(("healthy".into(), "false".into()));
     let params: Vec<(&str, &str)> = command.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    assert_eq!(apply_at(2, &req(HEALTH, &params)).unwrap().body, "ok");
+    assert_eq!(write_at(2, &req(HEALTH, &params)).unwrap().body, "ok");
     assert_eq!(events(), naming_event());
     assert_eq!(targets()[0]["healthy"], false);
     // The user's API is refused while a checker runs...
@@ -76,27 +76,27 @@ fn probe_results_and_the_health_api() {
         ],
     );
     let before = testing::entries();
-    let err = apply_at(3, &api).unwrap_err();
+    let err = write_at(3, &api).unwrap_err();
     assert!(err.code == 400 && err.message.contains("health check is still working"), "{err}");
     assert_eq!(testing::entries(), before);
     // ... and accepted once the cluster's checker is NONE.
-    apply_at(4, &cluster(r#"{"type":"none"}"#, &[])).unwrap();
-    assert_eq!(apply_at(5, &api).unwrap().body, "ok");
+    write_at(4, &cluster(r#"{"type":"none"}"#, &[])).unwrap();
+    assert_eq!(write_at(5, &api).unwrap().body, "ok");
     assert!(hosts(&list(5, &[]))[0].2);
     // A missing instance is ok and changes nothing.
     let missing = req(HEALTH, &[("serviceName", SVC), ("ip", "10.9.9.9"), ("port", "1"), ("healthy", "false")]);
-    assert_eq!(apply_at(6, &missing).unwrap().body, "ok");
-    let err = apply_at(6, &req(HEALTH, &[("serviceName", SVC), ("ip", "10.0.0.1"), ("port", "8080")])).unwrap_err();
+    assert_eq!(write_at(6, &missing).unwrap().body, "ok");
+    let err = write_at(6, &req(HEALTH, &[("serviceName", SVC), ("ip", "10.0.0.1"), ("port", "8080")])).unwrap_err();
     assert!(err.message.contains("healthy"), "{err}");
 }
 
 #[test]
 fn cluster_update_needs_the_service() {
     testing::reset();
-    let err = apply_at(1, &cluster(r#"{"type":"TCP"}"#, &[])).unwrap_err();
+    let err = write_at(1, &cluster(r#"{"type":"TCP"}"#, &[])).unwrap_err();
     assert!(err.code == 400 && err.message.contains(SVC), "{err}");
-    apply_at(2, &req(SERVICE_CREATE, &[("serviceName", SVC)])).unwrap();
-    apply_at(3, &cluster(r#"{"type":"TCP"}"#, &[("metadata", "k=v"), ("clusterName", "c1")])).unwrap();
+    write_at(2, &req(SERVICE_CREATE, &[("serviceName", SVC)])).unwrap();
+    write_at(3, &cluster(r#"{"type":"TCP"}"#, &[("metadata", "k=v"), ("clusterName", "c1")])).unwrap();
     let service = body(&query_at(3, &req(SERVICE_GET, &[("serviceName", SVC)])).unwrap());
     assert_eq!(
         service["clusters"],

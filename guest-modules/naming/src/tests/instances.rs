@@ -55,7 +55,7 @@ fn ephemeral_flag_cannot_flip_on_reregister() {
     testing::reset();
     register(1_000, js_register("10.0.0.1", "8080"));
     let before = testing::entries();
-    let err = apply_at(2_000, &js_register("10.0.0.1", "8080").param("ephemeral", "false")).unwrap_err();
+    let err = write_at(2_000, &js_register("10.0.0.1", "8080").param("ephemeral", "false")).unwrap_err();
     assert_eq!(err.code, 400);
     assert!(err.message.contains("ephemeral") && err.message.contains("10.0.0.1#8080#DEFAULT#"), "{err}");
     assert_eq!(testing::entries(), before);
@@ -75,21 +75,21 @@ fn deregister_is_idempotent_and_js_needs_no_group() {
             ("ephemeral", "true"),
         ],
     );
-    assert_eq!(apply_at(1, &deregister).unwrap().body, "ok", "missing service is ok");
+    assert_eq!(write_at(1, &deregister).unwrap().body, "ok", "missing service is ok");
     register(2, js_register("10.0.0.1", "8080"));
     register(3, js_register("10.0.0.2", "8080"));
     events();
-    assert_eq!(apply_at(4, &deregister).unwrap().body, "ok");
+    assert_eq!(write_at(4, &deregister).unwrap().body, "ok");
     assert_eq!(events(), naming_event());
-    assert_eq!(apply_at(5, &deregister).unwrap().body, "ok", "already gone is ok");
+    assert_eq!(write_at(5, &deregister).unwrap().body, "ok", "already gone is ok");
     assert!(events().is_empty());
     assert_eq!(hosts(&list(5, &[])), vec![("10.0.0.2".to_owned(), 8080, true)]);
     // The persistent kind is not touched by an ephemeral deregister.
     register(6, js_register("10.0.0.3", "1").param("ephemeral", "false"));
     let persistent = deregister.clone().param("ip", "10.0.0.3").param("port", "1");
-    apply_at(7, &persistent).unwrap();
+    write_at(7, &persistent).unwrap();
     assert_eq!(list(7, &[])["hosts"].as_array().unwrap().len(), 2);
-    apply_at(8, &persistent.param("ephemeral", "false")).unwrap();
+    write_at(8, &persistent.param("ephemeral", "false")).unwrap();
     assert_eq!(list(8, &[])["hosts"].as_array().unwrap().len(), 1);
     let metrics = body(&query_at(8, &req(METRICS, &[])).unwrap());
     assert_eq!(metrics["instanceCount"], 1, "counts follow removals");
@@ -110,13 +110,13 @@ fn update_and_patch_keep_unspecified_fields() {
             ("enable", "False"),
         ],
     );
-    assert_eq!(apply_at(2, &update).unwrap().body, "ok");
+    assert_eq!(write_at(2, &update).unwrap().body, "ok");
     let stored =
         body(&query_at(2, &req(DETAIL, &[("serviceName", SVC), ("ip", "10.0.0.1"), ("port", "8080")])).unwrap());
     assert_eq!((stored["weight"].as_f64(), &stored["metadata"]), (Some(3.0), &serde_json::json!({"a": "1"})));
     assert!(list(2, &[])["hosts"].as_array().unwrap().is_empty(), "disabled, so not listed");
     // `healthy` on update is ignored for an ephemeral instance; patch sets it.
-    apply_at(3, &update.clone().param("healthy", "false").param("enable", "true")).unwrap();
+    write_at(3, &update.clone().param("healthy", "false").param("enable", "true")).unwrap();
     assert!(hosts(&list(3, &[]))[0].2);
     patch(4, "10.0.0.1", "8080", &[("weight", "5"), ("healthy", "false"), ("protectThreshold", "x")]);
     let stored =
@@ -132,7 +132,7 @@ fn update_of_a_missing_instance_is_400_and_writes_nothing() {
     let before = testing::entries();
     events();
     for op in [UPDATE, PATCH] {
-        let err = apply_at(2, &req(op, &[("serviceName", SVC), ("ip", "10.0.0.9"), ("port", "8080"), ("weight", "2")]))
+        let err = write_at(2, &req(op, &[("serviceName", SVC), ("ip", "10.0.0.9"), ("port", "8080"), ("weight", "2")]))
             .unwrap_err();
         assert_eq!(err.code, 400);
         assert!(err.message.starts_with("instance not"), "{err}");

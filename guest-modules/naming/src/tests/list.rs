@@ -101,18 +101,18 @@ fn protect_threshold_serves_everyone_as_healthy() {
     patch(3, "10.0.0.2", "80", &[("healthy", "false")]);
     let update = |threshold: &str| req(SERVICE_UPDATE, &[("serviceName", SVC), ("protectThreshold", threshold)]);
     // 1 of 2 healthy = 0.5: at a 0.6 threshold protection kicks in.
-    apply_at(4, &update("0.6")).unwrap();
+    write_at(4, &update("0.6")).unwrap();
     let info = list(5, &[("healthyOnly", "true")]);
     assert_eq!(info["reachProtectionThreshold"], true);
     assert_eq!(hosts(&info), vec![("10.0.0.1".to_owned(), 80, true), ("10.0.0.2".to_owned(), 80, true)]);
     assert_eq!(info["hosts"][1]["valid"], true);
     // At 0.4 it does not.
-    apply_at(6, &update("0.4")).unwrap();
+    write_at(6, &update("0.4")).unwrap();
     let info = list(7, &[("healthyOnly", "true")]);
     assert_eq!(info["reachProtectionThreshold"], false);
     assert_eq!(hosts(&info), vec![("10.0.0.1".to_owned(), 80, true)]);
     // With the default threshold 0, protection starts only when none is healthy (Nacos 1.4).
-    apply_at(8, &update("0")).unwrap();
+    write_at(8, &update("0")).unwrap();
     patch(9, "10.0.0.1", "80", &[("healthy", "false")]);
     let info = list(10, &[]);
     assert_eq!(info["reachProtectionThreshold"], true);

@@ -4,8 +4,10 @@
 
 mod beat;
 mod health;
+mod implicit;
 mod instances;
 mod list;
+mod plans;
 mod services;
 mod sweep;
 mod validation;
@@ -22,9 +24,21 @@ pub fn req(op: &str, params: &[(&str, &str)]) -> GuestRequest {
     params.iter().fold(GuestRequest::new(op), |req, (name, value)| req.param(*name, *value))
 }
 
-/// Applies a command at leader time `ms` (also its log index: both only grow).
-pub fn apply_at(ms: u64, req: &GuestRequest) -> Result<GuestReply, GuestError> {
-    testing::apply::<Naming>(&Command::new(ms, ms), req)
+/// A write at leader time `ms` (also its log index: both only grow), as the host's API layer
+/// makes it: the plan query, then the command on the path the plan names (the log command
+/// blind to `e/`, the AP command writing only `e/`), or the plan's own answer.
+pub fn write_at(ms: u64, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    testing::write::<Naming>(&Command::new(ms, ms), req)
+}
+
+/// A log command at `ms`, without a plan (what the leader commits for a sweep or a probe).
+pub fn apply_log_at(ms: u64, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    testing::apply_log::<Naming>(&Command::new(ms, ms), req)
+}
+
+/// An AP command at `ms`, without a plan (what a node runs for its sweep).
+pub fn apply_ap_at(ms: u64, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    testing::apply_ap::<Naming>(&Command::new(ms, ms), req)
 }
 
 pub fn query_at(ms: u64, req: &GuestRequest) -> Result<GuestReply, GuestError> {
@@ -74,7 +88,7 @@ pub fn js_register(ip: &str, port: &str) -> GuestRequest {
 }
 
 pub fn register(ms: u64, req: GuestRequest) {
-    assert_eq!(apply_at(ms, &req).unwrap().body, "ok");
+    assert_eq!(write_at(ms, &req).unwrap().body, "ok");
 }
 
 /// `instance/list` of `svc` with extra parameters; the parsed body.
@@ -98,7 +112,7 @@ pub fn hosts(list: &Value) -> Vec<(String, u64, bool)> {
 pub fn patch(ms: u64, ip: &str, port: &str, fields: &[(&str, &str)]) {
     let mut params = vec![("serviceName", SVC), ("ip", ip), ("port", port)];
     params.extend_from_slice(fields);
-    assert_eq!(apply_at(ms, &req(PATCH, &params)).unwrap().body, "ok");
+    assert_eq!(write_at(ms, &req(PATCH, &params)).unwrap().body, "ok");
 }
 
 pub fn events() -> Vec<(String, String)> {

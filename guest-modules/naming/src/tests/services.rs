@@ -5,7 +5,7 @@ use super::*;
 fn create(name: &str, extra: &[(&str, &str)]) -> Result<GuestReply, GuestError> {
     let mut params = vec![("serviceName", name)];
     params.extend_from_slice(extra);
-    apply_at(1, &req(SERVICE_CREATE, &params))
+    write_at(1, &req(SERVICE_CREATE, &params))
 }
 
 #[test]
@@ -35,37 +35,55 @@ fn create_get_and_duplicate() {
 fn remove_refuses_services_with_instances_and_missing_ones() {
     testing::reset();
     let remove = req(SERVICE_REMOVE, &[("serviceName", "svc")]);
-    let err = apply_at(1, &remove).unwrap_err();
+    let err = write_at(1, &remove).unwrap_err();
     assert_eq!(
         (err.code, err.message.as_str()),
         (400, "specified service not exist, serviceName : DEFAULT_GROUP@@svc")
     );
-    register(2, js_register("10.0.0.1", "80"));
-    let err = apply_at(3, &remove).unwrap_err();
+    register(2, js_register("10.0.0.1", "80").param("ephemeral", "false"));
+    let err = write_at(3, &remove).unwrap_err();
     assert_eq!(
         (err.code, err.message.as_str()),
         (400, "specified service has instances, serviceName : DEFAULT_GROUP@@svc")
     );
-    apply_at(4, &req(DEREGISTER, &[("serviceName", SVC), ("ip", "10.0.0.1"), ("port", "80")])).unwrap();
+    write_at(4, &req(DEREGISTER, &[("serviceName", SVC), ("ip", "10.0.0.1"), ("port", "80")])).unwrap();
     events();
-    assert_eq!(apply_at(5, &remove).unwrap().body, "ok");
+    assert_eq!(write_at(5, &remove).unwrap().body, "ok");
     assert_eq!(events(), naming_event());
     assert!(testing::entries().is_empty(), "nothing left");
+}
+
+#[test]
+fn remove_is_refused_while_ephemeral_instances_remain() {
+    testing::reset();
+    create("svc", &[]).unwrap();
+    register(2, js_register("10.0.0.1", "80"));
+    let remove = req(SERVICE_REMOVE, &[("serviceName", "svc")]);
+    let err = write_at(3, &remove).unwrap_err();
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (400, "specified service has instances, serviceName : DEFAULT_GROUP@@svc"),
+        "the plan sees the ephemeral instance the log command cannot"
+    );
+    // A service known only by its ephemeral instances is refused the same way.
+    register(4, js_register("10.0.0.1", "80").param("serviceName", "G@@only-ephemeral"));
+    let err = write_at(5, &req(SERVICE_REMOVE, &[("serviceName", "G@@only-ephemeral")])).unwrap_err();
+    assert!(err.message.starts_with("specified service has instances"), "{err}");
 }
 
 #[test]
 fn update_changes_only_what_is_given() {
     testing::reset();
     create("svc", &[("metadata", "a=1")]).unwrap();
-    apply_at(2, &req(SERVICE_UPDATE, &[("serviceName", "svc"), ("protectThreshold", "0.3")])).unwrap();
+    write_at(2, &req(SERVICE_UPDATE, &[("serviceName", "svc"), ("protectThreshold", "0.3")])).unwrap();
     let got = body(&query_at(2, &req(SERVICE_GET, &[("serviceName", "svc")])).unwrap());
     assert_eq!(
         (got["protectThreshold"].as_f64().map(|t| (t * 10.0).round()), &got["metadata"]),
         (Some(3.0), &serde_json::json!({"a": "1"}))
     );
-    let err = apply_at(3, &req(SERVICE_UPDATE, &[("serviceName", "nope"), ("protectThreshold", "0.3")])).unwrap_err();
+    let err = write_at(3, &req(SERVICE_UPDATE, &[("serviceName", "nope"), ("protectThreshold", "0.3")])).unwrap_err();
     assert_eq!((err.code, err.message.as_str()), (400, "service DEFAULT_GROUP@@nope not found!"));
-    let err = apply_at(3, &req(SERVICE_UPDATE, &[("serviceName", "svc"), ("protectThreshold", "2")])).unwrap_err();
+    let err = write_at(3, &req(SERVICE_UPDATE, &[("serviceName", "svc"), ("protectThreshold", "2")])).unwrap_err();
     assert!(err.message.contains("protectThreshold"), "{err}");
 }
 

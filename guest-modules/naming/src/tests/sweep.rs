@@ -3,13 +3,23 @@ use nacre_guest_sdk::testing;
 use super::*;
 use crate::lease::MAX_SWEEP_COMMANDS;
 
-fn sweep(now: u64, since: u64, beats: &str) -> Vec<Value> {
-    let (now_s, since_s) = (now.to_string(), since.to_string());
-    let reply = query_at(now, &req(SWEEP, &[("nowMs", &now_s), ("sinceMs", &since_s), ("beats", beats)])).unwrap();
-    body(&reply).as_array().unwrap().clone()
+/// The whole reply of a sweep with these parameters (besides `nowMs`).
+fn sweep_reply(now: u64, params: &[(&str, &str)]) -> Value {
+    let now_s = now.to_string();
+    let mut all = vec![("nowMs", now_s.as_str())];
+    all.extend_from_slice(params);
+    body(&query_at(now, &req(SWEEP, &all)).unwrap())
 }
 
-/// Commits what a sweep asked for, as the host does.
+/// The commands of the leader's sweep over every partition.
+fn sweep(now: u64, since: u64, beats: &str) -> Vec<Value> {
+    let since = since.to_string();
+    let reply = sweep_reply(now, &[("sinceMs", &since), ("beats", beats), ("leader", "true")]);
+    reply["commands"].as_array().unwrap().clone()
+}
+
+/// Runs what a sweep asked for, as the host does: at the partition as an AP command, else
+/// through the log.
 fn commit(ms: u64, commands: &[Value]) {
     for command in commands {
         let params: Vec<(String, String)> = command["params"]
@@ -19,7 +29,15 @@ fn commit(ms: u64, commands: &[Value]) {
             .map(|(k, v)| (k.clone(), v.as_str().expect("string params").to_owned()))
             .collect();
         let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        assert_eq!(apply_at(ms, &req(command["op"].as_str().unwrap(), &params)).unwrap().body, "ok");
+        let request = req(command["op"].as_str().unwrap(), &params);
+        let reply = match command.get("partition") {
+            Some(partition) => {
+                assert_eq!(partition, &command["params"]["serviceName"], "an instance's partition is its service");
+                apply_ap_at(ms, &request)
+            }
+            None => apply_log_at(ms, &request),
+        };
+        assert_eq!(reply.unwrap().body, "ok");
     }
 }
 
@@ -37,7 +55,8 @@ fn silent_instances_turn_unhealthy_then_expire() {
     assert_eq!(
         commands,
         vec![serde_json::json!({"op": "naming.health", "params": {"serviceName": SVC, "clusterName": "DEFAULT",
-            "ip": "10.0.0.1", "port": "80", "ephemeral": "true", "registeredMs": "1000", "healthy": "false"}})]
+            "ip": "10.0.0.1", "port": "80", "ephemeral": "true", "registeredMs": "1000", "healthy": "false"},
+            "partition": SVC})]
     );
     commit(16_001, &commands);
     assert_eq!(events(), vec![("naming".to_owned(), SVC.to_owned()); 3], "two registrations, one health change");
@@ -110,6 +129,10 @@ fn bad_sweep_parameters() {
     testing::reset();
     let err = query_at(1, &req(SWEEP, &[("nowMs", "1"), ("beats", "[1]")])).unwrap_err();
     assert!(err.code == 400 && err.message.contains("beats"), "{err}");
+    let err = query_at(1, &req(SWEEP, &[("nowMs", "1"), ("partitions", "{}")])).unwrap_err();
+    assert!(err.code == 400 && err.message.contains("partitions"), "{err}");
+    let err = query_at(1, &req(SWEEP, &[("nowMs", "1"), ("preserve", "maybe")])).unwrap_err();
+    assert!(err.code == 400 && err.message.contains("preserve"), "{err}");
     let err = query_at(1, &req(SWEEP, &[])).unwrap_err();
     assert!(err.message.contains("nowMs"), "{err}");
 }
@@ -117,20 +140,23 @@ fn bad_sweep_parameters() {
 #[test]
 fn empty_unconfigured_services_are_cleaned_after_a_minute() {
     testing::reset();
-    register(1_000, js_register("10.0.0.1", "80"));
-    apply_at(2_000, &req(SERVICE_CREATE, &[("serviceName", "kept"), ("metadata", "owner=me")])).unwrap();
-    apply_at(5_000, &req(DEREGISTER, &[("serviceName", SVC), ("ip", "10.0.0.1"), ("port", "80")])).unwrap();
+    let persistent = |ip: &str| js_register(ip, "80").param("ephemeral", "false");
+    let deregister =
+        req(DEREGISTER, &[("serviceName", SVC), ("ip", "10.0.0.1"), ("port", "80"), ("ephemeral", "false")]);
+    register(1_000, persistent("10.0.0.1"));
+    write_at(2_000, &req(SERVICE_CREATE, &[("serviceName", "kept"), ("metadata", "owner=me")])).unwrap();
+    write_at(5_000, &deregister).unwrap();
     assert!(sweep(65_000, 0, "{}").is_empty(), "empty for exactly 60 s");
     let commands = sweep(65_001, 0, "{}");
     assert_eq!(
         commands,
         vec![serde_json::json!({"op": "naming.service.remove",
             "params": {"serviceName": SVC, "onlyIfUnused": "true", "emptySinceMs": "5000"}})],
-        "the configured service stays"
+        "the configured service stays; the removal is a log command"
     );
     // A registration and a deregistration after the sweep make the command a no-op.
-    register(65_002, js_register("10.0.0.1", "80"));
-    apply_at(65_003, &req(DEREGISTER, &[("serviceName", SVC), ("ip", "10.0.0.1"), ("port", "80")])).unwrap();
+    register(65_002, persistent("10.0.0.1"));
+    write_at(65_003, &deregister).unwrap();
     commit(65_004, &commands);
     assert!(query_at(65_004, &req(SERVICE_GET, &[("serviceName", SVC)])).is_ok(), "spared");
     // Left alone, it goes.
@@ -140,4 +166,81 @@ fn empty_unconfigured_services_are_cleaned_after_a_minute() {
     assert!(query_at(130_000, &req(SERVICE_GET, &[("serviceName", "kept")])).is_ok());
     // The guarded remove of a service that is gone is ok too.
     commit(130_001, &commands);
+}
+
+#[test]
+fn services_with_ephemeral_instances_are_not_cleaned() {
+    testing::reset();
+    // An unconfigured record, and an ephemeral instance that keeps beating.
+    write_at(1_000, &req(SERVICE_CREATE, &[("serviceName", SVC)])).unwrap();
+    register(1_000, js_register("10.0.0.1", "80"));
+    let beats = r#"{"10.0.0.1#80#DEFAULT#DEFAULT_GROUP@@svc":99000}"#;
+    assert!(sweep(100_000, 0, beats).is_empty(), "the ephemeral instance keeps the service");
+    // Once the instance is gone, the record goes after a minute: it was created at 1 s.
+    write_at(100_001, &req(DEREGISTER, &[("serviceName", SVC), ("ip", "10.0.0.1"), ("port", "80")])).unwrap();
+    assert_eq!(sweep(100_002, 0, "{}")[0]["op"], "naming.service.remove");
+}
+
+#[test]
+fn only_the_leader_asks_for_service_removals() {
+    testing::reset();
+    write_at(0, &req(SERVICE_CREATE, &[("serviceName", SVC)])).unwrap();
+    let follower = sweep_reply(100_000, &[("leader", "false")]);
+    assert_eq!(follower["commands"], serde_json::json!([]));
+    assert_eq!(sweep_reply(100_000, &[])["commands"], serde_json::json!([]), "leader defaults to false");
+    assert_eq!(sweep(100_000, 0, "{}").len(), 1);
+}
+
+#[test]
+fn partitions_limit_what_is_swept() {
+    testing::reset();
+    register(0, js_register("10.0.0.1", "80"));
+    register(0, js_register("10.0.0.2", "80").param("serviceName", "G@@other"));
+    let swept = |partitions: &str| {
+        let reply = sweep_reply(20_000, &[("partitions", partitions)]);
+        let services: Vec<String> =
+            reply["commands"].as_array().unwrap().iter().map(|c| c["partition"].as_str().unwrap().into()).collect();
+        (services, reply["expected"].as_u64().unwrap())
+    };
+    assert_eq!(swept(r#"["G@@other"]"#), (vec!["G@@other".to_owned()], 1));
+    assert_eq!(swept(&format!(r#"["{SVC}","G@@other","{SVC}"]"#)), (vec![SVC.to_owned(), "G@@other".to_owned()], 2));
+    assert_eq!(swept(r#"["G@@none"]"#), (vec![], 0));
+    assert_eq!(swept("[]"), (vec![], 0), "responsible for nothing");
+    let all = sweep_reply(20_000, &[]);
+    assert_eq!((all["commands"].as_array().unwrap().len(), &all["expected"]), (2, &serde_json::json!(2)));
+}
+
+#[test]
+fn expected_and_lapsed_count_every_ephemeral_instance() {
+    testing::reset();
+    let total = MAX_SWEEP_COMMANDS + 10;
+    for i in 0..total {
+        register(0, js_register(&format!("10.0.{}.{}", i / 256, i % 256), "80"));
+    }
+    register(0, js_register("10.9.0.1", "80").param("ephemeral", "false")); // not a lease
+    let beating = r#"{"10.0.0.0#80#DEFAULT#DEFAULT_GROUP@@svc":19000}"#;
+    let reply = sweep_reply(20_000, &[("beats", beating)]);
+    assert_eq!(reply["commands"].as_array().unwrap().len(), MAX_SWEEP_COMMANDS);
+    assert_eq!((reply["expected"].as_u64(), reply["lapsed"].as_u64()), (Some(total as u64), Some(total as u64 - 1)));
+    // Marked unhealthy, they still count as lapsed; the one beating does not.
+    let reply = sweep_reply(20_000, &[]);
+    commit(20_000, reply["commands"].as_array().unwrap());
+    assert_eq!(sweep_reply(20_000, &[("beats", beating)])["lapsed"], total as u64 - 1);
+    assert_eq!(sweep_reply(10_000, &[])["lapsed"], 0, "within the timeout");
+}
+
+#[test]
+fn self_preservation_keeps_registrations() {
+    testing::reset();
+    register(0, js_register("10.0.0.1", "80"));
+    register(0, js_register("10.0.0.2", "80"));
+    patch(0, "10.0.0.2", "80", &[("healthy", "false")]);
+    let preserved = sweep_reply(40_000, &[("preserve", "true")]);
+    // Past the delete timeout: the healthy one is only marked unhealthy, nothing expires.
+    let ops: Vec<&str> = preserved["commands"].as_array().unwrap().iter().map(|c| c["op"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["naming.health"]);
+    assert_eq!(preserved["commands"][0]["params"]["ip"], "10.0.0.1");
+    assert_eq!((preserved["expected"].as_u64(), preserved["lapsed"].as_u64()), (Some(2), Some(2)));
+    let normal = sweep_reply(40_000, &[]);
+    assert!(normal["commands"].as_array().unwrap().iter().all(|c| c["op"] == "naming.expire"));
 }

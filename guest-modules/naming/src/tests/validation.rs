@@ -24,9 +24,10 @@ fn bad_registrations_name_the_field_and_write_nothing() {
         (js_register("10.0.0.1", "80").param("weight", "-1"), "weight"),
     ];
     for (request, field) in cases {
-        let err = apply_at(2, &request).unwrap_err();
+        let err = write_at(2, &request).unwrap_err();
         assert_eq!(err.code, 400, "{field}: {err}");
         assert!(err.message.contains(field), "{field}: {err}");
+        assert_eq!(apply_ap_at(2, &request).unwrap_err(), err, "the command refuses as its plan does");
     }
     assert_eq!(testing::entries(), before);
     assert!(events().is_empty());
@@ -36,13 +37,13 @@ fn bad_registrations_name_the_field_and_write_nothing() {
 fn bad_service_settings_name_the_field() {
     testing::reset();
     for (name, value) in [("protectThreshold", "1.1"), ("metadata", "{bad"), ("selector", "{\"type\":\"x\"}")] {
-        let err = apply_at(1, &req(SERVICE_CREATE, &[("serviceName", SVC), (name, value)])).unwrap_err();
+        let err = write_at(1, &req(SERVICE_CREATE, &[("serviceName", SVC), (name, value)])).unwrap_err();
         assert!(err.code == 400 && err.message.contains(name), "{name}: {err}");
     }
-    apply_at(1, &req(SERVICE_CREATE, &[("serviceName", SVC)])).unwrap();
+    write_at(1, &req(SERVICE_CREATE, &[("serviceName", SVC)])).unwrap();
     let before = testing::entries();
     for (name, value) in [("healthChecker", "{\"type\":\"UDP\"}"), ("checkPort", "x"), ("useInstancePort4Check", "2")] {
-        let err = apply_at(2, &req(CLUSTER_UPDATE, &[("serviceName", SVC), ("clusterName", "DEFAULT"), (name, value)]))
+        let err = write_at(2, &req(CLUSTER_UPDATE, &[("serviceName", SVC), ("clusterName", "DEFAULT"), (name, value)]))
             .unwrap_err();
         assert!(err.code == 400 && err.message.contains(name), "{name}: {err}");
     }
@@ -52,15 +53,19 @@ fn bad_service_settings_name_the_field() {
 #[test]
 fn instances_per_service_are_limited() {
     testing::reset();
-    register(1, js_register("10.0.0.1", "80"));
-    // Pretend the service is full, without registering ten thousand instances.
+    // Pretend the service is full of persistent instances but one, without registering ten
+    // thousand of them; ephemeral instances count too.
     let name = crate::names::ServiceName { group: "DEFAULT_GROUP".into(), service: "svc".into() };
+    write_at(1, &req(SERVICE_CREATE, &[("serviceName", SVC)])).unwrap();
     let mut service = crate::record::load_service(&name).unwrap().unwrap();
-    service.instance_count = crate::record::MAX_INSTANCES_PER_SERVICE;
+    service.instance_count = crate::record::MAX_INSTANCES_PER_SERVICE - 1;
     crate::record::save_service(&name, &service);
+    register(1, js_register("10.0.0.1", "80"));
     let before = testing::entries();
-    let err = apply_at(2, &js_register("10.0.0.2", "80")).unwrap_err();
-    assert!(err.code == 400 && err.message.contains("serviceName"), "{err}");
+    for kind in ["true", "false"] {
+        let err = write_at(2, &js_register("10.0.0.2", "80").param("ephemeral", kind)).unwrap_err();
+        assert!(err.code == 400 && err.message.contains("serviceName"), "{kind}: {err}");
+    }
     assert_eq!(testing::entries(), before);
     register(3, js_register("10.0.0.1", "80").param("weight", "3")); // re-registering is fine
 }
@@ -68,13 +73,21 @@ fn instances_per_service_are_limited() {
 #[test]
 fn operations_are_dispatched_by_kind() {
     testing::reset();
-    let err = apply_at(1, &req(LIST, &[])).unwrap_err();
-    assert_eq!(err.code, 400, "a query is not a command");
-    let err = query_at(1, &req(REGISTER, &[])).unwrap_err();
-    assert_eq!(err.code, 400, "a command is not a query");
+    let err = apply_log_at(1, &req(LIST, &[])).unwrap_err();
+    assert_eq!(err.code, 400, "a read is not a command");
+    assert!(err.message.contains("unknown operation"), "{err}");
+    let err = query_at(1, &req("naming.nope", &[])).unwrap_err();
+    assert!(err.code == 400 && err.message.contains("unknown operation"), "{err}");
     for op in COMMANDS {
-        assert!(apply_at(1, &req(op, &[])).unwrap_err().message.contains("Required parameter"), "{op}");
+        assert!(apply_log_at(1, &req(op, &[])).unwrap_err().message.contains("Required parameter"), "{op}");
     }
+    for op in PLANNED.iter().chain(QUERIES) {
+        if *op != HEALTH_TARGETS && *op != METRICS {
+            let err = query_at(1, &req(op, &[])).unwrap_err();
+            assert!(err.message.contains("Required parameter"), "{op}: {err}");
+        }
+    }
+    assert!(COMMANDS.iter().all(|op| *op == BEAT || PLANNED.contains(op)), "every command but the beat has a plan");
     assert!(testing::entries().is_empty());
 }
 
@@ -85,7 +98,7 @@ fn a_service_has_a_bounded_number_of_clusters() {
         register(1, js_register("10.0.0.1", "80").param("clusterName", format!("c{i}")));
     }
     let before = testing::entries();
-    let err = apply_at(2, &js_register("10.0.0.1", "80").param("clusterName", "one-more")).unwrap_err();
+    let err = write_at(2, &js_register("10.0.0.1", "80").param("clusterName", "one-more")).unwrap_err();
     assert_eq!(err.code, 400);
     assert!(err.message.contains("clusterName"), "{err}");
     assert_eq!(testing::entries(), before, "nothing written");
