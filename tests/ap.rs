@@ -38,7 +38,12 @@ fn responsible(cluster: &Cluster, asked: usize, grouped: &str) -> usize {
 }
 
 fn ap_digests(cluster: &Cluster) -> Vec<String> {
-    cluster.running().iter().filter_map(|i| cluster.state(*i)).map(|s| s["ap_digest"].as_str().unwrap().into()).collect()
+    cluster
+        .running()
+        .iter()
+        .filter_map(|i| cluster.state(*i))
+        .map(|s| s["ap_digest"].as_str().unwrap().into())
+        .collect()
 }
 
 fn listed(cluster: &Cluster, node: usize, service: &str) -> Vec<String> {
@@ -113,7 +118,9 @@ fn when_the_responsible_node_dies_another_takes_over_and_beating_instances_stay_
     let survivor = (owner + 1) % 3;
     wait_until("every node lists both instances", || (0..3).all(|i| listed(&cluster, i, "orders").len() == 2));
     cluster.kill_node(owner);
-    wait_until("responsibility moves to a survivor", || responsible(&cluster, survivor, "DEFAULT_GROUP@@orders") != owner);
+    wait_until("responsibility moves to a survivor", || {
+        responsible(&cluster, survivor, "DEFAULT_GROUP@@orders") != owner
+    });
 
     // 10.4.0.1 keeps beating through the survivor; 10.4.0.2 is silent and must expire under
     // its new responsible node (lease timeout 4 s, plus the grace of the view change).
@@ -164,7 +171,8 @@ fn self_preservation_engages_when_most_beats_stop_and_releases_when_they_return(
         register(&cluster, 0, &[("serviceName", "fleet"), ("ip", ip), ("port", "80"), ("metadata", QUICK_LEASE)]);
     }
     let owner = responsible(&cluster, 0, "DEFAULT_GROUP@@fleet");
-    let all: Vec<(&str, &str, u16)> = instances.iter().map(|(ip, port)| ("DEFAULT_GROUP@@fleet", ip.as_str(), *port)).collect();
+    let all: Vec<(&str, &str, u16)> =
+        instances.iter().map(|(ip, port)| ("DEFAULT_GROUP@@fleet", ip.as_str(), *port)).collect();
     keep_beating(&cluster, 0, &all, Duration::from_secs(2));
     assert_eq!(metrics(&cluster, owner)["selfPreservation"]["engaged"], false);
 

@@ -47,6 +47,9 @@ fn register(addr: &str, namespace: &str, port: u32, metadata: &str) -> (u16, u64
         ("port", &port),
         ("namespaceId", namespace),
         ("metadata", metadata),
+        // Persistent: its command goes through the log, so it has an index to compare with
+        // the switch's (an ephemeral one takes the AP path, outside the log).
+        ("ephemeral", "false"),
     ]);
     let resp = http::request("POST", addr, &format!("{INSTANCE}?{query}"), None, b"").expect("node reachable");
     let index = resp.header("x-nacre-log-index").and_then(|i| i.parse().ok()).unwrap_or(0);

@@ -9,7 +9,7 @@
 //! | `c/<group>/<dataId>`              | [`crate::record::ConfigMeta`] JSON     |
 //! | `d/<group>/<dataId>`              | the content, raw UTF-8                 |
 //! | `b/<group>/<dataId>`              | [`crate::record::BetaMeta`] JSON       |
-//! | `e/<group>/<dataId>`              | the beta content, raw UTF-8            |
+//! | `t/<group>/<dataId>`              | the beta content, raw UTF-8            |
 //! | `i/<id>`                          | [`crate::record::HistoryEntry`] JSON   |
 //! | `h/<group>/<dataId>/<!id>`        | empty: the config's history index      |
 //!
@@ -18,6 +18,9 @@
 //! log): retention pruning walks `i/` from the start. `<!id>` is `u64::MAX - id` the same way,
 //! so a forward scan of one config's index lists its history newest first, as Nacos pages it.
 //!
+//! No key starts with `e/`: that prefix is the host's AP keyspace (`keyspace::AP_PREFIX`),
+//! which log commands cannot write, and every config command is a log command.
+//!
 //! Metadata and content are apart so that md5 checks (every long-poll) and listings read a
 //! small record instead of up to a megabyte of content.
 
@@ -25,7 +28,7 @@ const SEPARATOR: char = '/';
 const META_PREFIX: &str = "c";
 const CONTENT_PREFIX: &str = "d";
 const BETA_META_PREFIX: &str = "b";
-const BETA_CONTENT_PREFIX: &str = "e";
+const BETA_CONTENT_PREFIX: &str = "t";
 const HISTORY_PREFIX: &str = "i";
 const HISTORY_INDEX_PREFIX: &str = "h";
 
@@ -104,6 +107,14 @@ mod tests {
         // Groups that are prefixes of one another do not overlap as scan prefixes.
         assert!(!meta("a-b", "x").starts_with(b"c/a/"));
         assert!(!history_index("g", "a.b", 1).starts_with(&history_index_prefix("g", "a")));
+    }
+
+    #[test]
+    fn no_key_is_in_the_ap_keyspace() {
+        let keys = [meta("g", "d"), content("g", "d"), beta_meta("g", "d"), beta_content("g", "d"), history(1)];
+        for key in keys.iter().chain([&history_index("g", "d", 1)]) {
+            assert!(!nacre_protocol::keyspace::is_ap(key), "{}", String::from_utf8_lossy(key));
+        }
     }
 
     #[test]
