@@ -84,11 +84,11 @@ impl Cluster {
             .collect();
         let mut links = Vec::new();
         if with_links {
-            for from in 0..size {
-                for to in (0..size).filter(|to| *to != from) {
-                    let peer = format!("127.0.0.1:{}", ports[to].1);
+            for (from, node) in nodes.iter_mut().enumerate() {
+                for (to, (_, raft_port)) in ports.iter().enumerate().filter(|(to, _)| *to != from) {
+                    let peer = format!("127.0.0.1:{raft_port}");
                     let proxy = Proxy::start(&peer);
-                    nodes[from].args.extend(["--peer-via".to_string(), format!("{peer}={}", proxy.addr)]);
+                    node.args.extend(["--peer-via".to_string(), format!("{peer}={}", proxy.addr)]);
                     links.push(((from, to), proxy));
                 }
             }
