@@ -49,20 +49,11 @@ pub const COMMANDS: &[&str] = &[
 /// Reads, answered by `query` on the local replica. `naming.beat` is both: the read decides
 /// whether the host must commit it.
 pub const QUERIES: &[&str] = &[LIST, DETAIL, SERVICE_GET, SERVICE_LIST, METRICS, BEAT, SWEEP, HEALTH_TARGETS];
-/// Commands that also answer as a query: the plan the host runs before committing them.
+/// Whether a command also answers as a query: the plan the host runs before committing it.
 /// Every command but `naming.beat`, whose query is its own plan.
-pub const PLANNED: &[&str] = &[
-    REGISTER,
-    DEREGISTER,
-    UPDATE,
-    PATCH,
-    EXPIRE,
-    HEALTH,
-    SERVICE_CREATE,
-    SERVICE_REMOVE,
-    SERVICE_UPDATE,
-    CLUSTER_UPDATE,
-];
+pub fn is_planned(op: &str) -> bool {
+    op != BEAT && COMMANDS.contains(&op)
+}
 
 pub fn apply(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     match req.op.as_str() {
@@ -91,7 +82,7 @@ pub fn query(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, Guest
         BEAT => beat::query(req),
         SWEEP => lease::sweep(req),
         HEALTH_TARGETS => health::targets(),
-        op if PLANNED.contains(&op) => plan::plan(ctx, req),
+        op if is_planned(op) => plan::plan(ctx, req),
         op => Err(GuestError::unknown_op(op)),
     }
 }

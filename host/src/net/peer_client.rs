@@ -73,17 +73,7 @@ impl PeerClient {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| protocol(e.to_string()))?;
         let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| PeerError::Unreachable { addr: addr.to_string(), reason: e.to_string() })?;
-            let status = response.status();
-            let body = http_body_util::Limited::new(response.into_body(), MAX_PEER_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| protocol(e.to_string()))?
-                .to_bytes();
+            let (status, body) = self.exchange(addr, request).await?;
             if !status.is_success() {
                 return Err(protocol(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))));
             }
@@ -114,14 +104,30 @@ impl PeerClient {
             .body(Full::new(Bytes::new()))
             .map_err(|e| protocol(e.to_string()))?;
         let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| PeerError::Unreachable { addr: url.to_string(), reason: e.to_string() })?;
-            status_and_text(url, response).await
+            let (status, body) = self.exchange(url, request).await?;
+            Ok((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
         };
         within(url, timeout, exchange).await
+    }
+
+    /// Send `request` and read the whole (bounded) answer; errors name `addr`.
+    async fn exchange(
+        &self,
+        addr: &str,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<(hyper::StatusCode, Bytes), PeerError> {
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| PeerError::Unreachable { addr: addr.to_string(), reason: e.to_string() })?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_PEER_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| PeerError::Protocol { addr: addr.to_string(), reason: e.to_string() })?
+            .to_bytes();
+        Ok((status, body))
     }
 }
 
