@@ -24,13 +24,24 @@ pub type MakeReq = Arc<dyn Fn(&str, u64) -> Req + Send + Sync>;
 /// Runs `ops` operations with `clients` concurrent clients; `op_base` offsets the operation
 /// numbers handed to `make` (so rounds can write distinct keys).
 pub async fn run_round(addrs: &[String], clients: usize, ops: u64, op_base: u64, make: &MakeReq) -> Result<Summary> {
+    run_on(connect(addrs, clients).await?, ops, op_base, make).await
+}
+
+/// One connection per client, spread round-robin over `addrs`.
+pub async fn connect(addrs: &[String], clients: usize) -> Result<Vec<Conn>> {
     let mut conns = Vec::with_capacity(clients);
     for c in 0..clients {
         conns.push(Conn::connect(&addrs[c % addrs.len()]).await?);
     }
+    Ok(conns)
+}
+
+/// Runs `ops` operations over connections made beforehand, one client per connection (so a
+/// measurement can start the instant something else ends, without connecting first).
+pub async fn run_on(conns: Vec<Conn>, ops: u64, op_base: u64, make: &MakeReq) -> Result<Summary> {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(clients);
+    let mut tasks = Vec::with_capacity(conns.len());
     for mut conn in conns {
         let next = next.clone();
         let make = make.clone();

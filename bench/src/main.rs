@@ -23,6 +23,7 @@ use report::Metric;
 use report::Report;
 use report::Target;
 use scenarios::memory;
+use scenarios::module;
 use scenarios::notify;
 use scenarios::restart;
 use scenarios::throughput;
@@ -37,6 +38,12 @@ const FULL_OPS: Ops = Ops { write_c1: 300, write: 5_000, read_c1: 2_000, read: 2
 const QUICK_OPS: Ops = Ops { write_c1: 50, write: 400, read_c1: 200, read: 2_000 };
 const FULL_NOTIFY_SAMPLES: u64 = 200;
 const QUICK_NOTIFY_SAMPLES: u64 = 20;
+/// Module switch rounds (each: two fresh module ids compiled by two nodes, four switches).
+const FULL_MODULE_ROUNDS: usize = 5;
+const QUICK_MODULE_ROUNDS: usize = 3;
+/// Registrations measured right after each module switch (the "first N ops").
+const FULL_MODULE_OPS: u64 = 2_000;
+const QUICK_MODULE_OPS: u64 = 400;
 const FULL_WASM_COMMANDS: u64 = 5_000;
 const QUICK_WASM_COMMANDS: u64 = 640;
 /// Longest time spent filling the clusters for the restart measurement.
@@ -85,6 +92,9 @@ enum What {
     Restart,
     /// Wasm apply vs the same guest compiled natively.
     Wasm,
+    /// Module switch: activate → every node serving it; register throughput right after a
+    /// switch, compiled module cache warm vs cold.
+    Module,
 }
 
 pub struct Settings {
@@ -109,6 +119,14 @@ impl Settings {
 
     pub fn notify_samples(&self) -> u64 {
         if self.quick { QUICK_NOTIFY_SAMPLES } else { FULL_NOTIFY_SAMPLES }
+    }
+
+    pub fn module_rounds(&self) -> usize {
+        if self.quick { QUICK_MODULE_ROUNDS } else { FULL_MODULE_ROUNDS }
+    }
+
+    pub fn module_ops(&self) -> u64 {
+        if self.quick { QUICK_MODULE_OPS } else { FULL_MODULE_OPS }
     }
 
     pub fn wasm_commands(&self) -> u64 {
@@ -181,7 +199,8 @@ async fn run(cli: &Cli) -> Result<Report> {
         }
     }
 
-    if want(What::Throughput) || want(What::Notify) || want(What::Memory) || want(What::Restart) {
+    let cluster_scenarios = [What::Throughput, What::Notify, What::Memory, What::Module, What::Restart];
+    if cluster_scenarios.into_iter().any(want) {
         let run_dir = out_dir().join("run");
         eprintln!("== starting 3-node etcd and 3-node Nacre clusters under {}", run_dir.display());
         let (mut etcd, etcd_start) = Cluster::start(System::Etcd, &run_dir.join("etcd"), &[]).await?;
@@ -226,6 +245,10 @@ async fn run(cli: &Cli) -> Result<Report> {
         if want(What::Notify) {
             eprintln!("== notify latency");
             report.rows.push(notify::run(&settings, &nacre, &etcd).await?);
+        }
+        if want(What::Module) {
+            eprintln!("== module switch (warm and cold compiled-module cache)");
+            report.module = Some(module::run(&settings, &nacre).await?);
         }
         if want(What::Restart) {
             eprintln!("== restart (fill, then restart)");

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::scenarios::module::ModuleSwitch;
 use crate::scenarios::restart::Restart;
 use crate::scenarios::wasm::WasmCost;
 use crate::stats::Summary;
@@ -117,6 +118,7 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub metrics: Vec<Metric>,
     pub wasm: Vec<WasmCost>,
+    pub module: Option<ModuleSwitch>,
     pub restart: Option<Restart>,
     pub targets: Vec<Target>,
 }
@@ -169,6 +171,9 @@ impl Report {
             }
             s.push('\n');
         }
+        if let Some(m) = &self.module {
+            module_table(&mut s, m);
+        }
         if !self.targets.is_empty() {
             s.push_str("| target | measured | status |\n|---|---|---|\n");
             for t in &self.targets {
@@ -182,4 +187,48 @@ impl Report {
     pub fn ratio(&self, scenario: &str, c: usize) -> Option<f64> {
         self.rows.iter().find(|r| r.scenario == scenario && r.concurrency == Some(c)).and_then(|r| r.ratio)
     }
+}
+
+/// The module-switch section: cold (a fresh id, compiled by two of the three nodes when they
+/// apply the activation) beside warm (an id every node has compiled).
+fn module_table(s: &mut String, m: &ModuleSwitch) {
+    let (c, w) = (&m.cold, &m.warm);
+    let _ = writeln!(
+        s,
+        "Module switch ({:.0} KiB naming component; namespace-scoped; {} rounds, medians):\n",
+        m.module_kib, m.rounds
+    );
+    s.push_str("| module switch | cold (fresh id) | warm (compiled) | ratio |\n|---|---:|---:|---:|\n");
+    let ms_row = |s: &mut String, name: &str, cold: f64, warm: f64| {
+        let ratio = cold / warm.max(f64::EPSILON);
+        let _ = writeln!(s, "| {name} | {} ms | {} ms | cold/warm {ratio:.2}× |", num(cold), num(warm));
+    };
+    ms_row(s, "activate sent → answered", c.activate_ack_ms, w.activate_ack_ms);
+    ms_row(s, "answer → every node serves a write with the new module", c.serving_ms, w.serving_ms);
+    ms_row(s, "the same, worst round", c.serving_max_ms, w.serving_max_ms);
+    let (ca, wa) = (&c.after_switch, &w.after_switch);
+    let _ = writeln!(
+        s,
+        "| persistent register c={}, first {} ops after the answer | {} ops/s (p50 {} / p99 {} ms) | {} ops/s (p50 {} / p99 {} ms) | warm/cold {:.2}× ops/s |",
+        crate::scenarios::module::CLIENTS,
+        m.ops_after_switch,
+        num(ca.ops_per_sec),
+        num(ca.p50_ms),
+        num(ca.p99_ms),
+        num(wa.ops_per_sec),
+        num(wa.p50_ms),
+        num(wa.p99_ms),
+        wa.ops_per_sec / ca.ops_per_sec.max(f64::EPSILON)
+    );
+    let _ = writeln!(
+        s,
+        "| upload (`POST /nacre/v1/modules`): fresh id (validated = compiled there) / same bytes again | {} ms | {} ms | — |",
+        num(m.install_fresh_ms),
+        num(m.install_again_ms)
+    );
+    let _ = writeln!(
+        s,
+        "| compile alone, in the bench process (same engine settings) | {} ms | — | — |\n",
+        num(m.compile_ms)
+    );
 }
