@@ -31,7 +31,7 @@ use crate::cluster::Cluster;
 use crate::http;
 use crate::http::Conn;
 use crate::load;
-use crate::load::MakeReq;
+use crate::load::Load;
 use crate::stats;
 use crate::stats::Summary;
 
@@ -183,11 +183,11 @@ impl Bench<'_> {
     }
 
     /// Activates `id` and at once runs `ops` registrations over connections made beforehand.
-    async fn switch_under_load(&mut self, id: &str, ops: u64, make: &MakeReq) -> Result<(Duration, Summary)> {
-        let conns = load::connect(&self.cluster.addrs(), CLIENTS).await?;
+    async fn switch_under_load(&mut self, id: &str, ops: u64, load: &Load) -> Result<(Duration, Summary)> {
+        let clients = load::connect(&self.cluster.addrs(), CLIENTS, load).await?;
         let ack = self.activate(id).await?;
         let base = self.ops.fetch_add(ops, Ordering::Relaxed);
-        Ok((ack, load::run_on(conns, ops, base, make).await?))
+        Ok((ack, load::run_on(clients, ops, base).await?))
     }
 }
 
@@ -230,13 +230,13 @@ pub async fn run(settings: &Settings, cluster: &Cluster) -> Result<ModuleSwitch>
     runtime.load(&probe).context("the component with a custom section is refused")?;
     let compile_ms = stats::ms(t.elapsed());
 
-    let make: MakeReq = Arc::new(register);
+    let registrations = Load::Http(Arc::new(register));
     let follower = (cluster.nacre_leader().await.context("a Nacre leader")? + 1) % cluster.nodes.len();
     let admin = Conn::connect(&cluster.nodes[follower].addr).await?;
     let mut b = Bench { cluster, admin, ops: Arc::new(AtomicU64::new(OP_BASE)) };
     // Services exist before the first measured load; the built-in module is the other side
     // of every back-and-forth switch (already compiled everywhere: the node bound it at start).
-    load::run_round(&cluster.addrs(), CLIENTS, SERVICES, OP_BASE, &make).await?;
+    load::run_round(&cluster.addrs(), CLIENTS, SERVICES, OP_BASE, &registrations).await?;
     let (naming, _) = b.install(builtin::NAMING).await?;
     b.switch(&naming).await?;
 
@@ -258,9 +258,9 @@ pub async fn run(settings: &Settings, cluster: &Cluster) -> Result<ModuleSwitch>
         // switching away, so both loads run the same code.
         let bytes = with_custom_section(base, format!("load {round}").as_bytes());
         let (id, _) = b.install(&bytes).await?;
-        cold.loaded(b.switch_under_load(&id, ops, &make).await?);
+        cold.loaded(b.switch_under_load(&id, ops, &registrations).await?);
         b.switch(&naming).await?;
-        warm.loaded(b.switch_under_load(&id, ops, &make).await?);
+        warm.loaded(b.switch_under_load(&id, ops, &registrations).await?);
         b.switch(&naming).await?;
         eprintln!(
             "module round {round}: cold {:.0} ops/s, warm {:.0} ops/s",
