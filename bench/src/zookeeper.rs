@@ -19,6 +19,11 @@ pub const PACKAGE: &str = "zookeeper";
 /// The server jar the package installs; its manifest names its dependencies, so it is the
 /// whole classpath.
 pub const JAR: &str = "/usr/share/java/zookeeper.jar";
+/// The plain slf4j binding (from `libslf4j-java`, which the package depends on): without one,
+/// ZooKeeper logs nothing at all.
+const LOG_BINDING: &str = "/usr/share/java/slf4j-simple.jar";
+/// Warnings and errors only, to stderr (the node's log file), as etcd runs at `warn`.
+const LOG_LEVEL: &str = "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn";
 const JAVA: &str = "/usr/bin/java";
 const MAIN_CLASS: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
 /// Heap per node: upstream `zkEnv.sh`'s default (`ZK_SERVER_HEAP=1000`); Debian's sets none,
@@ -59,7 +64,12 @@ pub fn node_command(data_dir: &Path, ports: &[Ports], i: usize) -> Result<Vec<St
     std::fs::write(data_dir.join("myid"), format!("{myid}\n"))?;
     let cfg = data_dir.join("zoo.cfg");
     std::fs::write(&cfg, zoo_cfg(data_dir, ports, myid))?;
-    Ok([JAVA, HEAP, "-cp", JAR, MAIN_CLASS].iter().map(|s| s.to_string()).chain([cfg.display().to_string()]).collect())
+    let classpath = format!("{JAR}:{LOG_BINDING}");
+    Ok([JAVA, HEAP, LOG_LEVEL, "-cp", &classpath, MAIN_CLASS]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([cfg.display().to_string()])
+        .collect())
 }
 
 /// Sends a four-letter word and reads the whole answer.
