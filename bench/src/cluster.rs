@@ -205,6 +205,15 @@ impl System {
         }
     }
 
+    /// What counts as a node serving (see [`Cluster::node_ready`]).
+    pub fn readiness(self) -> &'static str {
+        match self {
+            System::Nacre => "readiness 200 (leader, modules bound)",
+            System::Etcd => "/health true",
+            System::ZooKeeper => "srvr in a quorum",
+        }
+    }
+
     /// Installs what this system needs to run, if missing.
     pub fn ensure_installed(self) -> Result<()> {
         match self {

@@ -108,18 +108,20 @@ pub async fn run(
     let (mut nacre, nacre_start) = Cluster::start(System::Nacre, &run_dir.join("nacre"), &[]).await?;
     let mut peers = Vec::new();
     let mut start_values = Vec::new();
+    let mut readiness = vec![format!("Nacre: {}", System::Nacre.readiness())];
     for (cluster, took) in started {
         let secs = took.as_secs_f64();
         start_values.push(peer_value(cluster.system, ms(secs * 1e3), nacre_start.as_secs_f64(), secs));
         report.peers.push(cluster.system.name().into());
         report.peer_protocols.push(protocol(cluster.system).into());
+        readiness.push(format!("{}: {}", cluster.system.name(), cluster.system.readiness()));
         peers.push(cluster);
     }
     report.metrics.push(Metric {
         name: "fresh 3-node cluster: spawn → all nodes serving".into(),
         nacre: ms(nacre_start.as_secs_f64() * 1e3),
         peers: start_values,
-        note: "Nacre: readiness 200 (leader, modules bound); etcd: /health true; ZooKeeper: srvr in a quorum".into(),
+        note: readiness.join("; "),
     });
 
     if want.memory {

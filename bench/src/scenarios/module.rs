@@ -1,6 +1,7 @@
 //! Module switch (issue 5): the time from an `activate` answer to every node serving writes
-//! with the new module, and the register throughput right after a switch, when every node
-//! has the module compiled already (warm) and when it has not (cold).
+//! with the new module, and the register throughput around a switch (from the answer, and
+//! from the moment the activation is sent), when every node has the module compiled already
+//! (warm) and when it has not (cold).
 //!
 //! A cold switch needs a module id no node has compiled. Appending a custom section to the
 //! example component gives new bytes (so a new sha256, the module id) with the same code: cold
@@ -58,8 +59,11 @@ pub struct Switch {
     pub serving_ms: f64,
     /// The worst round of `serving_ms`.
     pub serving_max_ms: f64,
-    /// Persistent registrations at c = [`CLIENTS`], the first operations after the answer.
-    pub after_switch: Summary,
+    /// Persistent registrations at c = [`CLIENTS`]: the first operations after the answer.
+    pub after_answer: Summary,
+    /// The same, starting the instant the activation is sent: what the switch costs the
+    /// writes around it (a cold activation is compiled inside the apply of its log entry).
+    pub from_send: Summary,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -182,13 +186,35 @@ impl Bench<'_> {
         Ok((ack, self.until_serving(id).await?))
     }
 
-    /// Activates `id` and at once runs `ops` registrations over connections made beforehand.
-    async fn switch_under_load(&mut self, id: &str, ops: u64, load: &Load) -> Result<(Duration, Summary)> {
+    /// Activates `id` with `ops` registrations, over connections made beforehand, starting
+    /// with the activation's request or right after its answer.
+    async fn switch_under_load(
+        &mut self,
+        id: &str,
+        ops: u64,
+        load: &Load,
+        start: Start,
+    ) -> Result<(Duration, Summary)> {
         let clients = load::connect(&self.cluster.addrs(), CLIENTS, load).await?;
-        let ack = self.activate(id).await?;
         let base = self.ops.fetch_add(ops, Ordering::Relaxed);
-        Ok((ack, load::run_on(clients, ops, base).await?))
+        match start {
+            Start::AtRequest => {
+                let (ack, summary) = tokio::join!(self.activate(id), load::run_on(clients, ops, base));
+                Ok((ack?, summary?))
+            }
+            Start::AtAnswer => {
+                let ack = self.activate(id).await?;
+                Ok((ack, load::run_on(clients, ops, base).await?))
+            }
+        }
     }
+}
+
+/// When the load of a switch starts.
+#[derive(Clone, Copy)]
+enum Start {
+    AtRequest,
+    AtAnswer,
 }
 
 /// Collects one side's samples.
@@ -196,7 +222,8 @@ impl Bench<'_> {
 struct Samples {
     ack: Vec<f64>,
     serving: Vec<f64>,
-    load: Vec<Summary>,
+    after_answer: Vec<Summary>,
+    from_send: Vec<Summary>,
 }
 
 impl Samples {
@@ -205,9 +232,12 @@ impl Samples {
         self.serving.push(stats::ms(serving));
     }
 
-    fn loaded(&mut self, (ack, summary): (Duration, Summary)) {
+    fn loaded(&mut self, start: Start, (ack, summary): (Duration, Summary)) {
         self.ack.push(stats::ms(ack));
-        self.load.push(summary);
+        match start {
+            Start::AtRequest => self.from_send.push(summary),
+            Start::AtAnswer => self.after_answer.push(summary),
+        }
     }
 
     fn summary(&self) -> Switch {
@@ -215,7 +245,8 @@ impl Samples {
             activate_ack_ms: stats::median(self.ack.clone()),
             serving_ms: stats::median(self.serving.clone()),
             serving_max_ms: self.serving.iter().copied().fold(0.0, f64::max),
-            after_switch: stats::median_of(&self.load),
+            after_answer: stats::median_of(&self.after_answer),
+            from_send: stats::median_of(&self.from_send),
         }
     }
 }
@@ -254,18 +285,25 @@ pub async fn run(settings: &Settings, cluster: &Cluster) -> Result<ModuleSwitch>
         warm.switched(b.switch(&naming).await?);
         warm.switched(b.switch(&id).await?);
 
-        // Throughput right after the switch: another fresh id, then the same id again after
+        // Throughput around the switch: another fresh id, then the same id again after
         // switching away, so both loads run the same code.
-        let bytes = with_custom_section(base, format!("load {round}").as_bytes());
-        let (id, _) = b.install(&bytes).await?;
-        cold.loaded(b.switch_under_load(&id, ops, &registrations).await?);
-        b.switch(&naming).await?;
-        warm.loaded(b.switch_under_load(&id, ops, &registrations).await?);
-        b.switch(&naming).await?;
+        for (start, name) in [(Start::AtAnswer, "answer"), (Start::AtRequest, "request")] {
+            let bytes = with_custom_section(base, format!("load from {name} {round}").as_bytes());
+            let (id, _) = b.install(&bytes).await?;
+            cold.loaded(start, b.switch_under_load(&id, ops, &registrations, start).await?);
+            b.switch(&naming).await?;
+            warm.loaded(start, b.switch_under_load(&id, ops, &registrations, start).await?);
+            b.switch(&naming).await?;
+        }
+        let last = |s: &Samples| {
+            (s.after_answer.last().map_or(0.0, |x| x.ops_per_sec), s.from_send.last().map_or(0.0, |x| x.ops_per_sec))
+        };
         eprintln!(
-            "module round {round}: cold {:.0} ops/s, warm {:.0} ops/s",
-            cold.load.last().map_or(0.0, |s| s.ops_per_sec),
-            warm.load.last().map_or(0.0, |s| s.ops_per_sec)
+            "module round {round}: ops/s after the answer / from the request: cold {:.0} / {:.0}, warm {:.0} / {:.0}",
+            last(&cold).0,
+            last(&cold).1,
+            last(&warm).0,
+            last(&warm).1
         );
     }
     Ok(ModuleSwitch {
