@@ -1,6 +1,7 @@
 //! The systems under test as local processes: a 3-node Nacre cluster from the release
-//! binary and a 3-node etcd cluster from Debian's `etcd-server`, all on 127.0.0.1, each node
-//! with its own data directory under `target/bench/run/`. Every child's PID is registered so
+//! binary, a 3-node etcd cluster from Debian's `etcd-server` and a 3-node ZooKeeper ensemble
+//! from Debian's `zookeeper`, all on 127.0.0.1, each node with its own data directory under
+//! `target/bench/run/`. Every child's PID is registered so
 //! that a drop, an error or Ctrl-C kills it (SIGKILL, by PID, nothing else).
 
 use std::net::TcpListener;
@@ -18,6 +19,7 @@ use anyhow::Result;
 use anyhow::bail;
 
 use crate::http;
+use crate::zookeeper;
 
 /// Nodes per cluster (both systems).
 pub const CLUSTER_SIZE: usize = 3;
@@ -26,8 +28,12 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for `apt-get install`.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
-const ETCD_BIN: &str = "/usr/bin/etcd";
+pub const ETCD_BIN: &str = "/usr/bin/etcd";
 const ETCD_PACKAGE: &str = "etcd-server";
+
+/// Ports of one node: the client port, then up to two peer ports (Nacre: Raft; etcd: peer;
+/// ZooKeeper: quorum, election).
+pub type Ports = [u16; 3];
 
 /// PIDs of every child this process started and has not reaped.
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -126,14 +132,14 @@ fn nacre_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Installs Debian's `etcd-server` when `/usr/bin/etcd` is missing (needs root).
-pub fn ensure_etcd() -> Result<()> {
-    if Path::new(ETCD_BIN).exists() {
+/// Installs Debian's `package` when `installed` (a file it ships) is missing (needs root).
+pub fn ensure_package(package: &str, installed: &str) -> Result<()> {
+    if Path::new(installed).exists() {
         return Ok(());
     }
-    eprintln!("installing Debian's {ETCD_PACKAGE} ...");
+    eprintln!("installing Debian's {package} ...");
     let mut child = Command::new("apt-get")
-        .args(["install", "-y", ETCD_PACKAGE])
+        .args(["install", "-y", package])
         .env("DEBIAN_FRONTEND", "noninteractive")
         .stdout(Stdio::null())
         .spawn()
@@ -141,20 +147,20 @@ pub fn ensure_etcd() -> Result<()> {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
-            if !status.success() || !Path::new(ETCD_BIN).exists() {
-                bail!("apt-get install {ETCD_PACKAGE} failed ({status})");
+            if !status.success() || !Path::new(installed).exists() {
+                bail!("apt-get install {package} failed ({status})");
             }
             return Ok(());
         }
         if start.elapsed() > INSTALL_TIMEOUT {
             let _ = child.kill();
-            bail!("apt-get install {ETCD_PACKAGE} took longer than {INSTALL_TIMEOUT:?}");
+            bail!("apt-get install {package} took longer than {INSTALL_TIMEOUT:?}");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-/// One node of either system.
+/// One node of any system.
 pub struct Node {
     /// `127.0.0.1:port` of the client API.
     pub addr: String,
@@ -187,13 +193,33 @@ impl Node {
 pub enum System {
     Nacre,
     Etcd,
+    ZooKeeper,
 }
 
 impl System {
     pub fn name(self) -> &'static str {
         match self {
-            System::Nacre => "nacre",
+            System::Nacre => "Nacre",
             System::Etcd => "etcd",
+            System::ZooKeeper => "ZooKeeper",
+        }
+    }
+
+    /// What counts as a node serving (see [`Cluster::node_ready`]).
+    pub fn readiness(self) -> &'static str {
+        match self {
+            System::Nacre => "readiness 200 (leader, modules bound)",
+            System::Etcd => "/health true",
+            System::ZooKeeper => "srvr in a quorum",
+        }
+    }
+
+    /// Installs what this system needs to run, if missing.
+    pub fn ensure_installed(self) -> Result<()> {
+        match self {
+            System::Nacre => nacre_binary().map(|_| ()),
+            System::Etcd => ensure_package(ETCD_PACKAGE, ETCD_BIN),
+            System::ZooKeeper => ensure_package(zookeeper::PACKAGE, zookeeper::JAR),
         }
     }
 }
@@ -211,11 +237,13 @@ impl Cluster {
             std::fs::remove_dir_all(dir).with_context(|| format!("clean {}", dir.display()))?;
         }
         std::fs::create_dir_all(dir)?;
-        let ports: Vec<(u16, u16)> =
-            (0..CLUSTER_SIZE).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_>>()?;
+        system.ensure_installed()?;
+        let ports: Vec<Ports> =
+            (0..CLUSTER_SIZE).map(|_| Ok([free_port()?, free_port()?, free_port()?])).collect::<Result<_>>()?;
         let nodes = match system {
             System::Nacre => nacre_nodes(dir, &ports, extra_args)?,
             System::Etcd => etcd_nodes(dir, &ports)?,
+            System::ZooKeeper => zookeeper_nodes(dir, &ports)?,
         };
         let mut cluster = Cluster { system, nodes };
         let start = Instant::now();
@@ -239,6 +267,7 @@ impl Cluster {
             System::Etcd => {
                 matches!(http::get_once(addr, "/health").await, Ok((200, body)) if body.contains("\"true\""))
             }
+            System::ZooKeeper => zookeeper::serving(addr).await,
         }
     }
 
@@ -282,13 +311,13 @@ impl Cluster {
     }
 }
 
-fn nacre_nodes(dir: &Path, ports: &[(u16, u16)], extra_args: &[&str]) -> Result<Vec<Node>> {
+fn nacre_nodes(dir: &Path, ports: &[Ports], extra_args: &[&str]) -> Result<Vec<Node>> {
     let bin = nacre_binary()?;
-    let conf: String = ports.iter().map(|(api, raft)| format!("127.0.0.1:{api}?raft_port={raft}\n")).collect();
+    let conf: String = ports.iter().map(|[api, raft, _]| format!("127.0.0.1:{api}?raft_port={raft}\n")).collect();
     let conf_path = dir.join("cluster.conf");
     std::fs::write(&conf_path, conf)?;
     let mut nodes = Vec::new();
-    for (i, (api, raft)) in ports.iter().enumerate() {
+    for (i, [api, raft, _]) in ports.iter().enumerate() {
         let data_dir = dir.join(format!("nacre{i}"));
         let mut cmd = vec![bin.display().to_string(), "serve".into()];
         for arg in ["--bind", "127.0.0.1", "--port", &api.to_string(), "--raft-port", &raft.to_string()] {
@@ -308,13 +337,12 @@ fn nacre_nodes(dir: &Path, ports: &[(u16, u16)], extra_args: &[&str]) -> Result<
     Ok(nodes)
 }
 
-fn etcd_nodes(dir: &Path, ports: &[(u16, u16)]) -> Result<Vec<Node>> {
-    ensure_etcd()?;
+fn etcd_nodes(dir: &Path, ports: &[Ports]) -> Result<Vec<Node>> {
     let initial: Vec<String> =
-        ports.iter().enumerate().map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}")).collect();
+        ports.iter().enumerate().map(|(i, [_, peer, _])| format!("e{i}=http://127.0.0.1:{peer}")).collect();
     let initial = initial.join(",");
     let mut nodes = Vec::new();
-    for (i, (client, peer)) in ports.iter().enumerate() {
+    for (i, [client, peer, _]) in ports.iter().enumerate() {
         let data_dir = dir.join(format!("etcd{i}"));
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
@@ -349,6 +377,21 @@ fn etcd_nodes(dir: &Path, ports: &[(u16, u16)]) -> Result<Vec<Node>> {
             data_dir,
             proc: None,
             cmd,
+        });
+    }
+    Ok(nodes)
+}
+
+fn zookeeper_nodes(dir: &Path, ports: &[Ports]) -> Result<Vec<Node>> {
+    let mut nodes = Vec::new();
+    for (i, [client, ..]) in ports.iter().enumerate() {
+        let data_dir = dir.join(format!("zk{i}"));
+        nodes.push(Node {
+            addr: format!("127.0.0.1:{client}"),
+            log: dir.join(format!("zk{i}.log")),
+            cmd: zookeeper::node_command(&data_dir, ports, i)?,
+            data_dir,
+            proc: None,
         });
     }
     Ok(nodes)

@@ -9,6 +9,7 @@ use anyhow::bail;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::Full;
+use hyper::HeaderMap;
 use hyper::Method;
 use hyper::Request;
 use hyper::client::conn::http1::SendRequest;
@@ -48,12 +49,19 @@ impl Conn {
 
     /// Sends one request and reads the whole answer.
     pub async fn send(&mut self, req: Req, timeout: Duration) -> Result<(u16, Bytes)> {
+        let (status, _, body) = self.send_with_headers(req, timeout).await?;
+        Ok((status, body))
+    }
+
+    /// Sends one request and reads the whole answer, headers included (`x-nacre-module`).
+    pub async fn send_with_headers(&mut self, req: Req, timeout: Duration) -> Result<(u16, HeaderMap, Bytes)> {
         let fut = async {
             self.sender.ready().await?;
             let resp = self.sender.send_request(req).await?;
             let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await?.to_bytes();
-            anyhow::Ok((status, body))
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await?.to_bytes();
+            anyhow::Ok((status, parts.headers, body))
         };
         tokio::time::timeout(timeout, fut).await.context("request timed out")?
     }
@@ -97,6 +105,14 @@ pub fn post_json(addr: &str, path: &str, body: &serde_json::Value) -> Req {
     builder(Method::POST, addr, path)
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid request")
+}
+
+/// A POST of raw bytes (a module upload).
+pub fn post_bytes(addr: &str, path: &str, body: &[u8]) -> Req {
+    builder(Method::POST, addr, path)
+        .header(hyper::header::CONTENT_TYPE, "application/wasm")
+        .body(Full::new(Bytes::copy_from_slice(body)))
         .expect("valid request")
 }
 

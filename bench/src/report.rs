@@ -1,61 +1,65 @@
-//! The report: one markdown table on stdout, the same data as JSON under `target/bench/`.
+//! The report: markdown tables on stdout, the same data as JSON under `target/bench/`. Every
+//! comparison has one column group per peer (etcd, ZooKeeper), all from the same run.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::scenarios::module::ModuleSwitch;
 use crate::scenarios::restart::Restart;
 use crate::scenarios::wasm::WasmCost;
 use crate::stats::Summary;
 
-/// One comparison at one concurrency. `ratio` is Nacre ÷ peer of ops/s for throughput rows,
-/// and of p99 latency for latency rows (there, lower is better).
+/// A peer's side of one comparison. `ratio` is Nacre ÷ peer: of ops/s for throughput rows, of
+/// p99 latency for latency rows (there, lower is better).
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerResult {
+    pub peer: String,
+    /// What the peer was asked to do (e.g. `put`, `setData`).
+    pub op: String,
+    pub result: Option<Summary>,
+    pub ratio: Option<f64>,
+}
+
+/// One comparison at one concurrency.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub scenario: String,
-    pub peer: String,
     pub concurrency: Option<usize>,
     pub nacre: Option<Summary>,
-    pub peer_result: Option<Summary>,
-    pub ratio: Option<f64>,
+    pub peers: Vec<PeerResult>,
     pub ratio_of: &'static str,
     pub note: String,
 }
 
+/// A peer's part of a row before the ratio: its name, its operation, its result.
+pub type PeerRun = (String, String, Option<Summary>);
+
 impl Row {
-    pub fn throughput(
-        scenario: &str,
-        peer: &str,
-        c: usize,
-        nacre: Option<Summary>,
-        peer_result: Option<Summary>,
-        note: &str,
-    ) -> Row {
-        let ratio = match (nacre, peer_result) {
+    pub fn throughput(scenario: &str, c: usize, nacre: Option<Summary>, peers: Vec<PeerRun>, note: &str) -> Row {
+        let ratio = |p: &Option<Summary>| match (nacre, p) {
             (Some(n), Some(p)) if p.ops_per_sec > 0.0 => Some(n.ops_per_sec / p.ops_per_sec),
             _ => None,
         };
+        let peers = peers.into_iter().map(|(peer, op, result)| PeerResult { ratio: ratio(&result), peer, op, result });
         Row {
             scenario: scenario.into(),
-            peer: peer.into(),
             concurrency: Some(c),
             nacre,
-            peer_result,
-            ratio,
+            peers: peers.collect(),
             ratio_of: "ops/s",
             note: note.into(),
         }
     }
 
-    pub fn latency(scenario: &str, peer: &str, nacre: Summary, peer_result: Summary, note: &str) -> Row {
-        let ratio = (peer_result.p99_ms > 0.0).then(|| nacre.p99_ms / peer_result.p99_ms);
+    pub fn latency(scenario: &str, nacre: Summary, peers: Vec<PeerRun>, note: &str) -> Row {
+        let ratio = |p: &Option<Summary>| p.filter(|p| p.p99_ms > 0.0).map(|p| nacre.p99_ms / p.p99_ms);
+        let peers = peers.into_iter().map(|(peer, op, result)| PeerResult { ratio: ratio(&result), peer, op, result });
         Row {
             scenario: scenario.into(),
-            peer: peer.into(),
             concurrency: Some(1),
             nacre: Some(nacre),
-            peer_result: Some(peer_result),
-            ratio,
+            peers: peers.collect(),
             ratio_of: "p99 latency",
             note: note.into(),
         }
@@ -67,25 +71,34 @@ impl Row {
                 format!("{:.0} ops/s p50 {:.2} p99 {:.2}", s.ops_per_sec, s.p50_ms, s.p99_ms)
             })
         };
-        format!(
-            "{} c={}: nacre {} | {} {} | ratio {}",
-            self.scenario,
-            self.concurrency.unwrap_or(0),
-            f(&self.nacre),
-            self.peer,
-            f(&self.peer_result),
-            self.ratio.map_or("n/a".into(), |r| format!("{r:.2}")),
-        )
+        let mut line = format!("{} c={}: Nacre {}", self.scenario, self.concurrency.unwrap_or(0), f(&self.nacre));
+        for p in &self.peers {
+            let ratio = p.ratio.map_or("n/a".into(), |r| format!("{r:.2}"));
+            let _ = write!(line, " | {} {} {} (ratio {ratio})", p.peer, p.op, f(&p.result));
+        }
+        line
+    }
+
+    fn peer(&self, name: &str) -> Option<&PeerResult> {
+        self.peers.iter().find(|p| p.peer == name)
     }
 }
 
-/// A single figure with its peer's, for what is not a load scenario.
+/// A peer's figure in a [`Metric`].
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerValue {
+    pub peer: String,
+    pub value: String,
+    /// Nacre ÷ peer.
+    pub ratio: Option<f64>,
+}
+
+/// A single figure beside each peer's, for what is not a load scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct Metric {
     pub name: String,
     pub nacre: String,
-    pub peer: String,
-    pub ratio: Option<f64>,
+    pub peers: Vec<PeerValue>,
     pub note: String,
 }
 
@@ -112,11 +125,15 @@ pub struct Report {
     pub date: String,
     pub machine: String,
     pub command: String,
-    pub peer_protocol: String,
+    /// The peers compared against, in column order.
+    pub peers: Vec<String>,
+    /// How each peer is driven.
+    pub peer_protocols: Vec<String>,
     pub rounds: usize,
     pub rows: Vec<Row>,
     pub metrics: Vec<Metric>,
     pub wasm: Vec<WasmCost>,
+    pub module: Option<ModuleSwitch>,
     pub restart: Option<Restart>,
     pub targets: Vec<Target>,
 }
@@ -125,49 +142,31 @@ fn num(v: f64) -> String {
     if v >= 100.0 { format!("{v:.0}") } else { format!("{v:.2}") }
 }
 
+fn ratio_cell(ratio: Option<f64>) -> String {
+    ratio.map_or("—".to_string(), |v| format!("{v:.2}×"))
+}
+
 impl Report {
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "Nacre benchmark — {} — {}", self.date, self.machine);
+        let peers = if self.peer_protocols.is_empty() { "none".to_string() } else { self.peer_protocols.join("; ") };
         let _ = writeln!(
             s,
-            "`{}`; peer: {}; {} measured rounds after a warm-up round, medians.\n",
-            self.command, self.peer_protocol, self.rounds
+            "`{}`; {} measured rounds after a warm-up round, medians. Peers: {peers}.\n",
+            self.command, self.rounds
         );
         if !self.rows.is_empty() {
-            s.push_str("| scenario | c | ops/round | Nacre ops/s | p50 ms | p99 ms | peer | peer ops/s | p50 ms | p99 ms | Nacre/peer | note |\n");
-            s.push_str("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|\n");
-            for r in &self.rows {
-                let cells = |x: &Option<Summary>, latency: bool| match x {
-                    Some(x) if latency => format!("— | {} | {}", num(x.p50_ms), num(x.p99_ms)),
-                    Some(x) => format!("{} | {} | {}", num(x.ops_per_sec), num(x.p50_ms), num(x.p99_ms)),
-                    None => "not available | — | —".to_string(),
-                };
-                let latency = r.ratio_of != "ops/s";
-                let ops = r.nacre.or(r.peer_result).map_or(0, |x| x.ops);
-                let ratio = r.ratio.map_or("—".to_string(), |v| format!("{v:.2}× {}", r.ratio_of));
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                    r.scenario,
-                    r.concurrency.map_or("—".into(), |c| c.to_string()),
-                    ops,
-                    cells(&r.nacre, latency),
-                    r.peer,
-                    cells(&r.peer_result, latency),
-                    ratio,
-                    r.note
-                );
-            }
-            s.push('\n');
+            self.rows_table(&mut s);
         }
         if !self.metrics.is_empty() {
-            s.push_str("| measurement | Nacre | peer | Nacre/peer | note |\n|---|---:|---:|---:|---|\n");
-            for m in &self.metrics {
-                let ratio = m.ratio.map_or("—".to_string(), |v| format!("{v:.2}×"));
-                let _ = writeln!(s, "| {} | {} | {} | {} | {} |", m.name, m.nacre, m.peer, ratio, m.note);
-            }
-            s.push('\n');
+            self.metrics_table(&mut s);
+        }
+        if !self.wasm.is_empty() {
+            wasm_table(&mut s, &self.wasm);
+        }
+        if let Some(m) = &self.module {
+            module_table(&mut s, m);
         }
         if !self.targets.is_empty() {
             s.push_str("| target | measured | status |\n|---|---|---|\n");
@@ -178,8 +177,124 @@ impl Report {
         s
     }
 
-    /// The ops/s ratio of a scenario at a concurrency.
-    pub fn ratio(&self, scenario: &str, c: usize) -> Option<f64> {
-        self.rows.iter().find(|r| r.scenario == scenario && r.concurrency == Some(c)).and_then(|r| r.ratio)
+    fn rows_table(&self, s: &mut String) {
+        s.push_str("| scenario | c | ops/round | Nacre ops/s | p50 ms | p99 ms |");
+        let mut rule = String::from("|---|---:|---:|---:|---:|---:|");
+        for p in &self.peers {
+            let _ = write!(s, " {p} ops/s | p50 ms | p99 ms | Nacre/{p} |");
+            rule.push_str("---:|---:|---:|---:|");
+        }
+        let _ = writeln!(s, " peer operations; note |\n{rule}---|");
+        for r in &self.rows {
+            let latency = r.ratio_of != "ops/s";
+            let cells = |x: &Option<Summary>| match x {
+                Some(x) if latency => format!("— | {} | {}", num(x.p50_ms), num(x.p99_ms)),
+                Some(x) => format!("{} | {} | {}", num(x.ops_per_sec), num(x.p50_ms), num(x.p99_ms)),
+                None => "not run | — | —".to_string(),
+            };
+            let ops = r.nacre.or(r.peers.iter().find_map(|p| p.result)).map_or(0, |x| x.ops);
+            let c = r.concurrency.map_or("—".into(), |c| c.to_string());
+            let _ = write!(s, "| {} | {c} | {ops} | {} |", r.scenario, cells(&r.nacre));
+            let mut ops_named = Vec::new();
+            for name in &self.peers {
+                let p = r.peer(name);
+                let ratio = p
+                    .and_then(|p| p.ratio)
+                    .map_or("—".to_string(), |v| if latency { format!("{v:.2}× p99") } else { format!("{v:.2}×") });
+                let _ = write!(s, " {} | {ratio} |", cells(&p.and_then(|p| p.result)));
+                if let Some(p) = p {
+                    ops_named.push(format!("{}: {}", p.peer, p.op));
+                }
+            }
+            ops_named.push(r.note.clone());
+            let _ = writeln!(s, " {} |", ops_named.join("; "));
+        }
+        s.push('\n');
     }
+
+    fn metrics_table(&self, s: &mut String) {
+        s.push_str("| measurement | Nacre |");
+        let mut rule = String::from("|---|---:|");
+        for p in &self.peers {
+            let _ = write!(s, " {p} | Nacre/{p} |");
+            rule.push_str("---:|---:|");
+        }
+        let _ = writeln!(s, " note |\n{rule}---|");
+        for m in &self.metrics {
+            let _ = write!(s, "| {} | {} |", m.name, m.nacre);
+            for name in &self.peers {
+                match m.peers.iter().find(|p| &p.peer == name) {
+                    Some(p) => {
+                        let _ = write!(s, " {} | {} |", p.value, ratio_cell(p.ratio));
+                    }
+                    None => s.push_str(" — | — |"),
+                }
+            }
+            let _ = writeln!(s, " {} |", m.note);
+        }
+        s.push('\n');
+    }
+
+    /// The ops/s ratio against `peer` of a scenario at a concurrency.
+    pub fn ratio(&self, scenario: &str, c: usize, peer: &str) -> Option<f64> {
+        let row = self.rows.iter().find(|r| r.scenario == scenario && r.concurrency == Some(c))?;
+        row.peer(peer).and_then(|p| p.ratio)
+    }
+}
+
+/// Wasm apply against the same guest compiled natively (not a peer comparison).
+fn wasm_table(s: &mut String, wasm: &[WasmCost]) {
+    s.push_str("| config.publish apply | Wasm µs/cmd | native µs/cmd | Wasm/native | commands |\n");
+    s.push_str("|---|---:|---:|---:|---:|\n");
+    for w in wasm {
+        let ratio = ratio_cell(Some(w.wasm_us / w.native_us));
+        let _ =
+            writeln!(s, "| batch of {} | {:.1} | {:.1} | {ratio} | {} |", w.batch, w.wasm_us, w.native_us, w.commands);
+    }
+    s.push('\n');
+}
+
+fn module_table(s: &mut String, m: &ModuleSwitch) {
+    let (c, w) = (&m.cold, &m.warm);
+    let _ = writeln!(
+        s,
+        "Module switch ({:.0} KiB naming component; namespace-scoped; {} rounds, medians):\n",
+        m.module_kib, m.rounds
+    );
+    s.push_str("| module switch | cold (fresh id) | warm (compiled) | ratio |\n|---|---:|---:|---:|\n");
+    let ms_row = |s: &mut String, name: &str, cold: f64, warm: f64| {
+        let ratio = cold / warm.max(f64::EPSILON);
+        let _ = writeln!(s, "| {name} | {} ms | {} ms | cold/warm {ratio:.2}× |", num(cold), num(warm));
+    };
+    ms_row(s, "activate sent → answered", c.activate_ack_ms, w.activate_ack_ms);
+    ms_row(s, "answer → every node serves a write with the new module", c.serving_ms, w.serving_ms);
+    ms_row(s, "the same, worst round", c.serving_max_ms, w.serving_max_ms);
+    let clients = crate::scenarios::module::CLIENTS;
+    for (when, ca, wa) in
+        [("after the answer", &c.after_answer, &w.after_answer), ("from the request", &c.from_send, &w.from_send)]
+    {
+        let _ = writeln!(
+            s,
+            "| persistent register c={clients}, first {} ops {when} | {} ops/s (p50 {} / p99 {} ms) | {} ops/s (p50 {} / p99 {} ms) | warm/cold {:.2}× ops/s |",
+            m.ops_after_switch,
+            num(ca.ops_per_sec),
+            num(ca.p50_ms),
+            num(ca.p99_ms),
+            num(wa.ops_per_sec),
+            num(wa.p50_ms),
+            num(wa.p99_ms),
+            wa.ops_per_sec / ca.ops_per_sec.max(f64::EPSILON)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| upload (`POST /nacre/v1/modules`): fresh id (validated = compiled there) / same bytes again | {} ms | {} ms | — |",
+        num(m.install_fresh_ms),
+        num(m.install_again_ms)
+    );
+    let _ = writeln!(
+        s,
+        "| compile alone, in the bench process (same engine settings) | {} ms | — | — |\n",
+        num(m.compile_ms)
+    );
 }

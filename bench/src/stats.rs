@@ -36,7 +36,7 @@ pub fn summarize(mut latencies: Vec<Duration>, elapsed: Duration) -> Summary {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
         return 0.0;
     }

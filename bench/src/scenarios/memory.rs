@@ -1,20 +1,24 @@
-//! Memory and start: the time from spawning a fresh 3-node cluster to every node serving,
-//! and each node's resident set after loading 10k instances and 10k configs (etcd: the same
-//! number of 256-byte keys).
+//! Memory: each node's resident set idle and after loading 10k instances and 10k configs
+//! (etcd: the same number of 256-byte keys; ZooKeeper: of 256-byte znodes).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 
+use zookeeper_client as zk;
+
 use super::throughput::etcd_put;
 use super::throughput::nacre_publish;
 use super::throughput::nacre_register;
 use super::throughput::value;
+use super::throughput::zk_create;
 use crate::cluster::Cluster;
+use crate::cluster::System;
 use crate::http;
 use crate::load;
-use crate::load::MakeReq;
+use crate::load::Load;
+use crate::zookeeper;
 
 /// Instances and configs loaded before the RSS reading.
 pub const MEMORY_INSTANCES: u64 = 10_000;
@@ -23,6 +27,8 @@ pub const MEMORY_CONFIGS: u64 = 10_000;
 const MEMORY_SERVICES: u64 = 100;
 /// Clients used to load.
 const LOAD_CLIENTS: usize = 64;
+/// ZooKeeper's znodes, all children of one parent.
+const ZK_PARENT: &str = "/bench/mem";
 /// Pause after loading before reading RSS (followers finish applying).
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -31,22 +37,36 @@ pub struct Memory {
     pub loaded_rss: Vec<u64>,
 }
 
-pub async fn load_and_measure(cluster: &Cluster, nacre: bool) -> Result<Memory> {
+async fn fill(addrs: &[String], ops: u64, load: Load) -> Result<()> {
+    load::run_round(addrs, LOAD_CLIENTS, ops, 0, &load).await.map(|_| ())
+}
+
+pub async fn load_and_measure(cluster: &Cluster) -> Result<Memory> {
     let idle_rss = cluster.rss()?;
     let addrs = cluster.addrs();
-    if nacre {
-        let reg: MakeReq = Arc::new(|addr, op| {
-            let service = format!("bench.mem.{}", op % MEMORY_SERVICES);
-            let pairs = nacre_register(&service, op, false, op);
-            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            http::post_form(addr, "/nacos/v1/ns/instance", &pairs)
-        });
-        load::run_round(&addrs, LOAD_CLIENTS, MEMORY_INSTANCES, 0, &reg).await?;
-        let publish: MakeReq = Arc::new(|addr, op| nacre_publish(addr, &format!("bench.mem.{op}"), &value(op)));
-        load::run_round(&addrs, LOAD_CLIENTS, MEMORY_CONFIGS, 0, &publish).await?;
-    } else {
-        let put: MakeReq = Arc::new(|addr, op| etcd_put(addr, &format!("bench/mem/{op}"), &value(op)));
-        load::run_round(&addrs, LOAD_CLIENTS, MEMORY_INSTANCES + MEMORY_CONFIGS, 0, &put).await?;
+    let run = |ops, load| fill(&addrs, ops, load);
+    match cluster.system {
+        System::Nacre => {
+            let reg = Load::Http(Arc::new(|addr, op| {
+                let service = format!("bench.mem.{}", op % MEMORY_SERVICES);
+                let pairs = nacre_register(&service, op, false, op);
+                let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                http::post_form(addr, "/nacos/v1/ns/instance", &pairs)
+            }));
+            run(MEMORY_INSTANCES, reg).await?;
+            let publish = Load::Http(Arc::new(|addr, op| nacre_publish(addr, &format!("bench.mem.{op}"), &value(op))));
+            run(MEMORY_CONFIGS, publish).await?;
+        }
+        System::Etcd => {
+            let put = Load::Http(Arc::new(|addr, op| etcd_put(addr, &format!("bench/mem/{op}"), &value(op))));
+            run(MEMORY_INSTANCES + MEMORY_CONFIGS, put).await?;
+        }
+        System::ZooKeeper => {
+            let session = zookeeper::connect(&cluster.nodes[0].addr).await?;
+            session.mkdir(ZK_PARENT, &zookeeper::create_options(zk::CreateMode::Persistent)).await?;
+            let create = Load::Zk(zk_create(|op| format!("{ZK_PARENT}/{op}"), zk::CreateMode::Persistent));
+            run(MEMORY_INSTANCES + MEMORY_CONFIGS, create).await?;
+        }
     }
     tokio::time::sleep(SETTLE).await;
     Ok(Memory { idle_rss, loaded_rss: cluster.rss()? })

@@ -1,4 +1,5 @@
 pub mod memory;
+pub mod module;
 pub mod notify;
 pub mod restart;
 pub mod throughput;

@@ -1,7 +1,7 @@
 //! Change notification latency: Nacre config publish → a long-poll listener held on another
-//! node answers, against etcd put → a watch event on another member. Both measured from the
-//! moment the write is sent to the moment the notification is read; samples of the two
-//! systems alternate.
+//! node answers, against etcd put → a watch event on another member and ZooKeeper `setData`
+//! → a data watch set through another node fires. All measured from the moment the write is
+//! sent to the moment the notification is read; the systems take turns, one sample each.
 
 use std::time::Duration;
 use std::time::Instant;
@@ -17,16 +17,19 @@ use http_body_util::Full;
 use nacre_guest_sdk::md5::md5_hex;
 use serde_json::json;
 use tokio::sync::mpsc;
+use zookeeper_client as zk;
 
 use super::throughput::etcd_put;
 use super::throughput::nacre_publish;
 use super::throughput::value;
 use crate::Settings;
 use crate::cluster::Cluster;
+use crate::cluster::System;
 use crate::http;
 use crate::http::Conn;
 use crate::report::Row;
 use crate::stats;
+use crate::zookeeper;
 
 /// The listener asks to be held this long (Nacos clients' default).
 const LONG_POLL_TIMEOUT_MS: u64 = 30_000;
@@ -38,6 +41,7 @@ const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 const DATA_ID: &str = "bench.listen";
 const GROUP: &str = "BENCH";
 const WATCH_KEY: &str = "bench/watch";
+const ZK_WATCH_PATH: &str = "/bench/watch";
 
 fn listener_req(addr: &str, md5: &str) -> http::Req {
     let field = format!("{DATA_ID}\u{2}{GROUP}\u{2}{md5}\u{1}");
@@ -130,32 +134,102 @@ impl EtcdSide {
     }
 }
 
-pub async fn run(settings: &Settings, nacre: &Cluster, etcd: &Cluster) -> Result<Row> {
+/// ZooKeeper: `setData` on node 0 → a one-shot data watch, set on node 1 or 2, fires.
+struct ZkSide {
+    writer: zk::Client,
+    watchers: Vec<zk::Client>,
+}
+
+impl ZkSide {
+    async fn open(addrs: &[String]) -> Result<ZkSide> {
+        let writer = zookeeper::connect(&addrs[0]).await?;
+        zookeeper::put(&writer, ZK_WATCH_PATH, value(0).as_bytes()).await?;
+        let mut watchers = Vec::new();
+        for addr in &addrs[1..] {
+            watchers.push(zookeeper::connect(addr).await?);
+        }
+        Ok(ZkSide { writer, watchers })
+    }
+
+    async fn sample(&mut self, i: u64) -> Result<Duration> {
+        let watcher = &self.watchers[i as usize % self.watchers.len()];
+        let (_, _, watch) = watcher.get_and_watch_data(ZK_WATCH_PATH).await?;
+        let fired = tokio::spawn(async move { (watch.changed().await, Instant::now()) });
+        tokio::time::sleep(SETTLE).await;
+        let sent = Instant::now();
+        self.writer.set_data(ZK_WATCH_PATH, value(i).as_bytes(), None).await?;
+        let (event, at) = tokio::time::timeout(NOTIFY_TIMEOUT, fired).await.context("ZooKeeper watch timed out")??;
+        if event.event_type != zk::EventType::NodeDataChanged {
+            bail!("ZooKeeper watch fired with {:?} instead of a data change", event.event_type);
+        }
+        Ok(at.saturating_duration_since(sent))
+    }
+}
+
+/// A peer's notification path.
+enum PeerSide {
+    Etcd(EtcdSide),
+    Zk(ZkSide),
+}
+
+impl PeerSide {
+    async fn open(cluster: &Cluster) -> Result<PeerSide> {
+        let addrs = cluster.addrs();
+        Ok(match cluster.system {
+            System::ZooKeeper => PeerSide::Zk(ZkSide::open(&addrs).await?),
+            _ => PeerSide::Etcd(EtcdSide::open(&addrs[0], &addrs[1]).await?),
+        })
+    }
+
+    async fn sample(&mut self, i: u64) -> Result<Duration> {
+        match self {
+            PeerSide::Etcd(e) => e.sample(i).await,
+            PeerSide::Zk(z) => z.sample(i).await,
+        }
+    }
+
+    fn operation(&self) -> &'static str {
+        match self {
+            PeerSide::Etcd(_) => "put → watch event",
+            PeerSide::Zk(_) => "setData → data watch fired",
+        }
+    }
+}
+
+pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Result<Row> {
     let naddrs = nacre.addrs();
     let mut writer = Conn::connect(&naddrs[0]).await?;
     let first = value(0);
     http::expect_ok(&mut writer, nacre_publish(&naddrs[0], DATA_ID, &first)).await?;
     let mut n = NacreSide { writer, listen_addrs: naddrs[1..].to_vec(), md5: md5_hex(first.as_bytes()) };
-    let eaddrs = etcd.addrs();
-    let mut e = EtcdSide::open(&eaddrs[0], &eaddrs[1]).await?;
-    let (mut nl, mut el) = (Vec::new(), Vec::new());
+    let mut sides = Vec::new();
+    for peer in peers {
+        sides.push((peer.system, PeerSide::open(peer).await?, Vec::new()));
+    }
+    let mut nl = Vec::new();
     let samples = settings.notify_samples();
-    // Sample 0 of each is warm-up.
+    // Sample 0 of each is warm-up; the systems take turns, one sample each.
     for i in 0..=samples {
         let a = n.sample(i + 1).await?;
-        let b = e.sample(i + 1).await?;
         if i > 0 {
             nl.push(a);
-            el.push(b);
+        }
+        for (_, side, latencies) in &mut sides {
+            let b = side.sample(i + 1).await?;
+            if i > 0 {
+                latencies.push(b);
+            }
         }
     }
-    let ns = stats::summarize(nl, Duration::from_secs(1));
-    let es = stats::summarize(el, Duration::from_secs(1));
+    let summary = |l: Vec<Duration>| stats::summarize(l, Duration::from_secs(1));
+    let peer_runs = sides
+        .into_iter()
+        .map(|(system, side, l)| (system.name().to_string(), side.operation().to_string(), Some(summary(l))))
+        .collect();
     Ok(Row::latency(
         "config change → listener notified",
-        "etcd put → watch event",
-        ns,
-        es,
-        "publish/put on node 0, listener/watch on node 1-2",
+        summary(nl),
+        peer_runs,
+        "write on node 0; long-poll listener / watch on node 1-2",
     ))
 }

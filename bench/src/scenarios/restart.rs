@@ -1,8 +1,8 @@
-//! Restart: fill both clusters with the same number of writes (Nacre: persistent instance
+//! Restart: fill every cluster with the same number of writes (Nacre: persistent instance
 //! registrations cycling over a pool of instances with new metadata each time, each one log
-//! entry that changes state; etcd: puts cycling over as many keys), then time a follower
-//! restart (to ready, and to caught up) and a whole-cluster restart (SIGKILL, start, every
-//! node ready).
+//! entry that changes state; etcd: puts cycling over as many keys; ZooKeeper: the pool's
+//! znodes created, then `setData` on them), then time a Nacre follower restart (to ready, and
+//! to caught up) and a whole-cluster restart of each (SIGKILL, start, every node ready).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,15 +12,21 @@ use anyhow::Context;
 use anyhow::Result;
 use serde::Serialize;
 
+use zookeeper_client as zk;
+
 use super::throughput::etcd_put;
 use super::throughput::nacre_register;
 use super::throughput::value;
+use super::throughput::zk_create;
+use super::throughput::zk_set;
 use crate::Settings;
 use crate::cluster;
 use crate::cluster::Cluster;
+use crate::cluster::System;
 use crate::http;
 use crate::load;
-use crate::load::MakeReq;
+use crate::load::Load;
+use crate::zookeeper;
 
 /// The target size. The load stops earlier when the time budget runs out, and the
 /// report says how many entries were reached.
@@ -33,6 +39,8 @@ const LOAD_CLIENTS: usize = 256;
 const POOL: u64 = 10_000;
 /// Services the pool is spread over.
 const SERVICES: u64 = 100;
+/// ZooKeeper's pool of znodes.
+const ZK_PARENT: &str = "/bench/restart";
 /// Longest wait for a restarted node to catch up with the leader.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -44,7 +52,8 @@ pub struct Restart {
     pub nacre_follower_ready_ms: f64,
     pub nacre_follower_caught_up_ms: f64,
     pub nacre_cluster_ready_ms: f64,
-    pub etcd_cluster_ready_ms: f64,
+    /// Each peer's whole-cluster restart: (peer, ms).
+    pub peers_cluster_ready_ms: Vec<(String, f64)>,
     pub nacre_data_dir_bytes: u64,
 }
 
@@ -64,20 +73,39 @@ async fn applied_index(c: &Cluster, i: usize) -> u64 {
     c.nacre_state(i).await.and_then(|s| s["applied_index"].as_u64()).unwrap_or(0)
 }
 
-pub async fn run(settings: &Settings, nacre: &mut Cluster, etcd: &mut Cluster) -> Result<Restart> {
-    let publish: MakeReq = Arc::new(|addr, op| {
+/// The fill of one peer: the same count of writes over the same pool.
+fn peer_fill(system: System) -> Load {
+    match system {
+        System::ZooKeeper => {
+            let create = zk_create(|op| format!("{ZK_PARENT}/{op}"), zk::CreateMode::Persistent);
+            let set = zk_set(|op| format!("{ZK_PARENT}/{}", op % POOL));
+            // The first pass over the pool creates its znodes; later writes overwrite them.
+            Load::Zk(Arc::new(move |session, op| if op < POOL { create(session, op) } else { set(session, op) }))
+        }
+        _ => Load::Http(Arc::new(|addr, op| etcd_put(addr, &format!("bench/restart/{}", op % POOL), &value(op)))),
+    }
+}
+
+pub async fn run(settings: &Settings, nacre: &mut Cluster, peers: &mut [Cluster]) -> Result<Restart> {
+    let publish = Load::Http(Arc::new(|addr, op| {
         let n = op % POOL;
         let pairs = nacre_register(&format!("bench.restart.{}", n % SERVICES), n, false, op);
         let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         http::post_form(addr, "/nacos/v1/ns/instance", &pairs)
-    });
-    let put: MakeReq = Arc::new(|addr, op| etcd_put(addr, &format!("bench/restart/{}", op % POOL), &value(op)));
+    }));
+    for peer in peers.iter().filter(|p| p.system == System::ZooKeeper) {
+        let session = zookeeper::connect(&peer.nodes[0].addr).await?;
+        session.mkdir(ZK_PARENT, &zookeeper::create_options(zk::CreateMode::Persistent)).await?;
+    }
+    let fills: Vec<Load> = peers.iter().map(|p| peer_fill(p.system)).collect();
     let start = Instant::now();
     let mut written = 0;
     let leader = nacre.nacre_leader().await.context("a Nacre leader")?;
     while applied_index(nacre, leader).await < TARGET_ENTRIES && start.elapsed() < settings.restart_load_budget {
         load::run_round(&nacre.addrs(), LOAD_CLIENTS, LOAD_BATCH, written, &publish).await?;
-        load::run_round(&etcd.addrs(), LOAD_CLIENTS, LOAD_BATCH, written, &put).await?;
+        for (peer, fill) in peers.iter().zip(&fills) {
+            load::run_round(&peer.addrs(), LOAD_CLIENTS, LOAD_BATCH, written, fill).await?;
+        }
         written += LOAD_BATCH;
         eprintln!("restart load: {written} writes each, nacre applied index {}", applied_index(nacre, leader).await);
     }
@@ -99,7 +127,11 @@ pub async fn run(settings: &Settings, nacre: &mut Cluster, etcd: &mut Cluster) -
     let caught_up = t.elapsed();
 
     let nacre_cluster = restart_all(nacre).await?;
-    let etcd_cluster = restart_all(etcd).await?;
+    let mut peers_cluster = Vec::new();
+    for peer in peers.iter_mut() {
+        let took = restart_all(peer).await?;
+        peers_cluster.push((peer.system.name().to_string(), took.as_secs_f64() * 1e3));
+    }
     Ok(Restart {
         nacre_applied_index: target,
         writes_each: written,
@@ -107,7 +139,7 @@ pub async fn run(settings: &Settings, nacre: &mut Cluster, etcd: &mut Cluster) -
         nacre_follower_ready_ms: ready.as_secs_f64() * 1e3,
         nacre_follower_caught_up_ms: caught_up.as_secs_f64() * 1e3,
         nacre_cluster_ready_ms: nacre_cluster.as_secs_f64() * 1e3,
-        etcd_cluster_ready_ms: etcd_cluster.as_secs_f64() * 1e3,
+        peers_cluster_ready_ms: peers_cluster,
         nacre_data_dir_bytes: data_dir_bytes,
     })
 }

@@ -1,6 +1,6 @@
-//! Closed-loop throughput and latency: each Nacre scenario beside its etcd counterpart, at
-//! each concurrency, rounds interleaved (Nacre, etcd, etcd, Nacre, ...), the first round of
-//! each discarded as warm-up, medians of the rest.
+//! Closed-loop throughput and latency: each Nacre scenario beside its etcd and ZooKeeper
+//! counterparts, at each concurrency, rounds interleaved (Nacre, etcd, ZooKeeper, then etcd,
+//! ZooKeeper, Nacre, ...), the first round of each discarded as warm-up, medians of the rest.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -8,18 +8,26 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use anyhow::Result;
+use anyhow::bail;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::json;
 
+use zookeeper_client as zk;
+
 use crate::Settings;
 use crate::cluster::Cluster;
+use crate::cluster::System;
 use crate::http;
 use crate::http::Conn;
 use crate::load;
-use crate::load::MakeReq;
+use crate::load::Load;
+use crate::load::ZkFuture;
+use crate::load::ZkOp;
 use crate::report::Row;
 use crate::stats;
+use crate::stats::Summary;
+use crate::zookeeper;
 
 /// Every value written (config content, etcd value, instance metadata) is this long.
 pub const VALUE_BYTES: usize = 256;
@@ -91,106 +99,232 @@ fn etcd_range(addr: &str, key: &str, range_end: Option<&str>, serializable: bool
     http::post_json(addr, "/v3/kv/range", &body)
 }
 
-/// One comparison: a Nacre workload and its peer's (either may be absent).
+const ZK_LIST: &str = "/bench/list";
+
+fn http(make: impl Fn(&str, u64) -> http::Req + Send + Sync + 'static) -> Load {
+    Load::Http(Arc::new(make))
+}
+
+fn zk(run: impl Fn(zk::Client, u64) -> ZkFuture + Send + Sync + 'static) -> ZkOp {
+    Arc::new(run)
+}
+
+/// ZooKeeper: a new znode with a 256-byte value (parents exist).
+pub fn zk_create(path: impl Fn(u64) -> String + Send + Sync + 'static, mode: zk::CreateMode) -> ZkOp {
+    zk(move |session, op| {
+        let path = path(op);
+        Box::pin(async move {
+            session.create(&path, value(op).as_bytes(), &zookeeper::create_options(mode)).await?;
+            Ok(())
+        })
+    })
+}
+
+/// ZooKeeper: a new 256-byte value for an existing znode.
+pub fn zk_set(path: impl Fn(u64) -> String + Send + Sync + 'static) -> ZkOp {
+    zk(move |session, op| {
+        let path = path(op);
+        Box::pin(async move {
+            session.set_data(&path, value(op).as_bytes(), None).await?;
+            Ok(())
+        })
+    })
+}
+
+/// ZooKeeper has no read that returns children with their data: the list is `getChildren`,
+/// then one multi-read of every child's data (two round trips), after a `sync` when it must
+/// be linearizable.
+fn zk_list(linearizable: bool) -> ZkOp {
+    zk(move |session, _| {
+        Box::pin(async move {
+            if linearizable {
+                session.sync(ZK_LIST).await?;
+            }
+            let (children, _) = session.get_children(ZK_LIST).await?;
+            let mut reader = session.new_multi_reader();
+            for child in &children {
+                reader.add_get_data(&format!("{ZK_LIST}/{child}"))?;
+            }
+            let read = reader.commit().await?;
+            if read.len() as u64 != LIST_INSTANCES {
+                bail!("ZooKeeper list read {} of {LIST_INSTANCES} children", read.len());
+            }
+            Ok(())
+        })
+    })
+}
+
+/// One comparison: a Nacre workload and each peer's (the operation's name, the load).
 struct Pair {
     name: &'static str,
-    peer_name: &'static str,
     write: bool,
-    nacre: Option<MakeReq>,
-    peer: Option<MakeReq>,
+    nacre: Load,
+    peers: Vec<(System, &'static str, Load)>,
     note: &'static str,
 }
 
 fn pairs() -> Vec<Pair> {
-    let etcd_put_req: MakeReq =
-        Arc::new(|addr, op| etcd_put(addr, &format!("bench/put/{}", op % PUBLISH_POOL), &value(op)));
+    let etcd_put_req = http(|addr, op| etcd_put(addr, &format!("bench/put/{}", op % PUBLISH_POOL), &value(op)));
     vec![
         Pair {
             name: "persistent instance register",
-            peer_name: "etcd put",
             write: true,
-            nacre: Some(Arc::new(|addr, op| {
+            nacre: http(|addr, op| {
                 let service = format!("bench.persistent.{}", op % PERSISTENT_SERVICES);
                 form_req(addr, "/nacos/v1/ns/instance", &nacre_register(&service, op, false, op))
-            })),
-            peer: Some(etcd_put_req.clone()),
-            note: "Raft write, 256-B metadata",
+            }),
+            peers: vec![
+                (System::Etcd, "put", etcd_put_req.clone()),
+                (
+                    System::ZooKeeper,
+                    "create",
+                    Load::Zk(zk_create(
+                        |op| format!("/bench/reg/s{}/{op}", op % PERSISTENT_SERVICES),
+                        zk::CreateMode::Persistent,
+                    )),
+                ),
+            ],
+            note: "Raft/ZAB write, 256-B metadata/value; a new instance (znode) each time",
         },
         Pair {
             name: "ephemeral instance register",
-            peer_name: "etcd put",
             write: true,
-            nacre: Some(Arc::new(|addr, op| {
+            nacre: http(|addr, op| {
                 let n = op % EPHEMERAL_POOL;
                 let service = format!("bench.ephemeral.{}", n % EPHEMERAL_SERVICES);
                 form_req(addr, "/nacos/v1/ns/instance", &nacre_register(&service, n, true, op))
-            })),
-            peer: Some(etcd_put_req.clone()),
-            note: "today through Raft (no AP path yet)",
+            }),
+            peers: vec![
+                (System::Etcd, "put", etcd_put_req.clone()),
+                (
+                    System::ZooKeeper,
+                    "create ephemeral",
+                    Load::Zk(zk_create(
+                        |op| format!("/bench/eph/s{}/{op}", op % EPHEMERAL_SERVICES),
+                        zk::CreateMode::Ephemeral,
+                    )),
+                ),
+            ],
+            note: "Nacre: through Raft today (no AP path yet); ZooKeeper: removed when the session closes",
         },
         Pair {
             name: "config publish",
-            peer_name: "etcd put",
             write: true,
-            nacre: Some(Arc::new(|addr, op| {
-                nacre_publish(addr, &format!("bench.pub.{}", op % PUBLISH_POOL), &value(op))
-            })),
-            peer: Some(etcd_put_req),
-            note: "256-B content",
+            nacre: http(|addr, op| nacre_publish(addr, &format!("bench.pub.{}", op % PUBLISH_POOL), &value(op))),
+            peers: vec![
+                (System::Etcd, "put", etcd_put_req),
+                (System::ZooKeeper, "setData", Load::Zk(zk_set(|op| format!("/bench/pub/{}", op % PUBLISH_POOL)))),
+            ],
+            note: "256-B content over 1000 keys",
         },
         Pair {
             name: "instance list (serializable)",
-            peer_name: "etcd range serializable",
             write: false,
-            nacre: Some(Arc::new(|addr, _| {
-                http::get(addr, &format!("/nacos/v1/ns/instance/list?serviceName={LIST_SERVICE}"))
-            })),
-            peer: Some(Arc::new(|addr, _| etcd_range(addr, "bench/list/", Some("bench/list0"), true))),
-            note: "10 instances / 10 keys",
+            nacre: http(|addr, _| http::get(addr, &format!("/nacos/v1/ns/instance/list?serviceName={LIST_SERVICE}"))),
+            peers: vec![
+                (
+                    System::Etcd,
+                    "range serializable",
+                    http(|addr, _| etcd_range(addr, "bench/list/", Some("bench/list0"), true)),
+                ),
+                (System::ZooKeeper, "getChildren + multi getData", Load::Zk(zk_list(false))),
+            ],
+            note: "10 instances / keys / znodes, local replica reads",
         },
         Pair {
             name: "instance list (linearizable)",
-            peer_name: "etcd range linearizable",
             write: false,
-            nacre: Some(Arc::new(|addr, _| {
+            nacre: http(|addr, _| {
                 http::get_linearizable(addr, &format!("/nacos/v1/ns/instance/list?serviceName={LIST_SERVICE}"))
-            })),
-            peer: Some(Arc::new(|addr, _| etcd_range(addr, "bench/list/", Some("bench/list0"), false))),
-            note: "X-Nacre-Consistency: linearizable (ReadIndex)",
+            }),
+            peers: vec![
+                (
+                    System::Etcd,
+                    "range linearizable",
+                    http(|addr, _| etcd_range(addr, "bench/list/", Some("bench/list0"), false)),
+                ),
+                (System::ZooKeeper, "sync + getChildren + multi getData", Load::Zk(zk_list(true))),
+            ],
+            note: "Nacre: X-Nacre-Consistency: linearizable (ReadIndex)",
         },
         Pair {
             name: "config get",
-            peer_name: "etcd get serializable",
             write: false,
-            nacre: Some(Arc::new(|addr, op| {
+            nacre: http(|addr, op| {
                 http::get(addr, &format!("/nacos/v1/cs/configs?dataId=bench.get.{}&group={GROUP}", op % GET_POOL))
-            })),
-            peer: Some(Arc::new(|addr, op| etcd_range(addr, &format!("bench/get/{}", op % GET_POOL), None, true))),
-            note: "local replica reads on both",
+            }),
+            peers: vec![
+                (
+                    System::Etcd,
+                    "get serializable",
+                    http(|addr, op| etcd_range(addr, &format!("bench/get/{}", op % GET_POOL), None, true)),
+                ),
+                (
+                    System::ZooKeeper,
+                    "getData",
+                    Load::Zk(zk(|session, op| {
+                        Box::pin(async move {
+                            session.get_data(&format!("/bench/get/{}", op % GET_POOL)).await?;
+                            Ok(())
+                        })
+                    })),
+                ),
+            ],
+            note: "local replica reads on all three",
         },
     ]
 }
 
-/// Writes the data the read scenarios read, on both systems.
-async fn preload(nacre: &Cluster, etcd: &Cluster) -> Result<()> {
+/// Writes the data the read scenarios read, and the parents and keys the writes need.
+async fn preload(nacre: &Cluster, peers: &[Cluster]) -> Result<()> {
     let naddr = nacre.nodes[0].addr.clone();
-    let eaddr = etcd.nodes[0].addr.clone();
     let mut n = Conn::connect(&naddr).await?;
-    let mut e = Conn::connect(&eaddr).await?;
     for i in 0..LIST_INSTANCES {
         http::expect_ok(&mut n, form_req(&naddr, "/nacos/v1/ns/instance", &nacre_register(LIST_SERVICE, i, false, i)))
             .await?;
-        http::expect_ok(&mut e, etcd_put(&eaddr, &format!("bench/list/{i}"), &value(i))).await?;
     }
     for i in 0..GET_POOL {
         http::expect_ok(&mut n, nacre_publish(&naddr, &format!("bench.get.{i}"), &value(i))).await?;
-        http::expect_ok(&mut e, etcd_put(&eaddr, &format!("bench/get/{i}"), &value(i))).await?;
+    }
+    for peer in peers {
+        let addr = peer.nodes[0].addr.clone();
+        match peer.system {
+            System::Etcd => {
+                let mut e = Conn::connect(&addr).await?;
+                for i in 0..LIST_INSTANCES {
+                    http::expect_ok(&mut e, etcd_put(&addr, &format!("bench/list/{i}"), &value(i))).await?;
+                }
+                for i in 0..GET_POOL {
+                    http::expect_ok(&mut e, etcd_put(&addr, &format!("bench/get/{i}"), &value(i))).await?;
+                }
+            }
+            System::ZooKeeper => {
+                let z = zookeeper::connect(&addr).await?;
+                let dir = zookeeper::create_options(zk::CreateMode::Persistent);
+                for i in 0..PERSISTENT_SERVICES {
+                    z.mkdir(&format!("/bench/reg/s{i}"), &dir).await?;
+                }
+                for i in 0..EPHEMERAL_SERVICES {
+                    z.mkdir(&format!("/bench/eph/s{i}"), &dir).await?;
+                }
+                for i in 0..LIST_INSTANCES {
+                    zookeeper::put(&z, &format!("{ZK_LIST}/{i}"), value(i).as_bytes()).await?;
+                }
+                for i in 0..GET_POOL {
+                    zookeeper::put(&z, &format!("/bench/get/{i}"), value(i).as_bytes()).await?;
+                }
+                for i in 0..PUBLISH_POOL {
+                    zookeeper::put(&z, &format!("/bench/pub/{i}"), value(i).as_bytes()).await?;
+                }
+            }
+            System::Nacre => {}
+        }
     }
     Ok(())
 }
 
-pub async fn run(settings: &Settings, nacre: &Cluster, etcd: &Cluster) -> Result<Vec<Row>> {
-    preload(nacre, etcd).await?;
+pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Result<Vec<Row>> {
+    preload(nacre, peers).await?;
     let op_counter = AtomicU64::new(1_000_000);
     let nacre_addrs = match settings.leader_only {
         true => vec![nacre.addrs()[nacre.nacre_leader().await.context("a Nacre leader")?].clone()],
@@ -199,35 +333,35 @@ pub async fn run(settings: &Settings, nacre: &Cluster, etcd: &Cluster) -> Result
     let mut rows = Vec::new();
     let selected = pairs().into_iter().filter(|p| settings.only.as_deref().is_none_or(|only| p.name.contains(only)));
     for pair in selected {
+        // Nacre first, then each peer that runs: (system, its operation, load, addresses).
+        let mut sides = vec![(System::Nacre, "", pair.nacre.clone(), nacre_addrs.clone())];
+        for (system, op, load) in &pair.peers {
+            if let Some(cluster) = peers.iter().find(|c| c.system == *system) {
+                sides.push((*system, op, load.clone(), cluster.addrs()));
+            }
+        }
         for &c in &settings.concurrency {
             let ops = settings.ops(pair.write, c);
-            let mut nacre_rounds = Vec::new();
-            let mut peer_rounds = Vec::new();
+            let mut rounds: Vec<Vec<Summary>> = vec![Vec::new(); sides.len()];
             for round in 0..=settings.rounds {
-                // Alternate who goes first, so neither always runs on the warmer machine.
-                let order: [bool; 2] = if round % 2 == 0 { [true, false] } else { [false, true] };
-                for is_nacre in order {
-                    let (make, addrs, out) = if is_nacre {
-                        (&pair.nacre, nacre_addrs.clone(), &mut nacre_rounds)
-                    } else {
-                        (&pair.peer, etcd.addrs(), &mut peer_rounds)
-                    };
-                    let Some(make) = make else { continue };
+                // Rotate who goes first, so that no system always runs on the warmer machine.
+                for k in 0..sides.len() {
+                    let i = (k + round) % sides.len();
+                    let (_, _, load, addrs) = &sides[i];
                     let base = op_counter.fetch_add(ops, Ordering::Relaxed);
-                    let summary = load::run_round(&addrs, c, ops, base, make).await?;
+                    let summary = load::run_round(addrs, c, ops, base, load).await?;
                     if round > 0 {
-                        out.push(summary);
+                        rounds[i].push(summary);
                     }
                 }
             }
-            let row = Row::throughput(
-                pair.name,
-                pair.peer_name,
-                c,
-                (!nacre_rounds.is_empty()).then(|| stats::median_of(&nacre_rounds)),
-                (!peer_rounds.is_empty()).then(|| stats::median_of(&peer_rounds)),
-                pair.note,
-            );
+            let median = |r: &Vec<Summary>| (!r.is_empty()).then(|| stats::median_of(r));
+            let peer_runs = sides[1..]
+                .iter()
+                .zip(&rounds[1..])
+                .map(|((system, op, _, _), r)| (system.name().to_string(), op.to_string(), median(r)))
+                .collect();
+            let row = Row::throughput(pair.name, c, median(&rounds[0]), peer_runs, pair.note);
             eprintln!("{}", row.progress_line());
             rows.push(row);
         }

@@ -1,0 +1,251 @@
+//! One run: start the clusters the asked scenarios need, run the scenarios in order, and turn
+//! their results into the report's rows, measurements and targets.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::Settings;
+use crate::cluster::Cluster;
+use crate::cluster::System;
+use crate::report::Metric;
+use crate::report::PeerValue;
+use crate::report::Report;
+use crate::report::Target;
+use crate::scenarios::memory;
+use crate::scenarios::module;
+use crate::scenarios::notify;
+use crate::scenarios::restart;
+use crate::scenarios::throughput;
+use crate::scenarios::wasm;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Which scenarios run.
+pub struct Wanted {
+    pub throughput: bool,
+    pub notify: bool,
+    pub memory: bool,
+    pub module: bool,
+    pub restart: bool,
+    pub wasm: bool,
+}
+
+impl Wanted {
+    fn peers(&self) -> bool {
+        self.throughput || self.notify || self.memory || self.restart
+    }
+}
+
+/// How each peer is driven, for the report's header.
+pub fn protocol(system: System) -> &'static str {
+    match system {
+        System::Etcd => {
+            "etcd 3.4 (Debian etcd-server) through its v3 JSON gateway (HTTP/1.1 keep-alive, base64 keys), the same hyper client as Nacre's"
+        }
+        System::ZooKeeper => {
+            "ZooKeeper 3.8 (Debian zookeeper, OpenJDK, 1000 MiB heap) through its own binary protocol (the zookeeper-client crate), one session per client"
+        }
+        System::Nacre => "",
+    }
+}
+
+fn mib(bytes: &[u64]) -> String {
+    let v: Vec<String> = bytes.iter().map(|b| format!("{:.0}", *b as f64 / MIB)).collect();
+    format!("{} MiB", v.join(" / "))
+}
+
+fn max_mib(bytes: &[u64]) -> f64 {
+    bytes.iter().copied().max().unwrap_or(0) as f64 / MIB
+}
+
+fn ms(v: f64) -> String {
+    format!("{v:.0} ms")
+}
+
+/// A peer's figure with Nacre ÷ peer of the numbers behind it.
+fn peer_value(peer: System, value: String, nacre: f64, theirs: f64) -> PeerValue {
+    PeerValue { peer: peer.name().into(), value, ratio: (theirs > 0.0).then(|| nacre / theirs) }
+}
+
+/// Starts each peer in `systems`; a ZooKeeper that cannot be installed or started is left out
+/// with a message unless `required`.
+async fn start_peers(dir: &Path, systems: &[System], required: bool) -> Result<Vec<(Cluster, std::time::Duration)>> {
+    let mut peers = Vec::new();
+    for &system in systems {
+        let sub = dir.join(system.name().to_lowercase());
+        match Cluster::start(system, &sub, &[]).await {
+            Ok(started) => peers.push(started),
+            // A cluster that failed to start is dropped, which kills its nodes.
+            Err(e) if system == System::ZooKeeper && !required => {
+                eprintln!("ZooKeeper left out of this run (etcd only): {e:#}");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(peers)
+}
+
+pub async fn run(
+    settings: &Settings,
+    want: &Wanted,
+    peer_systems: &[System],
+    peers_required: bool,
+    report: &mut Report,
+) -> Result<()> {
+    if want.wasm {
+        eprintln!("== wasm apply vs native");
+        report.wasm = wasm::run(settings)?;
+    }
+    if !(want.peers() || want.module) {
+        return Ok(());
+    }
+    let run_dir = crate::out_dir().join("run");
+    let peer_systems = if want.peers() { peer_systems } else { &[] };
+    let names: Vec<&str> = peer_systems.iter().map(|s| s.name()).collect();
+    eprintln!("== starting 3-node Nacre and {} clusters under {}", names.join(", "), run_dir.display());
+    let started = start_peers(&run_dir, peer_systems, peers_required).await?;
+    let (mut nacre, nacre_start) = Cluster::start(System::Nacre, &run_dir.join("nacre"), &[]).await?;
+    let mut peers = Vec::new();
+    let mut start_values = Vec::new();
+    let mut readiness = vec![format!("Nacre: {}", System::Nacre.readiness())];
+    for (cluster, took) in started {
+        let secs = took.as_secs_f64();
+        start_values.push(peer_value(cluster.system, ms(secs * 1e3), nacre_start.as_secs_f64(), secs));
+        report.peers.push(cluster.system.name().into());
+        report.peer_protocols.push(protocol(cluster.system).into());
+        readiness.push(format!("{}: {}", cluster.system.name(), cluster.system.readiness()));
+        peers.push(cluster);
+    }
+    report.metrics.push(Metric {
+        name: "fresh 3-node cluster: spawn → all nodes serving".into(),
+        nacre: ms(nacre_start.as_secs_f64() * 1e3),
+        peers: start_values,
+        note: readiness.join("; "),
+    });
+
+    if want.memory {
+        eprintln!("== memory: 10k instances + 10k configs (peers: 20k keys / znodes)");
+        let n = memory::load_and_measure(&nacre).await?;
+        let mut idle = Vec::new();
+        let mut loaded = Vec::new();
+        for peer in &peers {
+            let p = memory::load_and_measure(peer).await?;
+            idle.push(peer_value(peer.system, mib(&p.idle_rss), max_mib(&n.idle_rss), max_mib(&p.idle_rss)));
+            loaded.push(peer_value(peer.system, mib(&p.loaded_rss), max_mib(&n.loaded_rss), max_mib(&p.loaded_rss)));
+        }
+        report.metrics.push(Metric {
+            name: "RSS per node, idle fresh cluster".into(),
+            nacre: mib(&n.idle_rss),
+            peers: idle,
+            note: "node 0 / 1 / 2; ratio of the largest node".into(),
+        });
+        report.metrics.push(Metric {
+            name: "RSS per node after 10k instances + 10k configs".into(),
+            nacre: mib(&n.loaded_rss),
+            peers: loaded,
+            note: "peers: 20k 256-B keys / znodes; ratio of the largest node".into(),
+        });
+        report.targets.push(Target::new(
+            "RSS ≤ 64 MB per node at 10k instances + 10k configs",
+            Some((max_mib(&n.loaded_rss), format!("max {:.0} MiB", max_mib(&n.loaded_rss)))),
+            |v| v * MIB <= 64e6,
+        ));
+    }
+    if want.throughput {
+        eprintln!("== throughput");
+        report.rows = throughput::run(settings, &nacre, &peers).await?;
+    }
+    if want.notify {
+        eprintln!("== notify latency");
+        report.rows.push(notify::run(settings, &nacre, &peers).await?);
+    }
+    if want.module {
+        eprintln!("== module switch (warm and cold compiled-module cache)");
+        report.module = Some(module::run(settings, &nacre).await?);
+    }
+    if want.restart {
+        eprintln!("== restart (fill, then restart)");
+        let r = restart::run(settings, &mut nacre, &mut peers).await?;
+        restart_metrics(report, &r);
+        report.restart = Some(r);
+    }
+    Ok(())
+}
+
+fn restart_metrics(report: &mut Report, r: &restart::Restart) {
+    let scaled = if r.nacre_applied_index < restart::TARGET_ENTRIES {
+        format!(" (scaled down: {} of the target 1 M; not extrapolated)", r.nacre_applied_index)
+    } else {
+        String::new()
+    };
+    let peers = r
+        .peers_cluster_ready_ms
+        .iter()
+        .map(|(peer, took)| PeerValue {
+            peer: peer.clone(),
+            value: ms(*took),
+            ratio: (*took > 0.0).then(|| r.nacre_cluster_ready_ms / took),
+        })
+        .collect();
+    report.metrics.push(Metric {
+        name: format!("whole-cluster restart (SIGKILL) → all serving, {} writes each", r.writes_each),
+        nacre: ms(r.nacre_cluster_ready_ms),
+        peers,
+        note: format!("Nacre applied index {}{scaled}", r.nacre_applied_index),
+    });
+    report.metrics.push(Metric {
+        name: "Nacre follower restart → ready / caught up".into(),
+        nacre: format!("{:.0} / {:.0} ms", r.nacre_follower_ready_ms, r.nacre_follower_caught_up_ms),
+        peers: Vec::new(),
+        note: format!("data dir {:.0} MiB", r.nacre_data_dir_bytes as f64 / MIB),
+    });
+    let at = if r.nacre_applied_index >= restart::TARGET_ENTRIES {
+        "1 M".to_string()
+    } else {
+        format!("{} (not 1 M)", r.nacre_applied_index)
+    };
+    let mut target = Target::new(
+        "restart ≤ 5 s with 1 M entries",
+        Some((r.nacre_cluster_ready_ms, format!("{:.0} ms at {at} entries", r.nacre_cluster_ready_ms))),
+        |v| v <= 5_000.0,
+    );
+    if r.nacre_applied_index < restart::TARGET_ENTRIES {
+        target.status = format!("not measured at 1 M (scaled down; {})", target.status);
+    }
+    report.targets.push(target);
+}
+
+/// The targets, which are stated against etcd.
+pub fn add_targets(report: &mut Report) {
+    let c = 64;
+    let etcd = System::Etcd.name();
+    let ratio = |s: &str| report.ratio(s, c, etcd).map(|r| (r, format!("{r:.2}× at c=64")));
+    let mut t = vec![
+        Target::new("persistent register ≥ 2× etcd put at c=64", ratio("persistent instance register"), |v| {
+            v >= 2.0
+        }),
+        Target::new("ephemeral register ≥ 4× etcd put at c=64", ratio("ephemeral instance register"), |v| v >= 4.0),
+        Target::new("list ≥ 3× etcd serializable range at c=64", ratio("instance list (serializable)"), |v| {
+            v >= 3.0
+        }),
+        Target::new("config get ≥ 3× etcd get at c=64", ratio("config get"), |v| v >= 3.0),
+    ];
+    let notify = report.rows.iter().find(|r| r.ratio_of == "p99 latency").and_then(|r| r.nacre);
+    t.push(Target::new(
+        "listener notified p99 ≤ 20 ms",
+        notify.map(|n| (n.p99_ms, format!("p99 {:.1} ms", n.p99_ms))),
+        |v| v <= 20.0,
+    ));
+    let w = report
+        .wasm
+        .iter()
+        .map(|w| w.wasm_us / w.native_us)
+        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
+    t.push(Target::new("Wasm apply ≤ 1.5× native", w.map(|r| (r, format!("{r:.2}× (worst batch size)"))), |v| {
+        v <= 1.5
+    }));
+    let only_measured = report.rows.is_empty() || report.wasm.is_empty();
+    t.retain(|x| !only_measured || x.status != "not measured");
+    report.targets.splice(0..0, t);
+}
