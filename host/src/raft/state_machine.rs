@@ -27,6 +27,8 @@ use tokio::sync::broadcast;
 use tokio::sync::watch;
 
 use super::types::LogId;
+use super::types::Operation;
+use super::types::Proposal;
 use super::types::SnapshotMeta;
 use super::types::StoredMembership;
 use super::types::TypeConfig;
@@ -168,6 +170,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some(last) = batch.last().map(|(entry, _)| entry.log_id) else {
             return Ok(());
         };
+        for (entry, _) in &batch {
+            if let EntryPayload::Normal(Proposal { op: Operation::InstallModule { bytes }, .. }) = &entry.payload {
+                compile_in_background(&self.shared.runtime, bytes);
+            }
+        }
         let events = crate::blocking::cpu_bound(|| -> Result<_, io::Error> {
             let refs: Vec<EntryRef<'_>> = batch
                 .iter()
@@ -261,5 +268,25 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             "built snapshot"
         );
         Ok(Snapshot { meta, snapshot: Cursor::new(file.image) })
+    }
+}
+
+/// Compile an installed module off the apply path, so that activating it later finds it
+/// compiled: otherwise the apply of the activation entry compiles it (most of a second for a
+/// naming module), and every entry behind it, in every namespace, waits. Whether this is done
+/// in time changes only when the module is compiled, never an entry's result.
+fn compile_in_background(runtime: &Runtime, bytes: &[u8]) {
+    if runtime.is_loaded(&crate::runtime::module_id(bytes)) {
+        return;
+    }
+    let (runtime, bytes) = (runtime.clone(), bytes.to_vec());
+    let spawned = std::thread::Builder::new().name("module-compile".into()).spawn(move || {
+        if let Err(e) = runtime.load(&bytes) {
+            // The activation's apply meets (and records) the same error deterministically.
+            tracing::debug!(error = %e, "background compile of an installed module failed");
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no thread for a background compile; the activation will compile");
     }
 }
