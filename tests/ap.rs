@@ -1,8 +1,9 @@
 //! The AP path for ephemeral instances, on real clusters whose peer links run through
 //! fault-injecting proxies: both sides of a partition keep registering and beating while the
 //! minority refuses persistent writes; the sides converge after the heal; the responsible
-//! node of a service dies and another takes over; a late copy does not resurrect a
-//! deregistered instance; self-preservation engages and releases.
+//! node of a service dies and another takes over (and, restarted, pulls the AP keyspace
+//! before it reports ready); a late copy does not resurrect a deregistered instance;
+//! self-preservation engages and releases.
 
 mod support;
 
@@ -134,6 +135,12 @@ fn when_the_responsible_node_dies_another_takes_over_and_beating_instances_stay_
     for node in cluster.running() {
         assert_eq!(listed(&cluster, node, "orders"), ["10.4.0.1:80"], "node {node}: the silent one expired");
     }
+
+    // The dead node comes back empty (the AP keyspace is in memory) and pulls it from a peer
+    // before it reports ready.
+    cluster.start_node(owner);
+    cluster.wait_ready();
+    assert_eq!(listed(&cluster, owner, "orders"), ["10.4.0.1:80"], "pulled before ready");
 }
 
 #[test]

@@ -207,7 +207,8 @@ impl Ap {
             }),
             "/nacre/ap/verify" => decode::<Vec<(PartitionId, u64)>>(body, "AP verification")
                 .map(|theirs| encode(&replicate::answer_verify(node, theirs))),
-            "/nacre/ap/snapshot" => Ok(encode(&self.store().all_records())),
+            "/nacre/ap/snapshot" => decode::<Option<PartitionId>>(body, "AP snapshot page")
+                .map(|after| encode(&self.store().records_after(after.as_ref(), replicate::MAX_SYNC_BATCH_RECORDS))),
             _ => return None,
         };
         Some(answer)

@@ -32,6 +32,8 @@ pub const VERIFY_INTERVAL_MS: u64 = 3_000;
 pub const MAX_OUTBOX_RECORDS: usize = 200_000;
 /// Records in one sync call.
 pub const MAX_SYNC_BATCH_RECORDS: usize = 10_000;
+/// Pages of a first pull: enough for `store::MAX_RECORDS` at [`MAX_SYNC_BATCH_RECORDS`] each.
+const MAX_PULL_PAGES: usize = super::store::MAX_RECORDS / MAX_SYNC_BATCH_RECORDS + 1;
 /// Timeout of a sync, verify or ping call.
 const PEER_CALL_TIMEOUT_MS: u64 = 5_000;
 /// Timeout of a ping: short, a slow peer is as good as gone for responsibility.
@@ -154,20 +156,15 @@ pub fn spawn(node: &Arc<Node>) {
 }
 
 /// A starting node learns who is up, then pulls the whole AP keyspace from the first peer
-/// that answers, before it reports ready. With no peer up it is ready at once: it is the
-/// first, and the others will pull from it.
+/// that answers, a page of whole partitions at a time, before it reports ready. With no peer
+/// up it is ready at once: it is the first, and the others will pull from it.
 async fn first_pull(node: Arc<Node>) {
     ping_all(&node).await;
     let live = node.ap.members.live();
     for peer in live.iter().filter(|id| **id != node.id) {
         let Some(addr) = node.ap.members.addr(*peer) else { continue };
-        let timeout = Duration::from_millis(PEER_CALL_TIMEOUT_MS);
-        let pulled: Result<Vec<PartitionRecords>, PeerError> =
-            node.peers.call(addr, "/nacre/ap/snapshot", &(), timeout).await;
-        match pulled {
-            Ok(batches) => {
-                let count: usize = batches.iter().map(|b| b.records.len()).sum();
-                node.ap.merge(&node, batches);
+        match pull_all(&node, addr).await {
+            Ok(count) => {
                 tracing::info!(peer, records = count, "pulled the AP keyspace from a peer");
                 break;
             }
@@ -175,6 +172,21 @@ async fn first_pull(node: Arc<Node>) {
         }
     }
     node.ap.set_ready();
+}
+
+/// Pull every page from one peer; the number of records pulled.
+async fn pull_all(node: &Node, addr: &str) -> Result<usize, PeerError> {
+    let timeout = Duration::from_millis(PEER_CALL_TIMEOUT_MS);
+    let (mut after, mut count) = (None::<PartitionId>, 0);
+    for _ in 0..MAX_PULL_PAGES {
+        let page: Vec<PartitionRecords> = node.peers.call(addr, "/nacre/ap/snapshot", &after, timeout).await?;
+        let Some(last) = page.last().map(|batch| batch.id.clone()) else { return Ok(count) };
+        count += page.iter().map(|batch| batch.records.len()).sum::<usize>();
+        node.ap.merge(node, page);
+        after = Some(last);
+    }
+    tracing::warn!(pages = MAX_PULL_PAGES, "AP pull stopped at its page limit; verification brings the rest");
+    Ok(count)
 }
 
 async fn ping_forever(node: Arc<Node>) {

@@ -208,10 +208,26 @@ impl ApStore {
         Some(PartitionRecords { id: id.clone(), events: state.events.clone(), records })
     }
 
-    /// Everything this node holds, partition by partition (a starting node's first pull).
+    /// Everything this node holds, partition by partition.
     pub fn all_records(&self) -> Vec<PartitionRecords> {
-        let ids: Vec<PartitionId> = self.partition_ids().map(|(id, _)| id).collect();
-        ids.iter().filter_map(|id| self.partition_records(id)).collect()
+        self.records_after(None, usize::MAX)
+    }
+
+    /// Whole partitions in id order, those after `after`, until at least `min_records`
+    /// records are taken (a page of a starting node's first pull).
+    pub fn records_after(&self, after: Option<&PartitionId>, min_records: usize) -> Vec<PartitionRecords> {
+        let mut page = Vec::new();
+        let mut taken = 0;
+        for (id, _) in self.partition_ids().filter(|(id, _)| after.is_none_or(|after| id > after)) {
+            if taken >= min_records {
+                break;
+            }
+            if let Some(records) = self.partition_records(&id) {
+                taken += records.records.len();
+                page.push(records);
+            }
+        }
+        page
     }
 
     /// The partitions of `(namespace, kind)` that hold a live record.

@@ -133,3 +133,22 @@ fn the_store_refuses_new_keys_when_full() {
     let full = store.write(&id("p"), v, vec![(b"e/p/1".to_vec(), Some(b"1".to_vec()))], vec![], 1);
     assert_eq!(full, Err(StoreError::Full));
 }
+
+#[test]
+fn pages_of_whole_partitions_cover_everything_once() {
+    let mut store = ApStore::default();
+    for p in 0..5 {
+        let writes = (0..3).map(|k| (format!("e/p{p}/{k}").into_bytes(), Some(b"v".to_vec()))).collect();
+        let version = store.next_version(1, 1);
+        store.write(&id(&format!("p{p}")), version, writes, vec![], 1).unwrap();
+    }
+    let (mut after, mut seen) = (None, Vec::new());
+    loop {
+        let page = store.records_after(after.as_ref(), 4);
+        let Some(last) = page.last() else { break };
+        assert!(page.len() <= 2, "a page stops once it holds 4 records: {}", page.len());
+        after = Some(last.id.clone());
+        seen.extend(page.into_iter().map(|batch| batch.id.partition));
+    }
+    assert_eq!(seen, ["p0", "p1", "p2", "p3", "p4"]);
+}
