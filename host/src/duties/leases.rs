@@ -362,4 +362,13 @@ mod tests {
         leases.forget_before(15);
         assert_eq!(leases.tracked(), 1);
     }
+
+    #[test]
+    fn preservation_follows_each_rounds_counts() {
+        let (leases, policy) = (Leases::default(), crate::config::SelfPreservation::default());
+        assert!(!leases.judge(&policy, 20, 3));
+        assert!(leases.judge(&policy, 20, 18), "90 % lapsed at once");
+        assert_eq!(leases.preservation(), Preservation { engaged: true, expected: 20, lapsed: 18 });
+        assert!(!leases.judge(&policy, 20, 2), "renewals are back");
+    }
 }
