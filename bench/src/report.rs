@@ -201,7 +201,9 @@ impl Report {
                 let ratio = p
                     .and_then(|p| p.ratio)
                     .map_or("—".to_string(), |v| if latency { format!("{v:.2}× p99") } else { format!("{v:.2}×") });
-                let _ = write!(s, " {} | {ratio} |", cells(&p.and_then(|p| p.result)));
+                // No entry for a peer: the scenario has no counterpart there (Nacre alone).
+                let peer_cells = p.map_or("— | — | —".to_string(), |p| cells(&p.result));
+                let _ = write!(s, " {peer_cells} | {ratio} |");
                 if let Some(p) = p {
                     ops_named.push(format!("{}: {}", p.peer, p.op));
                 }
