@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::scenarios::heal::Heal;
 use crate::scenarios::module::ModuleSwitch;
 use crate::scenarios::restart::Restart;
 use crate::scenarios::wasm::WasmCost;
@@ -134,6 +135,7 @@ pub struct Report {
     pub metrics: Vec<Metric>,
     pub wasm: Vec<WasmCost>,
     pub module: Option<ModuleSwitch>,
+    pub heal: Option<Heal>,
     pub restart: Option<Restart>,
     pub targets: Vec<Target>,
 }
@@ -167,6 +169,9 @@ impl Report {
         }
         if let Some(m) = &self.module {
             module_table(&mut s, m);
+        }
+        if let Some(h) = &self.heal {
+            heal_table(&mut s, h);
         }
         if !self.targets.is_empty() {
             s.push_str("| target | measured | status |\n|---|---|---|\n");
@@ -299,4 +304,22 @@ fn module_table(s: &mut String, m: &ModuleSwitch) {
         "| compile alone, in the bench process (same engine settings) | {} ms | — | — |\n",
         num(m.compile_ms)
     );
+}
+
+fn heal_table(s: &mut String, h: &Heal) {
+    let _ = writeln!(
+        s,
+        "Convergence after a heal (Nacre, peer links through proxies; one node cut off, rotating; {} instances registered through the majority and {} through the cut-off node over {} services; {} rounds):\n",
+        h.majority_writes, h.minority_writes, h.services, h.rounds
+    );
+    s.push_str("| heal | median | worst | every round |\n|---|---:|---:|---|\n");
+    let row = |s: &mut String, name: &str, v: &[f64]| {
+        let all: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
+        let worst = v.iter().copied().fold(0.0, f64::max);
+        let _ =
+            writeln!(s, "| {name} | {:.0} ms | {worst:.0} ms | {} |", crate::stats::median(v.to_vec()), all.join(", "));
+    };
+    row(s, "cut → both sides see it (`liveMembers`)", &h.cut_seen_ms);
+    row(s, "heal → one `ap_digest` on all three (each then lists every instance)", &h.converge_ms);
+    s.push('\n');
 }
