@@ -244,8 +244,17 @@ impl Report {
 
     /// The ops/s ratio against `peer` of a scenario at a concurrency.
     pub fn ratio(&self, scenario: &str, c: usize, peer: &str) -> Option<f64> {
-        let row = self.rows.iter().find(|r| r.scenario == scenario && r.concurrency == Some(c))?;
-        row.peer(peer).and_then(|p| p.ratio)
+        self.row(scenario, c)?.peer(peer).and_then(|p| p.ratio)
+    }
+
+    /// Nacre's ops/s in scenario `a` ÷ in scenario `b`, both at concurrency `c`.
+    pub fn nacre_ratio(&self, a: &str, b: &str, c: usize) -> Option<f64> {
+        let ops = |s: &str| self.row(s, c).and_then(|r| r.nacre).map(|n| n.ops_per_sec);
+        Some(ops(a)? / ops(b)?).filter(|r| r.is_finite())
+    }
+
+    fn row(&self, scenario: &str, c: usize) -> Option<&Row> {
+        self.rows.iter().find(|r| r.scenario == scenario && r.concurrency == Some(c))
     }
 }
 

@@ -234,6 +234,14 @@ pub fn add_targets(report: &mut Report) {
             v >= 2.0
         }),
         Target::new("ephemeral register ≥ 4× etcd put at c=64", ratio("ephemeral instance register"), |v| v >= 4.0),
+        // Issue 6 asks for "well above" without a figure; 2× is this harness's reading of it.
+        Target::new(
+            "ephemeral register well above persistent register at c=64 (issue 6; read as ≥ 2×)",
+            report
+                .nacre_ratio("ephemeral instance register", "persistent instance register", c)
+                .map(|r| (r, format!("{r:.2}× at c=64"))),
+            |v| v >= 2.0,
+        ),
         Target::new("list ≥ 3× etcd serializable range at c=64", ratio("instance list (serializable)"), |v| {
             v >= 3.0
         }),
