@@ -35,6 +35,9 @@ const ETCD_PACKAGE: &str = "etcd-server";
 /// ZooKeeper: quorum, election).
 pub type Ports = [u16; 3];
 
+/// Extra `nacre serve` flags for node `i` of a cluster on `ports`.
+pub type NodeArgs<'a> = &'a mut dyn FnMut(usize, &[Ports]) -> Result<Vec<String>>;
+
 /// PIDs of every child this process started and has not reaped.
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
@@ -232,7 +235,13 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a fresh cluster in `dir` (emptied first) and waits until every node serves.
     /// Returns the cluster and the time from spawning to all nodes ready.
-    pub async fn start(system: System, dir: &Path, extra_args: &[&str]) -> Result<(Cluster, Duration)> {
+    pub async fn start(system: System, dir: &Path) -> Result<(Cluster, Duration)> {
+        Self::start_with(system, dir, &mut |_, _| Ok(Vec::new())).await
+    }
+
+    /// [`Cluster::start`], with `node_args(i, ports)` giving flags for Nacre node `i` alone
+    /// (the heal scenario routes each node's peer links through its own proxies).
+    pub async fn start_with(system: System, dir: &Path, node_args: NodeArgs<'_>) -> Result<(Cluster, Duration)> {
         if dir.exists() {
             std::fs::remove_dir_all(dir).with_context(|| format!("clean {}", dir.display()))?;
         }
@@ -241,7 +250,7 @@ impl Cluster {
         let ports: Vec<Ports> =
             (0..CLUSTER_SIZE).map(|_| Ok([free_port()?, free_port()?, free_port()?])).collect::<Result<_>>()?;
         let nodes = match system {
-            System::Nacre => nacre_nodes(dir, &ports, extra_args)?,
+            System::Nacre => nacre_nodes(dir, &ports, node_args)?,
             System::Etcd => etcd_nodes(dir, &ports)?,
             System::ZooKeeper => zookeeper_nodes(dir, &ports)?,
         };
@@ -311,7 +320,7 @@ impl Cluster {
     }
 }
 
-fn nacre_nodes(dir: &Path, ports: &[Ports], extra_args: &[&str]) -> Result<Vec<Node>> {
+fn nacre_nodes(dir: &Path, ports: &[Ports], node_args: NodeArgs<'_>) -> Result<Vec<Node>> {
     let bin = nacre_binary()?;
     let conf: String = ports.iter().map(|[api, raft, _]| format!("127.0.0.1:{api}?raft_port={raft}\n")).collect();
     let conf_path = dir.join("cluster.conf");
@@ -325,7 +334,7 @@ fn nacre_nodes(dir: &Path, ports: &[Ports], extra_args: &[&str]) -> Result<Vec<N
         }
         cmd.extend(["--data-dir".into(), data_dir.display().to_string()]);
         cmd.extend(["--cluster-conf".into(), conf_path.display().to_string()]);
-        cmd.extend(extra_args.iter().map(|s| s.to_string()));
+        cmd.extend(node_args(i, ports)?);
         nodes.push(Node {
             addr: format!("127.0.0.1:{api}"),
             log: dir.join(format!("nacre{i}.log")),

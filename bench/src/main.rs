@@ -12,6 +12,7 @@ use clap::ValueEnum as _;
 
 mod cluster;
 mod http;
+mod links;
 mod load;
 mod report;
 mod run;
@@ -37,6 +38,9 @@ const QUICK_MODULE_ROUNDS: usize = 3;
 /// Registrations measured right after each module switch (the "first N ops").
 const FULL_MODULE_OPS: u64 = 2_000;
 const QUICK_MODULE_OPS: u64 = 400;
+/// Heal rounds (each: one node cut off, writes on both sides, heal, convergence).
+const FULL_HEAL_ROUNDS: usize = 5;
+const QUICK_HEAL_ROUNDS: usize = 2;
 const FULL_WASM_COMMANDS: u64 = 5_000;
 const QUICK_WASM_COMMANDS: u64 = 640;
 /// Longest time spent filling the clusters for the restart measurement.
@@ -52,7 +56,7 @@ struct Ops {
 
 #[derive(Parser)]
 #[command(
-    about = "Nacre vs etcd and ZooKeeper on loopback: throughput, latency, notify, memory, restart, module switch, Wasm overhead"
+    about = "Nacre vs etcd and ZooKeeper on loopback: throughput, latency, notify, memory, restart, module switch, heal convergence, Wasm overhead"
 )]
 struct Cli {
     /// A short smoke run (about two minutes): fewer operations, one measured round.
@@ -105,6 +109,8 @@ enum What {
     Restart,
     /// Wasm apply vs the same guest compiled natively.
     Wasm,
+    /// Nacre alone: one node cut off and healed; time until all three agree on the AP keyspace.
+    Heal,
     /// Module switch: activate → every node serving it; register throughput right after a
     /// switch, compiled module cache warm vs cold.
     Module,
@@ -140,6 +146,10 @@ impl Settings {
 
     pub fn module_ops(&self) -> u64 {
         if self.quick { QUICK_MODULE_OPS } else { FULL_MODULE_OPS }
+    }
+
+    pub fn heal_rounds(&self) -> usize {
+        if self.quick { QUICK_HEAL_ROUNDS } else { FULL_HEAL_ROUNDS }
     }
 
     pub fn wasm_commands(&self) -> u64 {
@@ -186,6 +196,7 @@ async fn run(cli: &Cli) -> Result<Report> {
         notify: want(What::Notify),
         memory: want(What::Memory),
         module: want(What::Module),
+        heal: want(What::Heal),
         restart: want(What::Restart),
         wasm: want(What::Wasm),
     };

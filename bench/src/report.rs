@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::scenarios::heal::Heal;
 use crate::scenarios::module::ModuleSwitch;
 use crate::scenarios::restart::Restart;
 use crate::scenarios::wasm::WasmCost;
@@ -134,6 +135,7 @@ pub struct Report {
     pub metrics: Vec<Metric>,
     pub wasm: Vec<WasmCost>,
     pub module: Option<ModuleSwitch>,
+    pub heal: Option<Heal>,
     pub restart: Option<Restart>,
     pub targets: Vec<Target>,
 }
@@ -168,6 +170,9 @@ impl Report {
         if let Some(m) = &self.module {
             module_table(&mut s, m);
         }
+        if let Some(h) = &self.heal {
+            heal_table(&mut s, h);
+        }
         if !self.targets.is_empty() {
             s.push_str("| target | measured | status |\n|---|---|---|\n");
             for t in &self.targets {
@@ -201,7 +206,9 @@ impl Report {
                 let ratio = p
                     .and_then(|p| p.ratio)
                     .map_or("—".to_string(), |v| if latency { format!("{v:.2}× p99") } else { format!("{v:.2}×") });
-                let _ = write!(s, " {} | {ratio} |", cells(&p.and_then(|p| p.result)));
+                // No entry for a peer: the scenario has no counterpart there (Nacre alone).
+                let peer_cells = p.map_or("— | — | —".to_string(), |p| cells(&p.result));
+                let _ = write!(s, " {peer_cells} | {ratio} |");
                 if let Some(p) = p {
                     ops_named.push(format!("{}: {}", p.peer, p.op));
                 }
@@ -237,8 +244,17 @@ impl Report {
 
     /// The ops/s ratio against `peer` of a scenario at a concurrency.
     pub fn ratio(&self, scenario: &str, c: usize, peer: &str) -> Option<f64> {
-        let row = self.rows.iter().find(|r| r.scenario == scenario && r.concurrency == Some(c))?;
-        row.peer(peer).and_then(|p| p.ratio)
+        self.row(scenario, c)?.peer(peer).and_then(|p| p.ratio)
+    }
+
+    /// Nacre's ops/s in scenario `a` ÷ in scenario `b`, both at concurrency `c`.
+    pub fn nacre_ratio(&self, a: &str, b: &str, c: usize) -> Option<f64> {
+        let ops = |s: &str| self.row(s, c).and_then(|r| r.nacre).map(|n| n.ops_per_sec);
+        Some(ops(a)? / ops(b)?).filter(|r| r.is_finite())
+    }
+
+    fn row(&self, scenario: &str, c: usize) -> Option<&Row> {
+        self.rows.iter().find(|r| r.scenario == scenario && r.concurrency == Some(c))
     }
 }
 
@@ -297,4 +313,22 @@ fn module_table(s: &mut String, m: &ModuleSwitch) {
         "| compile alone, in the bench process (same engine settings) | {} ms | — | — |\n",
         num(m.compile_ms)
     );
+}
+
+fn heal_table(s: &mut String, h: &Heal) {
+    let _ = writeln!(
+        s,
+        "Convergence after a heal (Nacre, peer links through proxies; one node cut off, rotating; {} instances registered through the majority and {} through the cut-off node over {} services; {} rounds):\n",
+        h.majority_writes, h.minority_writes, h.services, h.rounds
+    );
+    s.push_str("| heal | median | worst | every round |\n|---|---:|---:|---|\n");
+    let row = |s: &mut String, name: &str, v: &[f64]| {
+        let all: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
+        let worst = v.iter().copied().fold(0.0, f64::max);
+        let _ =
+            writeln!(s, "| {name} | {:.0} ms | {worst:.0} ms | {} |", crate::stats::median(v.to_vec()), all.join(", "));
+    };
+    row(s, "cut → both sides see it (`liveMembers`)", &h.cut_seen_ms);
+    row(s, "heal → one `ap_digest` on all three (each then lists every instance)", &h.converge_ms);
+    s.push('\n');
 }

@@ -12,6 +12,7 @@ use crate::report::Metric;
 use crate::report::PeerValue;
 use crate::report::Report;
 use crate::report::Target;
+use crate::scenarios::heal;
 use crate::scenarios::memory;
 use crate::scenarios::module;
 use crate::scenarios::notify;
@@ -27,6 +28,8 @@ pub struct Wanted {
     pub notify: bool,
     pub memory: bool,
     pub module: bool,
+    /// Nacre alone, on a cluster of its own (its peer links run through proxies).
+    pub heal: bool,
     pub restart: bool,
     pub wasm: bool,
 }
@@ -74,7 +77,7 @@ async fn start_peers(dir: &Path, systems: &[System], required: bool) -> Result<V
     let mut peers = Vec::new();
     for &system in systems {
         let sub = dir.join(system.name().to_lowercase());
-        match Cluster::start(system, &sub, &[]).await {
+        match Cluster::start(system, &sub).await {
             Ok(started) => peers.push(started),
             // A cluster that failed to start is dropped, which kills its nodes.
             Err(e) if system == System::ZooKeeper && !required => {
@@ -97,6 +100,11 @@ pub async fn run(
         eprintln!("== wasm apply vs native");
         report.wasm = wasm::run(settings)?;
     }
+    if want.heal {
+        // Before the other clusters start, and dropped (its nodes killed) before they do.
+        eprintln!("== heal: one node cut off, writes on both sides, heal, convergence");
+        report.heal = Some(heal::run(settings).await?);
+    }
     if !(want.peers() || want.module) {
         return Ok(());
     }
@@ -105,7 +113,7 @@ pub async fn run(
     let names: Vec<&str> = peer_systems.iter().map(|s| s.name()).collect();
     eprintln!("== starting 3-node Nacre and {} clusters under {}", names.join(", "), run_dir.display());
     let started = start_peers(&run_dir, peer_systems, peers_required).await?;
-    let (mut nacre, nacre_start) = Cluster::start(System::Nacre, &run_dir.join("nacre"), &[]).await?;
+    let (mut nacre, nacre_start) = Cluster::start(System::Nacre, &run_dir.join("nacre")).await?;
     let mut peers = Vec::new();
     let mut start_values = Vec::new();
     let mut readiness = vec![format!("Nacre: {}", System::Nacre.readiness())];
@@ -226,6 +234,14 @@ pub fn add_targets(report: &mut Report) {
             v >= 2.0
         }),
         Target::new("ephemeral register ≥ 4× etcd put at c=64", ratio("ephemeral instance register"), |v| v >= 4.0),
+        // Issue 6 asks for "well above" without a figure; 2× is this harness's reading of it.
+        Target::new(
+            "ephemeral register well above persistent register at c=64 (issue 6; read as ≥ 2×)",
+            report
+                .nacre_ratio("ephemeral instance register", "persistent instance register", c)
+                .map(|r| (r, format!("{r:.2}× at c=64"))),
+            |v| v >= 2.0,
+        ),
         Target::new("list ≥ 3× etcd serializable range at c=64", ratio("instance list (serializable)"), |v| {
             v >= 3.0
         }),
@@ -245,6 +261,13 @@ pub fn add_targets(report: &mut Report) {
     t.push(Target::new("Wasm apply ≤ 1.5× native", w.map(|r| (r, format!("{r:.2}× (worst batch size)"))), |v| {
         v <= 1.5
     }));
+    if let Some(h) = &report.heal {
+        t.push(Target::new(
+            "AP convergence ≤ 10 s after a heal (issue 6)",
+            Some((h.converge_max_ms(), format!("worst of {} rounds {:.0} ms", h.rounds, h.converge_max_ms()))),
+            |v| v <= heal::TARGET_MS,
+        ));
+    }
     let only_measured = report.rows.is_empty() || report.wasm.is_empty();
     t.retain(|x| !only_measured || x.status != "not measured");
     report.targets.splice(0..0, t);

@@ -1,3 +1,4 @@
+pub mod heal;
 pub mod memory;
 pub mod module;
 pub mod notify;

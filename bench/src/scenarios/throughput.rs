@@ -33,11 +33,15 @@ use crate::zookeeper;
 pub const VALUE_BYTES: usize = 256;
 /// Services the persistent registrations are spread over.
 const PERSISTENT_SERVICES: u64 = 100;
-/// Ephemeral registrations cycle over this many instances (in this many services), so that
-/// the instances left to expire (nobody beats for them) stay bounded and their expiry does
-/// not load later scenarios.
+/// Ephemeral registrations cycle over this many instances, so that the instances left to
+/// expire (nobody beats for them) stay bounded and their expiry does not load later scenarios.
 const EPHEMERAL_POOL: u64 = 1_000;
-const EPHEMERAL_SERVICES: u64 = 20;
+/// Services the ephemeral registrations are spread over. On the AP path a service is a
+/// partition, applied by the one node responsible for it, one command at a time: a registry's
+/// many services spread its writes over every node, and one service would measure one node
+/// (the single-service row shows that ceiling).
+const EPHEMERAL_SERVICES: u64 = 128;
+const EPHEMERAL_ONE_SERVICE: &str = "bench.ephemeral.one";
 /// Configs published in the publish scenario cycle over this many data ids (etcd: keys).
 const PUBLISH_POOL: u64 = 1_000;
 /// The list scenario's service holds this many instances (etcd: keys under one prefix).
@@ -205,7 +209,17 @@ fn pairs() -> Vec<Pair> {
                     )),
                 ),
             ],
-            note: "Nacre: through Raft today (no AP path yet); ZooKeeper: removed when the session closes",
+            note: "Nacre: AP path (no log, no fsync), 128 services spread over the nodes responsible for them, replicated asynchronously; ZooKeeper: removed when the session closes",
+        },
+        Pair {
+            name: "ephemeral instance register, one service",
+            write: true,
+            nacre: http(|addr, op| {
+                let n = op % EPHEMERAL_POOL;
+                form_req(addr, "/nacos/v1/ns/instance", &nacre_register(EPHEMERAL_ONE_SERVICE, n, true, op))
+            }),
+            peers: Vec::new(),
+            note: "Nacre alone: every write applied by the one node responsible for the service",
         },
         Pair {
             name: "config publish",
