@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use super::http;
 use super::http::Response;
+use super::proxy::Links;
 use super::proxy::Proxy;
 
 /// Longest a test waits for a cluster to agree on something.
@@ -37,7 +38,7 @@ pub struct Cluster {
     conf_path: PathBuf,
     extra_args: Vec<String>,
     /// With [`Cluster::start_with_links`]: a proxy on every directed link `(from, to)`.
-    links: Vec<((usize, usize), Proxy)>,
+    links: Links,
     _dir: tempfile::TempDir,
     _turn: MutexGuard<'static, ()>,
 }
@@ -82,14 +83,14 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        let mut links = Vec::new();
+        let mut links = Links::default();
         if with_links {
             for (from, node) in nodes.iter_mut().enumerate() {
                 for (to, (_, raft_port)) in ports.iter().enumerate().filter(|(to, _)| *to != from) {
                     let peer = format!("127.0.0.1:{raft_port}");
                     let proxy = Proxy::start(&peer);
                     node.args.extend(["--peer-via".to_string(), format!("{peer}={}", proxy.addr)]);
-                    links.push(((from, to), proxy));
+                    links.0.push(((from, to), proxy));
                 }
             }
         }
@@ -139,19 +140,13 @@ impl Cluster {
 
     /// Cut every link between node `i` and the others, both ways.
     pub fn isolate(&self, i: usize) {
-        assert!(!self.links.is_empty(), "start the cluster with Cluster::start_with_links");
-        for ((from, to), proxy) in &self.links {
-            if *from == i || *to == i {
-                proxy.cut();
-            }
-        }
+        assert!(!self.links.0.is_empty(), "start the cluster with Cluster::start_with_links");
+        self.links.isolate(i);
     }
 
     /// Mend every link.
     pub fn heal(&self) {
-        for (_, proxy) in &self.links {
-            proxy.heal();
-        }
+        self.links.heal();
     }
 
     pub fn is_running(&self, i: usize) -> bool {

@@ -14,6 +14,28 @@ use std::time::Duration;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The proxies of one cluster, each on the directed link `(from, to)` between node indexes.
+#[derive(Default)]
+pub struct Links(pub Vec<((usize, usize), Proxy)>);
+
+impl Links {
+    /// Cut every link between node `i` and the others, both ways.
+    pub fn isolate(&self, i: usize) {
+        for ((from, to), proxy) in &self.0 {
+            if *from == i || *to == i {
+                proxy.cut();
+            }
+        }
+    }
+
+    /// Mend every link.
+    pub fn heal(&self) {
+        for (_, proxy) in &self.0 {
+            proxy.heal();
+        }
+    }
+}
+
 pub struct Proxy {
     pub addr: String,
     shared: Arc<Shared>,

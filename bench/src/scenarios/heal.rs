@@ -164,7 +164,7 @@ async fn round(cluster: &Cluster, links: &Links, round: usize) -> Result<(Durati
 }
 
 pub async fn run(settings: &Settings) -> Result<Heal> {
-    let (cluster, links) = Links::start_cluster(&crate::out_dir().join("run").join("nacre-heal")).await?;
+    let (cluster, links) = crate::links::start_cluster(&crate::out_dir().join("run").join("nacre-heal")).await?;
     let rounds = settings.heal_rounds();
     let (mut cut_seen_ms, mut converge_ms) = (Vec::new(), Vec::new());
     for r in 0..rounds {
