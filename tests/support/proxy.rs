@@ -1,6 +1,9 @@
 //! A loopback TCP proxy on one directed link between two nodes, so that tests cut and heal
 //! links for real: a cut closes every connection through it and refuses new ones, exactly what
 //! a node sees when a peer becomes unreachable.
+//!
+//! `nacre-bench` compiles this file too (`bench/src/links.rs`, its heal scenario): it must keep
+//! depending on `std` alone.
 
 use std::io;
 use std::net::Shutdown;
