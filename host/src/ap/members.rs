@@ -10,9 +10,6 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use sha2::Digest as _;
-use sha2::Sha256;
-
 use super::store::PartitionId;
 use crate::raft::NodeId;
 
@@ -120,13 +117,8 @@ pub fn responsible_among(live: &[NodeId], id: &PartitionId) -> NodeId {
 }
 
 fn score(member: NodeId, id: &PartitionId) -> u64 {
-    let mut hasher = Sha256::new();
-    hasher.update(member.to_be_bytes());
-    for part in [id.namespace.as_bytes(), crate::state::kind_tag(id.kind).as_bytes(), id.partition.as_bytes()] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part);
-    }
-    u64::from_be_bytes(hasher.finalize()[..8].try_into().expect("sha256 is 32 bytes"))
+    let kind = crate::state::kind_tag(id.kind).as_bytes();
+    super::stable_hash(&[&member.to_be_bytes(), id.namespace.as_bytes(), kind, id.partition.as_bytes()])
 }
 
 #[cfg(test)]

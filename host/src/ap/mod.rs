@@ -215,6 +215,18 @@ impl Ap {
     }
 }
 
+/// The first 8 bytes of sha256 over `parts`, each length-prefixed so that no two different
+/// part lists hash the same input: a stable hash, equal on every node and every build.
+pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    u64::from_be_bytes(hasher.finalize()[..8].try_into().expect("sha256 is 32 bytes"))
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("AP peer answers always serialize")
 }

@@ -15,8 +15,6 @@ use std::ops::Bound;
 
 use serde::Deserialize;
 use serde::Serialize;
-use sha2::Digest as _;
-use sha2::Sha256;
 
 use crate::runtime::Event;
 use crate::runtime::KvRead;
@@ -314,15 +312,9 @@ impl PartitionState {
 /// The hash of one live record: its place and version (one version is one write, so the
 /// value adds nothing).
 fn record_hash(id: &PartitionId, key: &[u8], version: Version) -> u64 {
-    let mut hasher = Sha256::new();
-    for part in [id.namespace.as_bytes(), crate::state::kind_tag(id.kind).as_bytes(), key] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part);
-    }
-    hasher.update(version.clock.to_be_bytes());
-    hasher.update(version.node.to_be_bytes());
-    let digest = hasher.finalize();
-    u64::from_be_bytes(digest[..8].try_into().expect("sha256 is 32 bytes"))
+    let kind = crate::state::kind_tag(id.kind).as_bytes();
+    let (clock, node) = (version.clock.to_be_bytes(), version.node.to_be_bytes());
+    super::stable_hash(&[id.namespace.as_bytes(), kind, key, &clock, &node])
 }
 
 /// One `(namespace, kind)`'s live AP records as a guest store.

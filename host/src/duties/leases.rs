@@ -35,6 +35,7 @@ use serde::Deserialize;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use crate::ap::members::responsible_among;
 use crate::ap::store::PartitionId;
 use crate::node::Node;
 use crate::node::now_ms;
@@ -267,12 +268,13 @@ struct Round<'a> {
 /// run its answer. `None` when there was nothing to ask or the guest failed.
 async fn sweep(node: &Arc<Node>, op: &str, round: &Round<'_>) -> Option<SweepReply> {
     let Round { namespace, kind, now, term, preserve } = *round;
+    let live = node.ap.members.live();
     let partitions: Vec<String> = node
         .ap
         .store()
         .live_partitions(namespace, kind)
         .into_iter()
-        .filter(|partition| node.ap.members.is_responsible(&partition_id(namespace, kind, partition)))
+        .filter(|partition| responsible_among(&live, &partition_id(namespace, kind, partition)) == node.id)
         .collect();
     if partitions.is_empty() && term.is_none() {
         return None;
