@@ -8,6 +8,7 @@ pub mod builtin;
 pub mod cli;
 pub mod config;
 pub mod duties;
+pub mod heap;
 pub mod net;
 pub mod node;
 pub mod raft;

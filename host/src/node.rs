@@ -22,6 +22,7 @@ use nacre_protocol::GuestReply;
 use nacre_protocol::GuestRequest;
 
 use crate::ap::Ap;
+use crate::ap::store::ApStore;
 use crate::builtin;
 use crate::config::NodeConfig;
 use crate::duties::Duties;
@@ -36,8 +37,10 @@ use crate::raft::Raft;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::PeerNetwork;
 use crate::raft::peer_server;
+use crate::raft::state_machine::Replica;
 use crate::raft::state_machine::Shared;
 use crate::raft::state_machine::StateMachine;
+use crate::runtime::Budget;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
 use crate::runtime::Runtime;
@@ -173,15 +176,24 @@ impl Node {
 
     /// Ask the guest bound to `(namespace, kind)` a question about this replica's state.
     /// It sees the replicated state and this node's AP keyspace.
+    ///
+    /// Most queries take tens of microseconds, less than handing this async worker's other
+    /// tasks to another thread would cost, so a query first runs right here with a short fuel
+    /// budget, if no apply holds the replica. One that needs more runs again off the worker.
     pub fn query(&self, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> Result<GuestReply, GuestError> {
-        let result = crate::blocking::cpu_bound(|| {
-            let replica = self.shared.read();
-            let applied_index = replica.applied_index();
-            let ap = self.ap.store();
+        let request = request.encode();
+        let run = |replica: &Replica, ap: &ApStore, budget| {
             let view = ap.view(namespace, kind);
-            replica.machine.query(&self.shared.runtime, applied_index, namespace, kind, &request.encode(), &view)
-        });
-        decode_reply(result)
+            let applied_index = replica.applied_index();
+            replica.machine.query(&self.shared.runtime, applied_index, namespace, kind, &request, &view, budget)
+        };
+        if let (Some(replica), Some(ap)) = (self.shared.try_read(), self.ap.try_store())
+            && let Ok(result) = run(&replica, &ap, Budget::Inline)
+        {
+            return decode_reply(result);
+        }
+        let result = crate::blocking::cpu_bound(|| run(&self.shared.read(), &self.ap.store(), Budget::Full));
+        decode_reply(result.expect("a full budget has no inline limit"))
     }
 
     /// Commit a command a duty decided while leading `term` (a sweep, a probe result), only
@@ -338,7 +350,7 @@ impl Node {
                 Err(e) => Err(format!("malformed forwarded write: {e}")),
             },
             "/nacre/read-index" => Ok(encode(&self.read_index_as_leader().await)),
-            path if path.starts_with("/nacre/ap/") => match self.ap.serve_peer(self, path, &req.body) {
+            path if path.starts_with("/nacre/ap/") => match self.ap.serve_peer(self, path, &req.body).await {
                 Some(answer) => answer,
                 None => Err(format!("no such AP RPC: {path}")),
             },

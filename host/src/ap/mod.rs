@@ -24,7 +24,6 @@ pub mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::RwLock;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
@@ -43,6 +42,8 @@ use crate::net::PeerError;
 use crate::node::Node;
 use crate::node::now_ms;
 use crate::raft::NodeId;
+use crate::raft::state_machine::Replica;
+use crate::runtime::Budget;
 use crate::runtime::CommandOutcome;
 use crate::runtime::GuestCommand;
 use crate::runtime::GuestError;
@@ -56,8 +57,9 @@ pub struct Ap {
     pub members: Members,
     store: RwLock<ApStore>,
     /// One AP command at a time on this node: a guest reads, then writes, and two commands of
-    /// one partition must not interleave between the two.
-    apply_turn: Mutex<()>,
+    /// one partition must not interleave between the two. Waited for asynchronously, so a
+    /// queue of commands holds no threads.
+    apply_turn: tokio::sync::Mutex<()>,
     pub outbox: Outbox,
     /// Set once the first pull from a peer is done (or none answered): before that this
     /// node's AP keyspace may lack what the others hold, and it does not report ready.
@@ -85,7 +87,7 @@ impl Ap {
         Ap {
             members: Members::new(me, peers, now_ms()),
             store: RwLock::new(ApStore::default()),
-            apply_turn: Mutex::new(()),
+            apply_turn: tokio::sync::Mutex::new(()),
             outbox,
             ready: AtomicBool::new(false),
         }
@@ -103,6 +105,11 @@ impl Ap {
         self.store.read().expect("AP store lock is never poisoned")
     }
 
+    /// The store if no merge or write holds it now: for a short read on an async worker.
+    pub fn try_store(&self) -> Option<std::sync::RwLockReadGuard<'_, ApStore>> {
+        self.store.try_read().ok()
+    }
+
     fn store_mut(&self) -> std::sync::RwLockWriteGuard<'_, ApStore> {
         self.store.write().expect("AP store lock is never poisoned")
     }
@@ -114,7 +121,7 @@ impl Ap {
         for _ in 0..=self.members.peers().len() {
             let owner = self.members.responsible(id);
             let Some(addr) = self.members.addr(owner).filter(|_| owner != self.members.me()) else {
-                return self.apply_here(node, id, request);
+                return self.apply_here(node, id, request).await;
             };
             let forwarded = ForwardedCommand { id: id.clone(), request: request.clone() };
             let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
@@ -132,36 +139,49 @@ impl Ap {
                 Err(e) => return Err(GuestError { code: 503, message: format!("responsible node: {e}; retry") }),
             }
         }
-        self.apply_here(node, id, request)
+        self.apply_here(node, id, request).await
     }
 
     /// Apply `request` on this node, as the node responsible for `id` (or asked to act as it),
     /// store what it wrote, queue it for every peer, and tell local watchers.
-    pub fn apply_here(&self, node: &Node, id: &PartitionId, request: &GuestRequest) -> Result<ApApplied, GuestError> {
-        crate::blocking::cpu_bound(|| {
-            let _turn = self.apply_turn.lock().expect("AP apply lock is never poisoned");
-            let now = now_ms();
-            let replica = node.shared.read();
-            let command = GuestCommand { index: replica.applied_index(), timestamp_ms: now, payload: request.encode() };
-            let store = self.store();
+    ///
+    /// Like a query (`Node::query`), the command first runs on this async worker with a short
+    /// fuel budget if nothing holds the replica or the store, and off the worker otherwise.
+    pub async fn apply_here(
+        &self,
+        node: &Node,
+        id: &PartitionId,
+        request: &GuestRequest,
+    ) -> Result<ApApplied, GuestError> {
+        let _turn = self.apply_turn.lock().await;
+        let now = now_ms();
+        let payload = request.encode();
+        let run = |replica: &Replica, store: &ApStore, budget| {
+            let command = GuestCommand { index: replica.applied_index(), timestamp_ms: now, payload: payload.clone() };
             let view = store.view(&id.namespace, id.kind);
-            let (module_id, outcome) =
-                replica.machine.run_ap_command(&node.shared.runtime, &id.namespace, id.kind, command, &view)?;
+            replica.machine.run_ap_command(&node.shared.runtime, &id.namespace, id.kind, &command, &view, budget)
+        };
+        let inline = match (node.shared.try_read(), self.try_store()) {
+            (Some(replica), Some(store)) => run(&replica, &store, Budget::Inline).ok(),
+            _ => None,
+        };
+        let ran = match inline {
+            Some(ran) => ran,
+            None => crate::blocking::cpu_bound(|| run(&node.shared.read(), &self.store(), Budget::Full))
+                .expect("a full budget has no inline limit"),
+        };
+        let (module_id, CommandOutcome { result, writes, events }) = ran?;
+        if !writes.is_empty() {
+            let mut store = self.store_mut();
+            let version = store.next_version(now, self.members.me());
+            let batch = store
+                .write(id, version, writes, events.clone(), now)
+                .map_err(|e| GuestError { code: 503, message: e.to_string() })?;
             drop(store);
-            drop(replica);
-            let CommandOutcome { result, writes, events } = outcome;
-            if !writes.is_empty() {
-                let mut store = self.store_mut();
-                let version = store.next_version(now, self.members.me());
-                let batch = store
-                    .write(id, version, writes, events.clone(), now)
-                    .map_err(|e| GuestError { code: 503, message: e.to_string() })?;
-                drop(store);
-                self.outbox.queue(&batch);
-            }
-            publish(node, id, &events);
-            Ok(ApApplied { result, module_id })
-        })
+            self.outbox.queue(&batch);
+        }
+        publish(node, id, &events);
+        Ok(ApApplied { result, module_id })
     }
 
     /// Merge records a peer sent; tell local watchers about each partition that changed.
@@ -190,7 +210,7 @@ impl Ap {
 
     /// The peer RPCs of the AP path (`/nacre/ap/*`, postcard bodies); `None` for any other
     /// path. `Err` is a malformed request.
-    pub fn serve_peer(&self, node: &Node, path: &str, body: &[u8]) -> Option<Result<Vec<u8>, String>> {
+    pub async fn serve_peer(&self, node: &Node, path: &str, body: &[u8]) -> Option<Result<Vec<u8>, String>> {
         fn decode<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, String> {
             postcard::from_bytes(body).map_err(|e| format!("malformed {what}: {e}"))
         }
@@ -198,7 +218,7 @@ impl Ap {
             "/nacre/ap/ping" => decode::<replicate::Ping>(body, "ping")
                 .map(|_| encode(&replicate::Pong { digest: self.store().digest() })),
             "/nacre/ap/apply" => match decode::<ForwardedCommand>(body, "AP command") {
-                Ok(cmd) => Ok(encode(&self.apply_here(node, &cmd.id, &cmd.request))),
+                Ok(cmd) => Ok(encode(&self.apply_here(node, &cmd.id, &cmd.request).await)),
                 Err(e) => Err(e),
             },
             "/nacre/ap/sync" => decode::<Vec<PartitionRecords>>(body, "AP sync").map(|batches| {

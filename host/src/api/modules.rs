@@ -35,7 +35,9 @@ pub async fn install(node: &Node, req: HttpRequest) -> HttpResponse {
     if req.body.is_empty() {
         return net::text(Status::BAD_REQUEST, "missing body: the module's component bytes");
     }
-    let (module_id, info) = match node.shared.runtime.load(&req.body) {
+    // Compiling takes most of a second for a naming module: off the async workers.
+    let loaded = crate::blocking::cpu_bound(|| node.shared.runtime.load(&req.body));
+    let (module_id, info) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => return net::text(Status::BAD_REQUEST, format!("module rejected: {e}")),
     };
@@ -46,6 +48,11 @@ pub async fn install(node: &Node, req: HttpRequest) -> HttpResponse {
 }
 
 pub fn list(node: &Node) -> HttpResponse {
+    crate::blocking::cpu_bound(|| list_loaded(node))
+}
+
+/// The listing; it may compile modules, so it runs off the async workers.
+fn list_loaded(node: &Node) -> HttpResponse {
     let replica = node.shared.read();
     let modules: Vec<_> = replica
         .machine

@@ -308,7 +308,7 @@ async fn sweep(node: &Arc<Node>, op: &str, round: &Round<'_>) -> Option<SweepRep
             continue; // moved since the query; its new holder sweeps it
         }
         let request = GuestRequest { op: command.op.clone(), params: command.params.clone(), client_ip: String::new() };
-        let failure = match node.ap.apply_here(node, &id, &request) {
+        let failure = match node.ap.apply_here(node, &id, &request).await {
             Ok(applied) => applied.result.err(),
             Err(error) => Some(error),
         };

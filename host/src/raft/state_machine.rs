@@ -73,6 +73,12 @@ impl Shared {
         self.replica.read().expect("replica lock is never poisoned: apply does not panic while holding it")
     }
 
+    /// The replica if no apply holds it now: for a short read on an async worker, which must
+    /// not wait out an apply.
+    pub fn try_read(&self) -> Option<std::sync::RwLockReadGuard<'_, Replica>> {
+        self.replica.try_read().ok()
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Replica> {
         self.replica.write().expect("replica lock is never poisoned: apply does not panic while holding it")
     }
@@ -232,6 +238,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             replica.applied_index()
         };
         self.shared.applied.send_replace(applied_index);
+        tokio::task::spawn_blocking(crate::heap::release_freed);
         tracing::info!(index = applied_index, "installed snapshot from leader");
         Ok(())
     }
@@ -255,13 +262,21 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let replica = self.shared.read();
             (replica.machine.image(), replica.last_applied, replica.membership.clone())
         };
-        let image = encode(&image)?;
+        // The copy is dropped once encoded (moved into this block), before the trim below.
+        let image = {
+            let copy = image;
+            encode(&copy)?
+        };
         let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership };
         let file = SnapshotFile { meta: meta.clone(), image };
         let dir = self.dir.clone();
-        let file = tokio::task::spawn_blocking(move || write_snapshot_file(&dir, &file).map(|_| file))
-            .await
-            .map_err(io::Error::other)??;
+        let file = tokio::task::spawn_blocking(move || {
+            write_snapshot_file(&dir, &file)?;
+            crate::heap::release_freed();
+            Ok::<_, io::Error>(file)
+        })
+        .await
+        .map_err(io::Error::other)??;
         tracing::info!(
             index = meta.last_log_id.as_ref().map_or(0, |id| id.index),
             bytes = file.image.len(),

@@ -20,8 +20,8 @@ use super::bindings::{self, Command};
 use super::call::{self, Fault, Finished};
 use super::engine::{LoadedModule, from_guest_error, oversized, result_limit_error};
 use super::host_state::{Effects, Mode, Overlay};
-use super::limits::{MAX_BATCH_COMMANDS, MAX_BATCH_PAYLOAD_BYTES, PER_COMMAND_FUEL};
-use super::{CommandOutcome, GuestCommand, KvRead, RuntimeError};
+use super::limits::{INLINE_FUEL, MAX_BATCH_COMMANDS, MAX_BATCH_PAYLOAD_BYTES, PER_COMMAND_FUEL};
+use super::{Budget, CommandOutcome, GuestCommand, KvRead, RuntimeError};
 
 pub(super) type GuestResults = Vec<Result<Vec<u8>, bindings::GuestError>>;
 
@@ -122,18 +122,45 @@ fn run_batch(
     base: &dyn KvRead,
     prior: Overlay,
 ) -> Result<Finished<GuestResults>, RuntimeError> {
-    let commands: Vec<Command> = batch
-        .iter()
-        .map(|cmd| Command { index: cmd.index, timestamp_ms: cmd.timestamp_ms, payload: cmd.payload.clone() })
-        .collect();
+    let commands: Vec<Command> = batch.iter().map(to_binding).collect();
     #[cfg(test)]
     module.apply_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let len = u32::try_from(batch.len()).expect("batches are bounded by MAX_BATCH_COMMANDS");
     // Until `begin-command(0)` (or for the whole call, if the guest never calls it) the budget
     // is one command's.
-    call::run(engine, &module.pre, base, Mode::Apply { len }, PER_COMMAND_FUEL, prior, |guest, store| {
+    let mode = Mode::Apply { len, command_fuel: PER_COMMAND_FUEL };
+    call::run(engine, &module.pre, base, mode, PER_COMMAND_FUEL, prior, |guest, store| {
         guest.call_apply(store, ctx, &commands)
     })
+}
+
+/// One command alone, the reference semantics, within `budget`: for a caller that runs it
+/// outside the log (an AP command), so no batching.
+pub(super) fn apply_one(
+    engine: &Engine,
+    module: &LoadedModule,
+    ctx: &bindings::BatchContext,
+    cmd: &GuestCommand,
+    base: &dyn KvRead,
+    budget: Budget,
+) -> Result<CommandOutcome, RuntimeError> {
+    let fuel = match budget {
+        Budget::Inline => INLINE_FUEL,
+        Budget::Full => PER_COMMAND_FUEL,
+    };
+    let command = [to_binding(cmd)];
+    let mode = Mode::Apply { len: 1, command_fuel: fuel };
+    let finished = call::run(engine, &module.pre, base, mode, fuel, Overlay::new(), |guest, store| {
+        guest.call_apply(store, ctx, &command)
+    })?;
+    if budget == Budget::Inline && matches!(finished.result, Err(Fault::OutOfFuel)) {
+        return Err(RuntimeError::OverInlineBudget);
+    }
+    Ok(single_outcome(finished).0)
+}
+
+fn to_binding(cmd: &GuestCommand) -> Command {
+    Command { index: cmd.index, timestamp_ms: cmd.timestamp_ms, payload: cmd.payload.clone() }
 }
 
 /// The outcome of a one-command call, which is the reference semantics. Also returns `prior`.

@@ -8,7 +8,7 @@ use std::ops::Bound;
 use super::limits::{
     GuestLimiter, MAX_EVENT_FIELD_BYTES, MAX_EVENTS_PER_COMMAND, MAX_KEY_BYTES, MAX_MIGRATE_WRITE_BYTES,
     MAX_MIGRATE_WRITES, MAX_SCAN_BYTES, MAX_SCAN_ROWS, MAX_VALUE_BYTES, MAX_WRITE_BYTES_PER_COMMAND,
-    MAX_WRITES_PER_COMMAND,
+    MAX_WRITES_PER_COMMAND, WARM_BATCH_MARGIN_FUEL,
 };
 use super::{Event, KvRead, Write};
 
@@ -61,9 +61,11 @@ impl Effects {
 /// Which export is running; it decides what the imports allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// `apply` over `len` commands.
+    /// `apply` over `len` commands, each starting with `command_fuel` (less the warm-batch
+    /// margin after the first).
     Apply {
         len: u32,
+        command_fuel: u64,
     },
     Query,
     Migrate,
@@ -133,11 +135,13 @@ impl HostState {
     }
 
     /// Accepts `begin-command(position)` in an `apply`: seals the previous command.
-    /// Returns `true` when the caller must reset the fuel to a fresh command budget.
-    pub fn begin_command(&mut self, position: u32) -> Result<bool, HostFault> {
-        let Mode::Apply { len } = self.mode else {
+    /// Returns the fuel the new command starts with, which the caller must set: every command
+    /// gets its own budget, whatever ran before it in this call; after the first, less a
+    /// margin for the warm-up it was spared (see `WARM_BATCH_MARGIN_FUEL`).
+    pub fn begin_command(&mut self, position: u32) -> Result<Option<u64>, HostFault> {
+        let Mode::Apply { len, command_fuel } = self.mode else {
             // Outside `apply` there are no commands: the call is ignored.
-            return Ok(false);
+            return Ok(None);
         };
         if position != self.begun || position >= len {
             return Err(HostFault::Protocol(format!(
@@ -149,7 +153,7 @@ impl HostState {
             self.seal_current();
         }
         self.begun += 1;
-        Ok(true)
+        Ok(Some(if position == 0 { command_fuel } else { command_fuel.saturating_sub(WARM_BATCH_MARGIN_FUEL) }))
     }
 
     /// Moves the current command's effects to the sealed list; later reads see its writes.

@@ -10,7 +10,7 @@ use wasmtime::StoreContextMut;
 use wasmtime::component::Linker;
 
 use super::host_state::{HostFault, HostState};
-use super::limits::{HOST_CALL_BYTES_PER_FUEL, HOST_CALL_FUEL, PER_COMMAND_FUEL, WARM_BATCH_MARGIN_FUEL};
+use super::limits::{HOST_CALL_BYTES_PER_FUEL, HOST_CALL_FUEL};
 
 const TYPES_INTERFACE: &str = "nacre:machine/types@0.1.0";
 const STORE_INTERFACE: &str = "nacre:machine/store@0.1.0";
@@ -57,10 +57,7 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 
     let mut progress = linker.instance(PROGRESS_INTERFACE)?;
     progress.func_wrap("begin-command", |mut cx: Cx<'_>, (position,): (u32,)| {
-        if cx.data_mut().begin_command(position)? {
-            // Every command starts with its own budget, whatever ran before it in this call;
-            // after the first, less a margin for the warm-up it was spared (see the limit).
-            let fuel = if position == 0 { PER_COMMAND_FUEL } else { PER_COMMAND_FUEL - WARM_BATCH_MARGIN_FUEL };
+        if let Some(fuel) = cx.data_mut().begin_command(position)? {
             cx.set_fuel(fuel)?;
         }
         Ok(())

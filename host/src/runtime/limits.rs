@@ -27,6 +27,16 @@ pub const PER_COMMAND_FUEL: u64 = 200_000_000;
 pub const WARM_BATCH_MARGIN_FUEL: u64 = 20_000_000;
 /// Fuel of one `query`, the same as a command's: a read renders what a write produced.
 pub const QUERY_FUEL: u64 = 200_000_000;
+/// Fuel of the first, inline attempt at a query or an AP command (`Budget::Inline`): run on
+/// the async worker that received the request, it must stay short, and handing the worker's
+/// other tasks to another thread (`block_in_place`) costs more than a typical call (tens of
+/// microseconds, well under a million). At roughly a nanosecond a unit this bounds the stall
+/// to a few milliseconds. A call that needs more is run again from the start with its full
+/// fuel off the worker: neither has effects before it returns, so nothing is done twice, and
+/// an outcome reached within this budget is the same as with the full one.
+///
+/// Not part of the replicated semantics: queries and AP commands are computed once, on one node.
+pub const INLINE_FUEL: u64 = 5_000_000;
 /// Fuel of `migrate`, which may rewrite a whole namespace once per binding switch.
 pub const MIGRATE_FUEL: u64 = 2_000_000_000;
 /// Fuel of `describe`, which only returns constants.

@@ -91,6 +91,22 @@ pub trait KvRead {
     }
 }
 
+/// How much fuel a query or an AP command gets in this attempt (see [`limits::INLINE_FUEL`]).
+/// Log commands always get their full budget: their outcomes are replicated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// A short first attempt on an async worker. Running out of fuel is not an outcome: the
+    /// call fails with [`RuntimeError::OverInlineBudget`] and the caller runs it again, `Full`.
+    Inline,
+    /// The call's full fuel; running out of it is the outcome.
+    Full,
+}
+
+/// A [`Budget::Inline`] attempt ran out of its fuel. It had no effects; run it again with
+/// [`Budget::Full`] off the async worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverInlineBudget;
+
 /// What a query sees of the replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryContext {
@@ -123,6 +139,9 @@ pub enum RuntimeError {
     /// Too many queries are running; retry later (HTTP 503).
     #[error("too many concurrent queries (limit {limit})")]
     Busy { limit: usize },
+    /// A [`Budget::Inline`] attempt ran out of its fuel; it had no effects.
+    #[error("over the inline fuel budget; run again with the full budget")]
+    OverInlineBudget,
 }
 
 impl RuntimeError {
@@ -132,7 +151,10 @@ impl RuntimeError {
     pub fn is_deterministic(&self) -> bool {
         match self {
             RuntimeError::NotLoaded(_) | RuntimeError::Invalid(_) | RuntimeError::TooLarge { .. } => true,
-            RuntimeError::Engine(_) | RuntimeError::Cache(_) | RuntimeError::Busy { .. } => false,
+            RuntimeError::Engine(_)
+            | RuntimeError::Cache(_)
+            | RuntimeError::Busy { .. }
+            | RuntimeError::OverInlineBudget => false,
         }
     }
 }

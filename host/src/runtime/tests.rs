@@ -320,6 +320,42 @@ fn queries_read_but_cannot_write() {
     assert_eq!(looping.unwrap_err().message, "guest trapped: out of fuel");
 }
 
+/// A call that needs more than the inline budget is not failed by it, only handed back to be run
+/// with the full one; within both, it answers the same either way.
+#[test]
+fn an_inline_budget_hands_back_long_calls_and_answers_short_ones() {
+    let (runtime, id) = shared();
+    let base = MemKv::default();
+    let ctx = QueryContext { namespace: "public".into(), applied_index: 7, timestamp_ms: 1 };
+    let short = op("count", &[("to", "1000")]);
+    // Each turn of the loop costs a few units of fuel, so this is over the inline budget.
+    let long_to = (limits::INLINE_FUEL * 2).to_string();
+    let long = op("count", &[("to", &long_to)]);
+
+    for budget in [Budget::Inline, Budget::Full] {
+        let answer = runtime.query_within(id, &ctx, &short, &base, budget).expect("query").expect("answer");
+        assert_eq!(GuestReply::decode(&answer).unwrap().body, "1000", "{budget:?}");
+    }
+    let over = runtime.query_within(id, &ctx, &long, &base, Budget::Inline);
+    assert!(matches!(over, Err(RuntimeError::OverInlineBudget)), "{over:?}");
+    let full = runtime.query_within(id, &ctx, &long, &base, Budget::Full).expect("query").expect("answer");
+    assert_eq!(GuestReply::decode(&full).unwrap().body, long_to);
+
+    let cmd = &commands(vec![long.clone()])[0];
+    let over = runtime.apply_one(id, "public", cmd, &base, Budget::Inline);
+    assert!(matches!(over, Err(RuntimeError::OverInlineBudget)), "{over:?}");
+    let outcome = runtime.apply_one(id, "public", cmd, &base, Budget::Full).expect("apply");
+    assert_eq!(body(&outcome), long_to);
+    let cmd = &commands(vec![op("put", &[("key", "a"), ("value", "1")])])[0];
+    let inline = runtime.apply_one(id, "public", cmd, &base, Budget::Inline).expect("apply");
+    assert_eq!(inline, runtime.apply_one(id, "public", cmd, &base, Budget::Full).expect("apply"));
+    assert_eq!(inline.writes, vec![(b"a".to_vec(), Some(b"1".to_vec()))]);
+
+    // A call that never ends is the full budget's outcome, as before.
+    let looping = runtime.query_within(id, &ctx, &op("loop", &[]), &base, Budget::Inline);
+    assert!(matches!(looping, Err(RuntimeError::OverInlineBudget)));
+}
+
 #[test]
 fn migrate_fails_when_the_fixture_refuses() {
     let (runtime, id) = shared();

@@ -7,6 +7,7 @@ use super::split_view::SplitView;
 use crate::raft::ApplyResponse;
 use crate::raft::Operation;
 use crate::raft::Proposal;
+use crate::runtime::Budget;
 use crate::runtime::CommandOutcome;
 use crate::runtime::Event;
 use crate::runtime::GuestCommand;
@@ -15,6 +16,7 @@ use crate::runtime::KvRead;
 use crate::runtime::ModuleId;
 use crate::runtime::ModuleInfo;
 use crate::runtime::ModuleKind;
+use crate::runtime::OverInlineBudget;
 use crate::runtime::QueryContext;
 use crate::runtime::Runtime;
 use crate::runtime::RuntimeError;
@@ -186,6 +188,7 @@ impl Machine {
         namespaces
     }
 
+    #[allow(clippy::too_many_arguments)] // one per part of what a query sees, plus its budget
     pub fn query(
         &self,
         runtime: &Runtime,
@@ -194,14 +197,18 @@ impl Machine {
         kind: ModuleKind,
         request: &[u8],
         ap: &dyn KvRead,
-    ) -> Result<Vec<u8>, GuestError> {
-        let binding = self.loaded_binding(runtime, namespace, kind)?;
+        budget: Budget,
+    ) -> Result<Result<Vec<u8>, GuestError>, OverInlineBudget> {
+        let binding = match self.loaded_binding(runtime, namespace, kind) {
+            Ok(binding) => binding,
+            Err(error) => return Ok(Err(error)),
+        };
         let ctx = QueryContext { namespace: namespace.to_string(), applied_index, timestamp_ms: self.clock_ms() };
         let cp = self.kv.scoped(keys::guest_prefix(kind, namespace));
-        runtime.query(&binding.module_id, &ctx, request, &SplitView::for_query(&cp, ap)).unwrap_or_else(|e| {
-            let code = if e.is_deterministic() { 500 } else { 503 };
-            Err(GuestError { code, message: e.to_string() })
-        })
+        match runtime.query_within(&binding.module_id, &ctx, request, &SplitView::for_query(&cp, ap), budget) {
+            Ok(result) => Ok(result),
+            Err(error) => host_refusal(error),
+        }
     }
 
     /// Run one AP command (`nacre_protocol::keyspace`) through the module bound to
@@ -213,17 +220,20 @@ impl Machine {
         runtime: &Runtime,
         namespace: &str,
         kind: ModuleKind,
-        command: GuestCommand,
+        command: &GuestCommand,
         ap: &dyn KvRead,
-    ) -> Result<(ModuleId, CommandOutcome), GuestError> {
-        let binding = self.loaded_binding(runtime, namespace, kind)?;
+        budget: Budget,
+    ) -> Result<Result<(ModuleId, CommandOutcome), GuestError>, OverInlineBudget> {
+        let binding = match self.loaded_binding(runtime, namespace, kind) {
+            Ok(binding) => binding,
+            Err(error) => return Ok(Err(error)),
+        };
         let cp = self.kv.scoped(keys::guest_prefix(kind, namespace));
         let view = SplitView::for_ap_command(&cp, ap);
-        let mut outcomes = runtime
-            .apply(&binding.module_id, namespace, 0, std::slice::from_ref(&command), &view)
-            .map_err(|e| GuestError { code: if e.is_deterministic() { 500 } else { 503 }, message: e.to_string() })?;
-        assert_eq!(outcomes.len(), 1, "the runtime returns one outcome per command");
-        Ok((binding.module_id, outcomes.remove(0)))
+        match runtime.apply_one(&binding.module_id, namespace, command, &view, budget) {
+            Ok(outcome) => Ok(Ok((binding.module_id, outcome))),
+            Err(error) => host_refusal(error),
+        }
     }
 
     /// The binding of `(namespace, kind)` with its module loaded, for a read or an AP command.
@@ -556,6 +566,17 @@ fn guest_run_len(entries: &[EntryRef<'_>], namespace: &str, kind: ModuleKind, te
 
 fn unbound(namespace: &str, kind: ModuleKind) -> GuestError {
     GuestError { code: 503, message: format!("no {kind:?} module is bound for namespace {namespace} yet; retry") }
+}
+
+/// A runtime failure of a query or an AP command, as the client's answer: 500 when every node
+/// would meet it (a module that does not load), else 503 (retry). An inline attempt over its
+/// budget is no answer at all: the caller runs it again with the full budget.
+fn host_refusal<T>(error: RuntimeError) -> Result<Result<T, GuestError>, OverInlineBudget> {
+    if let RuntimeError::OverInlineBudget = error {
+        return Err(OverInlineBudget);
+    }
+    let code = if error.is_deterministic() { 500 } else { 503 };
+    Ok(Err(GuestError { code, message: error.to_string() }))
 }
 
 #[cfg(test)]
