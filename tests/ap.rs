@@ -210,3 +210,29 @@ fn beats_for_an_unknown_instance_ask_to_register_on_every_node() {
         assert_eq!((resp.status, resp.json()["code"].clone()), (200, Value::from(20404)), "node {node}");
     }
 }
+
+/// A registration through a node that is not responsible for the service is forwarded; the
+/// node answers only once it holds the records itself, so a list through it right after the
+/// answer shows the instance (read-your-writes on the node a client talks to), whatever the
+/// timing of the asynchronous replication.
+#[test]
+fn a_forwarded_registration_is_listed_at_once_by_the_node_it_came_through() {
+    let cluster = Cluster::start(3);
+    cluster.wait_ready();
+    let mut forwarded = 0;
+    for n in 0..24 {
+        let service = format!("ryw-{n}");
+        let through = n % 3;
+        if responsible(&cluster, through, &format!("DEFAULT_GROUP@@{service}")) == through {
+            continue;
+        }
+        forwarded += 1;
+        for port in [8001u16, 8002, 8003] {
+            let port = port.to_string();
+            register(&cluster, through, &[("serviceName", &service), ("ip", "10.9.0.1"), ("port", &port)]);
+            let ports: Vec<String> = listed(&cluster, through, &service);
+            assert!(ports.iter().any(|addr| addr.ends_with(&format!(":{port}"))), "{service}: {port} not in {ports:?}");
+        }
+    }
+    assert!(forwarded >= 4, "too few services owned by another node to test: {forwarded}");
+}

@@ -66,11 +66,16 @@ pub struct Ap {
     ready: AtomicBool,
 }
 
-/// What applying an AP command produced: the guest's encoded result and the module that ran.
+/// What applying an AP command produced: the guest's encoded result, the module that ran and
+/// the records it wrote.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApApplied {
     pub result: Result<Vec<u8>, GuestError>,
     pub module_id: ModuleId,
+    /// Sent back to a node that forwarded the command, which merges them before it answers its
+    /// client: a client reading from the node it wrote through sees its write (the outbox's
+    /// copy of the same records arrives later and changes nothing).
+    pub written: Option<PartitionRecords>,
 }
 
 /// An AP command forwarded to the node responsible for its partition.
@@ -130,6 +135,9 @@ impl Ap {
             match answer {
                 Ok(applied) => {
                     self.members.seen(owner, now_ms());
+                    if let Ok(ApApplied { written: Some(batch), .. }) = &applied {
+                        self.merge(node, vec![batch.clone()]);
+                    }
                     return applied;
                 }
                 Err(PeerError::Unreachable { reason, .. }) => {
@@ -171,6 +179,7 @@ impl Ap {
                 .expect("a full budget has no inline limit"),
         };
         let (module_id, CommandOutcome { result, writes, events }) = ran?;
+        let mut written = None;
         if !writes.is_empty() {
             let mut store = self.store_mut();
             let version = store.next_version(now, self.members.me());
@@ -179,9 +188,10 @@ impl Ap {
                 .map_err(|e| GuestError { code: 503, message: e.to_string() })?;
             drop(store);
             self.outbox.queue(&batch);
+            written = Some(batch);
         }
         publish(node, id, &events);
-        Ok(ApApplied { result, module_id })
+        Ok(ApApplied { result, module_id, written })
     }
 
     /// Merge records a peer sent; tell local watchers about each partition that changed.

@@ -341,8 +341,16 @@ fn engine_config() -> Config {
     // Trap messages are classified, never shown, so there is no use for backtraces.
     config.wasm_backtrace_max_frames(None);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()));
+    // `NACRE_PERF_MAP=1`: name guest functions in `/tmp/perf-<pid>.map` so that `perf report`
+    // can attribute the time spent in guest code. A diagnostic; it changes no result.
+    if std::env::var_os(PERF_MAP_ENV).is_some_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
+
+/// The environment variable that turns on the perf map of guest code (see `engine_config`).
+pub const PERF_MAP_ENV: &str = "NACRE_PERF_MAP";
 
 /// The pooling allocator: instantiation is the hot path (one fresh instance per `apply` call and
 /// per query; ~30 µs for a query of the config module) and a pool turns it into reusing a slot
