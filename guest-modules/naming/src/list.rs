@@ -9,7 +9,7 @@ use nacre_guest_sdk::{GuestError, GuestReply, GuestRequest, QueryContext, Reques
 use serde::Serialize;
 
 use crate::names::{self, ServiceName};
-use crate::ops::{TOPIC, json};
+use crate::ops::{TOPIC, json_text};
 use crate::record::{self, InstanceRecord, Metadata};
 
 /// How often a client should poll when it is subscribed for UDP push (`udpPort` > 0), and when
@@ -34,7 +34,7 @@ struct ServiceInfo<'a> {
     group_name: &'a str,
     clusters: &'a str,
     cache_millis: u64,
-    hosts: Vec<Host<'a>>,
+    // `hosts` is spliced in by `list` (see there).
     last_ref_time: u64,
     checksum: String,
     #[serde(rename = "allIPs")]
@@ -94,6 +94,21 @@ fn host(instance: &InstanceRecord, healthy: bool) -> Host<'_> {
     }
 }
 
+/// The service's checksum as Nacos computes it (`Service.recalculateChecksum`): the MD5 of the
+/// service's name and, per host served, `ip:port_weight_healthy_clusterName,`. Like Nacos's, it
+/// leaves metadata out; hashing the whole answer instead cost a tenth of a node's CPU when
+/// listing (MD5 of kilobytes in the guest, on every list).
+fn checksum(name: &ServiceName, hosts: &[Host]) -> String {
+    let mut summary = name.grouped();
+    for host in hosts {
+        // Java prints a double with at least one decimal ("1.0").
+        let weight = if host.weight.fract() == 0.0 { format!("{:.1}", host.weight) } else { host.weight.to_string() };
+        let line = format!("{}:{}_{}_{}_{},", host.ip, host.port, weight, host.healthy, host.cluster_name);
+        summary.push_str(&line);
+    }
+    md5_hex(summary.as_bytes())
+}
+
 /// The watch directive of a service: answers about it are stale once it emits.
 pub fn watch_header(name: &ServiceName) -> String {
     serde_json::json!([[TOPIC, name.grouped()]]).to_string()
@@ -126,14 +141,14 @@ pub fn list(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestE
         .filter(|(_, healthy)| *healthy || !healthy_only)
         .map(|(i, healthy)| host(i, healthy))
         .collect();
-    let checksum = md5_hex(serde_json::to_string(&hosts).expect("hosts serialize").as_bytes());
+    let checksum = checksum(&name, &hosts);
+    let hosts = serde_json::to_string(&hosts).expect("hosts serialize");
     let empty = Metadata::new();
     let info = ServiceInfo {
         name: name.grouped(),
         group_name: &name.group,
         clusters: clusters_param,
         cache_millis: if udp_port > 0 { PUSH_CACHE_MILLIS } else { POLL_CACHE_MILLIS },
-        hosts,
         last_ref_time: ctx.timestamp_ms,
         checksum,
         all_ips: false,
@@ -144,5 +159,12 @@ pub fn list(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestE
         use_specified_url: false,
         metadata: service.as_ref().map_or(&empty, |s| &s.metadata),
     };
-    Ok(json(&info).header(directive::WATCH, watch_header(&name)))
+    // The hosts are the bulk of the answer: appended as the object's last field, as serialized.
+    let mut body = serde_json::to_string(&info).expect("service info serializes");
+    debug_assert!(body.ends_with('}'));
+    body.pop();
+    body.push_str(r#","hosts":"#);
+    body.push_str(&hosts);
+    body.push('}');
+    Ok(json_text(body).header(directive::WATCH, watch_header(&name)))
 }

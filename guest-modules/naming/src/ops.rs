@@ -89,6 +89,10 @@ pub fn query(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, Guest
 
 /// A JSON reply, labelled as such for the client.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> GuestReply {
-    let body = serde_json::to_string(value).expect("replies serialize to JSON");
+    json_text(serde_json::to_string(value).expect("replies serialize to JSON"))
+}
+
+/// A reply whose body is JSON text already.
+pub fn json_text(body: String) -> GuestReply {
     GuestReply::text(body).header("Content-Type", "application/json")
 }

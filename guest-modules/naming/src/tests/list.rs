@@ -68,7 +68,13 @@ fn checksum_follows_the_hosts() {
     let first = list(2, &[])["checksum"].clone();
     assert_eq!(list(3, &[])["checksum"], first, "same hosts, same checksum");
     patch(4, "10.0.0.1", "80", &[("weight", "2")]);
-    assert_ne!(list(5, &[])["checksum"], first);
+    let second = list(5, &[])["checksum"].clone();
+    assert_ne!(second, first);
+    register(6, js_register("10.0.0.2", "80"));
+    let third = list(7, &[])["checksum"].clone();
+    assert_ne!(third, second, "a new host is covered");
+    patch(8, "10.0.0.1", "80", &[("healthy", "false")]);
+    assert_ne!(list(9, &[])["checksum"], third, "health is covered");
 }
 
 #[test]
