@@ -102,8 +102,8 @@ pub enum Budget {
     Full,
 }
 
-/// A [`Budget::Inline`] attempt ran out of its fuel. It had no effects; run it again with
-/// [`Budget::Full`] off the async worker.
+/// A [`Budget::Inline`] attempt ran out of its fuel, or would have had to compile its module
+/// first. It had no effects; run it again with [`Budget::Full`] off the async worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverInlineBudget;
 

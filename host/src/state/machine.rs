@@ -199,7 +199,7 @@ impl Machine {
         ap: &dyn KvRead,
         budget: Budget,
     ) -> Result<Result<Vec<u8>, GuestError>, OverInlineBudget> {
-        let binding = match self.loaded_binding(runtime, namespace, kind) {
+        let binding = match self.loaded_binding(runtime, namespace, kind, budget)? {
             Ok(binding) => binding,
             Err(error) => return Ok(Err(error)),
         };
@@ -224,7 +224,7 @@ impl Machine {
         ap: &dyn KvRead,
         budget: Budget,
     ) -> Result<Result<(ModuleId, CommandOutcome), GuestError>, OverInlineBudget> {
-        let binding = match self.loaded_binding(runtime, namespace, kind) {
+        let binding = match self.loaded_binding(runtime, namespace, kind, budget)? {
             Ok(binding) => binding,
             Err(error) => return Ok(Err(error)),
         };
@@ -237,13 +237,26 @@ impl Machine {
     }
 
     /// The binding of `(namespace, kind)` with its module loaded, for a read or an AP command.
-    fn loaded_binding(&self, runtime: &Runtime, namespace: &str, kind: ModuleKind) -> Result<Binding, GuestError> {
-        let binding = self.binding_for(namespace, kind).ok_or_else(|| unbound(namespace, kind))?;
-        match self.ensure_loaded(runtime, &binding.module_id) {
+    /// An inline attempt never compiles (most of a second, on an async worker: long enough to
+    /// starve the node's Raft heartbeats); it hands the call back to run off the worker.
+    fn loaded_binding(
+        &self,
+        runtime: &Runtime,
+        namespace: &str,
+        kind: ModuleKind,
+        budget: Budget,
+    ) -> Result<Result<Binding, GuestError>, OverInlineBudget> {
+        let Some(binding) = self.binding_for(namespace, kind) else {
+            return Ok(Err(unbound(namespace, kind)));
+        };
+        if budget == Budget::Inline && !runtime.is_loaded(&binding.module_id) {
+            return Err(OverInlineBudget);
+        }
+        Ok(match self.ensure_loaded(runtime, &binding.module_id) {
             Ok(()) => Ok(binding),
             Err(Refusal::Guest(error)) => Err(error),
             Err(Refusal::Host(failure)) => Err(GuestError { code: 503, message: failure.to_string() }),
-        }
+        })
     }
 
     /// Apply committed entries in log order: one response per entry, and what changed.
