@@ -88,9 +88,10 @@ pub const DEFAULT_SELF_PRESERVATION_MIN_LEASES: u64 = 10;
 
 /// A snapshot copies, encodes and writes the whole state, so its cost per entry falls with the
 /// interval (etcd and ZooKeeper snapshot every 100k); at 5k it takes about a tenth of a node's
-/// CPU under a steady stream of registrations. But at 50k the module-switch benchmark lost its
-/// leader twice at the same point (the snapshot or the purge of 45k entries, several holding
-/// module bytes, stalls the node past its election timeout); until that work is split up, 5k.
+/// CPU under a steady stream of registrations, and 50k gave about 12% more registrations. It
+/// stays at 5k until the leader change the module-switch benchmark meets on a full cluster is
+/// understood: it was first seen with 50k, then also with 5k, and a larger interval makes
+/// each snapshot and log purge a longer stall that could only make it worse.
 pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 5_000;
 /// Entries kept behind a snapshot, so that a follower a little behind catches up from the log
 /// instead of receiving the whole snapshot.
