@@ -43,6 +43,7 @@ use crate::raft::state_machine::StateMachine;
 use crate::runtime::Budget;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
+use crate::runtime::OverInlineBudget;
 use crate::runtime::Runtime;
 
 pub const HEARTBEAT_INTERVAL_MS: u64 = 200;
@@ -187,13 +188,20 @@ impl Node {
             let applied_index = replica.applied_index();
             replica.machine.query(&self.shared.runtime, applied_index, namespace, kind, &request, &view, budget)
         };
+        decode_reply(self.run_guest(run))
+    }
+
+    /// Runs a guest `call` (a query or an AP command) against the replica and the AP store:
+    /// first on this async worker with [`Budget::Inline`] if neither lock is held now, else, or
+    /// when the call hands itself back, off the worker with [`Budget::Full`].
+    pub(crate) fn run_guest<T>(&self, call: impl Fn(&Replica, &ApStore, Budget) -> Result<T, OverInlineBudget>) -> T {
         if let (Some(replica), Some(ap)) = (self.shared.try_read(), self.ap.try_store())
-            && let Ok(result) = run(&replica, &ap, Budget::Inline)
+            && let Ok(done) = call(&replica, &ap, Budget::Inline)
         {
-            return decode_reply(result);
+            return done;
         }
-        let result = crate::blocking::cpu_bound(|| run(&self.shared.read(), &self.ap.store(), Budget::Full));
-        decode_reply(result.expect("a full budget has no inline limit"))
+        crate::blocking::cpu_bound(|| call(&self.shared.read(), &self.ap.store(), Budget::Full))
+            .expect("a full budget has no inline limit")
     }
 
     /// Commit a command a duty decided while leading `term` (a sweep, a probe result), only

@@ -43,7 +43,6 @@ use crate::node::Node;
 use crate::node::now_ms;
 use crate::raft::NodeId;
 use crate::raft::state_machine::Replica;
-use crate::runtime::Budget;
 use crate::runtime::CommandOutcome;
 use crate::runtime::GuestCommand;
 use crate::runtime::GuestError;
@@ -153,8 +152,8 @@ impl Ap {
     /// Apply `request` on this node, as the node responsible for `id` (or asked to act as it),
     /// store what it wrote, queue it for every peer, and tell local watchers.
     ///
-    /// Like a query (`Node::query`), the command first runs on this async worker with a short
-    /// fuel budget if nothing holds the replica or the store, and off the worker otherwise.
+    /// Like a query, the command runs through `Node::run_guest`: on this async worker with a
+    /// short fuel budget if nothing holds the replica or the store, off the worker otherwise.
     pub async fn apply_here(
         &self,
         node: &Node,
@@ -169,16 +168,7 @@ impl Ap {
             let view = store.view(&id.namespace, id.kind);
             replica.machine.run_ap_command(&node.shared.runtime, &id.namespace, id.kind, &command, &view, budget)
         };
-        let inline = match (node.shared.try_read(), self.try_store()) {
-            (Some(replica), Some(store)) => run(&replica, &store, Budget::Inline).ok(),
-            _ => None,
-        };
-        let ran = match inline {
-            Some(ran) => ran,
-            None => crate::blocking::cpu_bound(|| run(&node.shared.read(), &self.store(), Budget::Full))
-                .expect("a full budget has no inline limit"),
-        };
-        let (module_id, CommandOutcome { result, writes, events }) = ran?;
+        let (module_id, CommandOutcome { result, writes, events }) = node.run_guest(run)?;
         let mut written = None;
         if !writes.is_empty() {
             let mut store = self.store_mut();
