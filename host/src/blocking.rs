@@ -1,7 +1,18 @@
+//! Keeping the async workers free. A node has as many async workers as cores (two on the
+//! machines this runs on), and its Raft core shares them with HTTP: a worker that computes or
+//! waits for a lock for a second takes half the node's heartbeats with it, and a follower that
+//! hears none for an election timeout starts an election.
+//!
 //! Guest work (wasm execution, up to hundreds of millions of fuel) is CPU-bound and runs under
-//! the replica lock. Called from async code, it must not hold an async worker hostage: on the
-//! multi-threaded runtime the worker first hands its other tasks (timers, HTTP, Raft
-//! heartbeats) to another thread.
+//! the replica lock, so both the work and a wait for that lock go through [`cpu_bound`]: on the
+//! multi-threaded runtime the worker first hands its other tasks to another thread.
+//!
+//! Architecture Invariant: no async task parks on the replica or AP store lock. Locks are
+//! taken with [`read`] and [`write`], which wait off the worker when the lock is held.
+
+use std::sync::RwLock;
+use std::sync::RwLockReadGuard;
+use std::sync::RwLockWriteGuard;
 
 /// Run `work`, letting the async runtime move this worker's other tasks elsewhere meanwhile.
 pub fn cpu_bound<T>(work: impl FnOnce() -> T) -> T {
@@ -11,5 +22,78 @@ pub fn cpu_bound<T>(work: impl FnOnce() -> T) -> T {
         }
         // No runtime, or a current-thread one (unit tests): nothing else could run anyway.
         _ => work(),
+    }
+}
+
+/// A read guard on `lock`, at once if it is free, else waited for through [`cpu_bound`].
+///
+/// Panics if the lock is poisoned: the locks this is used for are never held across code
+/// that panics, and state a panic left half-changed must not be served.
+pub fn read<'a, T>(lock: &'a RwLock<T>, what: &str) -> RwLockReadGuard<'a, T> {
+    match lock.try_read() {
+        Ok(guard) => guard,
+        Err(_) => cpu_bound(|| lock.read().unwrap_or_else(|_| panic!("{what} lock poisoned"))),
+    }
+}
+
+/// A write guard on `lock`, at once if it is free, else waited for through [`cpu_bound`].
+pub fn write<'a, T>(lock: &'a RwLock<T>, what: &str) -> RwLockWriteGuard<'a, T> {
+    match lock.try_write() {
+        Ok(guard) => guard,
+        Err(_) => cpu_bound(|| lock.write().unwrap_or_else(|_| panic!("{what} lock poisoned"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// While one thread holds the lock, a task that waits for it does not stop the other
+    /// tasks of a two-worker runtime: the Raft heartbeat case.
+    #[test]
+    fn a_task_waiting_for_a_held_lock_leaves_the_workers_free() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
+        let lock = Arc::new(RwLock::new(0u32));
+        let guard_holder = {
+            let lock = lock.clone();
+            let (held_tx, held_rx) = std::sync::mpsc::channel();
+            let thread = std::thread::spawn(move || {
+                let mut guard = lock.write().unwrap();
+                held_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+                *guard = 1;
+            });
+            held_rx.recv().unwrap();
+            thread
+        };
+        runtime.block_on(async {
+            // Two waiters, one per worker; without the hand-off both workers would park.
+            let waiters: Vec<_> = (0..2)
+                .map(|_| {
+                    let lock = lock.clone();
+                    tokio::spawn(async move { *read(&lock, "test") })
+                })
+                .collect();
+            // The ticker is a task too: it needs a free worker to run at all.
+            let ticker = tokio::spawn(async {
+                let mut ticks = 0u32;
+                let started = std::time::Instant::now();
+                while started.elapsed() < Duration::from_millis(300) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    ticks += 1;
+                }
+                ticks
+            });
+            let ticks = ticker.await.unwrap();
+            // A parked runtime would have run at most a couple of ticks in 300 ms.
+            assert!(ticks >= 10, "the timer task ran {ticks} times while the lock was held");
+            for waiter in waiters {
+                assert_eq!(waiter.await.unwrap(), 1);
+            }
+        });
+        guard_holder.join().unwrap();
     }
 }

@@ -105,8 +105,9 @@ impl Ap {
         self.ready.store(true, Ordering::Release);
     }
 
+    /// The store for reading; a merge or write in progress is waited out off the async worker.
     pub fn store(&self) -> std::sync::RwLockReadGuard<'_, ApStore> {
-        self.store.read().expect("AP store lock is never poisoned")
+        crate::blocking::read(&self.store, "AP store")
     }
 
     /// The store if no merge or write holds it now: for a short read on an async worker.
@@ -115,7 +116,7 @@ impl Ap {
     }
 
     fn store_mut(&self) -> std::sync::RwLockWriteGuard<'_, ApStore> {
-        self.store.write().expect("AP store lock is never poisoned")
+        crate::blocking::write(&self.store, "AP store")
     }
 
     /// Apply `request` at the node responsible for `id`: here, or forwarded. A responsible

@@ -69,8 +69,9 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The replica for reading; an apply in progress is waited out off the async worker.
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Replica> {
-        self.replica.read().expect("replica lock is never poisoned: apply does not panic while holding it")
+        crate::blocking::read(&self.replica, "replica")
     }
 
     /// The replica if no apply holds it now: for a short read on an async worker, which must
@@ -80,7 +81,7 @@ impl Shared {
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Replica> {
-        self.replica.write().expect("replica lock is never poisoned: apply does not panic while holding it")
+        crate::blocking::write(&self.replica, "replica")
     }
 }
 
@@ -182,6 +183,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         let events = crate::blocking::cpu_bound(|| -> Result<_, io::Error> {
+            let operations: Vec<&Operation> = batch
+                .iter()
+                .filter_map(|(entry, _)| match &entry.payload {
+                    EntryPayload::Normal(proposal) => Some(&proposal.op),
+                    EntryPayload::Blank | EntryPayload::Membership(_) => None,
+                })
+                .collect();
+            compile_activated_modules(&self.shared, &operations);
             let refs: Vec<EntryRef<'_>> = batch
                 .iter()
                 .map(|(entry, _)| EntryRef {
@@ -224,21 +233,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Self::SnapshotData) -> Result<(), io::Error> {
-        let image_bytes = snapshot.into_inner();
-        let image: MachineImage = decode(&image_bytes)?;
-        let file = SnapshotFile { meta: meta.clone(), image: image_bytes };
-        write_snapshot_file(&self.dir, &file)?;
-        let applied_index = {
-            let mut replica = self.shared.write();
-            *replica = Replica {
-                machine: Machine::from_image(image),
-                last_applied: meta.last_log_id,
-                membership: meta.last_membership.clone(),
-            };
-            replica.applied_index()
-        };
+        // Decoding and rebuilding a large state takes a while: off the async workers.
+        let applied_index = crate::blocking::cpu_bound(|| -> io::Result<u64> {
+            let image_bytes = snapshot.into_inner();
+            let machine = Machine::from_image(decode(&image_bytes)?);
+            write_snapshot_file(&self.dir, &SnapshotFile { meta: meta.clone(), image: image_bytes })?;
+            let installed =
+                Replica { machine, last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+            let applied_index = installed.applied_index();
+            let replaced = std::mem::replace(&mut *self.shared.write(), installed);
+            // Freed after the lock is released: readers need not wait for the old state to go.
+            drop(replaced);
+            crate::heap::release_freed();
+            Ok(applied_index)
+        })?;
         self.shared.applied.send_replace(applied_index);
-        tokio::task::spawn_blocking(crate::heap::release_freed);
         tracing::info!(index = applied_index, "installed snapshot from leader");
         Ok(())
     }
@@ -257,20 +266,20 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = Cursor<Vec<u8>>;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Cursor<Vec<u8>>>, io::Error> {
-        // Copy under the read lock, encode and write outside it: apply waits only for the copy.
-        let (image, last_applied, membership) = {
-            let replica = self.shared.read();
-            (replica.machine.image(), replica.last_applied, replica.membership.clone())
-        };
-        // The copy is dropped once encoded (moved into this block), before the trim below.
-        let image = {
-            let copy = image;
-            encode(&copy)?
-        };
-        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership };
-        let file = SnapshotFile { meta: meta.clone(), image };
-        let dir = self.dir.clone();
+        let (shared, dir) = (self.shared.clone(), self.dir.clone());
         let file = tokio::task::spawn_blocking(move || {
+            // Encoded straight from the map under the read lock: an apply waits for the
+            // encoding (one buffer, sized once), which is quicker than a copy of the map
+            // would be, and the state is never in memory twice.
+            let file = {
+                let replica = shared.read();
+                let image = replica.machine.image();
+                let buffer = Vec::with_capacity(image.payload_bytes() + image.payload_bytes() / 8);
+                let image = postcard::to_extend(&image, buffer).map_err(io::Error::other)?;
+                let meta =
+                    SnapshotMeta { last_log_id: replica.last_applied, last_membership: replica.membership.clone() };
+                SnapshotFile { meta, image }
+            };
             write_snapshot_file(&dir, &file)?;
             crate::heap::release_freed();
             Ok::<_, io::Error>(file)
@@ -278,11 +287,34 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
         .map_err(io::Error::other)??;
         tracing::info!(
-            index = meta.last_log_id.as_ref().map_or(0, |id| id.index),
+            index = file.meta.last_log_id.as_ref().map_or(0, |id| id.index),
             bytes = file.image.len(),
             "built snapshot"
         );
-        Ok(Snapshot { meta, snapshot: Cursor::new(file.image) })
+        Ok(Snapshot { meta: file.meta, snapshot: Cursor::new(file.image) })
+    }
+}
+
+/// Compile the modules that this batch's activations bind, before the apply takes the write
+/// lock: it would otherwise compile them under it (most of a second for a naming module, more
+/// while other compiles compete for the cores), and every reader of the replica would wait
+/// that long. A compile already running in the background is waited for, not repeated.
+/// Errors are left to the apply, which meets them deterministically: this changes only when
+/// a module is compiled, never an entry's result.
+fn compile_activated_modules(shared: &Shared, operations: &[&Operation]) {
+    for operation in operations {
+        let Operation::Activate { module_id: id, .. } = operation else { continue };
+        if shared.runtime.is_loaded(id) {
+            continue;
+        }
+        let installed_in_batch = operations.iter().find_map(|op| match op {
+            Operation::InstallModule { bytes } if crate::runtime::module_id(bytes) == *id => Some(bytes.clone()),
+            _ => None,
+        });
+        let bytes = installed_in_batch.or_else(|| shared.read().machine.module_bytes(id).map(<[u8]>::to_vec));
+        if let Some(bytes) = bytes {
+            let _ = shared.runtime.load(&bytes);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
@@ -35,6 +35,10 @@ struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
     modules: RwLock<HashMap<ModuleId, Arc<LoadedModule>>>,
+    /// A turn per module being compiled now: a second load of the same bytes (the background
+    /// compile of an install and the apply of its activation, say) waits for the first
+    /// instead of compiling again, which on a busy node doubles a second of CPU.
+    compiling: Mutex<HashMap<ModuleId, Arc<Mutex<()>>>>,
     disk: Option<DiskCache>,
     queries_running: AtomicUsize,
     /// Components compiled from source (not read from the disk cache) by this runtime.
@@ -94,6 +98,7 @@ impl Runtime {
                 engine,
                 linker,
                 modules: RwLock::new(HashMap::new()),
+                compiling: Mutex::new(HashMap::new()),
                 disk,
                 queries_running: AtomicUsize::new(0),
                 compilations: AtomicU64::new(0),
@@ -113,7 +118,23 @@ impl Runtime {
         if let Some(module) = self.loaded(&id) {
             return Ok((id, module.info.clone()));
         }
-        let component = self.compile(&id, bytes)?;
+        let turn = {
+            let mut compiling = self.inner.compiling.lock().unwrap_or_else(PoisonError::into_inner);
+            compiling.entry(id.clone()).or_default().clone()
+        };
+        let held = turn.lock().unwrap_or_else(PoisonError::into_inner);
+        // Whoever held the turn before may have loaded it meanwhile.
+        let loaded = match self.loaded(&id) {
+            Some(module) => Ok(module.info.clone()),
+            None => self.compile_and_describe(&id, bytes),
+        };
+        self.inner.compiling.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        drop(held);
+        loaded.map(|info| (id, info))
+    }
+
+    fn compile_and_describe(&self, id: &ModuleId, bytes: &[u8]) -> Result<ModuleInfo, RuntimeError> {
+        let component = self.compile(id, bytes)?;
         let pre = call::prepare(&self.inner.linker, &component)?;
         let info = self.describe_new(&pre)?;
         let module = Arc::new(LoadedModule {
@@ -125,7 +146,7 @@ impl Runtime {
         });
         let mut modules = self.inner.modules.write().expect("module map lock poisoned");
         modules.entry(id.clone()).or_insert(module);
-        Ok((id, info))
+        Ok(info)
     }
 
     pub fn is_loaded(&self, id: &ModuleId) -> bool {

@@ -401,6 +401,19 @@ fn the_disk_cache_serves_a_second_runtime() {
     assert_eq!(third.compilations(), 1);
 }
 
+/// Loads of the same bytes at the same time compile once: the later ones wait for the first.
+#[test]
+fn concurrent_loads_of_one_module_compile_it_once() {
+    let runtime = Runtime::new(None).expect("runtime");
+    let bytes = crate::builtin::fixtures::HOSTILE;
+    let ids: Vec<ModuleId> = std::thread::scope(|scope| {
+        let loads: Vec<_> = (0..3).map(|_| scope.spawn(|| runtime.load(bytes).expect("load").0)).collect();
+        loads.into_iter().map(|load| load.join().expect("no panic")).collect()
+    });
+    assert!(ids.iter().all(|id| *id == module_id(bytes)), "{ids:?}");
+    assert_eq!(runtime.compilations(), 1);
+}
+
 #[test]
 fn bad_modules_are_rejected() {
     let (runtime, _) = shared();

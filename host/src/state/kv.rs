@@ -20,6 +20,8 @@ use crate::runtime::KvRead;
 pub struct Kv {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
     digest: [u8; 32],
+    /// Sum of key and value lengths, kept so a snapshot can size its buffer once.
+    payload_bytes: usize,
 }
 
 impl Kv {
@@ -37,8 +39,10 @@ impl Kv {
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         let added = pair_hash(&key, &value);
+        self.payload_bytes += key.len() + value.len();
         if let Some(old) = self.map.insert(key.clone(), value) {
             xor_into(&mut self.digest, &pair_hash(&key, &old));
+            self.payload_bytes -= key.len() + old.len();
         }
         xor_into(&mut self.digest, &added);
     }
@@ -46,7 +50,12 @@ impl Kv {
     pub fn delete(&mut self, key: &[u8]) {
         if let Some(old) = self.map.remove(key) {
             xor_into(&mut self.digest, &pair_hash(key, &old));
+            self.payload_bytes -= key.len() + old.len();
         }
+    }
+
+    pub fn payload_bytes(&self) -> usize {
+        self.payload_bytes
     }
 
     pub fn digest_hex(&self) -> String {

@@ -1,6 +1,9 @@
 use serde::Deserialize;
 use serde::Serialize;
 
+use super::image::ImagePair;
+use super::image::ImageRef;
+use super::image::MachineImage;
 use super::keys;
 use super::kv::Kv;
 use super::split_view::SplitView;
@@ -62,12 +65,6 @@ pub struct BindingChange {
     pub failure: Option<String>,
 }
 
-/// Everything a snapshot must carry to rebuild a [`Machine`].
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct MachineImage {
-    pub pairs: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
 /// The replicated state and the rules for changing it.
 #[derive(Debug, Clone, Default)]
 pub struct Machine {
@@ -76,11 +73,12 @@ pub struct Machine {
 
 impl Machine {
     pub fn from_image(image: MachineImage) -> Self {
-        Self { kv: Kv::from_pairs(image.pairs) }
+        Self { kv: Kv::from_pairs(image.pairs.into_iter().map(|ImagePair(key, value)| (key, value))) }
     }
 
-    pub fn image(&self) -> MachineImage {
-        MachineImage { pairs: self.kv.iter().map(|(k, v)| (k.clone(), v.clone())).collect() }
+    /// The state to write into a snapshot, read from the map as it is written.
+    pub fn image(&self) -> ImageRef<'_> {
+        ImageRef::new(&self.kv)
     }
 
     pub fn digest_hex(&self) -> String {
@@ -663,7 +661,8 @@ mod tests {
         assert!(expected.iter().any(|r| r.result.is_err()), "the log exercises refusals too");
         assert!(one_batch.clock_ms() >= 2_000);
         // A snapshot image rebuilds the same state.
-        assert_eq!(Machine::from_image(one_batch.image()).digest_hex(), one_batch.digest_hex());
+        let image = postcard::from_bytes(&postcard::to_stdvec(&one_batch.image()).unwrap()).unwrap();
+        assert_eq!(Machine::from_image(image).digest_hex(), one_batch.digest_hex());
     }
 
     #[test]

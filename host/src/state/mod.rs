@@ -9,12 +9,15 @@
 //! clamped so it never goes backwards.
 
 pub mod dry_run;
+mod image;
 mod keys;
 mod kv;
 mod machine;
 mod namespaces;
 mod split_view;
 
+pub use image::ImageRef;
+pub use image::MachineImage;
 pub use keys::DEFAULT_NAMESPACE;
 pub use keys::kind_tag;
 pub use kv::Kv;
@@ -23,7 +26,6 @@ pub use machine::BindingChange;
 pub use machine::ChangeEvent;
 pub use machine::EntryRef;
 pub use machine::Machine;
-pub use machine::MachineImage;
 pub use namespaces::NamespaceChange;
 pub use namespaces::NamespaceRecord;
 pub use split_view::SplitView;
