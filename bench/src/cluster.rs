@@ -68,9 +68,10 @@ pub struct Proc {
 impl Proc {
     fn spawn(mut cmd: Command, log: &Path) -> Result<Proc> {
         let log_file = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
+        // Both streams: Nacre logs to stdout, etcd to stderr.
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log_file.try_clone().with_context(|| format!("share {}", log.display()))?)
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("spawn {cmd:?}"))?;

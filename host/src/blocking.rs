@@ -7,12 +7,22 @@
 //! the replica lock, so both the work and a wait for that lock go through [`cpu_bound`]: on the
 //! multi-threaded runtime the worker first hands its other tasks to another thread.
 //!
-//! Architecture Invariant: no async task parks on the replica or AP store lock. Locks are
-//! taken with [`read`] and [`write`], which wait off the worker when the lock is held.
+//! Architecture Invariant: no async task waits long for the replica or AP store lock. Locks
+//! are taken with [`read`] and [`write`], which park the worker for at most
+//! [`MAX_WORKER_PARK`] (the usual wait: another reader's guest call, an AP write) and past
+//! that wait off the worker (an apply batch, a compile, a snapshot).
 
-use std::sync::RwLock;
-use std::sync::RwLockReadGuard;
-use std::sync::RwLockWriteGuard;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use parking_lot::RwLockReadGuard;
+use parking_lot::RwLockWriteGuard;
+
+/// Longest an async worker parks on a lock before it hands its other tasks to another
+/// thread. Far below the Raft heartbeat interval, and above the tens of microseconds the
+/// short holders keep the locks: a hand-off costs more than such a wait, and contended
+/// writes meet it on every command.
+pub const MAX_WORKER_PARK: Duration = Duration::from_millis(1);
 
 /// Run `work`, letting the async runtime move this worker's other tasks elsewhere meanwhile.
 pub fn cpu_bound<T>(work: impl FnOnce() -> T) -> T {
@@ -25,22 +35,21 @@ pub fn cpu_bound<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// A read guard on `lock`, at once if it is free, else waited for through [`cpu_bound`].
-///
-/// Panics if the lock is poisoned: the locks this is used for are never held across code
-/// that panics, and state a panic left half-changed must not be served.
-pub fn read<'a, T>(lock: &'a RwLock<T>, what: &str) -> RwLockReadGuard<'a, T> {
-    match lock.try_read() {
-        Ok(guard) => guard,
-        Err(_) => cpu_bound(|| lock.read().unwrap_or_else(|_| panic!("{what} lock poisoned"))),
+/// A read guard on `lock`: waited for on this thread up to [`MAX_WORKER_PARK`], then
+/// through [`cpu_bound`].
+pub fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    match lock.try_read_for(MAX_WORKER_PARK) {
+        Some(guard) => guard,
+        None => cpu_bound(|| lock.read()),
     }
 }
 
-/// A write guard on `lock`, at once if it is free, else waited for through [`cpu_bound`].
-pub fn write<'a, T>(lock: &'a RwLock<T>, what: &str) -> RwLockWriteGuard<'a, T> {
-    match lock.try_write() {
-        Ok(guard) => guard,
-        Err(_) => cpu_bound(|| lock.write().unwrap_or_else(|_| panic!("{what} lock poisoned"))),
+/// A write guard on `lock`: waited for on this thread up to [`MAX_WORKER_PARK`], then
+/// through [`cpu_bound`].
+pub fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    match lock.try_write_for(MAX_WORKER_PARK) {
+        Some(guard) => guard,
+        None => cpu_bound(|| lock.write()),
     }
 }
 
@@ -61,7 +70,7 @@ mod tests {
             let lock = lock.clone();
             let (held_tx, held_rx) = std::sync::mpsc::channel();
             let thread = std::thread::spawn(move || {
-                let mut guard = lock.write().unwrap();
+                let mut guard = lock.write();
                 held_tx.send(()).unwrap();
                 std::thread::sleep(Duration::from_millis(500));
                 *guard = 1;
@@ -74,7 +83,7 @@ mod tests {
             let waiters: Vec<_> = (0..2)
                 .map(|_| {
                     let lock = lock.clone();
-                    tokio::spawn(async move { *read(&lock, "test") })
+                    tokio::spawn(async move { *read(&lock) })
                 })
                 .collect();
             // The ticker is a task too: it needs a free worker to run at all.

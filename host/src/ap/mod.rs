@@ -24,12 +24,14 @@ pub mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::RwLock;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use nacre_protocol::GuestRequest;
+use parking_lot::RwLock;
+use parking_lot::RwLockReadGuard;
+use parking_lot::RwLockWriteGuard;
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -106,17 +108,17 @@ impl Ap {
     }
 
     /// The store for reading; a merge or write in progress is waited out off the async worker.
-    pub fn store(&self) -> std::sync::RwLockReadGuard<'_, ApStore> {
-        crate::blocking::read(&self.store, "AP store")
+    pub fn store(&self) -> RwLockReadGuard<'_, ApStore> {
+        crate::blocking::read(&self.store)
     }
 
     /// The store if no merge or write holds it now: for a short read on an async worker.
-    pub fn try_store(&self) -> Option<std::sync::RwLockReadGuard<'_, ApStore>> {
-        self.store.try_read().ok()
+    pub fn try_store(&self) -> Option<RwLockReadGuard<'_, ApStore>> {
+        self.store.try_read()
     }
 
-    fn store_mut(&self) -> std::sync::RwLockWriteGuard<'_, ApStore> {
-        crate::blocking::write(&self.store, "AP store")
+    fn store_mut(&self) -> RwLockWriteGuard<'_, ApStore> {
+        crate::blocking::write(&self.store)
     }
 
     /// Apply `request` at the node responsible for `id`: here, or forwarded. A responsible

@@ -11,7 +11,6 @@ use std::io::Write as _;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::RwLock;
 
 use futures_util::Stream;
 use futures_util::StreamExt;
@@ -21,6 +20,9 @@ use openraft::Snapshot;
 use openraft::alias::SnapshotOf;
 use openraft::storage::EntryResponder;
 use openraft::storage::RaftStateMachine;
+use parking_lot::RwLock;
+use parking_lot::RwLockReadGuard;
+use parking_lot::RwLockWriteGuard;
 use serde::Deserialize;
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -70,18 +72,18 @@ pub struct Shared {
 
 impl Shared {
     /// The replica for reading; an apply in progress is waited out off the async worker.
-    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Replica> {
-        crate::blocking::read(&self.replica, "replica")
+    pub fn read(&self) -> RwLockReadGuard<'_, Replica> {
+        crate::blocking::read(&self.replica)
     }
 
     /// The replica if no apply holds it now: for a short read on an async worker, which must
     /// not wait out an apply.
-    pub fn try_read(&self) -> Option<std::sync::RwLockReadGuard<'_, Replica>> {
-        self.replica.try_read().ok()
+    pub fn try_read(&self) -> Option<RwLockReadGuard<'_, Replica>> {
+        self.replica.try_read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Replica> {
-        crate::blocking::write(&self.replica, "replica")
+    fn write(&self) -> RwLockWriteGuard<'_, Replica> {
+        crate::blocking::write(&self.replica)
     }
 }
 
