@@ -21,6 +21,9 @@ use tokio::net::TcpListener;
 use nacre_protocol::GuestReply;
 use nacre_protocol::GuestRequest;
 
+use crate::answers;
+use crate::answers::Answers;
+use crate::answers::Stamp;
 use crate::ap::Ap;
 use crate::ap::store::ApStore;
 use crate::builtin;
@@ -74,6 +77,8 @@ pub struct Node {
     pub duties: Duties,
     /// The AP path: commands applied outside the log, replicated between nodes by version.
     pub ap: Ap,
+    /// Query answers valid at the current applied index and AP generation.
+    pub answers: Answers,
 }
 
 /// A committed write: the entry's index and what applying it produced.
@@ -134,7 +139,18 @@ impl Node {
         let ap_peers =
             config.members.iter().filter(|m| m.node_id() != id).map(|m| (m.node_id(), m.raft_addr())).collect();
         let ap = Ap::new(id, ap_peers);
-        let node = Arc::new(Node { id, config, raft, shared, peers, log, started_at: Instant::now(), duties, ap });
+        let node = Arc::new(Node {
+            id,
+            config,
+            raft,
+            shared,
+            peers,
+            log,
+            started_at: Instant::now(),
+            duties,
+            ap,
+            answers: Answers::default(),
+        });
         tokio::spawn(net::serve(raft_listener, |_, _| MAX_PEER_BODY_BYTES, {
             let node = node.clone();
             move |req| {
@@ -181,12 +197,23 @@ impl Node {
     /// Most queries take tens of microseconds, less than handing this async worker's other
     /// tasks to another thread would cost, so a query first runs right here with a short fuel
     /// budget, if no apply holds the replica. One that needs more runs again off the worker.
+    /// An answer already computed at the same state is served from [`Answers`].
     pub fn query(&self, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> Result<GuestReply, GuestError> {
         let request = request.encode();
+        let key = answers::key(namespace, kind, &request);
         let run = |replica: &Replica, ap: &ApStore, budget| {
-            let view = ap.view(namespace, kind);
             let applied_index = replica.applied_index();
-            replica.machine.query(&self.shared.runtime, applied_index, namespace, kind, &request, &view, budget)
+            let stamp = Stamp { applied_index, ap_generation: ap.generation() };
+            if let Some(answer) = self.answers.get(stamp, &key) {
+                return Ok(Ok(answer));
+            }
+            let view = ap.view(namespace, kind);
+            let answer =
+                replica.machine.query(&self.shared.runtime, applied_index, namespace, kind, &request, &view, budget)?;
+            if let Ok(bytes) = &answer {
+                self.answers.put(stamp, key.clone(), bytes);
+            }
+            Ok(answer)
         };
         decode_reply(self.run_guest(run))
     }

@@ -97,6 +97,8 @@ pub struct ApStore {
     /// The highest version clock made or seen here.
     clock: u64,
     records: usize,
+    /// Counts the merges that changed a record: what a view shows can change only with it.
+    generation: u64,
 }
 
 /// Why a local write was refused.
@@ -167,13 +169,21 @@ impl ApStore {
             space.partition_mut(&id.partition).remember(&id, &key, &new);
             changed = true;
         }
-        if changed && !events.is_empty() {
-            space.partition_mut(&id.partition).events = events;
+        if changed {
+            self.generation += 1;
+            if !events.is_empty() {
+                space.partition_mut(&id.partition).events = events;
+            }
         }
         if space.records.is_empty() {
             self.spaces.remove(&(id.namespace, id.kind));
         }
         changed
+    }
+
+    /// Moves whenever a record changes, never back (tombstones forgotten are in no view).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// A read view of one `(namespace, kind)`: live records only, guest keys.
