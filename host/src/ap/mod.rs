@@ -135,10 +135,11 @@ impl Ap {
             let answer: Result<Result<ApApplied, GuestError>, PeerError> =
                 node.peers.call(addr, "/nacre/ap/apply", &forwarded, timeout).await;
             match answer {
-                Ok(applied) => {
+                Ok(mut applied) => {
                     self.members.seen(owner, now_ms());
-                    if let Ok(ApApplied { written: Some(batch), .. }) = &applied {
-                        self.merge(node, vec![batch.clone()]);
+                    // Merged here before the answer, so a read through this node sees it.
+                    if let Some(batch) = applied.as_mut().ok().and_then(|applied| applied.written.take()) {
+                        self.merge(node, vec![batch]);
                     }
                     return applied;
                 }
