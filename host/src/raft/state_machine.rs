@@ -11,6 +11,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 
 use futures_util::Stream;
 use futures_util::StreamExt;
@@ -62,7 +64,11 @@ impl Replica {
 
 /// What the state machine shares with the rest of the node.
 pub struct Shared {
-    pub replica: RwLock<Replica>,
+    replica: RwLock<Replica>,
+    /// Set when a panic unwound out of an apply: the replica may be half-applied, and no
+    /// answer may be read from it (the lock itself does not poison). Raft stops on the panic;
+    /// a restart rebuilds the replica from the snapshot and the log.
+    half_applied: AtomicBool,
     pub runtime: Runtime,
     /// Every change guests report, after the entry that made it is applied.
     pub events: broadcast::Sender<Arc<ChangeEvent>>,
@@ -73,17 +79,54 @@ pub struct Shared {
 impl Shared {
     /// The replica for reading; an apply in progress is waited out off the async worker.
     pub fn read(&self) -> RwLockReadGuard<'_, Replica> {
-        crate::blocking::read(&self.replica)
+        self.whole(crate::blocking::read(&self.replica))
     }
 
     /// The replica if no apply holds it now: for a short read on an async worker, which must
     /// not wait out an apply.
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, Replica>> {
-        self.replica.try_read()
+        self.replica.try_read().map(|guard| self.whole(guard))
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Replica> {
-        crate::blocking::write(&self.replica)
+    /// The replica for an apply, marked half-applied if the apply panics before the guard
+    /// is dropped.
+    fn write(&self) -> ApplyGuard<'_> {
+        ApplyGuard { replica: self.whole(crate::blocking::write(&self.replica)), half_applied: &self.half_applied }
+    }
+
+    fn whole<G>(&self, guard: G) -> G {
+        assert!(
+            !self.half_applied.load(Ordering::Acquire),
+            "the replica was left half-applied by a panic; restart the node"
+        );
+        guard
+    }
+}
+
+/// Write access to the replica that records a panic unwinding through it.
+struct ApplyGuard<'a> {
+    replica: RwLockWriteGuard<'a, Replica>,
+    half_applied: &'a AtomicBool,
+}
+
+impl Drop for ApplyGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.half_applied.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl std::ops::Deref for ApplyGuard<'_> {
+    type Target = Replica;
+    fn deref(&self) -> &Replica {
+        &self.replica
+    }
+}
+
+impl std::ops::DerefMut for ApplyGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Replica {
+        &mut self.replica
     }
 }
 
@@ -115,6 +158,7 @@ impl StateMachine {
         let applied_index = replica.applied_index();
         let shared = Arc::new(Shared {
             replica: RwLock::new(replica),
+            half_applied: AtomicBool::new(false),
             runtime,
             events: broadcast::channel(EVENT_CHANNEL_CAPACITY).0,
             applied: watch::channel(applied_index).0,
@@ -337,5 +381,29 @@ fn compile_in_background(runtime: &Runtime, bytes: &[u8]) {
     });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "no thread for a background compile; the activation will compile");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic during an apply leaves the replica unreadable rather than half-applied and
+    /// served.
+    #[test]
+    fn a_panic_inside_an_apply_makes_the_replica_unreadable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = Runtime::new(None).expect("runtime");
+        let (_sm, shared) = StateMachine::open(dir.path(), runtime).expect("open");
+        assert_eq!(shared.read().applied_index(), 0);
+
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _replica = shared.write();
+            panic!("an apply fails halfway");
+        }));
+        assert!(panicked.is_err());
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.read().applied_index()));
+        assert!(read.is_err(), "a half-applied replica must not be read");
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.try_read().is_some())).is_err());
     }
 }
