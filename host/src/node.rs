@@ -16,6 +16,7 @@ use openraft::errors::ClientWriteError;
 use openraft::errors::RaftError;
 use serde::Deserialize;
 use serde::Serialize;
+use serde_bytes::ByteBuf;
 use tokio::net::TcpListener;
 
 use nacre_protocol::GuestReply;
@@ -31,6 +32,7 @@ use crate::config::NodeConfig;
 use crate::duties::Duties;
 use crate::net;
 use crate::net::PeerClient;
+use crate::net::coalesce;
 use crate::raft::ApplyResponse;
 use crate::raft::Member;
 use crate::raft::NodeId;
@@ -303,7 +305,7 @@ impl Node {
                 .ok_or_else(|| WriteError::NoLeader(format!("leader {leader} is not in the membership")))?;
             let answer: Result<WriteOutcome, WriteError> = self
                 .peers
-                .call(&member.raft_addr, "/nacre/forward-write", &op, Duration::from_millis(WRITE_TIMEOUT_MS))
+                .call_coalesced(&member.raft_addr, "/nacre/forward-write", &op, Duration::from_millis(WRITE_TIMEOUT_MS))
                 .await
                 .map_err(|e| WriteError::Unavailable(e.to_string()))?;
             answer?
@@ -373,34 +375,56 @@ impl Node {
         }
     }
 
-    /// The peer port: openraft RPCs, and writes and read-index requests forwarded by
-    /// followers.
+    /// The peer port: openraft RPCs, writes and read-index requests forwarded by followers,
+    /// the AP path's RPCs, and batches of any of these (`net::coalesce`).
     async fn serve_peer(&self, req: net::HttpRequest) -> net::HttpResponse {
         if req.method != net::HttpMethod::POST {
             return net::text(net::Status::METHOD_NOT_ALLOWED, "peer RPCs are POSTs");
         }
-        let answer = match req.path.as_str() {
-            "/nacre/forward-write" => match postcard::from_bytes::<Operation>(&req.body) {
+        let answer = if req.path == coalesce::BATCH_PATH {
+            self.serve_peer_batch(&req.body).await
+        } else {
+            self.serve_peer_rpc(&req.path, &req.body).await
+        };
+        match answer {
+            Ok(body) => net::binary(net::Status::OK, body),
+            Err(message) => net::text(net::Status::BAD_REQUEST, message),
+        }
+    }
+
+    /// Every call of a batch answered as it would be alone, all at once: the calls of one
+    /// batch are independent (forwarded writes commit together, AP commands take their turns).
+    async fn serve_peer_batch(&self, body: &[u8]) -> Result<Vec<u8>, String> {
+        let batch: coalesce::BatchRequest = postcard::from_bytes(body).map_err(|e| format!("malformed batch: {e}"))?;
+        if batch.path == coalesce::BATCH_PATH {
+            return Err("a batch cannot carry batches".into());
+        }
+        let calls = batch.calls.iter().map(|call| self.serve_peer_rpc(&batch.path, call));
+        let answers: coalesce::BatchAnswer =
+            futures_util::future::join_all(calls).await.into_iter().map(|answer| answer.map(ByteBuf::from)).collect();
+        Ok(encode(&answers))
+    }
+
+    /// One peer RPC: the encoded answer, or why the request is malformed.
+    async fn serve_peer_rpc(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, String> {
+        match path {
+            "/nacre/forward-write" => match postcard::from_bytes::<Operation>(body) {
                 Ok(op) => Ok(encode(&self.write_as_leader(op).await)),
                 Err(e) => Err(format!("malformed forwarded write: {e}")),
             },
             "/nacre/read-index" => Ok(encode(&self.read_index_as_leader().await)),
-            path if path.starts_with("/nacre/ap/") => match self.ap.serve_peer(self, path, &req.body).await {
+            path if path.starts_with("/nacre/ap/") => match self.ap.serve_peer(self, path, body).await {
                 Some(answer) => answer,
                 None => Err(format!("no such AP RPC: {path}")),
             },
-            "/nacre/lease-renew" => match postcard::from_bytes(&req.body) {
+            "/nacre/lease-renew" => match postcard::from_bytes(body) {
                 Ok(renewals) => {
                     self.duties.leases.record(renewals, now_ms());
                     Ok(encode(&()))
                 }
                 Err(e) => Err(format!("malformed lease renewals: {e}")),
             },
-            path => peer_server::handle_rpc(&self.raft, path, &req.body).await.map_err(|e| e.to_string()),
-        };
-        match answer {
-            Ok(body) => net::binary(net::Status::OK, body),
-            Err(message) => net::text(net::Status::BAD_REQUEST, message),
+            path => peer_server::handle_rpc(&self.raft, path, body).await.map_err(|e| e.to_string()),
         }
     }
 }

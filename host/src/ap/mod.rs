@@ -133,7 +133,7 @@ impl Ap {
             let forwarded = ForwardedCommand { id: id.clone(), request: request.clone() };
             let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
             let answer: Result<Result<ApApplied, GuestError>, PeerError> =
-                node.peers.call(addr, "/nacre/ap/apply", &forwarded, timeout).await;
+                node.peers.call_coalesced(addr, "/nacre/ap/apply", &forwarded, timeout).await;
             match answer {
                 Ok(mut applied) => {
                     self.members.seen(owner, now_ms());

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the client API and the Raft peer port: the only layer (with
 //! `api`) that names `hyper`.
 
+pub mod coalesce;
 mod http;
 mod peer_client;
 

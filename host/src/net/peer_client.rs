@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::HttpMethod;
+use super::coalesce::Coalescer;
 
 /// Largest response body a peer may send (a snapshot reply is small; entries flow the other way).
 const MAX_PEER_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -26,6 +27,8 @@ pub struct PeerClient {
     /// Peer address → the address actually dialled for it (`--peer-via`): lets a test put a
     /// fault-injecting proxy on each link while members keep their identities.
     routes: Arc<BTreeMap<String, String>>,
+    /// The queues of [`PeerClient::call_coalesced`].
+    coalescer: Arc<Coalescer>,
 }
 
 impl Default for PeerClient {
@@ -35,7 +38,7 @@ impl Default for PeerClient {
 }
 
 /// Why a peer call failed, in the terms openraft and the forwarding layer need.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PeerError {
     #[error("peer {addr} unreachable: {reason}")]
     Unreachable { addr: String, reason: String },
@@ -50,7 +53,17 @@ impl PeerClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        PeerClient { http: Client::builder(TokioExecutor::new()).build(connector), routes: Arc::new(routes) }
+        PeerClient {
+            http: Client::builder(TokioExecutor::new()).build(connector),
+            routes: Arc::new(routes),
+            coalescer: Arc::default(),
+        }
+    }
+
+    /// This client's connections without its queues: what a queue's own task sends batches
+    /// with (holding the queues there would keep them, and the task, alive forever).
+    pub(super) fn detached(&self) -> PeerClient {
+        PeerClient { http: self.http.clone(), routes: self.routes.clone(), coalescer: Arc::default() }
     }
 
     /// Where to connect to reach the peer at `addr`.
@@ -80,6 +93,22 @@ impl PeerClient {
             postcard::from_bytes(&body).map_err(|e| protocol(e.to_string()))
         };
         within(addr, timeout, exchange).await
+    }
+
+    /// [`PeerClient::call`], carried in one request with the other calls to the same `addr`
+    /// and `path` waiting at that moment (`net::coalesce`). The peer must serve
+    /// [`BATCH_PATH`](super::coalesce::BATCH_PATH).
+    pub async fn call_coalesced<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let protocol = |reason: String| PeerError::Protocol { addr: addr.to_string(), reason };
+        let body = postcard::to_stdvec(req).map_err(|e| protocol(e.to_string()))?;
+        let answer = within(addr, timeout, self.coalescer.submit(self, addr, path, body, timeout)).await?;
+        postcard::from_bytes(&answer).map_err(|e| protocol(e.to_string()))
     }
 }
 
