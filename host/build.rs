@@ -53,6 +53,7 @@ const GUEST_PROFILE: &[&str] = &[
     "profile.release.strip=\"debuginfo\"",
     "profile.release.panic=\"abort\"",
     "profile.release.incremental=false",
+    "target.wasm32-unknown-unknown.rustflags=[\"-C\", \"link-arg=--initial-memory=4194304\"]",
 ];
 
 /// Environment the outer build sets for its own (host) compilation, which would otherwise

@@ -67,6 +67,16 @@ pub use nacre_protocol::{GuestReply, GuestRequest, directive, keyspace, sweep};
 pub use params::{RequestExt, parse_bool};
 pub use types::{Command, GuestError, ModuleInfo, ModuleKind, QueryContext};
 
+/// The guests' allocator: dlmalloc, as std's own on wasm32, but a version that first hands out
+/// the free memory the module starts with (its `--initial-memory`; the host's build script
+/// gives the built-in guests 4 MiB) and only then grows memory. Why: every call runs in a
+/// fresh instance, and a call that grows memory costs the host two `mprotect`s (the growth,
+/// then the shrink back when its pool slot is reused), each flushing TLBs on every core: a
+/// tenth of a node's CPU on the registration path. A guest crate cannot define its own.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 /// The generated bindings' runtime support, reached by the code the export macro expands to.
 #[doc(hidden)]
 pub use wit_bindgen::rt as __wit_bindgen_rt;

@@ -67,6 +67,13 @@ pub(crate) struct Finished<T> {
     pub begun: u32,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Calls on this thread whose guest grew its memory past the initial size (tests run
+    /// their guest calls on their own thread, so parallel tests do not mix their counts).
+    pub(crate) static CALLS_THAT_GREW_MEMORY: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Runs `body` against a fresh instance of `pre` that reads `base` (under `prior`).
 ///
 /// This is the only place a [`BaseRef`] is made, and the store holding it never leaves this
@@ -93,6 +100,10 @@ pub(crate) fn run<T>(
         Err(error) => Err(classify(error)?),
     };
     let state = store.into_data();
+    #[cfg(test)]
+    if state.limiter.grew_memory {
+        CALLS_THAT_GREW_MEMORY.with(|calls| calls.set(calls.get() + 1));
+    }
     let (prior, sealed, current, begun) = state.into_parts();
     Ok(Finished { result, prior, sealed, current, begun })
 }

@@ -118,7 +118,7 @@ impl HostState {
     pub fn new(mode: Mode, base: BaseRef, prior: Overlay) -> HostState {
         HostState {
             mode,
-            limiter: GuestLimiter,
+            limiter: GuestLimiter::default(),
             base,
             prior,
             sealed_overlay: Overlay::new(),

@@ -132,13 +132,20 @@ pub const MAX_LIVE_INSTANCES: usize = MAX_CONCURRENT_QUERIES + RESERVED_INSTANCE
 /// is a host problem ([`HostFault::HostResources`]), never a `-1` the guest could act on: that
 /// would let one replica's memory pressure change the replicated result.
 #[derive(Debug, Default)]
-pub(crate) struct GuestLimiter;
+pub(crate) struct GuestLimiter {
+    /// Whether the guest grew a memory past its initial size: a cost to the host (the pool
+    /// slot's protection changes now and again when the slot is reused), which the guests'
+    /// allocator avoids for calls that fit their initial memory.
+    pub grew_memory: bool,
+}
 
 impl ResourceLimiter for GuestLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > MAX_GUEST_MEMORY_BYTES {
             return Err(HostFault::MemoryLimit.into());
         }
+        // `current == 0` is the memory being created at its initial size.
+        self.grew_memory |= current > 0 && desired > current;
         // Past the module's own declared maximum: the spec's deterministic `-1`.
         Ok(maximum.is_none_or(|max| desired <= max))
     }

@@ -302,6 +302,52 @@ fn builtin_modules_load_and_config_emits_events() {
     assert_eq!(get("a").unwrap_err().code, 404);
 }
 
+/// The built-in guests allocate from their 4 MiB initial memory (`nacre-guest-sdk`'s
+/// allocator, `--initial-memory` in the host's build script): calls that fit never grow it,
+/// which would cost the host two `mprotect`s and TLB flushes per call.
+#[test]
+fn typical_calls_of_the_builtin_guests_fit_their_initial_memory() {
+    use super::call::CALLS_THAT_GREW_MEMORY;
+    let grown = || CALLS_THAT_GREW_MEMORY.with(|calls| calls.get());
+    let (runtime, hostile) = shared();
+    let (naming, _) = runtime.load(crate::builtin::NAMING).expect("naming loads");
+    let (config, _) = runtime.load(crate::builtin::CONFIG).expect("config loads");
+    let before = grown();
+
+    let metadata = format!("{{\"pad\":\"{}\"}}", "m".repeat(240));
+    let registers: Vec<Vec<u8>> = (0..64)
+        .map(|n| {
+            let ip = format!("10.0.0.{n}");
+            op("naming.register", &[("serviceName", "svc"), ("ip", &ip), ("port", "8080"), ("metadata", &metadata)])
+        })
+        .collect();
+    let mut names = MemKv::default();
+    for outcome in runtime.apply(&naming, "public", 1, &commands(registers), &names).expect("apply") {
+        assert!(outcome.result.is_ok(), "{outcome:?}");
+        names.commit(&outcome);
+    }
+    let ctx = QueryContext { namespace: "public".into(), applied_index: 64, timestamp_ms: 0 };
+    let list = runtime.query(&naming, &ctx, &op("naming.list", &[("serviceName", "svc")]), &names).expect("query");
+    assert!(list.is_ok(), "{list:?}");
+
+    let content = "v".repeat(256);
+    let publishes: Vec<Vec<u8>> = (0..64)
+        .map(|n| op("config.publish", &[("dataId", &format!("d{n}")), ("group", "G"), ("content", &content)]))
+        .collect();
+    let mut configs = MemKv::default();
+    for outcome in runtime.apply(&config, "public", 1, &commands(publishes), &configs).expect("apply") {
+        assert!(outcome.result.is_ok(), "{outcome:?}");
+        configs.commit(&outcome);
+    }
+    let get = runtime.query(&config, &ctx, &op("config.get", &[("dataId", "d7"), ("group", "G")]), &configs);
+    assert!(get.expect("query").is_ok());
+    assert_eq!(grown() - before, 0, "a typical call grew guest memory");
+
+    // The count is live: a guest that outgrows its initial memory is seen.
+    runtime.apply(hostile, "public", 1, &commands(vec![op("hog", &[])]), &MemKv::default()).expect("apply");
+    assert!(grown() - before > 0, "the hostile fixture's hog grew memory unseen");
+}
+
 #[test]
 fn queries_read_but_cannot_write() {
     let (runtime, id) = shared();
