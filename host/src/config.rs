@@ -47,7 +47,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Every voting member, this node included.
     pub members: Vec<MemberAddr>,
-    /// Take a snapshot after this many entries since the last one.
+    /// Take a snapshot after this many entries since the last one (and, with a large state,
+    /// a share of its size in log: `raft::snapshot_policy`).
     pub snapshot_every_entries: u64,
     /// Entries kept behind a snapshot: a briefly lagging follower catches up from the log,
     /// and a purge never races the apply of entries just behind the snapshot (openraft #2116).

@@ -52,7 +52,8 @@ struct ServeArgs {
     /// the node forms a cluster of one.
     #[arg(long)]
     cluster_conf: Option<PathBuf>,
-    /// Take a snapshot (and purge the log behind it) after this many entries.
+    /// Take a snapshot (and purge the log behind it) after this many entries; past 16 MiB of
+    /// state, also not before the log since the last one is a quarter of the excess.
     #[arg(long, default_value_t = config::DEFAULT_SNAPSHOT_EVERY_ENTRIES)]
     snapshot_every: u64,
     /// Entries kept in the log behind a snapshot.

@@ -42,6 +42,7 @@ use crate::raft::Raft;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::PeerNetwork;
 use crate::raft::peer_server;
+use crate::raft::snapshot_policy;
 use crate::raft::state_machine::Replica;
 use crate::raft::state_machine::Shared;
 use crate::raft::state_machine::StateMachine;
@@ -119,7 +120,8 @@ impl Node {
             heartbeat_interval: HEARTBEAT_INTERVAL_MS,
             election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
             election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+            // Snapshots are asked for by `raft::snapshot_policy`, which also weighs the state's size.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: config.log_kept_behind_snapshot,
             install_snapshot_timeout: 30_000,
             ..Default::default()
@@ -170,6 +172,12 @@ impl Node {
                 tracing::info!(error = %e, "cluster already initialized");
             }
         }
+        tokio::spawn(snapshot_policy::run(
+            node.raft.clone(),
+            node.log.clone(),
+            node.shared.clone(),
+            node.config.snapshot_every_entries,
+        ));
         tokio::spawn(bind_builtins_when_leader(node.clone()));
         crate::duties::spawn(&node);
         crate::ap::replicate::spawn(&node);

@@ -12,6 +12,8 @@ use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
 use openraft::LogState;
@@ -43,6 +45,9 @@ const MAX_OPS_PER_TRANSACTION: usize = 1024;
 pub struct LogStore {
     tail: Arc<Mutex<Tail>>,
     writer: mpsc::Sender<WriteOp>,
+    /// Encoded bytes of every entry appended since this store was opened (the snapshot
+    /// policy compares the log's growth with the state's size).
+    appended_bytes: Arc<AtomicU64>,
 }
 
 /// The unpurged log and the Raft metadata, mirrored in memory for reads.
@@ -69,7 +74,12 @@ impl LogStore {
         let tail = load_tail(&db)?;
         let (writer, ops) = mpsc::channel();
         std::thread::Builder::new().name("raft-log-writer".into()).spawn(move || run_writer(db, ops))?;
-        Ok(LogStore { tail: Arc::new(Mutex::new(tail)), writer })
+        Ok(LogStore { tail: Arc::new(Mutex::new(tail)), writer, appended_bytes: Arc::default() })
+    }
+
+    /// Encoded bytes of the entries appended since the store was opened.
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended_bytes.load(Ordering::Relaxed)
     }
 
     fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
@@ -237,6 +247,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 tail.entries.insert(index, entry);
             }
         }
+        let bytes: usize = encoded.iter().map(|(_, bytes)| bytes.len()).sum();
+        self.appended_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         self.submit(WriteOp::Append { entries: encoded, done: callback })
     }
 
