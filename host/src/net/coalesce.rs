@@ -126,25 +126,28 @@ async fn send(client: &PeerClient, addr: &str, path: String, batch: Vec<Pending>
         batch.into_iter().map(|call| (ByteBuf::from(call.body), call.reply)).unzip();
     let request = BatchRequest { path, calls: bodies };
     let answer: Result<BatchAnswer, PeerError> = client.call(addr, BATCH_PATH, &request, timeout).await;
-    let answers = match answer {
-        Ok(answers) if answers.len() == replies.len() => answers,
+    let answer = answer.and_then(|answers| {
+        if answers.len() == replies.len() {
+            return Ok(answers);
+        }
+        let reason = format!("{} answers to a batch of {} calls", answers.len(), replies.len());
+        Err(PeerError::Protocol { addr: addr.to_string(), reason })
+    });
+    // A caller that gave up waiting has nobody left to tell: sends may fail.
+    match answer {
         Ok(answers) => {
-            let reason = format!("{} answers to a batch of {} calls", answers.len(), replies.len());
-            let error = PeerError::Protocol { addr: addr.to_string(), reason };
-            (0..replies.len()).map(|_| Err(error.to_string())).collect()
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let answer = answer
+                    .map(ByteBuf::into_vec)
+                    .map_err(|reason| PeerError::Protocol { addr: addr.to_string(), reason });
+                let _ = reply.send(answer);
+            }
         }
         Err(error) => {
             for reply in replies {
-                // A caller that gave up waiting has nobody left to tell.
                 let _ = reply.send(Err(error.clone()));
             }
-            return;
         }
-    };
-    for (reply, answer) in replies.into_iter().zip(answers) {
-        let answer =
-            answer.map(ByteBuf::into_vec).map_err(|reason| PeerError::Protocol { addr: addr.to_string(), reason });
-        let _ = reply.send(answer);
     }
 }
 

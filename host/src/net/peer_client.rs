@@ -79,18 +79,17 @@ impl PeerClient {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
-        let protocol = |reason: String| PeerError::Protocol { addr: addr.to_string(), reason };
-        let body = postcard::to_stdvec(req).map_err(|e| protocol(e.to_string()))?;
+        let body = encode_call(addr, req)?;
         let request = hyper::Request::post(format!("http://{}{path}", self.dial(addr)))
             .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| protocol(e.to_string()))?;
+            .map_err(|e| protocol(addr, e.to_string()))?;
         let exchange = async {
             let (status, body) = self.exchange(addr, request).await?;
             if !status.is_success() {
-                return Err(protocol(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))));
+                return Err(protocol(addr, format!("HTTP {status}: {}", String::from_utf8_lossy(&body))));
             }
-            postcard::from_bytes(&body).map_err(|e| protocol(e.to_string()))
+            decode_answer(addr, &body)
         };
         within(addr, timeout, exchange).await
     }
@@ -105,11 +104,22 @@ impl PeerClient {
         req: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
-        let protocol = |reason: String| PeerError::Protocol { addr: addr.to_string(), reason };
-        let body = postcard::to_stdvec(req).map_err(|e| protocol(e.to_string()))?;
+        let body = encode_call(addr, req)?;
         let answer = within(addr, timeout, self.coalescer.submit(self, addr, path, body, timeout)).await?;
-        postcard::from_bytes(&answer).map_err(|e| protocol(e.to_string()))
+        decode_answer(addr, &answer)
     }
+}
+
+fn protocol(addr: &str, reason: String) -> PeerError {
+    PeerError::Protocol { addr: addr.to_string(), reason }
+}
+
+fn encode_call<Req: Serialize>(addr: &str, req: &Req) -> Result<Vec<u8>, PeerError> {
+    postcard::to_stdvec(req).map_err(|e| protocol(addr, e.to_string()))
+}
+
+fn decode_answer<Resp: DeserializeOwned>(addr: &str, body: &[u8]) -> Result<Resp, PeerError> {
+    postcard::from_bytes(body).map_err(|e| protocol(addr, e.to_string()))
 }
 
 impl PeerClient {
@@ -126,12 +136,11 @@ impl PeerClient {
         url: &str,
         timeout: Duration,
     ) -> Result<(u16, String), PeerError> {
-        let protocol = |reason: String| PeerError::Protocol { addr: url.to_string(), reason };
         let request = hyper::Request::builder()
             .method(method)
             .uri(url)
             .body(Full::new(Bytes::new()))
-            .map_err(|e| protocol(e.to_string()))?;
+            .map_err(|e| protocol(url, e.to_string()))?;
         let exchange = async {
             let (status, body) = self.exchange(url, request).await?;
             Ok((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
@@ -185,7 +194,6 @@ pub async fn upload_with_progress(
     use http_body_util::combinators::BoxBody;
     use hyper::body::Frame;
 
-    let protocol = |reason: String| PeerError::Protocol { addr: url.to_string(), reason };
     let total = body.len();
     let chunks: Vec<Bytes> = (0..total)
         .step_by(UPLOAD_CHUNK_BYTES)
@@ -203,7 +211,7 @@ pub async fn upload_with_progress(
         .header(hyper::header::CONTENT_TYPE, "application/wasm")
         .header(hyper::header::CONTENT_LENGTH, total)
         .body(BoxBody::new(StreamBody::new(frames)))
-        .map_err(|e| protocol(e.to_string()))?;
+        .map_err(|e| protocol(url, e.to_string()))?;
     let exchange = async {
         let response = client
             .request(request)
