@@ -51,10 +51,17 @@ use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
 use crate::runtime::OverInlineBudget;
 use crate::runtime::Runtime;
+use crate::state::InvalidOperation;
 
-pub const HEARTBEAT_INTERVAL_MS: u64 = 200;
-pub const ELECTION_TIMEOUT_MIN_MS: u64 = 1_000;
-pub const ELECTION_TIMEOUT_MAX_MS: u64 = 2_000;
+pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// A follower starts an election once it has heard no leader for the leader lease (openraft
+/// sets it to `ELECTION_TIMEOUT_MAX_MS`) plus a random timeout in `[MIN, MAX)`: a dead leader is
+/// replaced after 1.5-2 s of silence. Pre-vote keeps a follower whose own process was stalled
+/// from deposing a leader the others still hear.
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 500;
+pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1_000;
+const _: () = assert!(HEARTBEAT_INTERVAL_MS * 4 <= ELECTION_TIMEOUT_MIN_MS, "several heartbeats fit in a timeout");
+const _: () = assert!(ELECTION_TIMEOUT_MIN_MS < ELECTION_TIMEOUT_MAX_MS, "elections need a random spread");
 /// How long a write waits for a leader to be elected before answering 503.
 pub const LEADER_WAIT_MS: u64 = 3_000;
 /// How long a write may take to commit before the client is told to retry.
@@ -91,13 +98,23 @@ pub struct WriteOutcome {
     pub response: ApplyResponse,
 }
 
-/// Why a write was not committed. All of these are worth a retry by the client.
-#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+/// Why a write or a linearizable read could not be served: what a client is told, in plain
+/// words. The internals (openraft's errors, peer addresses) go to this node's log only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum WriteError {
-    #[error("no leader is known right now ({0}); retry shortly")]
-    NoLeader(String),
-    #[error("the write may not have been committed ({0}); retry")]
-    Unavailable(String),
+    /// Nothing was proposed: no leader is known.
+    #[error("no leader is elected right now; nothing was written. Retry shortly")]
+    NoLeader,
+    /// Proposed (or maybe proposed) and not confirmed: the client cannot know whether it
+    /// took effect.
+    #[error("the write was not confirmed in time: it may or may not have been committed. Retry it, or read it back")]
+    Unconfirmed,
+    /// A linearizable read the leader did not confirm in time; nothing was read.
+    #[error("the leader did not confirm this read in time; retry shortly")]
+    ReadUnconfirmed,
+    /// The operation is malformed (a 400, never retried); nothing was proposed.
+    #[error("{0}")]
+    Invalid(InvalidOperation),
     #[error(
         "this node reaches {reachable} of {members} members; a persistent write needs a majority ({majority}). \
          Ephemeral instances still register here (AP); retry persistent writes on a node in the majority"
@@ -124,6 +141,15 @@ impl Node {
             snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: config.log_kept_behind_snapshot,
             install_snapshot_timeout: 30_000,
+            // A restarted leader must win a new election. Restoring leadership in its old term
+            // is unsafe here: followers may have fsynced (and so committed) entries of that
+            // term that the leader's own log lost in the crash, and it would then write
+            // different entries at those indexes (issue 15). See `raft::log_store` for what a
+            // restarted node's committed index is trusted for.
+            enable_leader_restore: Some(false),
+            // A node that was cut off or paused asks before it raises its term: returning, it
+            // costs a healthy leader nothing.
+            enable_pre_vote: Some(true),
             ..Default::default()
         }
         .validate()
@@ -257,7 +283,7 @@ impl Node {
         let op = Operation::Guest { namespace, kind, payload: request.encode() };
         match self.write_as_leader(op).await {
             Ok(outcome) => decode_reply(outcome.response.result),
-            Err(e) => Err(GuestError { code: 503, message: e.to_string() }),
+            Err(e) => Err(unavailable(&e)),
         }
     }
 
@@ -272,7 +298,7 @@ impl Node {
         let op = Operation::Guest { namespace, kind, payload: request.encode() };
         match self.write(op).await {
             Ok(outcome) => decode_reply(outcome.response.result),
-            Err(e) => Err(GuestError { code: 503, message: e.to_string() }),
+            Err(e) => Err(unavailable(&e)),
         }
     }
 
@@ -300,22 +326,21 @@ impl Node {
     /// Commit `op` through the leader, wherever it is, and wait until this node has applied
     /// it too, so that the caller can read its own write here.
     pub async fn write(&self, op: Operation) -> Result<WriteOutcome, WriteError> {
+        op.validate().map_err(WriteError::Invalid)?;
         self.check_quorum()?;
-        let leader = self
-            .wait_for_leader(Duration::from_millis(LEADER_WAIT_MS))
-            .await
-            .ok_or_else(|| WriteError::NoLeader(format!("none elected within {LEADER_WAIT_MS} ms")))?;
+        let leader = self.wait_for_leader(Duration::from_millis(LEADER_WAIT_MS)).await.ok_or(WriteError::NoLeader)?;
         let outcome = if leader == self.id {
             self.write_as_leader(op).await?
         } else {
-            let member = self
-                .member(leader)
-                .ok_or_else(|| WriteError::NoLeader(format!("leader {leader} is not in the membership")))?;
+            let member = self.member(leader).ok_or(WriteError::NoLeader)?;
             let answer: Result<WriteOutcome, WriteError> = self
                 .peers
                 .call_coalesced(&member.raft_addr, "/nacre/forward-write", &op, Duration::from_millis(WRITE_TIMEOUT_MS))
                 .await
-                .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+                .map_err(|e| {
+                    tracing::info!(leader, error = %e, "a forwarded write got no answer from the leader");
+                    WriteError::Unconfirmed
+                })?;
             answer?
         };
         self.wait_applied(outcome.index, Duration::from_millis(LOCAL_APPLY_WAIT_MS)).await;
@@ -330,17 +355,29 @@ impl Node {
         if reachable < majority { Err(WriteError::NoQuorum { reachable, members, majority }) } else { Ok(()) }
     }
 
-    /// Propose as the leader, stamping the entry with this node's clock.
+    /// Propose as the leader, stamping the entry with this node's clock. The operation is
+    /// validated here too: a follower's forwarded write is a peer message, not trusted to have
+    /// passed the client API.
     async fn write_as_leader(&self, op: Operation) -> Result<WriteOutcome, WriteError> {
+        op.validate().map_err(WriteError::Invalid)?;
         let proposal = Proposal { timestamp_ms: now_ms(), op };
         let write = self.raft.client_write(proposal);
         match tokio::time::timeout(Duration::from_millis(WRITE_TIMEOUT_MS), write).await {
-            Err(_) => Err(WriteError::Unavailable(format!("not committed within {WRITE_TIMEOUT_MS} ms"))),
             Ok(Ok(resp)) => Ok(WriteOutcome { index: resp.log_id.index, response: resp.data }),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(WriteError::NoLeader(format!("leadership moved to {:?}", f.leader_id)))
+            Err(_) => {
+                tracing::info!(timeout_ms = WRITE_TIMEOUT_MS, "a write was not committed in time");
+                Err(WriteError::Unconfirmed)
             }
-            Ok(Err(e)) => Err(WriteError::Unavailable(e.to_string())),
+            // openraft also answers a proposal pending when leadership was lost this way,
+            // so the entry may still be committed by the next leader: not "nothing written".
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                tracing::info!(leader = ?forward.leader_id, "leadership moved away from a write");
+                Err(WriteError::Unconfirmed)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "raft refused a write");
+                Err(WriteError::Unconfirmed)
+            }
         }
     }
 
@@ -354,32 +391,36 @@ impl Node {
     /// until this replica has applied up to the index it returns.
     pub async fn linearize(&self) -> Result<(), WriteError> {
         self.check_quorum()?;
-        let leader = self
-            .wait_for_leader(Duration::from_millis(LEADER_WAIT_MS))
-            .await
-            .ok_or_else(|| WriteError::NoLeader(format!("none elected within {LEADER_WAIT_MS} ms")))?;
+        let leader = self.wait_for_leader(Duration::from_millis(LEADER_WAIT_MS)).await.ok_or(WriteError::NoLeader)?;
         let read_index = if leader == self.id {
             self.read_index_as_leader().await?
         } else {
-            let member = self.member(leader).ok_or_else(|| WriteError::NoLeader(format!("leader {leader} unknown")))?;
+            let member = self.member(leader).ok_or(WriteError::NoLeader)?;
             let answer: Result<u64, WriteError> = self
                 .peers
                 .call(&member.raft_addr, "/nacre/read-index", &(), Duration::from_millis(WRITE_TIMEOUT_MS))
                 .await
-                .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+                .map_err(|e| {
+                    tracing::info!(leader, error = %e, "a read index request got no answer from the leader");
+                    WriteError::ReadUnconfirmed
+                })?;
             answer?
         };
         if self.wait_applied(read_index, Duration::from_millis(WRITE_TIMEOUT_MS)).await {
             Ok(())
         } else {
-            Err(WriteError::Unavailable(format!("replica did not reach index {read_index} in time")))
+            tracing::info!(read_index, "this replica did not apply up to a read index in time");
+            Err(WriteError::ReadUnconfirmed)
         }
     }
 
     async fn read_index_as_leader(&self) -> Result<u64, WriteError> {
         match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
             Ok(read_log_id) => Ok(read_log_id.index()),
-            Err(e) => Err(WriteError::Unavailable(e.to_string())),
+            Err(e) => {
+                tracing::info!(error = %e, "raft could not confirm a read index");
+                Err(WriteError::ReadUnconfirmed)
+            }
         }
     }
 
@@ -407,6 +448,13 @@ impl Node {
         if batch.path == coalesce::BATCH_PATH {
             return Err("a batch cannot carry batches".into());
         }
+        if batch.calls.len() > coalesce::MAX_BATCH_CALLS {
+            return Err(format!(
+                "a batch of {} calls, over the limit of {}",
+                batch.calls.len(),
+                coalesce::MAX_BATCH_CALLS
+            ));
+        }
         let calls = batch.calls.iter().map(|call| self.serve_peer_rpc(&batch.path, call));
         let answers: coalesce::BatchAnswer =
             futures_util::future::join_all(calls).await.into_iter().map(|answer| answer.map(ByteBuf::from)).collect();
@@ -433,6 +481,22 @@ impl Node {
                 Err(e) => Err(format!("malformed lease renewals: {e}")),
             },
             path => peer_server::handle_rpc(&self.raft, path, body).await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// A write or read that could not be served, as the guest-facing 503 the client sees.
+fn unavailable(e: &WriteError) -> GuestError {
+    GuestError { code: e.status(), message: e.to_string() }
+}
+
+impl WriteError {
+    /// The HTTP status a client is answered with: 400 for a malformed operation, else 503
+    /// (worth a retry).
+    pub fn status(&self) -> u16 {
+        match self {
+            WriteError::Invalid(_) => 400,
+            _ => 503,
         }
     }
 }

@@ -119,8 +119,10 @@ pub async fn linearize_if_asked(node: &Node, req: &HttpRequest) -> Result<(), Ht
     if asked { node.linearize().await.map_err(|e| unavailable(&e)) } else { Ok(()) }
 }
 
+/// A write or linearizable read that could not be served: 400 for a malformed operation, else
+/// 503 (retry).
 pub fn unavailable(e: &WriteError) -> HttpResponse {
-    net::text(Status::SERVICE_UNAVAILABLE, e.to_string())
+    net::text(Status::from_u16(e.status()).unwrap_or(Status::SERVICE_UNAVAILABLE), e.to_string())
 }
 
 /// A guest's answer as HTTP: the reply's body and headers (directives stripped), or the

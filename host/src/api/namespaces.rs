@@ -21,14 +21,13 @@ use crate::net::Status;
 use crate::node::Node;
 use crate::raft::Operation;
 use crate::runtime::ModuleKind;
+use crate::state::MAX_NAMESPACE_DESC_CHARS as MAX_DESC_CHARS;
+use crate::state::MAX_NAMESPACE_NAME_CHARS as MAX_NAME_CHARS;
 use crate::state::NamespaceChange;
 use crate::state::NamespaceRecord;
 
 /// Nacos's default config quota per namespace (shown, not enforced).
 pub const QUOTA: u32 = 200;
-/// Longest namespace name and description.
-pub const MAX_NAME_CHARS: usize = 128;
-pub const MAX_DESC_CHARS: usize = 256;
 /// Nacos's namespace types: the built-in `public`, and ones users made.
 const TYPE_GLOBAL: u8 = 0;
 const TYPE_CUSTOM: u8 = 2;

@@ -6,10 +6,7 @@ use std::collections::BTreeMap;
 use crate::net::HttpRequest;
 use crate::net::header;
 
-/// The namespace every API treats an empty or absent namespace as.
-pub const PUBLIC_NAMESPACE: &str = "public";
-/// Longest namespace id (Nacos: 128).
-pub const MAX_NAMESPACE_CHARS: usize = 128;
+pub use crate::state::PUBLIC_NAMESPACE;
 
 #[derive(Debug, Default, Clone)]
 pub struct Params(BTreeMap<String, String>);
@@ -48,12 +45,7 @@ pub fn namespace(value: Option<&str>, field: &str) -> Result<String, String> {
     if value.is_empty() {
         return Ok(PUBLIC_NAMESPACE.to_string());
     }
-    if value.len() > MAX_NAMESPACE_CHARS {
-        return Err(format!("invalid param: {field} is longer than {MAX_NAMESPACE_CHARS} characters"));
-    }
-    if !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(format!("invalid param: {field} may only contain letters, digits, '_' and '-'"));
-    }
+    crate::state::namespace_id(value, "namespace").map_err(|e| format!("invalid param: {field} {}", e.reason))?;
     Ok(value.to_string())
 }
 

@@ -4,6 +4,19 @@
 //! once) and are acknowledged through their `IOFlushed` callback only after the one writer
 //! thread has committed them with an fsync. The writer drains everything queued behind the
 //! first operation into one transaction: under load, one fsync covers many append batches.
+//!
+//! Entries are visible to openraft before they are durable here, so a leader replicates them
+//! while its own fsync is pending, and two followers' fsyncs can commit an entry the leader
+//! then loses in a crash. That is safe only because a restarted node never resumes leading
+//! (`enable_leader_restore` is off in `node`): it must win an election, which its shorter log
+//! loses against the followers that hold the entry.
+//!
+//! What a restarted node's persisted committed index is trusted for: re-applying its own
+//! log up to it at start, and nothing else. It is written after (in the same or a later
+//! transaction than) the entries it covers, so it never points past the durable log, but a
+//! batch that only advances it is not fsynced, so it may lag the cluster's commit. It never
+//! makes a node a leader, and a linearizable read is answered only by a leader that has
+//! committed an entry of its own term (openraft's ReadIndex), never from this value.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

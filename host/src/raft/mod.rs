@@ -3,7 +3,8 @@
 //! - [`types`]: the Raft type configuration and the log entry envelope ([`Proposal`]).
 //! - [`log_store`]: the durable log (redb), fsynced once per append batch before it is acknowledged.
 //! - [`state_machine`]: openraft's state-machine trait over [`crate::state::Machine`], plus snapshots.
-//! - [`network`]: the peer-port RPC client; [`peer_server`]: its server side.
+//! - [`network`]: the peer-port RPC client; [`peer_server`]: its server side, which refuses
+//!   implausible messages ([`peer_guard`]) before openraft sees them.
 //! - [`snapshot_policy`]: when to snapshot (entry count, and the log's growth against the state's size).
 //!
 //! Architecture Invariant: this layer knows how to order and persist entries, not what they
@@ -13,6 +14,7 @@
 pub mod dry_run;
 pub mod log_store;
 pub mod network;
+pub mod peer_guard;
 pub mod peer_server;
 pub mod snapshot_policy;
 pub mod state_machine;

@@ -148,7 +148,7 @@ impl StateMachine {
         std::fs::create_dir_all(dir)?;
         let mut replica = Replica::default();
         if let Some(file) = read_snapshot_file(dir)? {
-            let image: MachineImage = decode(&file.image)?;
+            let image = MachineImage::decode(&file.image).map_err(invalid_data)?;
             replica = Replica {
                 machine: Machine::from_image(image),
                 last_applied: file.meta.last_log_id,
@@ -172,7 +172,7 @@ impl StateMachine {
 /// (for dry runs, which rebuild past state from it and the log after it).
 pub fn read_snapshot(dir: &Path) -> io::Result<Option<(u64, Machine)>> {
     let Some(file) = read_snapshot_file(dir)? else { return Ok(None) };
-    let image: MachineImage = decode(&file.image)?;
+    let image = MachineImage::decode(&file.image).map_err(invalid_data)?;
     Ok(Some((file.meta.last_log_id.map_or(0, |id| id.index), Machine::from_image(image))))
 }
 
@@ -197,6 +197,10 @@ fn write_snapshot_file(dir: &Path, file: &SnapshotFile) -> io::Result<()> {
 
 fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     postcard::to_stdvec(value).map_err(io::Error::other)
+}
+
+fn invalid_data(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
 fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> io::Result<T> {
@@ -282,7 +286,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Decoding and rebuilding a large state takes a while: off the async workers.
         let applied_index = crate::blocking::cpu_bound(|| -> io::Result<u64> {
             let image_bytes = snapshot.into_inner();
-            let machine = Machine::from_image(decode(&image_bytes)?);
+            let machine = Machine::from_image(MachineImage::decode(&image_bytes).map_err(invalid_data)?);
             write_snapshot_file(&self.dir, &SnapshotFile { meta: meta.clone(), image: image_bytes })?;
             let installed =
                 Replica { machine, last_applied: meta.last_log_id, membership: meta.last_membership.clone() };

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use super::EntryRef;
 use super::Machine;
+use super::command::Operation;
 use super::machine::HostFailure;
-use crate::raft::Operation;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
 use crate::runtime::Runtime;
@@ -140,7 +140,7 @@ fn op_name(entry: &EntryRef<'_>) -> String {
     }
 }
 
-fn result_of(response: &crate::raft::ApplyResponse) -> ReplayResult {
+fn result_of(response: &super::command::ApplyResponse) -> ReplayResult {
     let (status, body) = match &response.result {
         Ok(bytes) => {
             (200, GuestReply::decode(bytes).map_or_else(|_| String::from_utf8_lossy(bytes).into_owned(), |r| r.body))
@@ -161,7 +161,7 @@ fn shortened(mut result: ReplayResult) -> ReplayResult {
 mod tests {
     use super::*;
     use crate::builtin;
-    use crate::raft::Proposal;
+    use crate::state::Proposal;
 
     /// Bootstrap, then publishes alternating between `dev` and `public`.
     fn log(publishes: u64) -> Vec<(u64, Proposal)> {

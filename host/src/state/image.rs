@@ -20,6 +20,28 @@ pub struct MachineImage {
     pub pairs: Vec<ImagePair>,
 }
 
+impl MachineImage {
+    /// Decode an image, refusing anything a snapshot of a real machine is not: bytes left
+    /// over, or keys out of order or repeated (an image is written in key order). Bytes from a
+    /// peer or a file never reach the machine unchecked.
+    pub fn decode(bytes: &[u8]) -> Result<MachineImage, String> {
+        let (image, rest): (MachineImage, &[u8]) =
+            postcard::take_from_bytes(bytes).map_err(|e| format!("not a machine image: {e}"))?;
+        if !rest.is_empty() {
+            return Err(format!("{} bytes after the machine image", rest.len()));
+        }
+        if let Some(at) = image.pairs.windows(2).position(|pair| pair[0].0 >= pair[1].0) {
+            return Err(format!("machine image keys out of order at pair {}", at + 1));
+        }
+        Ok(image)
+    }
+
+    /// Whether `bytes` decode as [`MachineImage::decode`] accepts.
+    pub fn validate(bytes: &[u8]) -> Result<(), String> {
+        Self::decode(bytes).map(|_| ())
+    }
+}
+
 /// One key and its value.
 #[derive(Debug, Deserialize)]
 pub struct ImagePair(#[serde(with = "serde_bytes")] pub Vec<u8>, #[serde(with = "serde_bytes")] pub Vec<u8>);
@@ -61,6 +83,22 @@ impl Serialize for ImageRef<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_refuses_what_no_machine_wrote() {
+        let image = postcard::to_stdvec(&ImageRef::new(&sample())).unwrap();
+        assert_eq!(MachineImage::decode(&image).unwrap().pairs.len(), 3);
+        assert!(MachineImage::decode(&[image.as_slice(), b"x"].concat()).unwrap_err().contains("after"));
+        let unordered =
+            postcard::to_stdvec(&SequenceImage { pairs: vec![(b"b".to_vec(), vec![]), (b"a".to_vec(), vec![])] })
+                .unwrap();
+        assert!(MachineImage::decode(&unordered).unwrap_err().contains("order"));
+        let repeated =
+            postcard::to_stdvec(&SequenceImage { pairs: vec![(b"a".to_vec(), vec![]), (b"a".to_vec(), vec![])] })
+                .unwrap();
+        assert!(MachineImage::decode(&repeated).is_err());
+        assert!(MachineImage::decode(&[0xff; 4096]).is_err());
+    }
 
     /// The layout snapshots had before the pairs were byte strings.
     #[derive(Serialize)]

@@ -8,13 +8,15 @@
 //! s/namespace/<namespace>                the namespace's record (JSON `NamespaceRecord`)
 //! s/clock                                the latest entry time a guest has seen (u64 BE)
 //! ```
-//! Namespaces never contain `\0` (the API layer allows `[A-Za-z0-9_-]` only), so the
+//! Namespaces never contain `\0` (`state::namespace_id` allows `[A-Za-z0-9_-]` only, checked where an entry is proposed and again where it is applied), so the
 //! separators are unambiguous and one namespace's prefix never covers another's.
 
 use crate::runtime::ModuleKind;
 
 /// The namespace name a binding uses to mean "every namespace without its own binding".
 pub const DEFAULT_NAMESPACE: &str = "*";
+/// The namespace every API treats an empty or absent namespace as.
+pub const PUBLIC_NAMESPACE: &str = "public";
 
 pub fn kind_tag(kind: ModuleKind) -> &'static str {
     match kind {

@@ -1,15 +1,15 @@
 use serde::Deserialize;
 use serde::Serialize;
 
+use super::command::ApplyResponse;
+use super::command::Operation;
+use super::command::Proposal;
 use super::image::ImagePair;
 use super::image::ImageRef;
 use super::image::MachineImage;
 use super::keys;
 use super::kv::Kv;
 use super::split_view::SplitView;
-use crate::raft::ApplyResponse;
-use crate::raft::Operation;
-use crate::raft::Proposal;
 use crate::runtime::Budget;
 use crate::runtime::CommandOutcome;
 use crate::runtime::Event;
@@ -274,6 +274,13 @@ impl Machine {
                 i += 1;
                 continue;
             };
+            // Proposers validate too; this keeps an entry that slipped past them (a peer's
+            // forged proposal) from changing anything, with the same refusal on every replica.
+            if let Err(invalid) = proposal.op.validate() {
+                responses.push(ApplyResponse::host(Err(invalid.refusal())));
+                i += 1;
+                continue;
+            }
             if let Operation::Guest { namespace, kind, .. } = &proposal.op {
                 let run = guest_run_len(&entries[i..], namespace, *kind, entry.term);
                 let batch = &entries[i..i + run];
@@ -570,7 +577,8 @@ fn guest_run_len(entries: &[EntryRef<'_>], namespace: &str, kind: ModuleKind, te
         .take_while(|e| {
             e.term == term
                 && matches!(e.proposal.map(|p| &p.op),
-                    Some(Operation::Guest { namespace: n, kind: k, .. }) if n == namespace && *k == kind)
+                    Some(op @ Operation::Guest { namespace: n, kind: k, .. })
+                        if n == namespace && *k == kind && op.validate().is_ok())
         })
         .count()
 }

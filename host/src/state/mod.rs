@@ -8,6 +8,7 @@
 //! the module bytes they carry). It reads no clock: time is the leader stamp in each entry,
 //! clamped so it never goes backwards.
 
+mod command;
 pub mod dry_run;
 mod image;
 mod keys;
@@ -16,9 +17,18 @@ mod machine;
 mod namespaces;
 mod split_view;
 
+pub use command::ApplyResponse;
+pub use command::InvalidOperation;
+pub use command::MAX_NAMESPACE_DESC_CHARS;
+pub use command::MAX_NAMESPACE_ID_BYTES;
+pub use command::MAX_NAMESPACE_NAME_CHARS;
+pub use command::Operation;
+pub use command::Proposal;
+pub use command::namespace_id;
 pub use image::ImageRef;
 pub use image::MachineImage;
 pub use keys::DEFAULT_NAMESPACE;
+pub use keys::PUBLIC_NAMESPACE;
 pub use keys::kind_tag;
 pub use kv::Kv;
 pub use machine::Binding;
