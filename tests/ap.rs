@@ -236,3 +236,72 @@ fn a_forwarded_registration_is_listed_at_once_by_the_node_it_came_through() {
     }
     assert!(forwarded >= 4, "too few services owned by another node to test: {forwarded}");
 }
+
+/// One AP digest on every running node.
+fn wait_ap_converged(cluster: &Cluster) {
+    wait_until("one AP digest again", || {
+        let digests = ap_digests(cluster);
+        digests.len() == cluster.running().len() && digests.iter().all(|d| *d == digests[0])
+    });
+}
+
+/// Issue 15, finding 2a: an instance registered on the majority side during a partition and
+/// deregistered through the minority side, which never saw it. The deregistration used to
+/// answer `ok` and write nothing; at the heal the instance was listed everywhere again.
+#[test]
+fn a_deregistration_through_a_node_that_never_saw_the_instance_holds_after_the_heal() {
+    let cluster = Cluster::start_with_links(3, &[]);
+    let minority = 2;
+    cluster.isolate(minority);
+    wait_until("both sides see the cut", || {
+        metrics(&cluster, 0)["liveMembers"] == 2 && metrics(&cluster, minority)["liveMembers"] == 1
+    });
+    let instance = [("serviceName", "unseen"), ("ip", "10.6.0.1"), ("port", "80")];
+    register(&cluster, 0, &instance);
+    wait_until("the majority lists it", || listed(&cluster, 1, "unseen").len() == 1);
+    assert!(listed(&cluster, minority, "unseen").is_empty(), "the minority never saw it");
+    let deregister = query(&[instance.as_slice(), &[("ephemeral", "true")]].concat());
+    let resp = cluster.call(minority, "DELETE", &format!("{INSTANCE}?{deregister}")).unwrap();
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+
+    cluster.heal();
+    wait_ap_converged(&cluster);
+    std::thread::sleep(Duration::from_secs(4)); // a verification round more, for a late copy
+    for node in 0..3 {
+        assert!(listed(&cluster, node, "unseen").is_empty(), "node {node} lists a deregistered instance");
+    }
+}
+
+/// Issue 15, finding 2b: an instance both sides hold, deregistered on the minority side; the
+/// majority, hearing no beats, marks it unhealthy later than that. The sweep's newer version
+/// used to win at the heal and list the instance everywhere until it expired (30 s here).
+#[test]
+fn a_deregistration_beats_the_other_sides_later_unhealthy_mark() {
+    const UNHEALTHY_SOON: &str = r#"{"preserved.heart.beat.timeout":"1500","preserved.ip.delete.timeout":"60000"}"#;
+    let cluster = Cluster::start_with_links(3, &[]);
+    let instance = [("serviceName", "marked"), ("ip", "10.6.0.2"), ("port", "80")];
+    register(&cluster, 0, &[instance.as_slice(), &[("metadata", UNHEALTHY_SOON)]].concat());
+    wait_until("every node lists it", || (0..3).all(|i| listed(&cluster, i, "marked").len() == 1));
+    let minority = 2;
+    cluster.isolate(minority);
+    wait_until("both sides see the cut", || {
+        metrics(&cluster, 0)["liveMembers"] == 2 && metrics(&cluster, minority)["liveMembers"] == 1
+    });
+    let deregister = query(&[instance.as_slice(), &[("ephemeral", "true")]].concat());
+    let resp = cluster.call(minority, "DELETE", &format!("{INSTANCE}?{deregister}")).unwrap();
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+    assert!(listed(&cluster, minority, "marked").is_empty());
+    // The record itself (a list of a service whose every instance is unhealthy reports them
+    // healthy: Nacos's protect threshold).
+    let detail = format!("{INSTANCE}?{}", query(&instance));
+    wait_until("the majority marks the silent instance unhealthy", || {
+        cluster.get(0, &detail).is_ok_and(|resp| resp.status == 200 && resp.json()["healthy"] == false)
+    });
+
+    cluster.heal();
+    wait_ap_converged(&cluster);
+    std::thread::sleep(Duration::from_secs(4));
+    for node in 0..3 {
+        assert!(listed(&cluster, node, "marked").is_empty(), "node {node} brought the instance back");
+    }
+}

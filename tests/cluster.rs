@@ -72,8 +72,8 @@ fn no_acknowledged_write_is_lost_when_the_leader_is_killed() {
             Ok(resp) if resp.status == 200 && resp.text() == "true" => {
                 acknowledged.insert(data_id, content);
             }
-            // 503 while a new leader is elected, or a connection error: retry.
-            Ok(resp) => assert!(resp.status == 503 || resp.status == 500, "unexpected answer {resp:?}"),
+            // 503 while a new leader is elected, or a connection error: retry. Nothing else.
+            Ok(resp) => assert_eq!(resp.status, 503, "unexpected answer {resp:?}"),
             Err(_) => {}
         }
     }
@@ -93,6 +93,78 @@ fn no_acknowledged_write_is_lost_when_the_leader_is_killed() {
     for (data_id, content) in &acknowledged {
         assert_eq!(read_config(&cluster, leader, data_id).as_ref(), Some(content));
     }
+}
+
+/// Issue 15, finding 1: a leader killed while its own fsync of an entry is pending, after its
+/// followers' fsyncs committed it and the client was answered, and restarted before the
+/// followers time it out. It used to resume leading its old term with a log one entry short,
+/// write its next entry at the committed entry's index, and leave the replicas at one index
+/// with two digests for good. The failpoint (`raft::log_store::FAILPOINTS_ENV`) holds the
+/// leader's fsync long enough to kill it in that window every time.
+#[test]
+fn a_leader_killed_before_its_own_fsync_and_restarted_at_once_keeps_every_acknowledged_write() {
+    let mut cluster = Cluster::start_with_env(3, &[("NACRE_FAILPOINTS", "1")]);
+    let leader = cluster.wait_leader();
+    for i in 0..5 {
+        let resp = publish(&cluster, leader, &format!("before-{i}"), "v").unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    let delay_file = cluster.nodes[leader].data_dir.join("failpoints/log-fsync-delay-ms");
+    std::fs::create_dir_all(delay_file.parent().unwrap()).unwrap();
+    std::fs::write(&delay_file, "5000").unwrap();
+    let started = Instant::now();
+    let resp = publish(&cluster, leader, "acknowledged", "committed by the followers").unwrap();
+    assert_eq!((resp.status, resp.text().as_str()), (200, "true"));
+    assert!(started.elapsed() < Duration::from_secs(4), "acknowledged before the leader's own fsync");
+    cluster.kill_node(leader);
+    std::fs::remove_file(&delay_file).unwrap();
+    cluster.start_node(leader);
+
+    // Writes through the restarted node: before the fix, the first of them took the
+    // acknowledged entry's index in the old term.
+    for i in 0..5 {
+        wait_until("a write through the restarted node is acknowledged", || {
+            publish(&cluster, leader, &format!("after-{i}"), "w").is_ok_and(|resp| resp.status == 200)
+        });
+    }
+    cluster.wait_converged();
+    for node in 0..3 {
+        let linearizable = http::request_with_headers(
+            "GET",
+            cluster.addr(node),
+            &format!("{CONFIGS}?dataId=acknowledged&group=DEFAULT_GROUP"),
+            &[("X-Nacre-Consistency", "linearizable")],
+            b"",
+        )
+        .unwrap();
+        assert_eq!((linearizable.status, linearizable.text().as_str()), (200, "committed by the followers"));
+    }
+}
+
+/// Issue 15, finding 3: a follower cut off for many election timeouts used to raise its term
+/// at each and depose the leader when it came back (writes stopped for seconds). With
+/// pre-vote it asks first, is refused, and costs nothing.
+#[test]
+fn a_follower_returning_from_a_partition_leaves_the_leader_and_term_alone() {
+    let cluster = Cluster::start_with_links(3, &[]);
+    let leader = cluster.wait_leader();
+    let term = cluster.state(leader).unwrap()["term"].clone();
+    let follower = cluster.follower();
+    cluster.isolate(follower);
+    std::thread::sleep(Duration::from_secs(6));
+    cluster.heal();
+    wait_until("the follower hears the leader again", || {
+        cluster.state(follower).is_some_and(|s| s["leader_address"] == cluster.addr(leader))
+    });
+    // Long enough for a deposed leader to show: a higher term would reach it within a heartbeat.
+    std::thread::sleep(Duration::from_secs(2));
+    for node in 0..3 {
+        let state = cluster.state(node).unwrap();
+        assert_eq!(state["term"], term, "node {node}'s term moved: {state}");
+        assert_eq!(state["leader_address"], cluster.addr(leader), "node {node}: {state}");
+    }
+    let resp = publish(&cluster, follower, "after-the-heal", "v").unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
 }
 
 #[test]

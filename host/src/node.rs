@@ -116,8 +116,8 @@ pub enum WriteError {
     #[error("{0}")]
     Invalid(InvalidOperation),
     #[error(
-        "this node reaches {reachable} of {members} members; a persistent write needs a majority ({majority}). \
-         Ephemeral instances still register here (AP); retry persistent writes on a node in the majority"
+        "this node reaches {reachable} of {members} members; a persistent write or a linearizable read needs a \
+         majority ({majority}). Ephemeral instances still register here (AP); retry on a node in the majority"
     )]
     NoQuorum { reachable: usize, members: usize, majority: usize },
 }

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use super::http;
 use super::http::Response;
+use super::proxy::Failure;
 use super::proxy::Links;
 use super::proxy::Proxy;
 
@@ -37,6 +38,8 @@ pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     conf_path: PathBuf,
     extra_args: Vec<String>,
+    /// Environment variables of every node process.
+    env: Vec<(String, String)>,
     /// With [`Cluster::start_with_links`]: a proxy on every directed link `(from, to)`.
     links: Links,
     _dir: tempfile::TempDir,
@@ -55,16 +58,21 @@ impl Cluster {
 
     /// Start `size` nodes with extra `nacre serve` flags.
     pub fn start_with(size: usize, extra_args: &[&str]) -> Cluster {
-        Self::start_inner(size, extra_args, false)
+        Self::start_inner(size, extra_args, &[], false)
+    }
+
+    /// Start `size` nodes with extra environment variables (e.g. `NACRE_FAILPOINTS=1`).
+    pub fn start_with_env(size: usize, env: &[(&str, &str)]) -> Cluster {
+        Self::start_inner(size, &[], env, false)
     }
 
     /// Start `size` nodes whose peer traffic goes through a proxy on every directed link, so
     /// that [`Cluster::isolate`] and [`Cluster::heal`] cut and mend the network for real.
     pub fn start_with_links(size: usize, extra_args: &[&str]) -> Cluster {
-        Self::start_inner(size, extra_args, true)
+        Self::start_inner(size, extra_args, &[], true)
     }
 
-    fn start_inner(size: usize, extra_args: &[&str], with_links: bool) -> Cluster {
+    fn start_inner(size: usize, extra_args: &[&str], env: &[(&str, &str)], with_links: bool) -> Cluster {
         // A test that panicked while holding the lock leaves it poisoned; the next can go on.
         let turn = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = tempfile::tempdir().unwrap();
@@ -98,6 +106,7 @@ impl Cluster {
             nodes,
             conf_path,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             links,
             _dir: dir,
             _turn: turn,
@@ -123,6 +132,7 @@ impl Cluster {
             .arg(&self.conf_path)
             .args(&self.extra_args)
             .args(&node.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -138,10 +148,39 @@ impl Cluster {
         }
     }
 
+    /// SIGSTOP: the process keeps its sockets and answers nothing, as a long GC pause or a
+    /// stalled VM would. [`Cluster::resume_node`] sends SIGCONT.
+    pub fn pause_node(&self, i: usize) {
+        self.signal(i, libc::SIGSTOP);
+    }
+
+    pub fn resume_node(&self, i: usize) {
+        self.signal(i, libc::SIGCONT);
+    }
+
+    fn signal(&self, i: usize, signal: libc::c_int) {
+        let child = self.nodes[i].child.as_ref().unwrap_or_else(|| panic!("node {i} is not running"));
+        let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+        // SAFETY: `kill` has no memory effects; the pid is our own child, not yet reaped.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "signal {signal} to node {i}: {}", std::io::Error::last_os_error());
+    }
+
     /// Cut every link between node `i` and the others, both ways.
     pub fn isolate(&self, i: usize) {
+        self.isolate_as(i, Failure::Reset);
+    }
+
+    /// Fail every link between node `i` and the others, both ways, in the given way.
+    pub fn isolate_as(&self, i: usize, failure: Failure) {
         assert!(!self.links.0.is_empty(), "start the cluster with Cluster::start_with_links");
-        self.links.isolate(i);
+        self.links.isolate_as(i, failure);
+    }
+
+    /// Fail the directed link `from → to` only (`to` still reaches `from`).
+    pub fn fail_link(&self, from: usize, to: usize, failure: Failure) {
+        assert!(!self.links.0.is_empty(), "start the cluster with Cluster::start_with_links");
+        self.links.fail_link(from, to, failure);
     }
 
     /// Mend every link.

@@ -50,9 +50,36 @@ pub fn request_with_headers(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr.parse().expect("test addresses are ip:port"), REQUEST_TIMEOUT)?;
-    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
-    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+    exchange(method, addr, path_and_query, headers, body, REQUEST_TIMEOUT).map_err(|failure| match failure {
+        Failure::NotSent(e) | Failure::NoAnswer(e) => e,
+    })
+}
+
+/// Why an [`exchange`] has no response. A request that was not sent had no effect; one that
+/// was sent and got no answer may have had any.
+#[derive(Debug)]
+pub enum Failure {
+    /// The connection could not be made: nothing reached the server.
+    NotSent(std::io::Error),
+    /// The request was (at least partly) sent; no complete answer came back in time.
+    NoAnswer(std::io::Error),
+}
+
+/// One request with its own timeout, telling a request that never left from one whose fate
+/// is unknown (what a history checker must know).
+pub fn exchange(
+    method: &str,
+    addr: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response, Failure> {
+    let socket = addr.parse().expect("test addresses are ip:port");
+    let mut stream = TcpStream::connect_timeout(&socket, timeout).map_err(Failure::NotSent)?;
+    let no_answer = Failure::NoAnswer;
+    stream.set_read_timeout(Some(timeout)).map_err(no_answer)?;
+    stream.set_write_timeout(Some(timeout)).map_err(no_answer)?;
     let mut head = format!(
         "{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -61,19 +88,19 @@ pub fn request_with_headers(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
+    stream.write_all(head.as_bytes()).map_err(no_answer)?;
     // A server may answer early (413 from the declared length) and stop reading: like curl,
     // read its answer even when the rest of the body could not be sent.
     let sent = stream.write_all(body);
     let mut raw = Vec::new();
     if let Err(e) = sent {
         return match stream.read_to_end(&mut raw) {
-            Ok(_) if !raw.is_empty() => parse(&raw),
-            _ => Err(e),
+            Ok(_) if !raw.is_empty() => parse(&raw).map_err(no_answer),
+            _ => Err(no_answer(e)),
         };
     }
-    stream.read_to_end(&mut raw)?;
-    parse(&raw)
+    stream.read_to_end(&mut raw).map_err(no_answer)?;
+    parse(&raw).map_err(no_answer)
 }
 
 fn parse(raw: &[u8]) -> std::io::Result<Response> {

@@ -13,13 +13,23 @@
 //! (set of linearized operations as a bitset, model state) is memoized so it is explored once.
 //! This is the approach of Porcupine and Knossos. An explicit stack replaces recursion.
 //!
+//! Sound prunings keep highly concurrent histories tractable (see `Search::observe`,
+//! `Search::unknown_worth_trying` and `Demand`): a read or failed CAS that applies now is
+//! linearized without branching, since an operation that leaves the state alone can always move
+//! to the front; an unknown write or CAS is placed only just before an operation that reads or
+//! expects what it leaves, or before a failed CAS that it explains, and unknown operations with
+//! the same effect are placed in call order; and a configuration is abandoned as soon as a
+//! pending read or applied CAS needs a content that is not the current one and that no pending
+//! operation can write any more. When the search still meets its bound, a simple sound check
+//! (`doomed`) may prove a violation anyway: a read of a content overwritten before it was called.
+//!
 //! Unknown outcomes (timeout, 503, connection reset): the operation may have taken effect at any
 //! instant after its call, or never. It is given a return at +infinity, so it never forces
-//! anything to be linearized before it, and its effect is accepted: a write or delete applies; a
-//! CAS whose expected content matches may apply or not (both are tried, so the search is not
-//! forced to push it to the end). Never taking effect is the same as being linearized after every
-//! completed operation, which +infinity allows. Unknown reads constrain nothing and are dropped.
-//! Known outcomes are held strictly to the model.
+//! anything to be linearized before it; placed, a write or delete applies, and a CAS applies if
+//! its expected content matches. Never taking effect is the same as taking effect after every
+//! other operation, so the search succeeds once every known outcome is placed: an unknown one is
+//! never forced into a place, and a CAS is free not to apply. Unknown reads constrain nothing and
+//! are dropped. Known outcomes are held strictly to the model.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -75,7 +85,8 @@ pub enum KeyVerdict {
     NotLinearizable {
         explanation: String,
     },
-    /// The search met its bound on memoized configurations before reaching a verdict.
+    /// The search met its bound on memoized configurations before reaching a verdict, and no
+    /// violation is certain without it.
     GaveUp {
         explored: u64,
     },
@@ -117,9 +128,11 @@ impl Report {
 /// Check a history key by key.
 ///
 /// `initial` gives each key's state before the history (absent unless given). Past
-/// `max_states_per_key` memoized configurations, a key's verdict is `GaveUp`. Panics on caller
-/// bugs: a known outcome returning before its call, or an output that the input cannot produce
-/// (say, a `Read` answered `Ok`).
+/// `max_states_per_key` memoized configurations, a key's verdict is `GaveUp`, unless a simpler
+/// check proves a violation (a read of a content overwritten before it was called, say).
+///
+/// Panics on caller bugs: a known outcome returning before its call, or an output that the input
+/// cannot produce (say, a `Read` answered `Ok`).
 pub fn check(history: &[Operation], initial: &BTreeMap<Key, Option<String>>, max_states_per_key: u64) -> Report {
     let mut by_key: BTreeMap<&Key, Vec<&Operation>> = BTreeMap::new();
     for op in history {
@@ -163,7 +176,15 @@ fn check_key(key: &str, ops: &[&Operation], initial: Option<&str>, max_states: u
     let demand = Demand::new(&model, contents.count());
     match Search::new(&model, &mut events, demand, initial, max_states).run() {
         Outcome::Linearizable => KeyVerdict::Linearizable,
-        Outcome::GaveUp { explored } => KeyVerdict::GaveUp { explored },
+        Outcome::GaveUp { explored, deepest } => {
+            // Too many orders to try them all; but some violations show without trying any.
+            let doomed = doomed(ops, &model, initial);
+            if doomed.is_empty() {
+                return KeyVerdict::GaveUp { explored };
+            }
+            let explanation = explain_doomed(key, ops, &contents, explored, &deepest, &doomed);
+            KeyVerdict::NotLinearizable { explanation }
+        }
         Outcome::Stuck(deepest) => {
             let explanation = explain(key, ops, &model, &events, &contents, &deepest);
             KeyVerdict::NotLinearizable { explanation }
@@ -214,18 +235,18 @@ impl Contents {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum CasOutcome {
     Applied,
     Failed,
     Unknown,
 }
 
-/// An operation with its outcome, as the model steps it. A write, known or not, and a delete
-/// are the same step: set the state.
-#[derive(Debug, Clone, Copy)]
+/// An operation with its outcome, as the model steps it. A write and a delete are the same
+/// step: set the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ModelOp {
-    Set(u32),
+    Set { content: u32, unknown: bool },
     Cas { expected: u32, new: u32, outcome: CasOutcome },
     Read(u32),
 }
@@ -234,6 +255,10 @@ impl ModelOp {
     /// Whether every outcome the model accepts for it leaves the state unchanged.
     fn is_observer(self) -> bool {
         matches!(self, ModelOp::Read(_) | ModelOp::Cas { outcome: CasOutcome::Failed, .. })
+    }
+
+    fn is_unknown(self) -> bool {
+        matches!(self, ModelOp::Set { unknown: true, .. } | ModelOp::Cas { outcome: CasOutcome::Unknown, .. })
     }
 
     /// The state it needs to find, if any.
@@ -245,10 +270,27 @@ impl ModelOp {
         }
     }
 
+    /// The state it reads or compares with, if any.
+    fn mentions(self) -> Option<u32> {
+        match self {
+            ModelOp::Read(observed) => Some(observed),
+            ModelOp::Cas { expected, .. } => Some(expected),
+            ModelOp::Set { .. } => None,
+        }
+    }
+
+    /// The state it might find and make use of: what it needs, or what lets an unknown CAS apply.
+    fn may_use(self) -> Option<u32> {
+        match self {
+            ModelOp::Cas { expected, outcome: CasOutcome::Unknown, .. } => Some(expected),
+            _ => self.consumes(),
+        }
+    }
+
     /// The state it may leave, if it may change the state.
     fn produces(self) -> Option<u32> {
         match self {
-            ModelOp::Set(content) => Some(content),
+            ModelOp::Set { content, .. } => Some(content),
             ModelOp::Cas { new, outcome: CasOutcome::Applied | CasOutcome::Unknown, .. } => Some(new),
             _ => None,
         }
@@ -256,8 +298,10 @@ impl ModelOp {
 
     fn compile(op: &Operation, contents: &mut Contents) -> ModelOp {
         match (&op.input, &op.output) {
-            (Input::Write(content), _) => ModelOp::Set(contents.id(content)),
-            (Input::Delete, _) => ModelOp::Set(ABSENT),
+            (Input::Write(content), output) => {
+                ModelOp::Set { content: contents.id(content), unknown: *output == Output::Unknown }
+            }
+            (Input::Delete, output) => ModelOp::Set { content: ABSENT, unknown: *output == Output::Unknown },
             (Input::Cas { expected, new }, output) => {
                 let outcome = match output {
                     Output::Ok => CasOutcome::Applied,
@@ -274,33 +318,17 @@ impl ModelOp {
     }
 }
 
-/// The states an operation may lead to from one state: none if the model rejects its outcome,
-/// two for an unknown CAS that may or may not have applied.
-struct Successors {
-    states: [u32; 2],
-    len: usize,
-}
-
-impl Successors {
-    const NONE: Successors = Successors { states: [ABSENT; 2], len: 0 };
-
-    fn one(state: u32) -> Successors {
-        Successors { states: [state, ABSENT], len: 1 }
-    }
-}
-
-fn successors(state: u32, op: ModelOp) -> Successors {
+/// The state an operation leads to from `state`, or `None` if the model rejects it there. An
+/// unknown CAS is taken here only as applied: "not applied" is the same as taking effect after
+/// everything else, which the search allows by stopping once every known outcome is placed.
+fn successor(state: u32, op: ModelOp) -> Option<u32> {
     match op {
-        ModelOp::Set(content) => Successors::one(content),
-        ModelOp::Read(observed) if observed == state => Successors::one(state),
-        ModelOp::Read(_) => Successors::NONE,
+        ModelOp::Set { content, .. } => Some(content),
+        ModelOp::Read(observed) => (observed == state).then_some(state),
         ModelOp::Cas { expected, new, outcome } => match (outcome, state == expected) {
-            (CasOutcome::Applied, true) => Successors::one(new),
-            (CasOutcome::Failed | CasOutcome::Unknown, false) => Successors::one(state),
-            // Applied first: an unanswered CAS usually did apply, and "not applied" is the fallback.
-            (CasOutcome::Unknown, true) if new != state => Successors { states: [new, state], len: 2 },
-            (CasOutcome::Unknown, true) => Successors::one(state),
-            (CasOutcome::Applied, false) | (CasOutcome::Failed, true) => Successors::NONE,
+            (CasOutcome::Applied | CasOutcome::Unknown, true) => Some(new),
+            (CasOutcome::Failed, false) => Some(state),
+            (CasOutcome::Applied | CasOutcome::Unknown, false) | (CasOutcome::Failed, true) => None,
         },
     }
 }
@@ -309,7 +337,7 @@ fn successors(state: u32, op: ModelOp) -> Successors {
 fn rejection(state: u32, op: ModelOp, contents: &Contents) -> Option<String> {
     let holds = contents.describe(state);
     match op {
-        ModelOp::Set(_) => None,
+        ModelOp::Set { .. } => None,
         ModelOp::Read(observed) if observed != state => Some(format!("rejected: the entry holds {holds}")),
         ModelOp::Cas { expected, outcome: CasOutcome::Applied, .. } if expected != state => {
             Some(format!("rejected: the entry holds {holds}, not the expected content"))
@@ -342,14 +370,15 @@ struct Events {
 
 impl Events {
     fn new(ops: &[&Operation]) -> Events {
-        // (time, is_return, op): at equal times calls come first, so an operation that starts
-        // exactly when another returns counts as concurrent with it (the permissive reading of
-        // a tie); the op id makes the order total, hence deterministic.
+        // (time, is_return, unknown, op): at equal times calls come first, so an operation that
+        // starts exactly when another returns counts as concurrent with it (the permissive
+        // reading of a tie); unknown returns come last; the op id makes the order total, hence
+        // deterministic.
         let mut order = Vec::with_capacity(2 * ops.len());
         for (id, op) in ops.iter().enumerate() {
-            let return_ns = if op.output == Output::Unknown { u64::MAX } else { op.return_ns };
-            order.push((op.call_ns, false, id));
-            order.push((return_ns, true, id));
+            let unknown = op.output == Output::Unknown;
+            order.push((op.call_ns, false, false, id));
+            order.push((if unknown { u64::MAX } else { op.return_ns }, true, unknown, id));
         }
         order.sort_unstable();
         let nodes = order.len() + 2;
@@ -361,7 +390,7 @@ impl Events {
             next: (0..nodes).map(|node| (node + 1).min(nodes - 1)).collect(),
         };
         let mut call_node = vec![0; ops.len()];
-        for (i, &(_, is_return, id)) in order.iter().enumerate() {
+        for (i, &(_, is_return, _, id)) in order.iter().enumerate() {
             let node = i + 1;
             events.op[node] = id;
             events.is_call[node] = !is_return;
@@ -380,10 +409,6 @@ impl Events {
 
     fn first(&self) -> usize {
         self.next[HEAD]
-    }
-
-    fn is_empty(&self) -> bool {
-        self.first() == self.tail()
     }
 
     /// The event nodes in time order, linked or not.
@@ -419,7 +444,7 @@ impl Events {
 enum Outcome {
     Linearizable,
     Stuck(Deepest),
-    GaveUp { explored: u64 },
+    GaveUp { explored: u64, deepest: Deepest },
 }
 
 /// The deepest point the search reached: the operations linearized there, in order, and the
@@ -433,8 +458,6 @@ struct Deepest {
 struct Frame {
     call: usize,
     prev_state: u32,
-    /// Which of the operation's successor states was taken.
-    alt: usize,
     /// An observer taken without a choice (see [`Search::observe`]): undoing it leaves a
     /// configuration known to fail, so backtracking goes on to the choice before it.
     forced: bool,
@@ -442,7 +465,8 @@ struct Frame {
 
 enum Attempt {
     Linearized,
-    /// The model rejects the operation here (or, from `observe`: no observer applies).
+    /// Not taken here: the model rejects it, or it is not worth trying (from `observe`: no
+    /// observer applies).
     Rejected,
     /// The configuration it leads to was explored already, and failed.
     Explored,
@@ -454,9 +478,8 @@ enum Attempt {
 enum Next {
     /// A configuration just entered: take an observer if one applies, else scan from the start.
     Fresh,
-    /// Try linearizing the operation of this call node, from its successor `first_alt` on, then
-    /// the calls after it.
-    Scan { node: usize, first_alt: usize },
+    /// Try linearizing the operation of this call node, then those of the calls after it.
+    Scan { node: usize },
 }
 
 type Memo = HashSet<Box<[u64]>, BuildHasherDefault<WordHasher>>;
@@ -516,6 +539,8 @@ impl Demand {
 
 struct Search<'a> {
     model: &'a [ModelOp],
+    /// Per unknown operation, the last one called before it with the same `Effect`.
+    twin_before: Vec<Option<usize>>,
     events: &'a mut Events,
     demand: Demand,
     max_states: u64,
@@ -525,6 +550,10 @@ struct Search<'a> {
     memo: Memo,
     stack: Vec<Frame>,
     state: u32,
+    /// Operations with a known outcome not linearized yet: the search succeeds at zero.
+    known_left: usize,
+    /// What the callable operations of the current configuration could use, once computed.
+    wanted: Option<Wanted>,
     deepest: Deepest,
 }
 
@@ -532,6 +561,7 @@ impl<'a> Search<'a> {
     fn new(model: &'a [ModelOp], events: &'a mut Events, demand: Demand, initial: u32, max_states: u64) -> Search<'a> {
         Search {
             model,
+            twin_before: twins(model, events),
             events,
             demand,
             max_states,
@@ -539,35 +569,39 @@ impl<'a> Search<'a> {
             memo: Memo::default(),
             stack: Vec::with_capacity(model.len()),
             state: initial,
+            known_left: model.iter().filter(|op| !op.is_unknown()).count(),
+            wanted: None,
             deepest: Deepest { order: Vec::new(), state: initial },
         }
     }
 
     fn run(mut self) -> Outcome {
         let mut next = Next::Fresh;
-        while !self.events.is_empty() {
+        // Operations with unknown outcomes still pending at the end took effect after everything
+        // else, or never: both are allowed, so they need no place.
+        while self.known_left > 0 {
             let attempt = match next {
                 // Already failed, in effect; recorded in the memo as such.
                 Next::Fresh if self.demand.hopeless(self.state) => Attempt::Explored,
                 Next::Fresh => self.observe(),
-                Next::Scan { node, .. } if !self.events.is_call[node] => {
+                Next::Scan { node } if !self.events.is_call[node] => {
                     // The earliest pending return: its operation must come before everything
                     // after it, and no choice made so far lets it. This configuration fails.
                     Attempt::Explored
                 }
-                Next::Scan { node, first_alt } => self.linearize(node, first_alt),
+                Next::Scan { node } => self.linearize(node),
             };
             next = match (attempt, next) {
                 (Attempt::Linearized, _) => Next::Fresh,
-                (Attempt::Rejected, Next::Fresh) => Next::Scan { node: self.events.first(), first_alt: 0 },
-                (Attempt::Rejected, Next::Scan { node, .. }) => {
-                    Next::Scan { node: self.events.next[node], first_alt: 0 }
-                }
+                (Attempt::Rejected, Next::Fresh) => Next::Scan { node: self.events.first() },
+                (Attempt::Rejected, Next::Scan { node }) => Next::Scan { node: self.events.next[node] },
                 (Attempt::Explored, _) => match self.backtrack() {
                     Some(next) => next,
                     None => return Outcome::Stuck(self.deepest),
                 },
-                (Attempt::GaveUp, _) => return Outcome::GaveUp { explored: self.memo.len() as u64 },
+                (Attempt::GaveUp, _) => {
+                    return Outcome::GaveUp { explored: self.memo.len() as u64, deepest: self.deepest };
+                }
             };
         }
         Outcome::Linearizable
@@ -585,36 +619,68 @@ impl<'a> Search<'a> {
         let mut node = self.events.first();
         while self.events.is_call[node] {
             let op = self.model[self.events.op[node]];
-            if op.is_observer() && successors(self.state, op).len > 0 {
-                return self.enter(node, self.state, 0, true);
+            if op.is_observer() && successor(self.state, op).is_some() {
+                // `Explored` here means this configuration fails too.
+                return self.enter(node, self.state, true);
             }
             node = self.events.next[node];
         }
         Attempt::Rejected
     }
 
-    /// Linearize the operation of `call` next, with the first of its successor states from
-    /// `first_alt` on that leads to a configuration not explored yet.
-    fn linearize(&mut self, call: usize, first_alt: usize) -> Attempt {
-        let successors = successors(self.state, self.model[self.events.op[call]]);
-        for alt in first_alt..successors.len {
-            match self.enter(call, successors.states[alt], alt, false) {
-                Attempt::Explored => continue,
-                attempt => return attempt,
-            }
+    /// Linearize the operation of `call` next, unless the model rejects it, or the configuration
+    /// it leads to was explored already, or it is an unknown outcome that nothing needs here.
+    fn linearize(&mut self, call: usize) -> Attempt {
+        let op = self.events.op[call];
+        let Some(next_state) = successor(self.state, self.model[op]) else {
+            return Attempt::Rejected;
+        };
+        if self.model[op].is_unknown() && !self.unknown_worth_trying(op, next_state) {
+            return Attempt::Rejected;
         }
-        Attempt::Rejected
+        match self.enter(call, next_state, false) {
+            // Another operation may still lead somewhere new.
+            Attempt::Explored => Attempt::Rejected,
+            attempt => attempt,
+        }
+    }
+
+    /// Whether unknown operation `op`, leaving `next_state`, is worth linearizing next.
+    ///
+    /// Not if an operation with the same effect, called before it, is still pending: both stay
+    /// callable to the end, so they are interchangeable, and trying them in call order only
+    /// spares the search every subset of them (retried writes, deletes, writes of contents
+    /// nobody reads or expects).
+    ///
+    /// Nor unless it changes the state, and a callable operation could use the new state (a read
+    /// of it, a CAS expecting it), or a CAS known to have failed expects the current state.
+    /// Anywhere else it is useless. In a linearization, an unknown operation is followed, until
+    /// the next change of state, by operations that do not change it; moved to just before the
+    /// first of them that uses its state or needs the previous one to be gone, or else to the
+    /// end, it leaves every one of them valid. Its call is the only bound on its place, so it
+    /// may move later; and at the end it stands for "took effect last, or never". Without this,
+    /// an unknown operation would be tried at every point until the end of the history, and
+    /// proving a violation would explore every subset of them.
+    fn unknown_worth_trying(&mut self, op: usize, next_state: u32) -> bool {
+        if self.twin_before[op].is_some_and(|twin| !get_bit(&self.memo_key, twin)) || next_state == self.state {
+            return false;
+        }
+        let wanted = match &self.wanted {
+            Some(wanted) => wanted,
+            None => self.wanted.insert(Wanted::find(self.model, self.events, self.state)),
+        };
+        wanted.failure_to_explain || wanted.uses.iter().any(|&(user, state)| state == next_state && user != op)
     }
 
     /// Enter the configuration where the operation of `call` is linearized next, leading to
     /// `next_state`, unless it was explored already.
-    fn enter(&mut self, call: usize, next_state: u32, alt: usize, forced: bool) -> Attempt {
+    fn enter(&mut self, call: usize, next_state: u32, forced: bool) -> Attempt {
         let op = self.events.op[call];
         let state_word = self.memo_key.len() - 1;
         set_bit(&mut self.memo_key, op);
         self.memo_key[state_word] = u64::from(next_state);
-        // A configuration in the memo is not on the current path (its set is not a subset of
-        // the current one), so it was explored to the end, and failed.
+        // A configuration in the memo is not on the current path (its set is larger than any
+        // there), so it was explored to the end, and failed.
         if self.memo.contains(self.memo_key.as_slice()) {
             clear_bit(&mut self.memo_key, op);
             return Attempt::Explored;
@@ -623,28 +689,42 @@ impl<'a> Search<'a> {
             return Attempt::GaveUp;
         }
         self.memo.insert(self.memo_key.clone().into_boxed_slice());
-        self.stack.push(Frame { call, prev_state: self.state, alt, forced });
+        self.stack.push(Frame { call, prev_state: self.state, forced });
         self.state = next_state;
         self.events.lift(call);
-        self.demand.retire(self.model[op]);
+        self.count(op, false);
         self.note_depth();
         Attempt::Linearized
     }
 
-    /// Undo steps back to the last choice, and say where to go on from it: its operation's
-    /// next successor, then the operations after it. `None` when no choice is left.
+    /// Undo steps back to the last choice, and say where to go on from it: the operations after
+    /// it. `None` when no choice is left.
     fn backtrack(&mut self) -> Option<Next> {
         while let Some(frame) = self.stack.pop() {
             let op = self.events.op[frame.call];
             clear_bit(&mut self.memo_key, op);
             self.state = frame.prev_state;
             self.events.unlift(frame.call);
-            self.demand.restore(self.model[op]);
+            self.count(op, true);
             if !frame.forced {
-                return Some(Next::Scan { node: frame.call, first_alt: frame.alt + 1 });
+                return Some(Next::Scan { node: self.events.next[frame.call] });
             }
         }
         None
+    }
+
+    /// Account for `op` leaving (or rejoining) the pending operations.
+    fn count(&mut self, op: usize, pending: bool) {
+        let model = self.model[op];
+        if pending {
+            self.demand.restore(model);
+        } else {
+            self.demand.retire(model);
+        }
+        if !model.is_unknown() {
+            self.known_left = if pending { self.known_left + 1 } else { self.known_left - 1 };
+        }
+        self.wanted = None;
     }
 
     /// Remember the first deepest point, for the explanation of a violation. The depth only
@@ -655,6 +735,67 @@ impl<'a> Search<'a> {
             self.deepest.state = self.state;
         }
     }
+}
+
+/// What the callable operations of a configuration (those called before every pending return)
+/// could use.
+struct Wanted {
+    /// (operation, state it reads or expects).
+    uses: Vec<(usize, u32)>,
+    /// Whether a CAS known to have failed expects the current state.
+    failure_to_explain: bool,
+}
+
+impl Wanted {
+    fn find(model: &[ModelOp], events: &Events, state: u32) -> Wanted {
+        let mut wanted = Wanted { uses: Vec::new(), failure_to_explain: false };
+        let mut node = events.first();
+        while events.is_call[node] {
+            let op = events.op[node];
+            if let Some(used) = model[op].may_use() {
+                wanted.uses.push((op, used));
+            }
+            if let ModelOp::Cas { expected, outcome: CasOutcome::Failed, .. } = model[op] {
+                wanted.failure_to_explain |= expected == state;
+            }
+            node = events.next[node];
+        }
+        wanted
+    }
+}
+
+/// What an unknown operation does, as far as the rest of the history can tell.
+#[derive(PartialEq, Eq, Hash)]
+enum Effect {
+    Exact(ModelOp),
+    /// Leaves a content that no operation reads or expects: which one makes no difference.
+    Unmentioned {
+        cas_expected: Option<u32>,
+    },
+}
+
+/// For each unknown operation, the last one called before it with the same effect.
+fn twins(model: &[ModelOp], events: &Events) -> Vec<Option<usize>> {
+    let mentioned: HashSet<u32> = model.iter().filter_map(|op| op.mentions()).collect();
+    let mut twin_before = vec![None; model.len()];
+    let mut last_with_effect: HashMap<Effect, usize> = HashMap::new();
+    for node in events.all_nodes().filter(|&node| events.is_call[node]) {
+        let op = events.op[node];
+        let effect = match model[op] {
+            _ if !model[op].is_unknown() => continue,
+            ModelOp::Set { content, .. } if !mentioned.contains(&content) => Effect::Unmentioned { cas_expected: None },
+            ModelOp::Cas { expected, new, .. } if !mentioned.contains(&new) => {
+                Effect::Unmentioned { cas_expected: Some(expected) }
+            }
+            exact => Effect::Exact(exact),
+        };
+        twin_before[op] = last_with_effect.insert(effect, op);
+    }
+    twin_before
+}
+
+fn get_bit(words: &[u64], bit: usize) -> bool {
+    words[bit / 64] & (1 << (bit % 64)) != 0
 }
 
 fn set_bit(words: &mut [u64], bit: usize) {
@@ -712,6 +853,73 @@ impl Hasher for WordHasher {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Certain violations, for when the search gives up
+
+/// An operation that no order of the others can satisfy: it needs state `needs`, and every
+/// operation that could leave that state is followed, in real time, by a known operation that
+/// certainly leaves or sees another state and returns before this one is called.
+struct Doomed {
+    op: usize,
+    needs: u32,
+    /// (operation that could leave the state, or `None` for the initial state; the operation
+    /// that changes or contradicts it in between).
+    overtaken: Vec<(Option<usize>, usize)>,
+}
+
+/// The operations with a known outcome that need a state no order can give them. Sound: say
+/// `op` is linearized with the state it needs; let p be the last operation before it to leave
+/// that state (or the initial state). The witness for p comes after p and before `op` in real
+/// time, so in the linearization too, and the state there is another: something after it, hence
+/// after p, must leave the needed state again, a contradiction.
+fn doomed(ops: &[&Operation], model: &[ModelOp], initial: u32) -> Vec<Doomed> {
+    let return_ns = |op: usize| if model[op].is_unknown() { u64::MAX } else { ops[op].return_ns };
+    // Known operations and the state they certainly leave or see, by call time.
+    let mut witnesses: Vec<(u64, usize, u32)> =
+        (0..model.len()).filter_map(|op| settled_state(model[op]).map(|state| (ops[op].call_ns, op, state))).collect();
+    witnesses.sort_unstable();
+    let witness = |after: Option<usize>, before: usize, needs: u32| {
+        let start = after.map_or(0, |p| witnesses.partition_point(|&(call, _, _)| call <= return_ns(p)));
+        witnesses[start..]
+            .iter()
+            .take_while(|&&(call, _, _)| call < ops[before].call_ns)
+            .find(|&&(_, q, state)| state != needs && q != before && return_ns(q) < ops[before].call_ns)
+            .map(|&(_, q, _)| q)
+    };
+    let mut producers: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (op, model_op) in model.iter().enumerate() {
+        if let Some(state) = model_op.produces() {
+            producers.entry(state).or_default().push(op);
+        }
+    }
+    let mut doomed = Vec::new();
+    for (op, model_op) in model.iter().enumerate() {
+        let Some(needs) = model_op.consumes() else { continue };
+        let initially = (needs == initial).then_some(None);
+        let others = producers.get(&needs).into_iter().flatten().filter(|&&p| p != op).map(|&p| Some(p));
+        // `None` as soon as one of them is not overtaken.
+        let overtaken: Option<Vec<_>> = initially
+            .into_iter()
+            .chain(others)
+            .map(|producer| Some((producer, witness(producer, op, needs)?)))
+            .collect();
+        if let Some(overtaken) = overtaken {
+            doomed.push(Doomed { op, needs, overtaken });
+        }
+    }
+    doomed
+}
+
+/// The state a known operation certainly leaves (a write, an applied CAS) or sees (a read).
+fn settled_state(op: ModelOp) -> Option<u32> {
+    match op {
+        ModelOp::Set { content, unknown: false } => Some(content),
+        ModelOp::Cas { new, outcome: CasOutcome::Applied, .. } => Some(new),
+        ModelOp::Read(observed) => Some(observed),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Explanations
 
 fn explain(
@@ -734,12 +942,19 @@ fn explain(
         lines.push(format!("The last {} operations of that prefix, in linearization order:", shown.len()));
         lines.extend(shown.iter().map(|&op| format!("  {}", describe_op(ops[op]))));
     }
-    let candidates = next_candidates(events, &deepest.order, ops.len());
+    let (unknown, candidates): (Vec<usize>, Vec<usize>) =
+        next_candidates(events, &deepest.order, ops.len()).into_iter().partition(|&op| model[op].is_unknown());
     lines.push("Operations that could not be linearized next (called before every pending return):".to_string());
     for &op in &candidates {
         let why = rejection(deepest.state, model[op], contents)
             .unwrap_or_else(|| "accepted here, but no linearization of the remaining operations follows".to_string());
         lines.push(format!("  {} [{why}]", describe_op(ops[op])));
+    }
+    if !unknown.is_empty() {
+        lines.push(format!(
+            "  (and {} operations with unknown outcomes, which may take effect there, later or never)",
+            unknown.len()
+        ));
     }
     let stranded: Vec<usize> =
         stranded(model, &deepest.order, deepest.state).into_iter().filter(|op| !candidates.contains(op)).collect();
@@ -752,6 +967,41 @@ fn explain(
                 describe_op(ops[op])
             ));
         }
+    }
+    lines.join("\n")
+}
+
+fn explain_doomed(
+    key: &str,
+    ops: &[&Operation],
+    contents: &Contents,
+    explored: u64,
+    deepest: &Deepest,
+    doomed: &[Doomed],
+) -> String {
+    let mut lines = vec![format!(
+        "key {key:?}: its {} operations are not linearizable. The search gave up after {explored} configurations, \
+         with a longest linearizable prefix of {} operations, but these operations can never be linearized, \
+         whatever the order of the others:",
+        ops.len(),
+        deepest.order.len()
+    )];
+    for doomed in doomed.iter().take(PREFIX_TAIL_SHOWN) {
+        lines.push(format!("  {}", describe_op(ops[doomed.op])));
+        let needs = contents.describe(doomed.needs);
+        if doomed.overtaken.is_empty() {
+            lines.push(format!("    needs the entry at {needs}, which no operation leaves"));
+        } else {
+            lines.push(format!("    needs the entry at {needs}, but:"));
+        }
+        for &(producer, witness) in &doomed.overtaken {
+            let left = producer.map_or_else(|| "the initial state".to_string(), |p| describe_op(ops[p]));
+            lines.push(format!("      {left}"));
+            lines.push(format!("        then, entirely in between: {}", describe_op(ops[witness])));
+        }
+    }
+    if doomed.len() > PREFIX_TAIL_SHOWN {
+        lines.push(format!("  (and {} more)", doomed.len() - PREFIX_TAIL_SHOWN));
     }
     lines.join("\n")
 }
@@ -792,11 +1042,11 @@ fn next_candidates(events: &Events, linearized: &[usize], count: usize) -> Vec<u
 
 fn describe_op(op: &Operation) -> String {
     let returned = match op.output {
-        Output::Unknown => "never (unknown outcome)".to_string(),
-        _ => format!("{:.3} ms", millis(op.return_ns)),
+        Output::Unknown => "no answer".to_string(),
+        _ => format!("returned at {:.3} ms", millis(op.return_ns)),
     };
     format!(
-        "client {}: {} -> {}, called at {:.3} ms, returned at {returned}",
+        "client {}: {} -> {}, called at {:.3} ms, {returned}",
         op.client,
         describe_input(&op.input),
         describe_output(&op.output),
@@ -984,8 +1234,8 @@ mod tests {
             "a",
         );
         assert!(explanation.contains("prefix found has 0 operations"), "{explanation}");
-        let stranded = "client 1: Cas { expected: \"other\", new: \"y\" } -> Ok, called at 20.000 ms, returned at 30.000 ms \
-                        [needs the entry at Some(\"other\"), which no operation left can set]";
+        let stranded = "client 1: Cas { expected: \"other\", new: \"y\" } -> Ok, called at 20.000 ms, \
+                        returned at 30.000 ms [needs the entry at Some(\"other\"), which no operation left can set]";
         assert!(explanation.contains(stranded), "{explanation}");
     }
 
@@ -1028,6 +1278,16 @@ mod tests {
     }
 
     #[test]
+    fn unknown_outcomes_ignore_their_return_time() {
+        // Whatever the caller put there: the operation may take effect any time after its call.
+        assert_linearizable(&[
+            op(1, "a", write("y"), Output::Unknown, 20, 0),
+            op(2, "a", Input::Read, value(None), 30, 40),
+            op(2, "a", Input::Read, value(Some("y")), 50, 60),
+        ]);
+    }
+
+    #[test]
     fn unknown_write_cannot_take_effect_before_its_call() {
         only_violation(
             &[op(2, "a", Input::Read, value(Some("y")), 0, 10), op(1, "a", write("y"), Output::Unknown, 20, 21)],
@@ -1052,6 +1312,25 @@ mod tests {
             op(2, "a", Input::Read, value(Some("x")), 30, 40),
             op(2, "a", Input::Read, value(Some("y")), 50, 60),
         ]);
+    }
+
+    #[test]
+    fn unobserved_unknown_write_can_explain_a_failed_cas() {
+        assert_linearizable(&[
+            op(0, "a", write("x"), Output::Ok, 0, 10),
+            op(1, "a", write("z"), Output::Unknown, 20, 21),
+            op(2, "a", cas("x", "y"), Output::CasFailed, 30, 40),
+        ]);
+        // Not when it was called after the CAS returned.
+        let explanation = only_violation(
+            &[
+                op(0, "a", write("x"), Output::Ok, 0, 10),
+                op(2, "a", cas("x", "y"), Output::CasFailed, 30, 40),
+                op(1, "a", write("z"), Output::Unknown, 50, 51),
+            ],
+            "a",
+        );
+        assert!(explanation.contains("the CAS would have applied"), "{explanation}");
     }
 
     #[test]
@@ -1239,7 +1518,7 @@ mod tests {
         let workload =
             Workload { clients: 5, keys: 3, ops: 400, max_latency_us: 40, max_gap_us: 10, unknown_percent: 3 };
         for seed in 1..=40u64 {
-            let mut history = generate(seed * 0x9e37_79b9_7f4a_7c15, &workload);
+            let mut history = generate(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), &workload);
             let report = check_fresh(&history);
             assert!(report.is_linearizable(), "seed {seed}: {:?}", report.violations());
 
@@ -1341,18 +1620,79 @@ mod tests {
     fn agrees_with_brute_force_on_small_random_histories() {
         let mut rng = XorShift(0x1234_5678_9abc_def1);
         let mut verdicts = [0; 2];
+        let mut certain = 0;
         for round in 0..5000 {
             let history = random_small_history(&mut rng);
             let initial = if rng.percent(30) { Some("a".to_string()) } else { None };
             let expected = linearizable_by_brute_force(&history, initial.clone());
-            let initial_by_key = BTreeMap::from([("k".to_string(), initial)]);
+            let initial_by_key = BTreeMap::from([("k".to_string(), initial.clone())]);
             let report = check(&history, &initial_by_key, DEFAULT_MAX_STATES_PER_KEY);
             assert!(report.gave_up().is_empty());
             assert_eq!(report.is_linearizable(), expected, "round {round}: {history:#?}\n{report:?}");
             verdicts[usize::from(expected)] += 1;
+            // The fallback for a search that gives up must never accuse a linearizable history.
+            if certainly_violated(&history, initial.as_deref()) {
+                assert!(!expected, "round {round}: {history:#?}");
+                certain += 1;
+            }
         }
         // Both verdicts must be common, or the comparison proves little.
         assert!(verdicts.iter().all(|&count| count > 1000), "{verdicts:?} (not linearizable, linearizable)");
+        assert!(certain > 200, "{certain} certain violations");
+    }
+
+    /// Whether the check for certain violations, alone, finds one.
+    fn certainly_violated(history: &[Operation], initial: Option<&str>) -> bool {
+        let ops: Vec<&Operation> =
+            history.iter().filter(|op| !(op.input == Input::Read && op.output == Output::Unknown)).collect();
+        let mut contents = Contents::default();
+        let initial = contents.state(initial);
+        let model: Vec<ModelOp> = ops.iter().map(|op| ModelOp::compile(op, &mut contents)).collect();
+        !doomed(&ops, &model, initial).is_empty()
+    }
+
+    #[test]
+    fn a_certain_violation_survives_the_search_giving_up() {
+        let history = [
+            op(0, "a", write("old"), Output::Ok, 0, 10),
+            op(0, "a", write("new"), Output::Ok, 20, 30),
+            op(1, "a", Input::Read, value(Some("old")), 40, 50),
+        ];
+        let report = check(&history, &BTreeMap::new(), 0);
+        let violations = report.violations();
+        assert_eq!(violations.len(), 1, "{report:?}");
+        let explanation = violations[0].1;
+        assert!(explanation.contains("gave up after 0 configurations"), "{explanation}");
+        assert!(explanation.contains("client 1: Read -> Value(Some(\"old\")), called at 40.000 ms"), "{explanation}");
+        assert!(explanation.contains("needs the entry at Some(\"old\"), but:"), "{explanation}");
+        assert!(explanation.contains("client 0: Write(\"old\") -> Ok, called at 0.000 ms"), "{explanation}");
+        assert!(explanation.contains("then, entirely in between: client 0: Write(\"new\") -> Ok"), "{explanation}");
+    }
+
+    #[test]
+    fn a_stale_read_under_heavy_concurrency_is_found() {
+        // Proving this by search alone means refuting every order of 16 clients' operations up to
+        // the read; the bound makes the search give up, and the simpler check still finds it.
+        let workload =
+            Workload { clients: 16, keys: 1, ops: 1500, max_latency_us: 400, max_gap_us: 6, unknown_percent: 3 };
+        let mut history = generate(0x5851_f42d_4c95_7f2d, &workload);
+        let late_read = (history.len() * 3 / 4..history.len())
+            .find(|&i| matches!(history[i].output, Output::Value(_)))
+            .expect("reads in the last quarter");
+        let overwritten = (0..late_read - 100)
+            .rev()
+            .find_map(|i| match (&history[i].input, &history[i].output) {
+                (Input::Write(content), Output::Ok) => Some(content.clone()),
+                _ => None,
+            })
+            .expect("a known write well before the read");
+        history[late_read].output = value(Some(&overwritten));
+        let report = check(&history, &BTreeMap::new(), 20_000);
+        let violations = report.violations();
+        assert_eq!(violations.len(), 1, "{report:?}");
+        let explanation = violations[0].1;
+        assert!(explanation.contains("The search gave up after 20000 configurations"), "{explanation}");
+        assert!(explanation.contains(&format!("needs the entry at Some({overwritten:?}), but:")), "{explanation}");
     }
 
     #[test]

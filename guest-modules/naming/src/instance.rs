@@ -200,10 +200,22 @@ pub fn remove(cmd: &Command, name: &ServiceName, record: &InstanceRecord) -> Res
 
 /// `DELETE /nacos/v1/ns/instance`: `ok` also when nothing was there. With `ephemeral` given,
 /// only an instance of that kind is removed (Nacos looks in that kind's store only).
+///
+/// On the AP path, an ephemeral instance this node does not hold is deleted all the same: the
+/// tombstone reaches the nodes that do hold it (a registration made on the other side of a
+/// partition, not seen here yet) and wins over it, since it is the later client write. Without
+/// it, the deregistration would be acknowledged and the instance would come back at the heal.
 pub fn deregister(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let target = Target::parse(req)?;
-    if let Some(found) = target.find_kind(fields::optional_bool(req, "ephemeral")?)? {
-        remove(cmd, &target.service, &found)?;
+    let ephemeral = fields::optional_bool(req, "ephemeral")?;
+    match target.find_kind(ephemeral)? {
+        Some(found) => remove(cmd, &target.service, &found)?,
+        None if cmd.is_ap() && ephemeral != Some(false) => {
+            let addr = target.addr();
+            store::delete(&record::ephemeral_instance_key(&addr));
+            emit(TOPIC, &target.service.grouped());
+        }
+        None => {}
     }
     Ok(GuestReply::text(OK))
 }

@@ -210,6 +210,11 @@ impl InstanceAddr<'_> {
     }
 }
 
+/// Where an ephemeral instance at `addr` is (or would be) stored.
+pub fn ephemeral_instance_key(addr: &InstanceAddr) -> Vec<u8> {
+    instance_key(true, &addr.service.grouped(), addr.cluster, addr.ip, addr.port)
+}
+
 pub fn service_key(grouped: &str) -> Vec<u8> {
     format!("{SERVICE_PREFIX}{grouped}").into_bytes()
 }

@@ -31,6 +31,11 @@ pub fn take_events() -> Vec<(String, String)> {
     REPLICA.with(|r| std::mem::take(&mut r.borrow_mut().events))
 }
 
+/// The keys deleted since the last call (or reset), present or not, oldest first.
+pub fn take_deletes() -> Vec<Vec<u8>> {
+    REPLICA.with(|r| std::mem::take(&mut r.borrow_mut().deletes))
+}
+
 /// The `begin-command` positions the adapter announced since the last reset.
 pub fn begun_positions() -> Vec<u32> {
     REPLICA.with(|r| r.borrow().begun.clone())
@@ -61,10 +66,12 @@ pub fn apply_log<T: StateMachine>(cmd: &Command, req: &GuestRequest) -> Result<G
     in_mode(Mode::LogCommand, || apply::<T>(cmd, req))
 }
 
-/// Applies one command the way the host applies an AP command: it sees every key, and writing
-/// outside the AP prefix panics (the host fails such a command).
+/// Applies one command the way the host applies an AP command: with term 0
+/// ([`Command::is_ap`]), seeing every key, and writing outside the AP prefix panics (the host
+/// fails such a command).
 pub fn apply_ap<T: StateMachine>(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
-    in_mode(Mode::ApCommand, || apply::<T>(cmd, req))
+    let cmd = Command { term: 0, ..cmd.clone() };
+    in_mode(Mode::ApCommand, || apply::<T>(&cmd, req))
 }
 
 /// A write the way the host's API layer handles it: the request runs first as a query (the

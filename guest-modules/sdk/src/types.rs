@@ -28,6 +28,7 @@ pub struct Command {
     pub timestamp_ms: u64,
     /// The namespace the host scoped the store to.
     pub namespace: String,
+    /// The Raft term of the entry; 0 for an AP command (see [`Command::is_ap`]).
     pub term: u64,
 }
 
@@ -35,6 +36,13 @@ impl Command {
     /// A command in the default namespace (for native tests).
     pub fn new(index: u64, timestamp_ms: u64) -> Self {
         Self { index, timestamp_ms, namespace: String::new(), term: 1 }
+    }
+
+    /// Whether this is an AP command: applied by the node responsible for its partition,
+    /// outside the log, able to write the AP keyspace only. Log entries have a term of at
+    /// least 1; the host applies AP commands with term 0.
+    pub fn is_ap(&self) -> bool {
+        self.term == 0
     }
 }
 

@@ -38,6 +38,7 @@ use serde::Serialize;
 use self::members::Members;
 use self::replicate::Outbox;
 use self::store::ApStore;
+use self::store::Origin;
 use self::store::PartitionId;
 use self::store::PartitionRecords;
 use crate::net::PeerError;
@@ -128,7 +129,7 @@ impl Ap {
         for _ in 0..=self.members.peers().len() {
             let owner = self.members.responsible(id);
             let Some(addr) = self.members.addr(owner).filter(|_| owner != self.members.me()) else {
-                return self.apply_here(node, id, request).await;
+                return self.apply_here(node, id, request, Origin::Client).await;
             };
             let forwarded = ForwardedCommand { id: id.clone(), request: request.clone() };
             let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
@@ -150,11 +151,12 @@ impl Ap {
                 Err(e) => return Err(GuestError { code: 503, message: format!("responsible node: {e}; retry") }),
             }
         }
-        self.apply_here(node, id, request).await
+        self.apply_here(node, id, request, Origin::Client).await
     }
 
     /// Apply `request` on this node, as the node responsible for `id` (or asked to act as it),
-    /// store what it wrote, queue it for every peer, and tell local watchers.
+    /// store what it wrote, queue it for every peer, and tell local watchers. `origin` says
+    /// whether a client or a duty (the sweep) asked: see `store::Origin`.
     ///
     /// Like a query, the command runs through `Node::run_guest`: on this async worker with a
     /// short fuel budget if nothing holds the replica or the store, off the worker otherwise.
@@ -163,6 +165,7 @@ impl Ap {
         node: &Node,
         id: &PartitionId,
         request: &GuestRequest,
+        origin: Origin,
     ) -> Result<ApApplied, GuestError> {
         let _turn = self.apply_turn.lock().await;
         let now = now_ms();
@@ -178,7 +181,7 @@ impl Ap {
             let mut store = self.store_mut();
             let version = store.next_version(now, self.members.me());
             let batch = store
-                .write(id, version, writes, events.clone(), now)
+                .write(id, version, writes, events.clone(), now, origin)
                 .map_err(|e| GuestError { code: 503, message: e.to_string() })?;
             drop(store);
             self.outbox.queue(&batch);
@@ -188,13 +191,21 @@ impl Ap {
         Ok(ApApplied { result, module_id, written })
     }
 
-    /// Merge records a peer sent; tell local watchers about each partition that changed.
+    /// Merge records a peer sent; tell local watchers about each partition that changed. A
+    /// batch no guest could have written (`PartitionRecords::validate`) is dropped whole.
     pub fn merge(&self, node: &Node, batches: Vec<PartitionRecords>) {
         let now = now_ms();
         let changed: Vec<(PartitionId, Vec<crate::runtime::Event>)> = {
             let mut store = self.store_mut();
             batches
                 .into_iter()
+                .filter(|batch| match batch.validate() {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        tracing::warn!(reason, "dropped an AP batch from a peer");
+                        false
+                    }
+                })
                 .filter_map(|batch| {
                     let (id, events) = (batch.id.clone(), batch.events.clone());
                     store.merge(batch, now).then_some((id, events))
@@ -222,7 +233,11 @@ impl Ap {
             "/nacre/ap/ping" => decode::<replicate::Ping>(body, "ping")
                 .map(|_| encode(&replicate::Pong { digest: self.store().digest() })),
             "/nacre/ap/apply" => match decode::<ForwardedCommand>(body, "AP command") {
-                Ok(cmd) => Ok(encode(&self.apply_here(node, &cmd.id, &cmd.request).await)),
+                Ok(cmd) => match crate::state::namespace_id(&cmd.id.namespace, "namespace") {
+                    // Only clients' commands are forwarded: a duty runs where it was decided.
+                    Ok(()) => Ok(encode(&self.apply_here(node, &cmd.id, &cmd.request, Origin::Client).await)),
+                    Err(e) => Err(e.to_string()),
+                },
                 Err(e) => Err(e),
             },
             "/nacre/ap/sync" => decode::<Vec<PartitionRecords>>(body, "AP sync").map(|batches| {

@@ -69,13 +69,13 @@ impl Pending {
         self.records.len()
     }
 
-    /// Keep the higher version of each key.
+    /// Keep the higher ranked record of each key (`Record::rank`, the order every store keeps).
     fn add(&mut self, batch: PartitionRecords) {
         if !batch.events.is_empty() {
             self.events = batch.events;
         }
         for record in batch.records {
-            if self.records.get(&record.key).is_none_or(|held| held.version < record.version) {
+            if self.records.get(&record.key).is_none_or(|held| held.rank() < record.rank()) {
                 self.records.insert(record.key.clone(), record);
             }
         }

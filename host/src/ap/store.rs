@@ -3,10 +3,20 @@
 //!
 //! Records are replicated by state, not by operation: the node responsible for a partition
 //! applies commands and ships the resulting records; every node keeps, per key, the record
-//! with the highest [`Version`]. That merge is commutative, associative and idempotent, so
-//! nodes converge whatever order, duplication or delay the copies arrive with. A delete is a
-//! tombstone with its own version, kept for [`TOMBSTONE_TTL_MS`], so that a stale live copy
-//! arriving late loses to it instead of resurrecting the key.
+//! that [`Record::rank`] puts highest. Taking the maximum of a total order is commutative,
+//! associative and idempotent, so nodes converge whatever order, duplication or delay the
+//! copies arrive with. A delete is a tombstone with its own version, kept for
+//! [`TOMBSTONE_TTL_MS`], so that a stale live copy arriving late loses to it instead of
+//! resurrecting the key.
+//!
+//! Why the rank is not simply the version: each live record also carries the version of the
+//! client write that gave it life (its *birth*). A duty's write (the sweep marking a silent
+//! instance unhealthy) amends the incarnation it found and keeps its birth; a client's write
+//! starts a new one. A tombstone beats every incarnation born before it, however recently a
+//! duty amended that incarnation. So a deregistration made on one side of a partition wins
+//! over the other side's sweep of the same instance, which that side made without seeing
+//! it (issue 15): otherwise the sweep's newer version would bring the instance back at the
+//! heal. A client write after the deregistration is a new incarnation and beats it.
 //!
 //! No I/O here: the caller passes the time and ships what this returns.
 
@@ -28,6 +38,10 @@ pub const TOMBSTONE_TTL_MS: u64 = 5 * 60 * 1000;
 pub const MAX_RECORDS: usize = 2_000_000;
 /// Low bits of a version's clock that count writes within one millisecond.
 const LOGICAL_BITS: u32 = 16;
+/// How far ahead of this node's clock a peer's version may be. Further is a broken clock or
+/// a forged record: taken, it would outrank every later write here (an instance no one could
+/// delete) and drag this node's clock with it, so it is refused.
+pub const MAX_CLOCK_SKEW_MS: u64 = 60 * 1000;
 
 /// Which copy of a key wins: the higher clock, then the higher node id. Clocks are hybrid
 /// (milliseconds shifted left, plus a counter) and every node advances its own past every
@@ -39,13 +53,41 @@ pub struct Version {
     pub node: u64,
 }
 
+impl Version {
+    const MAX: Version = Version { clock: u64::MAX, node: u64::MAX };
+}
+
+/// Who made a write: a client (a new incarnation of each key it writes) or a duty the host
+/// runs on the guest's behalf, such as the sweep (an amendment of the incarnation it found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    Client,
+    Duty,
+}
+
 /// One key's latest known state; `value: None` is a tombstone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub version: Version,
+    /// The version of the client write this incarnation began with (= `version` for a
+    /// tombstone and for a client's write).
+    pub birth: Version,
     #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     pub value: Option<serde_bytes::ByteBuf>,
+}
+
+/// Where a record stands in the total order whose maximum every node keeps: a live record by
+/// its birth, then its version; a tombstone by its version, above every incarnation born
+/// before it. Distinct records never rank equal (one version is one write).
+fn rank(version: Version, birth: Version, live: bool) -> (Version, Version) {
+    if live { (birth, version) } else { (version, Version::MAX) }
+}
+
+impl Record {
+    pub fn rank(&self) -> (Version, Version) {
+        rank(self.version, self.birth, self.value.is_some())
+    }
 }
 
 /// Where a partition lives: namespace, module kind and the guest's partition name.
@@ -65,9 +107,36 @@ pub struct PartitionRecords {
     pub records: Vec<Record>,
 }
 
+impl PartitionRecords {
+    /// Whether a peer's batch could have come from a guest's AP command: a valid namespace,
+    /// keys in the AP keyspace, and every size within what the runtime lets a command write.
+    /// A batch from a peer is checked before it is merged; one that fails changes nothing.
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::runtime::limits::{MAX_EVENT_FIELD_BYTES, MAX_EVENTS_PER_COMMAND, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+        crate::state::namespace_id(&self.id.namespace, "namespace").map_err(|e| e.to_string())?;
+        if self.id.partition.len() > MAX_KEY_BYTES {
+            return Err(format!("a partition name over {MAX_KEY_BYTES} bytes"));
+        }
+        let events_fit = |e: &Event| e.topic.len() <= MAX_EVENT_FIELD_BYTES && e.key.len() <= MAX_EVENT_FIELD_BYTES;
+        if self.events.len() > MAX_EVENTS_PER_COMMAND || !self.events.iter().all(events_fit) {
+            return Err("events over the limits of one command".into());
+        }
+        for record in &self.records {
+            if !nacre_protocol::keyspace::is_ap(&record.key) || record.key.len() > MAX_KEY_BYTES {
+                return Err(format!("a record key outside the AP keyspace or over {MAX_KEY_BYTES} bytes"));
+            }
+            if record.value.as_ref().is_some_and(|value| value.len() > MAX_VALUE_BYTES) {
+                return Err(format!("a record value over {MAX_VALUE_BYTES} bytes"));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Stored {
     version: Version,
+    birth: Version,
     partition: String,
     value: Option<Vec<u8>>,
     /// Local time the tombstone arrived (0 for a live record): when it may be forgotten.
@@ -99,6 +168,9 @@ pub struct ApStore {
     records: usize,
     /// Counts the merges that changed a record: what a view shows can change only with it.
     generation: u64,
+    /// Records a peer sent that were refused (a version too far ahead, a birth after its own
+    /// version): kept for the operator's metrics.
+    refused: u64,
 }
 
 /// Why a local write was refused.
@@ -111,12 +183,13 @@ pub enum StoreError {
 impl ApStore {
     /// A version for a write made now by `node`, above every version seen so far.
     pub fn next_version(&mut self, now_ms: u64, node: u64) -> Version {
-        self.clock = (now_ms << LOGICAL_BITS).max(self.clock + 1);
+        self.clock = clock_at(now_ms).max(self.clock.saturating_add(1));
         Version { clock: self.clock, node }
     }
 
     /// Store the writes of one command applied here, all at `version`; returns them as
-    /// records to ship to the other nodes.
+    /// records to ship to the other nodes. A duty's write keeps the birth of the live
+    /// incarnation it amends; a client's write begins a new one.
     pub fn write(
         &mut self,
         id: &PartitionId,
@@ -124,33 +197,52 @@ impl ApStore {
         writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
         events: Vec<Event>,
         now_ms: u64,
+        origin: Origin,
     ) -> Result<PartitionRecords, StoreError> {
-        let new_keys = {
-            let space = self.spaces.get(&(id.namespace.clone(), id.kind));
-            writes.iter().filter(|(key, _)| space.is_none_or(|s| !s.records.contains_key(key))).count()
-        };
+        let space = self.spaces.get(&(id.namespace.clone(), id.kind));
+        let new_keys = writes.iter().filter(|(key, _)| space.is_none_or(|s| !s.records.contains_key(key))).count();
         if self.records + new_keys > MAX_RECORDS {
             return Err(StoreError::Full);
         }
+        let birth_of = |key: &[u8]| match origin {
+            Origin::Client => version,
+            Origin::Duty => space
+                .and_then(|s| s.records.get(key))
+                .filter(|stored| stored.value.is_some())
+                .map_or(version, |stored| stored.birth),
+        };
         let records: Vec<Record> = writes
             .into_iter()
-            .map(|(key, value)| Record { version, key, value: value.map(serde_bytes::ByteBuf::from) })
+            .map(|(key, value)| {
+                let birth = if value.is_some() { birth_of(&key) } else { version };
+                Record { version, birth, key, value: value.map(serde_bytes::ByteBuf::from) }
+            })
             .collect();
         let batch = PartitionRecords { id: id.clone(), events, records };
         self.merge(batch.clone(), now_ms);
         Ok(batch)
     }
 
-    /// Keep, per key, the higher version of ours and theirs. Returns whether anything
-    /// changed (then the batch's events are what watchers should be told).
+    /// Keep, per key, the higher ranked of ours and theirs. Returns whether anything
+    /// changed (then the batch's events are what watchers should be told). A record from
+    /// beyond this node's clock plus [`MAX_CLOCK_SKEW_MS`], or born after its own version, is
+    /// refused.
     pub fn merge(&mut self, batch: PartitionRecords, now_ms: u64) -> bool {
         let PartitionRecords { id, events, records } = batch;
+        let latest_plausible = clock_at(now_ms.saturating_add(MAX_CLOCK_SKEW_MS)).max(self.clock);
         let space = self.spaces.entry((id.namespace.clone(), id.kind)).or_default();
         let mut changed = false;
-        for Record { version, key, value } in records {
+        for record in records {
+            let record_rank = record.rank();
+            let Record { version, birth, key, value } = record;
+            if version.clock > latest_plausible || birth > version {
+                tracing::warn!(?version, ?birth, now_ms, "refused an AP record from beyond this node's clock");
+                self.refused += 1;
+                continue;
+            }
             self.clock = self.clock.max(version.clock);
             let old = space.records.get(&key);
-            if old.is_some_and(|old| old.version >= version) {
+            if old.is_some_and(|old| rank(old.version, old.birth, old.value.is_some()) >= record_rank) {
                 continue;
             }
             if old.is_none() {
@@ -162,7 +254,7 @@ impl ApStore {
             }
             let value = value.map(serde_bytes::ByteBuf::into_vec);
             let dead_since_ms = if value.is_none() { now_ms.max(1) } else { 0 };
-            let new = Stored { version, partition: id.partition.clone(), value, dead_since_ms };
+            let new = Stored { version, birth, partition: id.partition.clone(), value, dead_since_ms };
             if let Some(old) = space.records.insert(key.clone(), new.clone()) {
                 space.partition_mut(&old.partition).forget(&id, &key, &old);
             }
@@ -210,7 +302,7 @@ impl ApStore {
             .filter_map(|key| {
                 let stored = space.records.get(key)?;
                 let value = stored.value.clone().map(serde_bytes::ByteBuf::from);
-                Some(Record { version: stored.version, key: key.clone(), value })
+                Some(Record { version: stored.version, birth: stored.birth, key: key.clone(), value })
             })
             .collect();
         Some(PartitionRecords { id: id.clone(), events: state.events.clone(), records })
@@ -277,6 +369,11 @@ impl ApStore {
         self.partition_ids().fold(0, |acc, (_, p)| acc ^ p.checksum)
     }
 
+    /// Records from peers refused since start (see [`ApStore::merge`]).
+    pub fn refused_records(&self) -> u64 {
+        self.refused
+    }
+
     /// Live records held.
     pub fn live_records(&self) -> usize {
         self.spaces.values().flat_map(|s| s.partitions.values()).map(|p| p.live).sum()
@@ -293,6 +390,11 @@ impl ApStore {
             })
         })
     }
+}
+
+/// The hybrid clock value of a wall-clock millisecond, saturating far in the future.
+fn clock_at(now_ms: u64) -> u64 {
+    now_ms.checked_shl(LOGICAL_BITS).filter(|clock| clock >> LOGICAL_BITS == now_ms).unwrap_or(u64::MAX)
 }
 
 impl Space {

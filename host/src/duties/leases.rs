@@ -36,6 +36,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::ap::members::responsible_among;
+use crate::ap::store::Origin;
 use crate::ap::store::PartitionId;
 use crate::node::Node;
 use crate::node::now_ms;
@@ -308,7 +309,7 @@ async fn sweep(node: &Arc<Node>, op: &str, round: &Round<'_>) -> Option<SweepRep
             continue; // moved since the query; its new holder sweeps it
         }
         let request = GuestRequest { op: command.op.clone(), params: command.params.clone(), client_ip: String::new() };
-        let failure = match node.ap.apply_here(node, &id, &request).await {
+        let failure = match node.ap.apply_here(node, &id, &request, Origin::Duty).await {
             Ok(applied) => applied.result.err(),
             Err(error) => Some(error),
         };

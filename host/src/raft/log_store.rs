@@ -54,6 +54,17 @@ const META_LAST_PURGED: &str = "last_purged";
 /// unbounded batch (and callbacks are not held back for too long).
 const MAX_OPS_PER_TRANSACTION: usize = 1024;
 
+/// Fault injection for tests, off unless this variable is `1` when the node starts: then the
+/// writer reads [`FSYNC_DELAY_FILE`] in the data directory before each transaction that
+/// appends entries, and sleeps that many milliseconds first. A test uses it to kill a leader
+/// whose followers have committed an entry its own log has not made durable yet (issue 15),
+/// a window that is otherwise a few hundred microseconds wide.
+pub const FAILPOINTS_ENV: &str = "NACRE_FAILPOINTS";
+/// Relative to the data directory; holds a number of milliseconds.
+pub const FSYNC_DELAY_FILE: &str = "failpoints/log-fsync-delay-ms";
+/// Longest delay the failpoint honours.
+const MAX_FAILPOINT_DELAY_MS: u64 = 60_000;
+
 #[derive(Clone)]
 pub struct LogStore {
     tail: Arc<Mutex<Tail>>,
@@ -86,7 +97,10 @@ impl LogStore {
         let db = Database::create(dir.join("raft-log.redb")).map_err(io::Error::other)?;
         let tail = load_tail(&db)?;
         let (writer, ops) = mpsc::channel();
-        std::thread::Builder::new().name("raft-log-writer".into()).spawn(move || run_writer(db, ops))?;
+        let failpoint = (std::env::var(FAILPOINTS_ENV).as_deref() == Ok("1")).then(|| dir.join(FSYNC_DELAY_FILE));
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || run_writer(db, ops, failpoint.as_deref()))?;
         Ok(LogStore { tail: Arc::new(Mutex::new(tail)), writer, appended_bytes: Arc::default() })
     }
 
@@ -130,10 +144,15 @@ fn load_tail(db: &Database) -> io::Result<Tail> {
     Ok(tail)
 }
 
-fn run_writer(db: Database, ops: mpsc::Receiver<WriteOp>) {
+fn run_writer(db: Database, ops: mpsc::Receiver<WriteOp>, fsync_delay_file: Option<&Path>) {
     while let Ok(first) = ops.recv() {
         let batch: Vec<WriteOp> =
             std::iter::once(first).chain(ops.try_iter().take(MAX_OPS_PER_TRANSACTION - 1)).collect();
+        if let Some(file) = fsync_delay_file
+            && batch.iter().any(|op| matches!(op, WriteOp::Append { .. }))
+        {
+            injected_delay(file);
+        }
         let result = write_batch(&db, &batch);
         for op in batch {
             let outcome = result.as_ref().map(|_| ()).map_err(|e| io::Error::other(e.to_string()));
@@ -150,6 +169,15 @@ fn run_writer(db: Database, ops: mpsc::Receiver<WriteOp>) {
                 }
             }
         }
+    }
+}
+
+/// The failpoint's delay: the number in `file`, if there is one.
+fn injected_delay(file: &Path) {
+    let delay_ms = std::fs::read_to_string(file).ok().and_then(|text| text.trim().parse::<u64>().ok());
+    if let Some(delay_ms) = delay_ms.filter(|ms| *ms > 0) {
+        tracing::warn!(delay_ms, "failpoint: delaying a log append's fsync");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms.min(MAX_FAILPOINT_DELAY_MS)));
     }
 }
 

@@ -82,7 +82,8 @@ fn deregister_is_idempotent_and_js_needs_no_group() {
     assert_eq!(write_at(4, &deregister).unwrap().body, "ok");
     assert_eq!(events(), naming_event());
     assert_eq!(write_at(5, &deregister).unwrap().body, "ok", "already gone is ok");
-    assert!(events().is_empty());
+    // ...and leaves a tombstone (with its event) for the nodes that may still hold it.
+    assert_eq!(events(), naming_event());
     assert_eq!(hosts(&list(5, &[])), vec![("10.0.0.2".to_owned(), 8080, true)]);
     // The persistent kind is not touched by an ephemeral deregister.
     register(6, js_register("10.0.0.3", "1").param("ephemeral", "false"));
@@ -93,6 +94,21 @@ fn deregister_is_idempotent_and_js_needs_no_group() {
     assert_eq!(list(8, &[])["hosts"].as_array().unwrap().len(), 1);
     let metrics = body(&query_at(8, &req(METRICS, &[])).unwrap());
     assert_eq!(metrics["instanceCount"], 1, "counts follow removals");
+}
+
+/// Issue 15: on the AP path, deregistering an instance this node has never seen (registered on
+/// the other side of a partition) still deletes its key, so the tombstone wins there at the
+/// heal. A log command never writes the AP keyspace.
+#[test]
+fn an_ephemeral_deregistration_deletes_even_what_this_node_does_not_hold() {
+    testing::reset();
+    let deregister = req(DEREGISTER, &[("serviceName", SVC), ("ip", "10.0.0.9"), ("port", "9"), ("ephemeral", "true")]);
+    testing::take_deletes();
+    assert_eq!(write_at(1, &deregister).unwrap().body, "ok");
+    assert_eq!(testing::take_deletes(), vec![b"e/DEFAULT_GROUP@@svc/DEFAULT/10.0.0.9/00009".to_vec()]);
+    let persistent = deregister.clone().param("ephemeral", "false");
+    assert_eq!(write_at(2, &persistent).unwrap().body, "ok");
+    assert!(testing::take_deletes().is_empty(), "a log command never writes the AP keyspace");
 }
 
 #[test]

@@ -17,6 +17,9 @@ pub struct Replica {
     pub events: Vec<(String, String)>,
     /// Every `begin_command` position, in call order.
     pub begun: Vec<u32>,
+    /// Every key `delete` was called with, in call order, present or not (the host keeps a
+    /// delete of an absent AP key as a tombstone).
+    pub deletes: Vec<Vec<u8>>,
     /// What the running call may see and write.
     pub mode: Mode,
 }
@@ -76,6 +79,7 @@ pub fn delete(key: &[u8]) {
     with(|r| {
         r.mode.check_write("delete", key);
         r.store.remove(key);
+        r.deletes.push(key.to_vec());
     })
 }
 
