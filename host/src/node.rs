@@ -117,7 +117,8 @@ pub enum WriteError {
     Invalid(InvalidOperation),
     #[error(
         "this node reaches {reachable} of {members} members; a persistent write or a linearizable read needs a \
-         majority ({majority}). Ephemeral instances still register here (AP); retry on a node in the majority"
+         majority ({majority}), so nothing was written. Ephemeral instances still register here (AP); retry on a \
+         node in the majority"
     )]
     NoQuorum { reachable: usize, members: usize, majority: usize },
 }

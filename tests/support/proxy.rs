@@ -30,7 +30,7 @@ const STALL_POLL: Duration = Duration::from_millis(10);
 const COPY_BUFFER_BYTES: usize = 64 * 1024;
 
 /// How a failed link fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Failure {
     /// Connections closed, new ones refused.
     Reset,

@@ -148,7 +148,12 @@ impl Ap {
                     tracing::info!(peer = owner, reason, "responsible node unreachable; asking the next");
                     self.members.lost(owner, now_ms());
                 }
-                Err(e) => return Err(GuestError { code: 503, message: format!("responsible node: {e}; retry") }),
+                Err(e) => {
+                    tracing::info!(peer = owner, error = %e, "the responsible node did not answer a forwarded command");
+                    let message = "the node responsible for this service did not answer in time: the write may or may \
+                                   not have been applied. Retry it";
+                    return Err(GuestError { code: 503, message: message.into() });
+                }
             }
         }
         self.apply_here(node, id, request, Origin::Client).await
