@@ -9,6 +9,8 @@ pub mod builtin;
 pub mod cli;
 pub mod config;
 pub mod duties;
+#[cfg(test)]
+mod fuzz;
 pub mod heap;
 pub mod net;
 pub mod node;

@@ -474,11 +474,14 @@ impl Node {
                 Some(answer) => answer,
                 None => Err(format!("no such AP RPC: {path}")),
             },
-            "/nacre/lease-renew" => match postcard::from_bytes(body) {
-                Ok(renewals) => {
-                    self.duties.leases.record(renewals, now_ms());
-                    Ok(encode(&()))
-                }
+            "/nacre/lease-renew" => match postcard::from_bytes::<Vec<crate::duties::LeaseKey>>(body) {
+                Ok(renewals) => match renewals.iter().try_for_each(crate::duties::LeaseKey::validate) {
+                    Ok(()) => {
+                        self.duties.leases.record(renewals, now_ms());
+                        Ok(encode(&()))
+                    }
+                    Err(e) => Err(format!("refused lease renewals: {e}")),
+                },
                 Err(e) => Err(format!("malformed lease renewals: {e}")),
             },
             path => peer_server::handle_rpc(&self.raft, path, body).await.map_err(|e| e.to_string()),
@@ -534,5 +537,32 @@ async fn bind_builtins_when_leader(node: Arc<Node>) {
             }
         }
         tokio::time::sleep(Duration::from_millis(BOOTSTRAP_CHECK_INTERVAL_MS)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a client reads in a 503 is a plain sentence: no openraft `Debug` output, no member
+    /// addresses, and a failed read does not talk of a write.
+    #[test]
+    fn unavailable_answers_are_plain_words() {
+        let all = [
+            WriteError::NoLeader,
+            WriteError::Unconfirmed,
+            WriteError::ReadUnconfirmed,
+            WriteError::NoQuorum { reachable: 1, members: 3, majority: 2 },
+        ];
+        for error in &all {
+            let text = error.to_string();
+            for internal in ["{", "Some(", "LogId", "Vote", "Membership", "127.0.0.1"] {
+                assert!(!text.contains(internal), "{text}");
+            }
+            assert_eq!(error.status(), 503);
+        }
+        assert!(!WriteError::ReadUnconfirmed.to_string().contains("write"));
+        assert!(WriteError::NoLeader.to_string().contains("nothing was written"));
+        assert!(all[3].to_string().contains("nothing was written"));
     }
 }

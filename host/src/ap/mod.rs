@@ -126,6 +126,10 @@ impl Ap {
     /// node that cannot be reached is taken out of this node's view and the next one is
     /// asked, ending with this node itself: an AP write succeeds while any node serves it.
     pub async fn apply(&self, node: &Node, id: &PartitionId, request: &GuestRequest) -> Result<ApApplied, GuestError> {
+        if let Err(e) = id.validate() {
+            let message = format!("the module named an AP partition no node would accept: {e}");
+            return Err(GuestError { code: 500, message });
+        }
         for _ in 0..=self.members.peers().len() {
             let owner = self.members.responsible(id);
             let Some(addr) = self.members.addr(owner).filter(|_| owner != self.members.me()) else {
@@ -238,10 +242,10 @@ impl Ap {
             "/nacre/ap/ping" => decode::<replicate::Ping>(body, "ping")
                 .map(|_| encode(&replicate::Pong { digest: self.store().digest() })),
             "/nacre/ap/apply" => match decode::<ForwardedCommand>(body, "AP command") {
-                Ok(cmd) => match crate::state::namespace_id(&cmd.id.namespace, "namespace") {
+                Ok(cmd) => match cmd.id.validate() {
                     // Only clients' commands are forwarded: a duty runs where it was decided.
                     Ok(()) => Ok(encode(&self.apply_here(node, &cmd.id, &cmd.request, Origin::Client).await)),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(format!("refused AP command: {e}")),
                 },
                 Err(e) => Err(e),
             },

@@ -107,16 +107,27 @@ pub struct PartitionRecords {
     pub records: Vec<Record>,
 }
 
+impl PartitionId {
+    /// A valid namespace and a partition name no longer than a key: what every node accepts
+    /// records of. Checked before a command runs (a peer's forwarded one, or a module's plan
+    /// naming its partition), so that nothing is stored that the peers would refuse.
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::runtime::limits::MAX_KEY_BYTES;
+        crate::state::namespace_id(&self.namespace, "namespace").map_err(|e| e.to_string())?;
+        if self.partition.len() > MAX_KEY_BYTES {
+            return Err(format!("a partition name over {MAX_KEY_BYTES} bytes"));
+        }
+        Ok(())
+    }
+}
+
 impl PartitionRecords {
-    /// Whether a peer's batch could have come from a guest's AP command: a valid namespace,
+    /// Whether a peer's batch could have come from a guest's AP command: a valid partition,
     /// keys in the AP keyspace, and every size within what the runtime lets a command write.
     /// A batch from a peer is checked before it is merged; one that fails changes nothing.
     pub fn validate(&self) -> Result<(), String> {
         use crate::runtime::limits::{MAX_EVENT_FIELD_BYTES, MAX_EVENTS_PER_COMMAND, MAX_KEY_BYTES, MAX_VALUE_BYTES};
-        crate::state::namespace_id(&self.id.namespace, "namespace").map_err(|e| e.to_string())?;
-        if self.id.partition.len() > MAX_KEY_BYTES {
-            return Err(format!("a partition name over {MAX_KEY_BYTES} bytes"));
-        }
+        self.id.validate()?;
         let events_fit = |e: &Event| e.topic.len() <= MAX_EVENT_FIELD_BYTES && e.key.len() <= MAX_EVENT_FIELD_BYTES;
         if self.events.len() > MAX_EVENTS_PER_COMMAND || !self.events.iter().all(events_fit) {
             return Err("events over the limits of one command".into());

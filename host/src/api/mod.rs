@@ -5,13 +5,13 @@
 //! or an instance is.
 
 mod config;
-mod guest;
+pub(crate) mod guest;
 mod listener;
 mod modules;
 mod namespaces;
 mod naming;
 mod ops;
-mod params;
+pub(crate) mod params;
 
 use std::sync::Arc;
 

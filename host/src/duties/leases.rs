@@ -69,6 +69,18 @@ pub struct LeaseKey {
     pub key: String,
 }
 
+impl LeaseKey {
+    /// A valid namespace and a key no longer than a store key: what a peer may send.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::state::namespace_id(&self.namespace, "namespace").map_err(|e| e.to_string())?;
+        let limit = crate::runtime::limits::MAX_KEY_BYTES;
+        if self.key.len() > limit {
+            return Err(format!("a lease key over {limit} bytes"));
+        }
+        Ok(())
+    }
+}
+
 /// Which node keeps a lease's renewals: the one responsible for its AP partition, or the
 /// leader for a lease on replicated state.
 #[derive(Debug, Clone, PartialEq, Eq)]

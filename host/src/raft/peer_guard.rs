@@ -109,6 +109,11 @@ impl LocalView {
             if entry.log_id.leader_id.term < previous_term {
                 return Err(Implausible::Inconsistent("entry terms go backwards"));
             }
+            if let openraft::EntryPayload::Membership(membership) = &entry.payload
+                && membership.voter_ids().next().is_none()
+            {
+                return Err(Implausible::Inconsistent("a membership entry with no voter"));
+            }
             expected_index = entry.log_id.index + 1;
             previous_term = entry.log_id.leader_id.term;
         }

@@ -203,8 +203,13 @@ fn invalid_data(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
+/// Decodes the whole of `bytes`: trailing bytes mean a damaged or foreign file.
 fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> io::Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    if !rest.is_empty() {
+        return Err(invalid_data(format!("{} bytes after the snapshot", rest.len())));
+    }
+    Ok(value)
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
