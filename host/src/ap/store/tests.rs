@@ -7,21 +7,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 
-/// xorshift64*: deterministic, no dependency, good enough to shuffle a test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::fuzz::mutate::Rng;
 
 fn id(partition: &str) -> PartitionId {
     PartitionId { namespace: "ns".into(), kind: ModuleKind::Naming, partition: partition.into() }
@@ -36,18 +22,18 @@ fn live(store: &ApStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
 }
 
 fn run_model(seed: u64) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut nodes: Vec<ApStore> = (0..3).map(|_| ApStore::default()).collect();
     // The reference: per key, the highest ranked record written anywhere.
     let mut model: BTreeMap<Vec<u8>, Record> = BTreeMap::new();
     let mut in_flight: Vec<(usize, PartitionRecords)> = Vec::new();
     let mut now_ms = 1_000;
     for _ in 0..400 {
-        now_ms += rng.below(3);
-        let writer = rng.below(3) as usize;
+        now_ms += rng.below(3) as u64;
+        let writer = rng.below(3);
         let partition = format!("p{}", rng.below(3));
         let key = format!("e/{partition}/{}", rng.below(6)).into_bytes();
-        let value = (rng.below(4) != 0).then(|| rng.next().to_be_bytes().to_vec());
+        let value = (rng.below(4) != 0).then(|| rng.next_u64().to_be_bytes().to_vec());
         // Nodes' clocks disagree by up to 5 ms either way.
         let skewed_ms = now_ms + writer as u64 * 5 - 5;
         let version = nodes[writer].next_version(skewed_ms, writer as u64 + 1);
@@ -68,7 +54,7 @@ fn run_model(seed: u64) {
         }
         // Deliver a random message now and then, out of order.
         if !in_flight.is_empty() && rng.below(2) == 0 {
-            let (peer, batch) = in_flight.swap_remove(rng.below(in_flight.len() as u64) as usize);
+            let (peer, batch) = in_flight.swap_remove(rng.below(in_flight.len()));
             nodes[peer].merge(batch, now_ms);
         }
     }
