@@ -73,7 +73,7 @@
 
 mod ap;
 mod modules;
-mod mutate;
+pub(crate) mod mutate;
 mod params;
 mod peer;
 mod snapshot;
