@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 
 use nacre::ap::store::PartitionRecords;
 use nacre::ap::store::Version;
-use nacre::node::WriteError;
-use nacre::node::WriteOutcome;
+use nacre::raft::log::WriteError;
+use nacre::raft::log::WriteOutcome;
 use nacre::raft::types::LogId;
 use nacre::raft::types::Member;
 use nacre::raft::types::SnapshotMeta;

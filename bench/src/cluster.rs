@@ -68,7 +68,7 @@ pub struct Proc {
 impl Proc {
     fn spawn(mut cmd: Command, log: &Path) -> Result<Proc> {
         let log_file = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
-        // Both streams: Nacre logs to stdout, etcd to stderr.
+        // Both streams: Nacre and etcd log to stderr, and anything either prints goes here too.
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().with_context(|| format!("share {}", log.display()))?)

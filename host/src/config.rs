@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::members::NodeId;
 use crate::raft::Member;
-use crate::raft::NodeId;
 
 pub const DEFAULT_API_PORT: u16 = 8848;
 /// The Raft port sits this far below the API port, as Nacos's JRaft port (7848) does.

@@ -79,6 +79,8 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_target(false)
+        // Logs go to stderr, a server's diagnostics stream; stdout stays for command output.
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -101,7 +103,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Bind the client port before starting Raft so a port clash fails fast and clearly.
     let api_listener =
         TcpListener::bind(&api_addr).await.with_context(|| format!("binding the client API port {api_addr}"))?;
-    let node = Node::start(node_config).await?;
+    let node = Node::start(node_config, api_listener).await?;
     tracing::info!(
         node = node.id,
         api = %api_addr,
@@ -109,13 +111,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         members = node.config.members.len(),
         "nacre node serving"
     );
-    tokio::select! {
-        _ = nacre::api::serve(node, api_listener) => Ok(()),
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("interrupted; stopping");
-            Ok(())
-        }
-    }
+    let signal = stop_signal().await?;
+    tracing::info!(signal, "stopping: finishing requests in flight, then stopping raft and flushing the log");
+    node.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Wait for SIGTERM (what a service manager sends) or SIGINT (Ctrl-C); the signal's name.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::SignalKind;
+    use tokio::signal::unix::signal;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
 }
 
 fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {

@@ -6,11 +6,20 @@
 //! a command is stored in the replicated log and must decode the same way in every future
 //! module version. A reply is never stored, so it takes the cheaper binary form
 //! ([`reply_format`]); the JSON form of older modules still decodes.
+//!
+//! A reply can also carry instructions to the host, as [`directive`] headers. The ones that say
+//! how a write is carried out (commit it through the log or on the AP path, renew a lease) have
+//! a typed form, the [`Plan`]: guests write it with [`Plan::onto`] and the host reads it with
+//! [`Plan::from_reply`], so that both sides agree on one decision.
+
+mod plan;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde::Serialize;
+
+pub use crate::plan::{Commit, LeaseRenewal, Plan, PlanError};
 
 /// One operation for a guest: a command (through the log, to `apply`) or a read (to `query`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,8 +172,8 @@ fn decode_binary(mut rest: &[u8]) -> Result<GuestReply, MalformedReply> {
 
 /// The two keyspaces of a guest's store.
 ///
-/// Keys under [`keyspace::AP_PREFIX`] form the AP keyspace: written only by `COMMIT_AP`
-/// commands, kept per node in memory, replicated between nodes by record version (not through
+/// Keys under [`keyspace::AP_PREFIX`] form the AP keyspace: written only by AP commands
+/// ([`Commit::Ap`]), kept per node in memory, replicated between nodes by record version (not through
 /// the log), so they stay writable on every side of a network partition and converge after it
 /// heals. Every other key is the CP keyspace: written only by log commands, identical on every
 /// replica at the same applied index.
@@ -187,28 +196,38 @@ pub mod keyspace {
 /// [`directive::PREFIX`]. The host acts on them and strips them before answering the client.
 /// They let the host run the timers, leases and pushes a guest asks for without knowing what
 /// an instance or a config is.
+///
+/// [`directive::COMMIT`], [`directive::PARTITION`] and [`directive::LEASE_RENEW`] are the wire
+/// form of a write's plan, whose typed form is [`Plan`]: guests write them with [`Plan::onto`]
+/// and the host reads them with [`Plan::from_reply`], never one header at a time, so that both
+/// sides read the same plan. [`directive::WATCH`] is not part of the plan.
 pub mod directive {
     /// Every directive header starts with this; no client ever sees such a header.
     pub const PREFIX: &str = "Nacre-";
     /// On a query reply: commit this same request as a command (same op, same parameters)
     /// and answer with the command's result instead. Lets a read-mostly operation (a
     /// heartbeat) become a command only when it changes state, and lets a guest choose, per
-    /// request, the path its command takes. Values: [`COMMIT_LOG`] or [`COMMIT_AP`].
+    /// request, the path its command takes. Values: [`COMMIT_LOG`] or [`COMMIT_AP`]; the
+    /// typed form is [`crate::Commit`].
     pub const COMMIT: &str = "Nacre-Commit";
     /// [`COMMIT`] value: through the Raft log (CP): committed by a majority, applied by every
-    /// replica in log order. Fails when no majority is reachable.
+    /// replica in log order. Fails when no majority is reachable. [`crate::Commit::Log`].
     pub const COMMIT_LOG: &str = "true";
     /// [`COMMIT`] value: on the AP path: applied by the node responsible for the request's
     /// [`PARTITION`] to the AP keyspace ([`super::keyspace::AP_PREFIX`]) and replicated to
     /// the other nodes asynchronously. Works on any side of a network partition.
+    /// [`crate::Commit::Ap`].
     pub const COMMIT_AP: &str = "ap";
     /// On a query reply: the AP partition (guest-chosen, e.g. a service name) the request
     /// concerns. Its `COMMIT_AP` command and its lease renewals go to the one node
-    /// responsible for that partition (by a stable hash over the live members).
+    /// responsible for that partition (by a stable hash over the live members). One header
+    /// for both: a plan's AP commit and its renewal name the same partition.
     pub const PARTITION: &str = "Nacre-Partition";
     /// On a query reply: the lease with this key (guest-chosen, scoped to the namespace and
-    /// kind) was renewed now. The leader keeps renewal times in memory and hands them to the
-    /// guest's `<kind>.sweep` query, which answers with the commands to commit.
+    /// kind) was renewed now. It is held by the node responsible for the [`PARTITION`] when
+    /// the reply names one, else by the leader; that node keeps renewal times in memory and
+    /// hands them to the guest's `<kind>.sweep` query, which answers with the commands to run.
+    /// The typed form is [`crate::LeaseRenewal`].
     pub const LEASE_RENEW: &str = "Nacre-Lease-Renew";
     /// On a query reply: the event keys (topic and key as the guest emits them, as a JSON
     /// array of `[topic, key]` pairs) whose change makes this answer stale. A client that
@@ -229,7 +248,7 @@ pub mod directive {
 /// (JSON array: sweep only the AP partitions this node is responsible for; absent: all),
 /// `leader` (`true` when this node leads the log: only then may log commands be answered)
 /// and `preserve` (`true` while the node is in self-preservation: the guest must not expire
-/// anything). The reply body is a [`SweepReply`] as JSON.
+/// anything). The reply body is a [`sweep::SweepReply`] as JSON.
 pub mod sweep {
     use std::collections::BTreeMap;
 

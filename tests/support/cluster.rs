@@ -148,6 +148,24 @@ impl Cluster {
         }
     }
 
+    /// SIGTERM, as a service manager stops a node, and wait (bounded) for it to exit; its exit
+    /// status and how long it took. Panics (after a SIGKILL) if it does not exit in time.
+    pub fn terminate_node(&mut self, i: usize) -> (std::process::ExitStatus, Duration) {
+        const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+        self.signal(i, libc::SIGTERM);
+        let started = Instant::now();
+        let mut child = self.nodes[i].child.take().expect("a running node");
+        while started.elapsed() < EXIT_TIMEOUT {
+            if let Some(status) = child.try_wait().expect("the child can be waited for") {
+                return (status, started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("node {i} did not exit within {EXIT_TIMEOUT:?} of SIGTERM");
+    }
+
     /// SIGSTOP: the process keeps its sockets and answers nothing, as a long GC pause or a
     /// stalled VM would. [`Cluster::resume_node`] sends SIGCONT.
     pub fn pause_node(&self, i: usize) {

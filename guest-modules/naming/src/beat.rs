@@ -1,14 +1,16 @@
 //! `PUT /nacos/v1/ns/instance/beat`: client heartbeats.
 //!
-//! A beat is a *query*: most beats change nothing, they only renew the instance's lease, which
-//! the host keeps in memory (directive `Nacre-Lease-Renew`) and hands back to
+//! A beat is a *query*: most beats change nothing, they only renew the instance's lease
+//! (its [`Plan`]'s [`LeaseRenewal`]), which the host keeps in memory and hands back to
 //! [`crate::lease::sweep`]. Only a beat that changes state (an unknown instance that sent its
 //! description, or an instance marked unhealthy) asks the host to commit it, as an AP command
-//! (`Nacre-Commit: ap`: it changes only ephemeral state), and then [`apply`] runs with the same
-//! parameters. Renewals and commits go to the node responsible for the service
-//! (`Nacre-Partition: <group>@@<service>`), the one whose sweep reads the lease.
+//! ([`Commit::Ap`]: it changes only ephemeral state), and then [`apply`] runs with the same
+//! parameters. Renewals and commits go to the node responsible for the service (partition
+//! `<group>@@<service>`), the one whose sweep reads the lease.
 
-use nacre_guest_sdk::{Command, GuestError, GuestReply, GuestRequest, RequestExt, directive, emit, store};
+use nacre_guest_sdk::{
+    Command, Commit, GuestError, GuestReply, GuestRequest, LeaseRenewal, Plan, RequestExt, emit, store,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -48,30 +50,30 @@ struct BeatBody {
 pub fn query(req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let (target, body) = resolve(req)?;
     let partition = target.service.grouped();
+    let renew = |key: String| Some(LeaseRenewal { key, partition: Some(partition.clone()) });
+    let commit_ap = || Commit::Ap { partition: partition.clone() };
     Ok(match target.find()? {
         // Persistent instances are probed by the server; their beats renew nothing.
         Some(found) if !found.ephemeral => known(&found),
         Some(found) => {
-            let reply = known(&found)
-                .header(directive::LEASE_RENEW, found.instance_id())
-                .header(directive::PARTITION, partition);
-            if found.healthy { reply } else { reply.header(directive::COMMIT, directive::COMMIT_AP) }
+            let commit = if found.healthy { Commit::None } else { commit_ap() };
+            Plan { commit, renew: renew(found.instance_id()) }.onto(known(&found))
         }
         // The instance the commit will register carries the beat's metadata, so its interval
         // is the one to announce.
-        None if body.is_some() => json(&BeatReply {
-            client_beat_interval: body
-                .as_ref()
-                .and_then(|b| b.metadata.as_ref())
-                .and_then(|m| m.get(HEART_BEAT_INTERVAL_KEY))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(DEFAULT_HEART_BEAT_INTERVAL_MS),
-            code: CODE_OK,
-            light_beat_enabled: Some(true),
-        })
-        .header(directive::COMMIT, directive::COMMIT_AP)
-        .header(directive::LEASE_RENEW, target.addr().instance_id())
-        .header(directive::PARTITION, partition),
+        None if body.is_some() => {
+            let reply = json(&BeatReply {
+                client_beat_interval: body
+                    .as_ref()
+                    .and_then(|b| b.metadata.as_ref())
+                    .and_then(|m| m.get(HEART_BEAT_INTERVAL_KEY))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(DEFAULT_HEART_BEAT_INTERVAL_MS),
+                code: CODE_OK,
+                light_beat_enabled: Some(true),
+            });
+            Plan { commit: commit_ap(), renew: renew(target.addr().instance_id()) }.onto(reply)
+        }
         None => unknown(),
     })
 }

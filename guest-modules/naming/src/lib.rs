@@ -12,13 +12,13 @@
 //! the beat JSON; [`beat`]); `naming.expire` ([`lease`]); `naming.health` ([`health`]);
 //! `naming.service.create`, `naming.service.remove`, `naming.service.update`,
 //! `naming.cluster.update` ([`service`]). Each of them but the beat also answers as a query:
-//! its plan ([`plan`]), which validates it and names its path (`Nacre-Commit: true` for the
-//! log, `ap` plus `Nacre-Partition: <group>@@<service>` for the AP path).
+//! its plan ([`plan`]), which validates it and names its path (a `nacre_guest_sdk::Plan`:
+//! `Commit::Log` for the log, `Commit::Ap` at `<group>@@<service>` for the AP path).
 //!
 //! Queries (`query`, on the local replica): `naming.list` ([`list`], with a `Nacre-Watch`
 //! directive), `naming.detail`, `naming.service.get`, `naming.service.list`, `naming.metrics`
-//! ([`catalog`]), `naming.beat` (renews the lease with `Nacre-Lease-Renew` at the service's
-//! partition, asks for an AP commit when the beat changes state), `naming.sweep` (a node's
+//! ([`catalog`]), `naming.beat` (its plan renews the lease at the service's partition and asks
+//! for an AP commit when the beat changes state), `naming.sweep` (a node's
 //! heartbeat sweep over the partitions it is responsible for: replies the `naming.expire` /
 //! `naming.health` AP commands to run and the lease counts self-preservation needs) and
 //! `naming.health.targets` (what the leader's prober should probe).

@@ -1,18 +1,19 @@
 //! Plans: before committing a naming write, the host runs the same request as a query and
-//! follows the reply's directives (`Nacre-Commit`, `Nacre-Partition`). A plan validates the
-//! request exactly as the command will (same parsing, same errors: its error goes straight to
-//! the client), checks what only a query can see, and says which path the command takes:
+//! follows the [`Plan`] its reply carries (the directives `Nacre-Commit`, `Nacre-Partition`). A
+//! plan validates the request exactly as the command will (same parsing, same errors: its error
+//! goes straight to the client), checks what only a query can see, and says which path the
+//! command takes:
 //!
 //! - ephemeral instance writes: the AP path, at the node responsible for the service
-//!   (`Nacre-Commit: ap`, `Nacre-Partition: <group>@@<service>`);
-//! - persistent instance writes and service or cluster settings: the log (`Nacre-Commit: true`).
+//!   ([`Commit::Ap`] at `<group>@@<service>`);
+//! - persistent instance writes and service or cluster settings: the log ([`Commit::Log`]).
 //!
 //! A log command cannot see ephemeral instances (the AP keyspace), so the checks that involve
 //! them live here only: a persistent registration of an id registered as ephemeral, the
 //! removal of a service that still has ephemeral instances, the existence of a service that has
 //! only ephemeral instances. The command still checks all it can see: it is the authority.
 
-use nacre_guest_sdk::{GuestError, GuestReply, GuestRequest, QueryContext, directive};
+use nacre_guest_sdk::{Commit, GuestError, GuestReply, GuestRequest, Plan, QueryContext};
 
 use crate::modify::{self, Modify};
 use crate::names::ServiceName;
@@ -38,12 +39,12 @@ pub fn plan(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestE
 
 /// Commit through the log.
 pub fn to_log() -> GuestReply {
-    GuestReply::text("").header(directive::COMMIT, directive::COMMIT_LOG)
+    Plan { commit: Commit::Log, renew: None }.onto(GuestReply::text(""))
 }
 
 /// Commit on the AP path, at the node responsible for the service's partition.
 pub fn to_ap(service: &ServiceName) -> GuestReply {
-    GuestReply::text("").header(directive::COMMIT, directive::COMMIT_AP).header(directive::PARTITION, service.grouped())
+    Plan { commit: Commit::Ap { partition: service.grouped() }, renew: None }.onto(GuestReply::text(""))
 }
 
 /// The path of a write to an instance of the given kind.

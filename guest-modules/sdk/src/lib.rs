@@ -63,7 +63,7 @@ pub mod testing;
 mod backend;
 
 pub use adapter::Exported;
-pub use nacre_protocol::{GuestReply, GuestRequest, directive, keyspace, sweep};
+pub use nacre_protocol::{Commit, GuestReply, GuestRequest, LeaseRenewal, Plan, PlanError, directive, keyspace, sweep};
 pub use params::{RequestExt, parse_bool};
 pub use types::{Command, GuestError, ModuleInfo, ModuleKind, QueryContext};
 

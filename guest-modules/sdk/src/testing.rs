@@ -3,12 +3,12 @@
 //!
 //! [`apply`] runs a command with no keyspace rules. A module with an AP keyspace
 //! (`nacre_protocol::keyspace`) tests its commands with [`apply_log`] and [`apply_ap`], which
-//! enforce the host's rules, or with [`write`], which plans and commits the way the host's API
+//! enforce the host's rules, or with [`write()`], which plans and commits the way the host's API
 //! layer does.
 
 use std::collections::BTreeMap;
 
-use nacre_protocol::{GuestReply, GuestRequest, directive};
+use nacre_protocol::{Commit, GuestReply, GuestRequest, Plan};
 
 use crate::adapter::Exported;
 use crate::backend::{Mode, REPLICA};
@@ -74,17 +74,19 @@ pub fn apply_ap<T: StateMachine>(cmd: &Command, req: &GuestRequest) -> Result<Gu
     in_mode(Mode::ApCommand, || apply::<T>(&cmd, req))
 }
 
-/// A write the way the host's API layer handles it: the request runs first as a query (the
-/// plan) at the command's time; its `Nacre-Commit` directive then commits it through
-/// [`apply_log`] or [`apply_ap`]; without one, the plan's reply is the answer. A plan's error
-/// is the answer too. Panics on a `Nacre-Commit` value the host would not know.
+/// A write the way the host's API layer handles it: the request runs first as a query at the
+/// command's time, whose reply carries its [`Plan`]; the plan's commit then runs it through
+/// [`apply_log`] ([`Commit::Log`]) or [`apply_ap`] ([`Commit::Ap`]); without one
+/// ([`Commit::None`]), the plan's reply is the answer. A plan's error is the answer too. A lease
+/// renewal is read but renews nothing here. Panics on a plan the host would refuse
+/// ([`nacre_protocol::PlanError`]).
 pub fn write<T: StateMachine>(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
-    let plan = query::<T>(&QueryContext::new(cmd.index, cmd.timestamp_ms), req)?;
-    match plan.headers.get(directive::COMMIT).map(String::as_str) {
-        None => Ok(plan),
-        Some(directive::COMMIT_LOG) => apply_log::<T>(cmd, req),
-        Some(directive::COMMIT_AP) => apply_ap::<T>(cmd, req),
-        Some(other) => panic!("unknown {} value {other:?}", directive::COMMIT),
+    let reply = query::<T>(&QueryContext::new(cmd.index, cmd.timestamp_ms), req)?;
+    let plan = Plan::from_reply(&reply).unwrap_or_else(|error| panic!("{}: {error}", req.op));
+    match plan.commit {
+        Commit::None => Ok(reply),
+        Commit::Log => apply_log::<T>(cmd, req),
+        Commit::Ap { .. } => apply_ap::<T>(cmd, req),
     }
 }
 

@@ -3,7 +3,8 @@
 use super::*;
 
 /// Stores `params["v"]` under `params["k"]`; `get` reads it back; `copy` copies the value at
-/// `from` (`none` when it sees none) to `to`, and its plan commits it on the path of `to`.
+/// `from` (`none` when it sees none) to `to`, and its plan commits it on the path of `to` (an
+/// AP key is its own partition); `misplan`'s plan is the raw `Nacre-Commit: <commit>`.
 struct Toy;
 
 impl StateMachine for Toy {
@@ -35,13 +36,12 @@ impl StateMachine for Toy {
                 .ok_or_else(|| GuestError::not_found("no such key")),
             "put" => Self::apply(&Command::new(0, 0), req),
             "copy" => {
-                let path = if keyspace::is_ap(req.required("to")?.as_bytes()) {
-                    directive::COMMIT_AP
-                } else {
-                    directive::COMMIT_LOG
-                };
-                Ok(GuestReply::text("planned").header(directive::COMMIT, path))
+                let to = req.required("to")?;
+                let commit =
+                    if keyspace::is_ap(to.as_bytes()) { Commit::Ap { partition: to.into() } } else { Commit::Log };
+                Ok(Plan { commit, renew: None }.onto(GuestReply::text("planned")))
             }
+            "misplan" => Ok(GuestReply::text("").header(directive::COMMIT, req.required("commit")?)),
             op => Err(GuestError::unknown_op(op)),
         }
     }
@@ -140,4 +140,23 @@ fn write_plans_then_commits_on_the_planned_path() {
     // A plan that asks for no commit is the answer; a plan's error is too.
     assert_eq!(testing::write::<Toy>(&cmd, &GuestRequest::new("get").param("k", "e/b")).unwrap().body, "ap");
     assert_eq!(testing::write::<Toy>(&cmd, &GuestRequest::new("nope")).unwrap_err().code, 400);
+}
+
+#[test]
+fn write_refuses_a_plan_the_host_would_refuse() {
+    testing::reset();
+    let cmd = Command::new(1, 1);
+    for (commit, error) in [
+        ("ap", PlanError::ApWithoutPartition),
+        ("AP", PlanError::UnknownCommit("AP".into())),
+        ("yes", PlanError::UnknownCommit("yes".into())),
+    ] {
+        let misplan = GuestRequest::new("misplan").param("commit", commit);
+        let panic = std::panic::catch_unwind(|| testing::write::<Toy>(&cmd, &misplan)).unwrap_err();
+        let message = panic.downcast_ref::<String>().expect("a formatted panic");
+        assert_eq!(*message, format!("misplan: {error}"));
+    }
+    let planned = testing::query::<Toy>(&QueryContext::new(1, 1), &copy("c", "e/b")).unwrap();
+    assert_eq!(planned.body, "planned");
+    assert_eq!(Plan::from_reply(&planned), Ok(Plan { commit: Commit::Ap { partition: "e/b".into() }, renew: None }));
 }

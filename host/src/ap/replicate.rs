@@ -14,14 +14,17 @@ use serde::Deserialize;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use super::Ap;
+use super::rpc;
+use super::store::ApStore;
 use super::store::PartitionId;
 use super::store::PartitionRecords;
 use super::store::Record;
+use crate::clock::now_ms;
+use crate::members::NodeId;
 use crate::net::PeerError;
-use crate::node::Node;
-use crate::node::now_ms;
-use crate::raft::NodeId;
 use crate::runtime::Event;
+use crate::tasks::Tasks;
 
 /// How long a shipper waits before sending again to a peer that did not take a batch.
 pub const SYNC_RETRY_INTERVAL_MS: u64 = 3_000;
@@ -146,24 +149,24 @@ impl Outbox {
 }
 
 /// Start the AP tasks: first pull, pings, one shipper per peer, verification.
-pub fn spawn(node: &Arc<Node>) {
-    tokio::spawn(first_pull(node.clone()));
-    tokio::spawn(ping_forever(node.clone()));
-    for peer in node.ap.members.peers().keys() {
-        tokio::spawn(ship_forever(node.clone(), *peer));
+pub fn spawn(ap: &Arc<Ap>, tasks: &Tasks) {
+    tasks.spawn(first_pull(ap.clone()));
+    tasks.spawn(ping_forever(ap.clone()));
+    for peer in ap.members.peers().keys() {
+        tasks.spawn(ship_forever(ap.clone(), *peer));
     }
-    tokio::spawn(verify_forever(node.clone()));
+    tasks.spawn(verify_forever(ap.clone()));
 }
 
 /// A starting node learns who is up, then pulls the whole AP keyspace from the first peer
 /// that answers, a page of whole partitions at a time, before it reports ready. With no peer
 /// up it is ready at once: it is the first, and the others will pull from it.
-async fn first_pull(node: Arc<Node>) {
-    ping_all(&node).await;
-    let live = node.ap.members.live();
-    for peer in live.iter().filter(|id| **id != node.id) {
-        let Some(addr) = node.ap.members.addr(*peer) else { continue };
-        match pull_all(&node, addr).await {
+async fn first_pull(ap: Arc<Ap>) {
+    ping_all(&ap).await;
+    let live = ap.members.live();
+    for peer in live.iter().filter(|id| **id != ap.members.me()) {
+        let Some(addr) = ap.members.addr(*peer) else { continue };
+        match pull_all(&ap, addr).await {
             Ok(count) => {
                 tracing::info!(peer, records = count, "pulled the AP keyspace from a peer");
                 break;
@@ -171,71 +174,69 @@ async fn first_pull(node: Arc<Node>) {
             Err(e) => tracing::warn!(peer, error = %e, "could not pull the AP keyspace; trying the next peer"),
         }
     }
-    node.ap.set_ready();
+    ap.set_ready();
 }
 
 /// Pull every page from one peer; the number of records pulled.
-async fn pull_all(node: &Node, addr: &str) -> Result<usize, PeerError> {
+async fn pull_all(ap: &Ap, addr: &str) -> Result<usize, PeerError> {
     let timeout = Duration::from_millis(PEER_CALL_TIMEOUT_MS);
     let (mut after, mut count) = (None::<PartitionId>, 0);
     for _ in 0..MAX_PULL_PAGES {
-        let page: Vec<PartitionRecords> = node.peers.call(addr, "/nacre/ap/snapshot", &after, timeout).await?;
+        let page = ap.peers.send::<rpc::SnapshotPage>(addr, &after, timeout).await?;
         let Some(last) = page.last().map(|batch| batch.id.clone()) else { return Ok(count) };
         count += page.iter().map(|batch| batch.records.len()).sum::<usize>();
-        node.ap.merge(node, page);
+        ap.merge(page);
         after = Some(last);
     }
     tracing::warn!(pages = MAX_PULL_PAGES, "AP pull stopped at its page limit; verification brings the rest");
     Ok(count)
 }
 
-async fn ping_forever(node: Arc<Node>) {
+async fn ping_forever(ap: Arc<Ap>) {
     loop {
-        tokio::time::sleep(Duration::from_millis(super::members::PING_INTERVAL_MS)).await;
-        ping_all(&node).await;
+        tokio::time::sleep(Duration::from_millis(crate::members::PING_INTERVAL_MS)).await;
+        ping_all(&ap).await;
     }
 }
 
 /// Ping every peer at once; record who answered and their digests.
-async fn ping_all(node: &Node) {
-    let digest = node.ap.store().digest();
-    let pings = node.ap.members.peers().iter().map(|(peer, addr)| async move {
+async fn ping_all(ap: &Ap) {
+    let digest = ap.store().digest();
+    let pings = ap.members.peers().iter().map(|(peer, addr)| async move {
         let timeout = Duration::from_millis(PING_TIMEOUT_MS);
-        let answer: Result<Pong, PeerError> = node.peers.call(addr, "/nacre/ap/ping", &Ping { digest }, timeout).await;
-        (*peer, answer)
+        (*peer, ap.peers.send::<rpc::PingRpc>(addr, &Ping { digest }, timeout).await)
     });
     for (peer, answer) in futures_util::future::join_all(pings).await {
         match answer {
             Ok(pong) => {
-                node.ap.members.seen(peer, now_ms());
-                if let Some(link) = node.ap.outbox.links.get(&peer) {
+                ap.members.seen(peer, now_ms());
+                if let Some(link) = ap.outbox.links.get(&peer) {
                     link.their_digest.store(pong.digest, Ordering::Relaxed);
                 }
             }
-            Err(PeerError::Unreachable { .. }) => node.ap.members.lost(peer, now_ms()),
+            Err(PeerError::Unreachable { .. }) => ap.members.lost(peer, now_ms()),
             Err(_) => {}
         }
     }
-    node.ap.members.refresh(now_ms());
+    ap.members.refresh(now_ms());
 }
 
 /// Ship what waits for `peer`, retrying every [`SYNC_RETRY_INTERVAL_MS`] until it is taken.
-async fn ship_forever(node: Arc<Node>, peer: NodeId) {
-    let Some(addr) = node.ap.members.addr(peer).map(str::to_string) else { return };
-    let link = &node.ap.outbox.links[&peer];
+async fn ship_forever(ap: Arc<Ap>, peer: NodeId) {
+    let Some(addr) = ap.members.addr(peer).map(str::to_string) else { return };
+    let link = &ap.outbox.links[&peer];
     loop {
         let retry = Duration::from_millis(SYNC_RETRY_INTERVAL_MS);
         let _ = tokio::time::timeout(retry, link.wake.notified()).await;
         loop {
-            let batches = node.ap.outbox.take(peer);
+            let batches = ap.outbox.take(peer);
             if batches.is_empty() {
                 break;
             }
             let timeout = Duration::from_millis(PEER_CALL_TIMEOUT_MS);
-            let sent: Result<(), PeerError> = node.peers.call(&addr, "/nacre/ap/sync", &batches, timeout).await;
-            if let Err(e) = sent {
+            if let Err(e) = ap.peers.send::<rpc::Sync>(&addr, &batches, timeout).await {
                 tracing::debug!(peer, error = %e, "AP sync not taken; retrying later");
-                node.ap.outbox.put_back(peer, batches);
+                ap.outbox.put_back(peer, batches);
                 tokio::time::sleep(retry).await;
             }
         }
@@ -244,31 +245,29 @@ async fn ship_forever(node: Arc<Node>, peer: NodeId) {
 
 /// Every [`VERIFY_INTERVAL_MS`], compare partitions with each live peer whose digest differs
 /// from ours: the peer answers with its records of every partition whose checksum differs,
-/// and we send ours of the same partitions. Both then hold, per key, the newer copy.
-async fn verify_forever(node: Arc<Node>) {
+/// and we send ours of the same partitions. Both then hold, per key, the higher ranked copy.
+async fn verify_forever(ap: Arc<Ap>) {
     loop {
         tokio::time::sleep(Duration::from_millis(VERIFY_INTERVAL_MS)).await;
-        node.ap.forget_tombstones(now_ms());
-        let live = node.ap.members.live();
-        for peer in live.into_iter().filter(|id| *id != node.id) {
-            verify_with(&node, peer).await;
+        ap.forget_tombstones(now_ms());
+        let live = ap.members.live();
+        for peer in live.into_iter().filter(|id| *id != ap.members.me()) {
+            verify_with(&ap, peer).await;
         }
     }
 }
 
-async fn verify_with(node: &Node, peer: NodeId) {
-    let (Some(addr), Some(link)) = (node.ap.members.addr(peer), node.ap.outbox.links.get(&peer)) else { return };
+async fn verify_with(ap: &Ap, peer: NodeId) {
+    let (Some(addr), Some(link)) = (ap.members.addr(peer), ap.outbox.links.get(&peer)) else { return };
     let (ours, digest) = {
-        let store = node.ap.store();
+        let store = ap.store();
         (store.checksums(), store.digest())
     };
     if link.their_digest.load(Ordering::Relaxed) == digest {
         return;
     }
     let timeout = Duration::from_millis(PEER_CALL_TIMEOUT_MS);
-    let theirs: Result<Vec<PartitionRecords>, PeerError> =
-        node.peers.call(addr, "/nacre/ap/verify", &ours, timeout).await;
-    let theirs = match theirs {
+    let theirs = match ap.peers.send::<rpc::Verify>(addr, &ours, timeout).await {
         Ok(theirs) => theirs,
         Err(e) => return tracing::debug!(peer, error = %e, "AP verification failed; next round"),
     };
@@ -276,20 +275,19 @@ async fn verify_with(node: &Node, peer: NodeId) {
     if !differing.is_empty() {
         tracing::info!(peer, partitions = differing.len(), "AP partitions differ from a peer; repairing");
     }
-    node.ap.merge(node, theirs);
-    let store = node.ap.store();
+    ap.merge(theirs);
+    let store = ap.store();
     let mine: Vec<PartitionRecords> = differing.iter().filter_map(|id| store.partition_records(id)).collect();
     drop(store);
     for batch in mine {
-        node.ap.outbox.queue_for(peer, batch);
+        ap.outbox.queue_for(peer, batch);
     }
 }
 
 /// The peer side of verification: our records of each partition whose checksum differs from
 /// the caller's (an empty batch when we hold none, so the caller still sends us its own).
 /// Partitions only we hold are found when we verify with the caller.
-pub fn answer_verify(node: &Node, theirs: Vec<(PartitionId, u64)>) -> Vec<PartitionRecords> {
-    let store = node.ap.store();
+pub fn answer_verify(store: &ApStore, theirs: Vec<(PartitionId, u64)>) -> Vec<PartitionRecords> {
     theirs
         .into_iter()
         .filter(|(id, checksum)| store.checksum(id) != *checksum)

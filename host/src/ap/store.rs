@@ -26,6 +26,7 @@ use std::ops::Bound;
 use serde::Deserialize;
 use serde::Serialize;
 
+pub use crate::partition::PartitionId;
 use crate::runtime::Event;
 use crate::runtime::KvRead;
 use crate::runtime::ModuleKind;
@@ -90,14 +91,6 @@ impl Record {
     }
 }
 
-/// Where a partition lives: namespace, module kind and the guest's partition name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct PartitionId {
-    pub namespace: String,
-    pub kind: ModuleKind,
-    pub partition: String,
-}
-
 /// Records of one partition as they travel between nodes, with the events a change of the
 /// partition means to watchers (what the guest emitted when it last wrote it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,20 +98,6 @@ pub struct PartitionRecords {
     pub id: PartitionId,
     pub events: Vec<Event>,
     pub records: Vec<Record>,
-}
-
-impl PartitionId {
-    /// A valid namespace and a partition name no longer than a key: what every node accepts
-    /// records of. Checked before a command runs (a peer's forwarded one, or a module's plan
-    /// naming its partition), so that nothing is stored that the peers would refuse.
-    pub fn validate(&self) -> Result<(), String> {
-        use crate::runtime::limits::MAX_KEY_BYTES;
-        crate::state::namespace_id(&self.namespace, "namespace").map_err(|e| e.to_string())?;
-        if self.partition.len() > MAX_KEY_BYTES {
-            return Err(format!("a partition name over {MAX_KEY_BYTES} bytes"));
-        }
-        Ok(())
-    }
 }
 
 impl PartitionRecords {
@@ -437,7 +416,30 @@ impl PartitionState {
 fn record_hash(id: &PartitionId, key: &[u8], version: Version) -> u64 {
     let kind = crate::state::kind_tag(id.kind).as_bytes();
     let (clock, node) = (version.clock.to_be_bytes(), version.node.to_be_bytes());
-    super::stable_hash(&[id.namespace.as_bytes(), kind, key, &clock, &node])
+    crate::partition::stable_hash(&[id.namespace.as_bytes(), kind, key, &clock, &node])
+}
+
+/// This node's AP keyspace behind its lock: read by guest calls (`guests`), written by AP
+/// commands and merges (`ap`). Waits on the lock follow `blocking`: an async worker parks at
+/// most briefly, a longer hold is waited out off it.
+#[derive(Debug, Default)]
+pub struct Keyspace {
+    store: parking_lot::RwLock<ApStore>,
+}
+
+impl Keyspace {
+    pub fn read(&self) -> parking_lot::RwLockReadGuard<'_, ApStore> {
+        crate::blocking::read(&self.store)
+    }
+
+    /// The store if no merge or write holds it now: for a short read on an async worker.
+    pub fn try_read(&self) -> Option<parking_lot::RwLockReadGuard<'_, ApStore>> {
+        self.store.try_read()
+    }
+
+    pub fn write(&self) -> parking_lot::RwLockWriteGuard<'_, ApStore> {
+        crate::blocking::write(&self.store)
+    }
 }
 
 /// One `(namespace, kind)`'s live AP records as a guest store.

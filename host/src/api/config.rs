@@ -2,6 +2,7 @@
 //! config guest. Which read a `GET /nacos/v1/cs/configs` is (content, `show=all`, `beta=true`,
 //! `search=`) is the guest's to decide from the parameters, as in Nacos's `ConfigController`.
 
+use super::Context;
 use super::guest;
 use super::listener;
 use super::params;
@@ -11,16 +12,15 @@ use crate::net::HttpMethod;
 use crate::net::HttpRequest;
 use crate::net::HttpResponse;
 use crate::net::Status;
-use crate::node::Node;
 use crate::runtime::ModuleKind;
 
 /// Headers a config request may carry that change its meaning; passed to the guest as
 /// parameters of the same name.
 const MEANINGFUL_HEADERS: [&str; 2] = ["betaIps", "casMd5"];
 
-pub async fn route(node: &Node, req: HttpRequest, path: &str) -> HttpResponse {
+pub async fn route(ctx: &Context, req: HttpRequest, path: &str) -> HttpResponse {
     let (op, is_write) = match (&req.method, path) {
-        (&HttpMethod::POST, "/nacos/v1/cs/configs/listener") => return listener::listen(node, req).await,
+        (&HttpMethod::POST, "/nacos/v1/cs/configs/listener") => return listener::listen(ctx, req).await,
         (&HttpMethod::GET, "/nacos/v1/cs/configs") => ("config.get", false),
         (&HttpMethod::POST, "/nacos/v1/cs/configs") => ("config.publish", true),
         (&HttpMethod::DELETE, "/nacos/v1/cs/configs") => ("config.delete", true),
@@ -43,10 +43,10 @@ pub async fn route(node: &Node, req: HttpRequest, path: &str) -> HttpResponse {
         }
     }
     if is_write {
-        guest::write(node, namespace, ModuleKind::Config, request).await
-    } else if let Err(unavailable) = guest::linearize_if_asked(node, &req).await {
+        guest::write(ctx, namespace, ModuleKind::Config, request).await
+    } else if let Err(unavailable) = guest::linearize_if_asked(ctx, &req).await {
         unavailable
     } else {
-        guest::read(node, &namespace, ModuleKind::Config, &request)
+        guest::read(ctx, &namespace, ModuleKind::Config, &request)
     }
 }

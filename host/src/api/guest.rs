@@ -5,18 +5,14 @@ use nacre_protocol::GuestReply;
 use nacre_protocol::GuestRequest;
 use nacre_protocol::directive;
 
+use super::Context;
 use super::params::Params;
-use crate::ap::store::PartitionId;
-use crate::duties::LeaseHolder;
-use crate::duties::LeaseKey;
+use crate::dispatch::Outcome;
 use crate::net;
 use crate::net::HttpRequest;
 use crate::net::HttpResponse;
 use crate::net::Status;
-use crate::node::Node;
-use crate::node::WriteError;
-use crate::node::decode_reply;
-use crate::raft::Operation;
+use crate::raft::log::WriteError;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
 
@@ -32,26 +28,22 @@ pub fn guest_request(req: &HttpRequest, op: &str, params: Params) -> GuestReques
 }
 
 /// Commit a guest command through Raft and answer with its result.
-/// The answer says which log index and module produced it, so that a module switch can be
-/// seen from the outside (every replica switches at the same index).
-pub async fn write(node: &Node, namespace: String, kind: ModuleKind, request: GuestRequest) -> HttpResponse {
-    let op = Operation::Guest { namespace, kind, payload: request.encode() };
-    match node.write(op).await {
-        Ok(outcome) => {
-            let module_id = outcome.response.module_id.clone().unwrap_or_default();
-            let resp = respond(decode_reply(outcome.response.result));
-            with_headers(resp, [(LOG_INDEX_HEADER, outcome.index.to_string()), (MODULE_HEADER, module_id)])
-        }
-        Err(e) => unavailable(&e),
-    }
+pub async fn write(ctx: &Context, namespace: String, kind: ModuleKind, request: GuestRequest) -> HttpResponse {
+    respond_outcome(ctx.dispatch.commit_log(&namespace, kind, &request).await)
 }
 
-/// Apply a guest command on the AP path, at the node responsible for `id`, and answer with
-/// its result and the module that produced it.
-async fn write_ap(node: &Node, id: &PartitionId, request: &GuestRequest) -> HttpResponse {
-    match node.ap.apply(node, id, request).await {
-        Ok(applied) => with_headers(respond(decode_reply(applied.result)), [(MODULE_HEADER, applied.module_id)]),
-        Err(error) => respond(Err(error)),
+/// A dispatched request's outcome as HTTP. A write's answer says which module (and, through
+/// the log, which index) produced it, so that a module switch can be seen from the outside
+/// (every replica switches at the same index).
+fn respond_outcome(outcome: Outcome) -> HttpResponse {
+    match outcome {
+        Outcome::Answered(reply) => respond(reply),
+        Outcome::Logged { reply, index, module_id } => with_headers(
+            respond(reply),
+            [(LOG_INDEX_HEADER, index.to_string()), (MODULE_HEADER, module_id.unwrap_or_default())],
+        ),
+        Outcome::Applied { reply, module_id } => with_headers(respond(reply), [(MODULE_HEADER, module_id)]),
+        Outcome::Unavailable(e) => unavailable(&e),
     }
 }
 
@@ -70,41 +62,13 @@ pub const LOG_INDEX_HEADER: &str = "x-nacre-log-index";
 pub const MODULE_HEADER: &str = "x-nacre-module";
 
 /// Answer a read from this replica's state.
-pub fn read(node: &Node, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> HttpResponse {
-    respond(node.query(namespace, kind, request))
+pub fn read(ctx: &Context, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> HttpResponse {
+    respond(ctx.guests.query(namespace, kind, request))
 }
 
-/// Ask the guest first (a query with the request's own op: the plan), then do what its
-/// directives say: renew a lease, and commit the same request as a command through the log
-/// or on the AP path, whose result then is the answer. Without a commit directive the
-/// query's reply is the answer. The guest validates in the plan, so bad input is refused here
-/// before anything is forwarded.
-pub async fn act(node: &Node, namespace: String, kind: ModuleKind, request: GuestRequest) -> HttpResponse {
-    let reply = match node.query(&namespace, kind, &request) {
-        Ok(reply) => reply,
-        Err(error) => return respond(Err(error)),
-    };
-    let partition = reply.headers.get(directive::PARTITION).map(|partition| PartitionId {
-        namespace: namespace.clone(),
-        kind,
-        partition: partition.clone(),
-    });
-    if let Some(key) = reply.headers.get(directive::LEASE_RENEW) {
-        let holder = partition.clone().map_or(LeaseHolder::Leader, LeaseHolder::Partition);
-        node.duties.leases.renew(node, LeaseKey { namespace: namespace.clone(), kind, key: key.clone() }, holder);
-    }
-    let path = reply.headers.get(directive::COMMIT).cloned();
-    match (path.as_deref(), partition) {
-        (None, _) => respond(Ok(reply)),
-        (Some(directive::COMMIT_LOG), _) => write(node, namespace, kind, request).await,
-        (Some(directive::COMMIT_AP), Some(id)) => write_ap(node, &id, &request).await,
-        (Some(directive::COMMIT_AP), None) => {
-            net::text(Status::INTERNAL_SERVER_ERROR, "module asked for an AP commit without naming its partition")
-        }
-        (Some(other), _) => {
-            net::text(Status::INTERNAL_SERVER_ERROR, format!("module asked for an unknown commit path {other:?}"))
-        }
-    }
+/// Ask the guest first, then do what its plan says (`dispatch`), and answer.
+pub async fn act(ctx: &Context, namespace: String, kind: ModuleKind, request: GuestRequest) -> HttpResponse {
+    respond_outcome(ctx.dispatch.act(&namespace, kind, request).await)
 }
 
 /// The header a read carries to be linearizable: `X-Nacre-Consistency: linearizable`. Reads
@@ -114,9 +78,9 @@ pub const CONSISTENCY_HEADER: &str = "x-nacre-consistency";
 
 /// For a read that asks to be linearizable, confirm leadership through the leader (ReadIndex)
 /// and wait until this replica has applied that far; a 503 when that cannot be done in time.
-pub async fn linearize_if_asked(node: &Node, req: &HttpRequest) -> Result<(), HttpResponse> {
+pub async fn linearize_if_asked(ctx: &Context, req: &HttpRequest) -> Result<(), HttpResponse> {
     let asked = req.header(CONSISTENCY_HEADER).is_some_and(|v| v.eq_ignore_ascii_case("linearizable"));
-    if asked { node.linearize().await.map_err(|e| unavailable(&e)) } else { Ok(()) }
+    if asked { ctx.log.linearize().await.map_err(|e| unavailable(&e)) } else { Ok(()) }
 }
 
 /// A write or linearizable read that could not be served: 400 for a malformed operation, else

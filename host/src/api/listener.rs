@@ -17,6 +17,7 @@ use nacre_protocol::GuestRequest;
 use nacre_protocol::directive;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::Context;
 use super::guest;
 use super::params;
 use super::params::Params;
@@ -24,7 +25,6 @@ use crate::net;
 use crate::net::HttpRequest;
 use crate::net::HttpResponse;
 use crate::net::Status;
-use crate::node::Node;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
 
@@ -70,7 +70,7 @@ struct Check {
     watches: HashSet<(String, String, String)>,
 }
 
-pub async fn listen(node: &Node, req: HttpRequest) -> HttpResponse {
+pub async fn listen(ctx: &Context, req: HttpRequest) -> HttpResponse {
     let params = Params::from_request(&req);
     let probes = match parse(params.get(FIELD).unwrap_or_default()) {
         Ok(probes) => probes,
@@ -87,8 +87,8 @@ pub async fn listen(node: &Node, req: HttpRequest) -> HttpResponse {
     let client_ip = guest::client_ip(&req);
     // Subscribe before the first check, so a change applied between the check and the wait
     // is not missed.
-    let mut events = node.shared.events.subscribe();
-    let mut check = match check(node, &probes, &by_namespace, &client_ip) {
+    let mut events = ctx.guests.subscribe();
+    let mut check = match check(ctx, &probes, &by_namespace, &client_ip) {
         Ok(check) => check,
         Err(error) => return guest::respond(Err(error)),
     };
@@ -103,6 +103,8 @@ pub async fn listen(node: &Node, req: HttpRequest) -> HttpResponse {
     loop {
         let recheck = tokio::select! {
             _ = tokio::time::sleep_until(deadline) => return answer(&probes, &[]),
+            // The node is stopping: answer now rather than hold its shutdown up.
+            () = ctx.stopping.stopping() => return answer(&probes, &[]),
             event = events.recv() => match event {
                 Ok(event) => event.kind == ModuleKind::Config
                     && check.watches.contains(&(event.namespace.clone(), event.event.topic.clone(), event.event.key.clone())),
@@ -112,7 +114,7 @@ pub async fn listen(node: &Node, req: HttpRequest) -> HttpResponse {
             },
         };
         if recheck {
-            check = match self::check(node, &probes, &by_namespace, &client_ip) {
+            check = match self::check(ctx, &probes, &by_namespace, &client_ip) {
                 Ok(check) => check,
                 Err(error) => return guest::respond(Err(error)),
             };
@@ -181,7 +183,7 @@ fn hold_for(req: &HttpRequest) -> Result<Option<Duration>, String> {
 
 /// Ask each namespace's config guest which of its probes are stale.
 fn check(
-    node: &Node,
+    ctx: &Context,
     probes: &[Probe],
     by_namespace: &BTreeMap<String, Vec<usize>>,
     client_ip: &str,
@@ -197,7 +199,7 @@ fn check(
             params: [(PROBES_PARAM.to_string(), serde_json::to_string(&lines).expect("strings serialize"))].into(),
             client_ip: client_ip.to_string(),
         };
-        let reply = node.query(namespace, ModuleKind::Config, &request)?;
+        let reply = ctx.guests.query(namespace, ModuleKind::Config, &request)?;
         let stale: Vec<usize> = serde_json::from_str(&reply.body).map_err(|e| malformed(format!("body: {e}")))?;
         for index in stale {
             found.changed.push(*positions.get(index).ok_or_else(|| malformed(format!("position {index}")))?);

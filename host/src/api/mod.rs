@@ -13,18 +13,49 @@ mod naming;
 mod ops;
 pub(crate) mod params;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
 pub use ops::NodeState;
 
+use crate::ap::Ap;
+use crate::config::MemberAddr;
+use crate::dispatch::Dispatch;
+use crate::duties::Push;
+use crate::guests::Guests;
+use crate::leases::Leases;
 use crate::net;
 use crate::net::HttpMethod;
 use crate::net::HttpRequest;
 use crate::net::HttpResponse;
+use crate::net::PeerClient;
 use crate::net::Status;
-use crate::node::Node;
+use crate::raft::log::Log;
+use crate::raft::log_store::LogStore;
+use crate::raft::state_machine::Shared;
+use crate::tasks::Tasks;
+
+/// What the client API stands on, handed over by the node: the narrow services, not the node.
+pub struct Context {
+    pub dispatch: Arc<Dispatch>,
+    pub guests: Arc<Guests>,
+    pub log: Arc<Log>,
+    pub ap: Arc<Ap>,
+    pub push: Arc<Push>,
+    pub leases: Arc<Leases>,
+    pub peers: PeerClient,
+    /// This node and every member, as `cluster.conf` lists them.
+    pub me: MemberAddr,
+    pub members: Vec<MemberAddr>,
+    /// What a dry run replays: the replica (for its runtime), the log, the snapshots.
+    pub replica: Arc<Shared>,
+    pub log_reader: LogStore,
+    pub data_dir: PathBuf,
+    /// The node's task set: a held long-poll answers at once when the node begins to stop.
+    pub stopping: Tasks,
+}
 
 /// Largest request body of a module upload (install, dry-run); other routes take at most
 /// [`MAX_REQUEST_BODY_BYTES`]. Chosen from the method and path before the body is read.
@@ -32,10 +63,11 @@ pub const MAX_UPLOAD_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Largest body of an ordinary request: a 1 MiB config, percent-encoded, with room to spare.
 pub const MAX_REQUEST_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-pub async fn serve(node: Arc<Node>, listener: TcpListener) {
-    net::serve(listener, body_limit, move |req| {
-        let node = node.clone();
-        async move { route(&node, req).await }
+/// Serve the client port until `stop` resolves, then finish the requests in flight.
+pub async fn serve(ctx: Arc<Context>, listener: TcpListener, stop: impl std::future::Future<Output = ()>) {
+    net::serve(listener, body_limit, stop, move |req| {
+        let ctx = ctx.clone();
+        async move { route(&ctx, req).await }
     })
     .await
 }
@@ -47,26 +79,26 @@ fn body_limit(method: &HttpMethod, path: &str) -> usize {
     if is_upload { MAX_UPLOAD_BODY_BYTES } else { MAX_REQUEST_BODY_BYTES }
 }
 
-async fn route(node: &Node, req: HttpRequest) -> HttpResponse {
+async fn route(ctx: &Context, req: HttpRequest) -> HttpResponse {
     let path = req.path.trim_end_matches('/').to_string();
     match (&req.method, path.as_str()) {
         (_, p) if p.starts_with("/nacos/v1/cs/") || p.starts_with("/nacre/v1/config/") => {
-            config::route(node, req, p).await
+            config::route(ctx, req, p).await
         }
-        (_, p) if p.starts_with("/nacos/v1/ns/") => naming::route(node, req, p).await,
-        (_, "/nacos/v1/console/namespaces") => namespaces::route(node, req).await,
+        (_, p) if p.starts_with("/nacos/v1/ns/") => naming::route(ctx, req, p).await,
+        (_, "/nacos/v1/console/namespaces") => namespaces::route(ctx, req).await,
         (&HttpMethod::GET, "/nacos/v1/console/health/liveness") => ops::liveness(),
-        (&HttpMethod::GET, "/nacos/v1/console/health/readiness") => ops::readiness(node),
-        (&HttpMethod::GET, "/nacos/v1/core/cluster/nodes") => ops::cluster_nodes(node).await,
-        (&HttpMethod::GET, "/nacre/v1/state") => ops::state(node),
-        (&HttpMethod::GET, "/nacre/v1/ap") => ops::ap_partition(node, &req),
-        (&HttpMethod::POST, "/nacre/v1/modules") => modules::install(node, req).await,
-        (&HttpMethod::GET, "/nacre/v1/modules") => modules::list(node),
-        (&HttpMethod::POST, "/nacre/v1/bindings") => modules::activate(node, req).await,
-        (&HttpMethod::GET, "/nacre/v1/bindings") => modules::bindings(node),
-        (&HttpMethod::POST, "/nacre/v1/bindings/rollback") => modules::rollback(node, req).await,
-        (&HttpMethod::POST, "/nacre/v1/modules/dry-run") => modules::dry_run(node, req).await,
-        (&HttpMethod::GET | &HttpMethod::POST, "/nacre/v1/exec") => modules::exec(node, req).await,
+        (&HttpMethod::GET, "/nacos/v1/console/health/readiness") => ops::readiness(ctx),
+        (&HttpMethod::GET, "/nacos/v1/core/cluster/nodes") => ops::cluster_nodes(ctx).await,
+        (&HttpMethod::GET, "/nacre/v1/state") => ops::state(ctx),
+        (&HttpMethod::GET, "/nacre/v1/ap") => ops::ap_partition(ctx, &req),
+        (&HttpMethod::POST, "/nacre/v1/modules") => modules::install(ctx, req).await,
+        (&HttpMethod::GET, "/nacre/v1/modules") => modules::list(ctx),
+        (&HttpMethod::POST, "/nacre/v1/bindings") => modules::activate(ctx, req).await,
+        (&HttpMethod::GET, "/nacre/v1/bindings") => modules::bindings(ctx),
+        (&HttpMethod::POST, "/nacre/v1/bindings/rollback") => modules::rollback(ctx, req).await,
+        (&HttpMethod::POST, "/nacre/v1/modules/dry-run") => modules::dry_run(ctx, req).await,
+        (&HttpMethod::GET | &HttpMethod::POST, "/nacre/v1/exec") => modules::exec(ctx, req).await,
         _ => not_found(&req),
     }
 }

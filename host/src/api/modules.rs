@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use super::Context;
 use super::guest;
 use super::params;
 use super::params::Params;
@@ -10,7 +11,6 @@ use crate::net;
 use crate::net::HttpRequest;
 use crate::net::HttpResponse;
 use crate::net::Status;
-use crate::node::Node;
 use crate::raft::Operation;
 use crate::raft::dry_run;
 use crate::raft::dry_run::DryRunFailure;
@@ -31,29 +31,29 @@ fn parse_kind(value: Option<&str>) -> Result<ModuleKind, String> {
 
 /// `POST /nacre/v1/modules` with the component as the body: validate here (it compiles, it is
 /// a state-machine component, `describe` answers), then install through the log.
-pub async fn install(node: &Node, req: HttpRequest) -> HttpResponse {
+pub async fn install(ctx: &Context, req: HttpRequest) -> HttpResponse {
     if req.body.is_empty() {
         return net::text(Status::BAD_REQUEST, "missing body: the module's component bytes");
     }
     // Compiling takes most of a second for a naming module: off the async workers.
-    let loaded = crate::blocking::cpu_bound(|| node.shared.runtime.load(&req.body));
+    let loaded = crate::blocking::cpu_bound(|| ctx.guests.runtime().load(&req.body));
     let (module_id, info) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => return net::text(Status::BAD_REQUEST, format!("module rejected: {e}")),
     };
-    match node.write(Operation::InstallModule { bytes: req.body.to_vec() }).await {
+    match ctx.log.write(Operation::InstallModule { bytes: req.body.to_vec() }).await {
         Ok(outcome) => net::json(Status::OK, &json!({ "id": module_id, "info": info, "index": outcome.index })),
         Err(e) => guest::unavailable(&e),
     }
 }
 
-pub fn list(node: &Node) -> HttpResponse {
-    crate::blocking::cpu_bound(|| list_loaded(node))
+pub fn list(ctx: &Context) -> HttpResponse {
+    crate::blocking::cpu_bound(|| list_loaded(ctx))
 }
 
 /// The listing; it may compile modules, so it runs off the async workers.
-fn list_loaded(node: &Node) -> HttpResponse {
-    let replica = node.shared.read();
+fn list_loaded(ctx: &Context) -> HttpResponse {
+    let replica = ctx.guests.replica().read();
     let modules: Vec<_> = replica
         .machine
         .module_ids()
@@ -61,7 +61,7 @@ fn list_loaded(node: &Node) -> HttpResponse {
         .map(|id| {
             // A module installed but never run here (e.g. after a restart) is compiled now, from
             // the cache when it can be, so that the listing always says what each module is.
-            let runtime = &node.shared.runtime;
+            let runtime = &ctx.guests.runtime();
             let info = runtime.describe(&id).ok().or_else(|| {
                 let bytes = replica.machine.module_bytes(&id)?;
                 runtime.load(bytes).ok().map(|(_, info)| info)
@@ -73,7 +73,7 @@ fn list_loaded(node: &Node) -> HttpResponse {
 }
 
 /// `POST /nacre/v1/bindings?namespace=&kind=&module=`: bind through the log.
-pub async fn activate(node: &Node, req: HttpRequest) -> HttpResponse {
+pub async fn activate(ctx: &Context, req: HttpRequest) -> HttpResponse {
     let params = Params::from_request(&req);
     let namespace = match params.get("namespace") {
         Some(DEFAULT_NAMESPACE) => Ok(DEFAULT_NAMESPACE.to_string()),
@@ -88,12 +88,12 @@ pub async fn activate(node: &Node, req: HttpRequest) -> HttpResponse {
     };
     let by = guest::client_ip(&req);
     let op = Operation::Activate { namespace, kind, module_id: module_id.to_string(), by };
-    commit_binding(node, op).await
+    commit_binding(ctx, op).await
 }
 
 /// Commit an `Activate` and answer with the binding it made (JSON), or why it was refused.
-async fn commit_binding(node: &Node, op: Operation) -> HttpResponse {
-    match node.write(op).await {
+async fn commit_binding(ctx: &Context, op: Operation) -> HttpResponse {
+    match ctx.log.write(op).await {
         Ok(outcome) => match outcome.response.result {
             Ok(binding) => net::response(Status::OK, "application/json;charset=UTF-8", binding),
             Err(error) => guest::respond(Err(error)),
@@ -105,7 +105,7 @@ async fn commit_binding(node: &Node, op: Operation) -> HttpResponse {
 /// `POST /nacre/v1/bindings/rollback?namespace=&kind=`: bind the module that was in force
 /// before the current one (the namespace's previous successful binding, or else the
 /// cluster-wide default's module), through the log like any activation.
-pub async fn rollback(node: &Node, req: HttpRequest) -> HttpResponse {
+pub async fn rollback(ctx: &Context, req: HttpRequest) -> HttpResponse {
     let params = Params::from_request(&req);
     let (namespace, kind) =
         match (params::namespace(params.get("namespace"), "namespace"), parse_kind(params.get("kind"))) {
@@ -113,7 +113,7 @@ pub async fn rollback(node: &Node, req: HttpRequest) -> HttpResponse {
             (Err(message), _) | (_, Err(message)) => return net::text(Status::BAD_REQUEST, message),
         };
     let target = {
-        let replica = node.shared.read();
+        let replica = ctx.guests.replica().read();
         let machine = &replica.machine;
         let own: Vec<_> = machine
             .binding_log()
@@ -134,12 +134,12 @@ pub async fn rollback(node: &Node, req: HttpRequest) -> HttpResponse {
         }
     };
     let op = Operation::Activate { namespace, kind, module_id: target, by: guest::client_ip(&req) };
-    commit_binding(node, op).await
+    commit_binding(ctx, op).await
 }
 
 /// `POST /nacre/v1/modules/dry-run?namespace=&entries=N` with a candidate component as the
 /// body: replay the namespace's last N commands through it next to the module in force.
-pub async fn dry_run(node: &Node, req: HttpRequest) -> HttpResponse {
+pub async fn dry_run(ctx: &Context, req: HttpRequest) -> HttpResponse {
     let params = Params::from_request(&req);
     let namespace = match params::namespace(params.get("namespace"), "namespace") {
         Ok(ns) => ns,
@@ -153,8 +153,10 @@ pub async fn dry_run(node: &Node, req: HttpRequest) -> HttpResponse {
     if req.body.is_empty() {
         return net::text(Status::BAD_REQUEST, "missing body: the candidate module's component bytes");
     }
-    let snapshots = node.config.data_dir.join("snapshots");
-    match dry_run::run(node.shared.clone(), node.log.clone(), snapshots, namespace, req.body.to_vec(), last_n).await {
+    let snapshots = ctx.data_dir.join("snapshots");
+    match dry_run::run(ctx.replica.clone(), ctx.log_reader.clone(), snapshots, namespace, req.body.to_vec(), last_n)
+        .await
+    {
         Ok(report) => net::json(Status::OK, &report),
         Err(e @ DryRunFailure::BadRequest(_)) => net::text(Status::BAD_REQUEST, e.to_string()),
         Err(e @ DryRunFailure::Busy) => net::text(Status::TOO_MANY_REQUESTS, e.to_string()),
@@ -162,8 +164,8 @@ pub async fn dry_run(node: &Node, req: HttpRequest) -> HttpResponse {
     }
 }
 
-pub fn bindings(node: &Node) -> HttpResponse {
-    let replica = node.shared.read();
+pub fn bindings(ctx: &Context) -> HttpResponse {
+    let replica = ctx.guests.replica().read();
     let bindings: Vec<_> = replica
         .machine
         .bindings()
@@ -175,7 +177,7 @@ pub fn bindings(node: &Node) -> HttpResponse {
 
 /// `GET|POST /nacre/v1/exec?namespace=&kind=&op=&...`: a query (GET) or command (POST) with
 /// any operation name, answered by the module bound to the namespace.
-pub async fn exec(node: &Node, req: HttpRequest) -> HttpResponse {
+pub async fn exec(ctx: &Context, req: HttpRequest) -> HttpResponse {
     let params = Params::from_request(&req);
     let namespace = match params::namespace(params.get("namespace"), "namespace") {
         Ok(ns) => ns,
@@ -190,8 +192,8 @@ pub async fn exec(node: &Node, req: HttpRequest) -> HttpResponse {
     };
     let request = guest::guest_request(&req, &op, params);
     if req.method == net::HttpMethod::POST {
-        guest::write(node, namespace, kind, request).await
+        guest::write(ctx, namespace, kind, request).await
     } else {
-        guest::read(node, &namespace, kind, &request)
+        guest::read(ctx, &namespace, kind, &request)
     }
 }

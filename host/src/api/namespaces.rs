@@ -10,6 +10,7 @@ use nacre_protocol::GuestRequest;
 use serde_json::Value;
 use serde_json::json;
 
+use super::Context;
 use super::guest;
 use super::params;
 use super::params::Params;
@@ -18,7 +19,6 @@ use crate::net::HttpMethod;
 use crate::net::HttpRequest;
 use crate::net::HttpResponse;
 use crate::net::Status;
-use crate::node::Node;
 use crate::raft::Operation;
 use crate::runtime::ModuleKind;
 use crate::state::MAX_NAMESPACE_DESC_CHARS as MAX_DESC_CHARS;
@@ -32,10 +32,10 @@ pub const QUOTA: u32 = 200;
 const TYPE_GLOBAL: u8 = 0;
 const TYPE_CUSTOM: u8 = 2;
 
-pub async fn route(node: &Node, req: HttpRequest) -> HttpResponse {
+pub async fn route(ctx: &Context, req: HttpRequest) -> HttpResponse {
     let params = Params::from_request(&req);
     let result = match req.method {
-        HttpMethod::GET => return get(node, &params),
+        HttpMethod::GET => return get(ctx, &params),
         HttpMethod::POST => create(&params),
         HttpMethod::PUT => update(&params),
         HttpMethod::DELETE => delete(&params),
@@ -45,7 +45,7 @@ pub async fn route(node: &Node, req: HttpRequest) -> HttpResponse {
         Ok(change) => change,
         Err(message) => return net::text(Status::BAD_REQUEST, message),
     };
-    match node.write(Operation::Namespace(change)).await {
+    match ctx.log.write(Operation::Namespace(change)).await {
         Ok(outcome) => match outcome.response.result {
             Ok(body) => net::response(Status::OK, "text/plain;charset=UTF-8", body),
             Err(error) => {
@@ -56,11 +56,12 @@ pub async fn route(node: &Node, req: HttpRequest) -> HttpResponse {
     }
 }
 
-fn get(node: &Node, params: &Params) -> HttpResponse {
+fn get(ctx: &Context, params: &Params) -> HttpResponse {
     if params.get("checkNamespaceIdExist").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         let id = params.get("customNamespaceId").unwrap_or_default();
-        let exists =
-            id.is_empty() || id == params::PUBLIC_NAMESPACE || node.shared.read().machine.namespace(id).is_some();
+        let exists = id.is_empty()
+            || id == params::PUBLIC_NAMESPACE
+            || ctx.guests.replica().read().machine.namespace(id).is_some();
         return net::json(Status::OK, &exists);
     }
     if params.get("show") == Some("all") {
@@ -68,27 +69,27 @@ fn get(node: &Node, params: &Params) -> HttpResponse {
             Ok(id) => id,
             Err(message) => return net::text(Status::BAD_REQUEST, message),
         };
-        return match describe(node, &id) {
+        return match describe(ctx, &id) {
             Some(info) => net::json(Status::OK, &info),
             None => net::text(Status::NOT_FOUND, format!("namespace {id} does not exist")),
         };
     }
-    let records = node.shared.read().machine.namespaces();
-    let mut data = vec![info(node, None)];
-    data.extend(records.iter().map(|record| info(node, Some(record))));
+    let records = ctx.guests.replica().read().machine.namespaces();
+    let mut data = vec![info(ctx, None)];
+    data.extend(records.iter().map(|record| info(ctx, Some(record))));
     net::json(Status::OK, &json!({ "code": 200, "message": null, "data": data }))
 }
 
-fn describe(node: &Node, id: &str) -> Option<Value> {
+fn describe(ctx: &Context, id: &str) -> Option<Value> {
     if id == params::PUBLIC_NAMESPACE {
-        return Some(info(node, None));
+        return Some(info(ctx, None));
     }
-    let record = node.shared.read().machine.namespace(id)?;
-    Some(info(node, Some(&record)))
+    let record = ctx.guests.replica().read().machine.namespace(id)?;
+    Some(info(ctx, Some(&record)))
 }
 
 /// Nacos's `Namespace` JSON (with 2.x's `namespaceDesc`); `None` is `public`.
-fn info(node: &Node, record: Option<&NamespaceRecord>) -> Value {
+fn info(ctx: &Context, record: Option<&NamespaceRecord>) -> Value {
     let (id, name, desc, kind) = match record {
         Some(r) => (r.id.as_str(), r.name.as_str(), r.desc.as_str(), TYPE_CUSTOM),
         None => ("", params::PUBLIC_NAMESPACE, "Public Namespace", TYPE_GLOBAL),
@@ -98,15 +99,19 @@ fn info(node: &Node, record: Option<&NamespaceRecord>) -> Value {
         "namespaceShowName": name,
         "namespaceDesc": desc,
         "quota": QUOTA,
-        "configCount": config_count(node, if id.is_empty() { params::PUBLIC_NAMESPACE } else { id }),
+        "configCount": config_count(ctx, if id.is_empty() { params::PUBLIC_NAMESPACE } else { id }),
         "type": kind,
     })
 }
 
 /// The config guest's count; 0 when it cannot answer (the listing still renders).
-fn config_count(node: &Node, namespace: &str) -> u64 {
+fn config_count(ctx: &Context, namespace: &str) -> u64 {
     let request = GuestRequest::new("config.count");
-    node.query(namespace, ModuleKind::Config, &request).ok().and_then(|reply| reply.body.parse().ok()).unwrap_or(0)
+    ctx.guests
+        .query(namespace, ModuleKind::Config, &request)
+        .ok()
+        .and_then(|reply| reply.body.parse().ok())
+        .unwrap_or(0)
 }
 
 fn create(params: &Params) -> Result<NamespaceChange, String> {

@@ -5,6 +5,7 @@
 use nacre_protocol::directive;
 use serde_json::json;
 
+use super::Context;
 use super::guest;
 use super::params;
 use super::params::Params;
@@ -14,7 +15,6 @@ use crate::net::HttpMethod;
 use crate::net::HttpRequest;
 use crate::net::HttpResponse;
 use crate::net::Status;
-use crate::node::Node;
 use crate::runtime::ModuleKind;
 
 const KIND: ModuleKind = ModuleKind::Naming;
@@ -28,11 +28,11 @@ enum Access {
     List,
 }
 
-pub async fn route(node: &Node, req: HttpRequest, path: &str) -> HttpResponse {
+pub async fn route(ctx: &Context, req: HttpRequest, path: &str) -> HttpResponse {
     use Access::*;
     use HttpMethod as M;
     if (&req.method, path) == (&M::GET, "/nacos/v1/ns/operator/metrics") {
-        return metrics(node);
+        return metrics(ctx);
     }
     let params = Params::from_request(&req);
     let namespace = match params::namespace(params.get("namespaceId"), "namespaceId") {
@@ -62,18 +62,18 @@ pub async fn route(node: &Node, req: HttpRequest, path: &str) -> HttpResponse {
         // differ from the host's own probes committing the same operation.
         request.params.insert("source".into(), "api".into());
     }
-    if let Err(unavailable) = guest::linearize_if_asked(node, &req).await {
+    if let Err(unavailable) = guest::linearize_if_asked(ctx, &req).await {
         return unavailable;
     }
     match access {
-        Act => guest::act(node, namespace, KIND, request).await,
+        Act => guest::act(ctx, namespace, KIND, request).await,
         List => {
-            let reply = node.query(&namespace, KIND, &request);
+            let reply = ctx.guests.query(&namespace, KIND, &request);
             let udp_port = request.get("udpPort").and_then(|p| p.trim().parse::<u16>().ok()).filter(|p| *p > 0);
             if let (Ok(reply), Some(udp_port)) = (&reply, udp_port) {
                 let addr = push::push_addr(request.get("clientIP"), req.peer.ip(), udp_port);
                 let watch = reply.headers.get(directive::WATCH);
-                node.duties.push.subscribe(&namespace, KIND, watch, addr, request.clone());
+                ctx.push.subscribe(&namespace, KIND, watch, addr, request.clone());
             }
             guest::respond(reply)
         }
@@ -82,35 +82,34 @@ pub async fn route(node: &Node, req: HttpRequest, path: &str) -> HttpResponse {
 
 /// `GET /nacos/v1/ns/operator/metrics`: counts summed over namespaces, and this node's
 /// duties, AP keyspace and self-preservation. `"status":"UP"` is what clients check.
-fn metrics(node: &Node) -> HttpResponse {
+fn metrics(ctx: &Context) -> HttpResponse {
     let mut namespaces: std::collections::BTreeSet<String> =
-        node.shared.read().machine.namespaces_with_data(KIND).into_iter().collect();
-    namespaces.extend(node.ap.store().namespaces(KIND));
+        ctx.guests.replica().read().machine.namespaces_with_data(KIND).into_iter().collect();
+    namespaces.extend(ctx.ap.store().namespaces(KIND));
     let (mut services, mut instances) = (0u64, 0u64);
     for namespace in &namespaces {
-        let Ok(reply) = node.query(namespace, KIND, &nacre_protocol::GuestRequest::new("naming.metrics")) else {
+        let Ok(reply) = ctx.guests.query(namespace, KIND, &nacre_protocol::GuestRequest::new("naming.metrics")) else {
             continue;
         };
         let counts: serde_json::Value = serde_json::from_str(&reply.body).unwrap_or_default();
         services += counts["serviceCount"].as_u64().unwrap_or(0);
         instances += counts["instanceCount"].as_u64().unwrap_or(0);
     }
-    let duties = &node.duties;
     net::json(
         Status::OK,
         &json!({
             "status": "UP",
             "serviceCount": services,
             "instanceCount": instances,
-            "subscribeCount": duties.push.subscriber_count(),
-            "pushesSent": duties.push.pushes_sent(),
-            "pushAcksReceived": duties.push.acks_received(),
-            "leasesTracked": duties.leases.tracked(),
+            "subscribeCount": ctx.push.subscriber_count(),
+            "pushesSent": ctx.push.pushes_sent(),
+            "pushAcksReceived": ctx.push.acks_received(),
+            "leasesTracked": ctx.leases.tracked(),
             "namespaceCount": namespaces.len(),
-            "selfPreservation": duties.leases.preservation(),
-            "apRecords": node.ap.store().live_records(),
-            "apRecordsWaiting": node.ap.outbox.waiting(),
-            "liveMembers": node.ap.members.live().len(),
+            "selfPreservation": ctx.leases.preservation(),
+            "apRecords": ctx.ap.store().live_records(),
+            "apRecordsWaiting": ctx.ap.outbox.waiting(),
+            "liveMembers": ctx.ap.members().live().len(),
         }),
     )
 }

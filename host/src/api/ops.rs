@@ -3,15 +3,14 @@
 
 use std::time::Duration;
 
-use openraft::async_runtime::watch::WatchReceiver as _;
 use serde::Deserialize;
 use serde::Serialize;
 use serde_json::json;
 
+use super::Context;
 use crate::net;
 use crate::net::HttpResponse;
 use crate::net::Status;
-use crate::node::Node;
 
 /// How long the members listing waits for each peer's state before calling it DOWN.
 const MEMBER_PROBE_TIMEOUT_MS: u64 = 500;
@@ -42,10 +41,10 @@ pub struct NodeState {
     pub ap_records: usize,
 }
 
-pub fn state_of(node: &Node) -> NodeState {
-    let metrics = node.raft.metrics().borrow_watched().clone();
+pub fn state_of(ctx: &Context) -> NodeState {
+    let status = ctx.log.status();
     let (applied_index, digest, keys, bound) = {
-        let replica = node.shared.read();
+        let replica = ctx.guests.replica().read();
         (
             replica.applied_index(),
             replica.machine.digest_hex(),
@@ -54,26 +53,26 @@ pub fn state_of(node: &Node) -> NodeState {
         )
     };
     NodeState {
-        node: node.id,
-        address: node.config.me.api_addr(),
-        role: format!("{:?}", metrics.state).to_uppercase(),
-        term: metrics.current_term,
-        leader: metrics.current_leader,
-        leader_address: metrics.current_leader.and_then(|id| node.member(id)).map(|m| m.api_addr),
-        last_log_index: metrics.last_log_index.unwrap_or(0),
+        node: ctx.log.id(),
+        address: ctx.me.api_addr(),
+        role: status.role,
+        term: status.term,
+        leader: status.leader,
+        leader_address: status.leader.and_then(|id| ctx.log.member(id)).map(|m| m.api_addr),
+        last_log_index: status.last_log_index,
         applied_index,
-        snapshot_index: metrics.snapshot.as_ref().map_or(0, |id| id.index),
-        purged_index: metrics.purged.as_ref().map_or(0, |id| id.index),
+        snapshot_index: status.snapshot_index,
+        purged_index: status.purged_index,
         digest,
         keys,
-        ready: bound && metrics.current_leader.is_some() && node.ap.is_ready(),
-        ap_digest: format!("{:016x}", node.ap.store().digest()),
-        ap_records: node.ap.store().live_records(),
+        ready: bound && status.leader.is_some() && ctx.ap.is_ready(),
+        ap_digest: format!("{:016x}", ctx.ap.store().digest()),
+        ap_records: ctx.ap.store().live_records(),
     }
 }
 
-pub fn state(node: &Node) -> HttpResponse {
-    net::json(Status::OK, &state_of(node))
+pub fn state(ctx: &Context) -> HttpResponse {
+    net::json(Status::OK, &state_of(ctx))
 }
 
 pub fn liveness() -> HttpResponse {
@@ -82,8 +81,8 @@ pub fn liveness() -> HttpResponse {
 
 /// Ready once a leader is known and the built-in modules are bound here (Nacos's wording
 /// for the failure).
-pub fn readiness(node: &Node) -> HttpResponse {
-    if state_of(node).ready {
+pub fn readiness(ctx: &Context) -> HttpResponse {
+    if state_of(ctx).ready {
         net::text(Status::OK, "OK")
     } else {
         net::text(Status::INTERNAL_SERVER_ERROR, "Config and Naming are not in readiness")
@@ -91,15 +90,12 @@ pub fn readiness(node: &Node) -> HttpResponse {
 }
 
 /// `GET /nacos/v1/core/cluster/nodes`: every member with its state as it reports it.
-pub async fn cluster_nodes(node: &Node) -> HttpResponse {
-    let probes = node.config.members.iter().map(|member| {
+pub async fn cluster_nodes(ctx: &Context) -> HttpResponse {
+    let probes = ctx.members.iter().map(|member| {
         let api_addr = member.api_addr();
         async move {
-            let state = if api_addr == node.config.me.api_addr() {
-                Some(state_of(node))
-            } else {
-                probe_state(node, &api_addr).await
-            };
+            let state =
+                if api_addr == ctx.me.api_addr() { Some(state_of(ctx)) } else { probe_state(ctx, &api_addr).await };
             let (ip, port) = (member.ip.clone(), member.port);
             json!({
                 "ip": ip,
@@ -121,16 +117,16 @@ pub async fn cluster_nodes(node: &Node) -> HttpResponse {
     net::json(Status::OK, &json!({ "code": 200, "message": null, "data": members }))
 }
 
-async fn probe_state(node: &Node, api_addr: &str) -> Option<NodeState> {
+async fn probe_state(ctx: &Context, api_addr: &str) -> Option<NodeState> {
     // The peer client speaks postcard; the state endpoint is JSON, so ask over plain HTTP.
     let url = format!("http://{api_addr}/nacre/v1/state");
-    let body = node.peers.get_text(&url, Duration::from_millis(MEMBER_PROBE_TIMEOUT_MS)).await.ok()?;
+    let body = ctx.peers.get_text(&url, Duration::from_millis(MEMBER_PROBE_TIMEOUT_MS)).await.ok()?;
     serde_json::from_str(&body).ok()
 }
 
 /// `GET /nacre/v1/ap?namespaceId=&kind=naming&partition=`: where an AP partition lives in this
 /// node's view (its responsible member, the live members) and this node's checksum of it.
-pub fn ap_partition(node: &Node, req: &crate::net::HttpRequest) -> HttpResponse {
+pub fn ap_partition(ctx: &Context, req: &crate::net::HttpRequest) -> HttpResponse {
     let params = super::params::Params::from_request(req);
     let namespace = match super::params::namespace(params.get("namespaceId"), "namespaceId") {
         Ok(ns) => ns,
@@ -145,15 +141,14 @@ pub fn ap_partition(node: &Node, req: &crate::net::HttpRequest) -> HttpResponse 
         return net::text(Status::BAD_REQUEST, "missing partition");
     };
     let id = crate::ap::store::PartitionId { namespace, kind, partition: partition.to_string() };
-    let api_addr =
-        |id: u64| node.config.members.iter().find(|m| m.node_id() == id).map(|m| m.api_addr()).unwrap_or_default();
-    let live: Vec<String> = node.ap.members.live().into_iter().map(api_addr).collect();
+    let api_addr = |id: u64| ctx.members.iter().find(|m| m.node_id() == id).map(|m| m.api_addr()).unwrap_or_default();
+    let live: Vec<String> = ctx.ap.members().live().into_iter().map(api_addr).collect();
     net::json(
         Status::OK,
         &json!({
-            "responsible": api_addr(node.ap.members.responsible(&id)),
+            "responsible": api_addr(ctx.ap.members().responsible(&id)),
             "live": live,
-            "checksum": format!("{:016x}", node.ap.store().checksum(&id)),
+            "checksum": format!("{:016x}", ctx.ap.store().checksum(&id)),
         }),
     )
 }

@@ -11,12 +11,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use nacre_protocol::GuestRequest;
+use nacre_protocol::sweep::SweepCommand;
 use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use super::leases::commit_all;
-use crate::node::Node;
+use super::Services;
 use crate::runtime::ModuleKind;
 
 /// How often the leader probes every target.
@@ -80,57 +80,61 @@ impl Probes {
     }
 }
 
-pub async fn probe_when_leader(node: Arc<Node>) {
+/// While this node leads, probe every target every [`PROBE_INTERVAL_MS`].
+pub async fn probe_when_leader(services: Arc<Services>) {
+    let probes = Probes::default();
     loop {
         tokio::time::sleep(Duration::from_millis(PROBE_INTERVAL_MS)).await;
-        let Some(term) = node.leading_term() else { continue };
+        let Some(term) = services.log.leading_term() else { continue };
         for (kind, op) in TARGET_QUERIES {
-            let namespaces = node.shared.read().machine.namespaces_with_data(*kind);
+            let namespaces = services.guests.replica().read().machine.namespaces_with_data(*kind);
             for namespace in namespaces {
-                probe_namespace(&node, term, &namespace, *kind, op).await;
+                probe_namespace(&services, &probes, term, &namespace, *kind, op).await;
             }
         }
     }
 }
 
-async fn probe_namespace(node: &Arc<Node>, term: u64, namespace: &str, kind: ModuleKind, op: &str) {
-    let targets: Vec<Target> = match node.query(namespace, kind, &GuestRequest::new(op)) {
+async fn probe_namespace(services: &Services, probes: &Probes, term: u64, namespace: &str, kind: ModuleKind, op: &str) {
+    let targets: Vec<Target> = match services.guests.query(namespace, kind, &GuestRequest::new(op)) {
         Ok(reply) => match serde_json::from_str(&reply.body) {
             Ok(targets) => targets,
             Err(e) => return tracing::warn!(namespace, op, error = %e, "health targets are not a list"),
         },
         Err(e) => return tracing::warn!(namespace, op, code = e.code, message = %e.message, "health targets failed"),
     };
-    let mut probes = JoinSet::new();
+    let mut running = JoinSet::new();
     let mut flips = Vec::new();
     for target in targets {
-        if probes.len() >= MAX_PROBES_IN_FLIGHT
-            && let Some(Ok(done)) = probes.join_next().await
+        if running.len() >= MAX_PROBES_IN_FLIGHT
+            && let Some(Ok(done)) = running.join_next().await
         {
-            flips.extend(judge(node, namespace, done));
+            flips.extend(judge(probes, namespace, done));
         }
-        let client = node.peers.clone();
-        probes.spawn(async move {
+        let client = services.peers.clone();
+        running.spawn(async move {
             let up = probe(&client, &target).await;
             (target, up)
         });
     }
-    while let Some(done) = probes.join_next().await {
+    while let Some(done) = running.join_next().await {
         if let Ok(done) = done {
-            flips.extend(judge(node, namespace, done));
+            flips.extend(judge(probes, namespace, done));
         }
     }
-    commit_all(node, term, namespace, kind, flips).await;
+    // The guest's own commands for persistent instances: the log, while this node leads `term`.
+    services.dispatch.run_duty(namespace, kind, Some(term), &flips).await;
 }
 
 /// The command to commit for a probe result, if the target's health flips.
-fn judge(node: &Node, namespace: &str, (target, up): (Target, Option<bool>)) -> Option<GuestRequest> {
+fn judge(probes: &Probes, namespace: &str, (target, up): (Target, Option<bool>)) -> Option<SweepCommand> {
     let up = up?; // an unknown check type is not a result
-    if !node.duties.probes.observe(namespace, &target.id, up != target.healthy) {
+    if !probes.observe(namespace, &target.id, up != target.healthy) {
         return None;
     }
     tracing::info!(namespace, target = target.id, healthy = up, "health probe flips a target");
-    Some(target.command.param("healthy", up.to_string()))
+    let command = target.command.param("healthy", up.to_string());
+    Some(SweepCommand { op: command.op, params: command.params, partition: None })
 }
 
 /// Probe one target: `Some(up)`, or `None` for a check type the host does not run.

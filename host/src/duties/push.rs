@@ -24,7 +24,8 @@ use serde_json::json;
 use tokio::net::UdpSocket;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::node::Node;
+use crate::clock::now_ms;
+use crate::guests::Guests;
 use crate::runtime::ModuleKind;
 
 /// How long one read keeps a client subscribed (Nacos's `pushCacheMillis`).
@@ -142,8 +143,8 @@ pub fn push_addr(client_ip_param: Option<&str>, peer_ip: IpAddr, udp_port: u16) 
 }
 
 /// Push to subscribers whenever an event they watch is applied on this node.
-pub async fn push_on_events(node: Arc<Node>) {
-    let mut events = node.shared.events.subscribe();
+pub async fn push_on_events(guests: Arc<Guests>, push: Arc<Push>) {
+    let mut events = guests.subscribe();
     loop {
         let mut changed = BTreeSet::new();
         match events.recv().await {
@@ -160,9 +161,9 @@ pub async fn push_on_events(node: Arc<Node>) {
             changed.insert(watch_key(&event));
         }
         for watch in changed {
-            for (addr, request) in node.duties.push.subscribers(&watch) {
-                match node.query(&watch.namespace, watch.kind, &request) {
-                    Ok(reply) => send(&node.duties.push, addr, &reply.body).await,
+            for (addr, request) in push.subscribers(&watch) {
+                match guests.query(&watch.namespace, watch.kind, &request) {
+                    Ok(reply) => send(&push, addr, &reply.body).await,
                     Err(e) => tracing::debug!(code = e.code, message = %e.message, "push read failed"),
                 }
             }
@@ -180,7 +181,7 @@ fn watch_key(event: &crate::state::ChangeEvent) -> WatchKey {
 }
 
 async fn send(push: &Push, addr: SocketAddr, data: &str) {
-    let packet = push_packet(data, crate::node::now_ms());
+    let packet = push_packet(data, now_ms());
     if packet.len() > MAX_DATAGRAM_BYTES {
         tracing::debug!(bytes = packet.len(), "push too large for a datagram; client will poll");
         return;
@@ -205,14 +206,14 @@ pub fn push_packet(data: &str, last_ref_time: u64) -> Vec<u8> {
 }
 
 /// Count `push-ack`s; the ack itself needs no answer.
-pub async fn read_acks(node: Arc<Node>) {
+pub async fn read_acks(push: Arc<Push>) {
     let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
     loop {
-        let Ok((len, from)) = node.duties.push.socket.recv_from(&mut buf).await else { continue };
+        let Ok((len, from)) = push.socket.recv_from(&mut buf).await else { continue };
         let ack: Option<serde_json::Value> = serde_json::from_slice(&buf[..len]).ok();
         match ack.as_ref().and_then(|a| a.get("type")).and_then(|t| t.as_str()) {
             Some("push-ack") => {
-                node.duties.push.acks_received.fetch_add(1, Ordering::Relaxed);
+                push.acks_received.fetch_add(1, Ordering::Relaxed);
             }
             other => tracing::debug!(%from, kind = ?other, "unexpected datagram on the push socket"),
         }

@@ -26,10 +26,10 @@
 //!   checks. `forward_write`: an `Operation` that `validate()` accepts has well-formed fields;
 //!   one it refuses, applied to a `state::Machine`, changes nothing (same digest) and answers
 //!   its refusal, as every replica would. `ap_apply`, `ap_sync`, `ap_verify`, `ap_snapshot_page`,
-//!   `ap_ping`: the AP RPCs of `ap::Ap::serve_peer` against a node-side AP store (see `ap`);
+//!   `ap_ping`: the AP RPCs of `ap::Ap`'s `serve_*` against a node-side AP store (see `ap`);
 //!   `lease_renew`: renewals recorded count each lease once and never past the limit;
 //!   `batch`: a `net::coalesce::BatchRequest` is refused when nested or over
-//!   `MAX_BATCH_CALLS` (the rule of `Node::serve_peer_batch`, restated here: that method needs
+//!   `MAX_BATCH_CALLS` (the rule of `node::peer_port`'s batches, restated here: that needs
 //!   a running node), else each of its calls goes through the target of its path.
 //!   `ap_apply_result_syncs`: what `/nacre/ap/apply` accepts names a partition every peer
 //!   accepts records of (it found a partition name over the key limit being stored by the

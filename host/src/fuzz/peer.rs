@@ -1,5 +1,5 @@
-//! Peer RPC bodies as the server decodes them (`node::Node::serve_peer_rpc`,
-//! `raft::peer_server::handle_rpc`, `ap::Ap::serve_peer`), then the check the server makes
+//! Peer RPC bodies as the server decodes them (`node::peer_port`,
+//! `raft::peer_server::handle_rpc`, `ap::Ap`'s `serve_*`), then the check the server makes
 //! before anything acts on them, then what acts on them where that can run without a cluster:
 //! the state machine (forwarded writes, the proposals inside appended entries, snapshot
 //! images), the AP store, the lease table.
@@ -32,9 +32,9 @@ use crate::ap::replicate::Ping;
 use crate::ap::replicate::Pong;
 use crate::ap::store::PartitionId;
 use crate::ap::store::PartitionRecords;
-use crate::duties::LeaseKey;
-use crate::duties::Leases;
-use crate::duties::leases::MAX_TRACKED_LEASES;
+use crate::leases::LeaseKey;
+use crate::leases::Leases;
+use crate::leases::MAX_TRACKED_LEASES;
 use crate::net::coalesce::BATCH_PATH;
 use crate::net::coalesce::BatchRequest;
 use crate::net::coalesce::MAX_BATCH_CALLS;
@@ -249,6 +249,9 @@ impl Peer {
 
     fn lease_renew(&mut self, body: &[u8]) -> Outcome {
         let Ok(keys) = postcard::from_bytes::<Vec<LeaseKey>>(body) else { return "malformed" };
+        if keys.iter().any(|key| key.validate().is_err()) {
+            return "refused";
+        }
         self.leases.record(keys.clone(), wire::NOW_MS);
         self.leased.extend(keys);
         assert_eq!(

@@ -169,6 +169,7 @@ mod tests {
         tokio::spawn(net::serve(
             listener,
             |_, _| MAX_BATCH_BYTES * 2,
+            std::future::pending(),
             move |req: net::HttpRequest| {
                 let counted = counted.clone();
                 async move {

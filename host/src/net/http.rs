@@ -47,20 +47,34 @@ pub const MAX_CONNECTIONS: usize = 16_384;
 pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
 /// Longest a client may take to send a request's body.
 pub const BODY_READ_TIMEOUT_MS: u64 = 60_000;
+/// How long a stopping server lets the requests in flight finish before it closes their
+/// connections anyway.
+pub const DRAIN_TIMEOUT_MS: u64 = 5_000;
 
-/// Accept connections forever, answering each request with `handler`. A body over
+/// Accept connections until `stop` resolves, answering each request with `handler`; then
+/// stop accepting, let every request in flight finish (idle keep-alive connections close at
+/// once) for at most [`DRAIN_TIMEOUT_MS`], and return. A body over
 /// `max_body_bytes(method, path)` is answered with 413 without reaching the handler, and
 /// without being read past that limit.
-pub async fn serve<H, F, L>(listener: TcpListener, max_body_bytes: L, handler: H)
+pub async fn serve<H, F, L>(listener: TcpListener, max_body_bytes: L, stop: impl Future<Output = ()>, handler: H)
 where
     H: Fn(HttpRequest) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
     L: Fn(&Method, &str) -> usize + Copy + Send + Sync + 'static,
 {
     let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(stop);
     loop {
-        let permit = connections.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let (stream, peer) = match listener.accept().await {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut stop => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -71,6 +85,7 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let handler = handler.clone();
@@ -82,11 +97,16 @@ where
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop(permit);
         });
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(Duration::from_millis(DRAIN_TIMEOUT_MS), graceful.shutdown()).await;
+    if drained.is_err() {
+        tracing::warn!(timeout_ms = DRAIN_TIMEOUT_MS, "requests still in flight at shutdown were cut off");
     }
 }
 

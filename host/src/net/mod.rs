@@ -4,8 +4,10 @@
 pub mod coalesce;
 mod http;
 mod peer_client;
+pub mod rpc;
 
 pub use http::*;
 pub use peer_client::PeerClient;
 pub use peer_client::PeerError;
 pub use peer_client::upload_with_progress;
+pub use rpc::Rpc;

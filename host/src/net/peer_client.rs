@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::HttpMethod;
+use super::Rpc;
 use super::coalesce::Coalescer;
 
 /// Largest response body a peer may send (a snapshot reply is small; entries flow the other way).
@@ -71,8 +72,24 @@ impl PeerClient {
         self.routes.get(addr).cloned().unwrap_or_else(|| addr.to_string())
     }
 
+    /// Call the peer RPC `R` at `addr` and decode its answer, within `timeout`.
+    pub async fn send<R: Rpc>(&self, addr: &str, req: &R::Request, timeout: Duration) -> Result<R::Answer, PeerError> {
+        self.call(addr, R::PATH, req, timeout).await
+    }
+
+    /// [`PeerClient::send`], carried in one request with the other calls of `R` to `addr`
+    /// waiting at that moment (`net::coalesce`).
+    pub async fn send_coalesced<R: Rpc>(
+        &self,
+        addr: &str,
+        req: &R::Request,
+        timeout: Duration,
+    ) -> Result<R::Answer, PeerError> {
+        self.call_coalesced(addr, R::PATH, req, timeout).await
+    }
+
     /// POST `req` to `http://{addr}{path}` and decode the answer, within `timeout`.
-    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    pub(super) async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         addr: &str,
         path: &str,
@@ -97,7 +114,7 @@ impl PeerClient {
     /// [`PeerClient::call`], carried in one request with the other calls to the same `addr`
     /// and `path` waiting at that moment (`net::coalesce`). The peer must serve
     /// [`BATCH_PATH`](super::coalesce::BATCH_PATH).
-    pub async fn call_coalesced<Req: Serialize, Resp: DeserializeOwned>(
+    pub(super) async fn call_coalesced<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         addr: &str,
         path: &str,

@@ -84,11 +84,24 @@ struct Tail {
 }
 
 enum WriteOp {
-    Append { entries: Vec<(u64, Vec<u8>)>, done: IOFlushed<TypeConfig> },
+    Append {
+        entries: Vec<(u64, Vec<u8>)>,
+        done: IOFlushed<TypeConfig>,
+    },
     TruncateFrom(u64),
-    PurgeThrough { index: u64, last_purged: Vec<u8> },
-    SaveVote { vote: Vec<u8>, done: tokio::sync::oneshot::Sender<io::Result<()>> },
+    PurgeThrough {
+        index: u64,
+        last_purged: Vec<u8>,
+    },
+    SaveVote {
+        vote: Vec<u8>,
+        done: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
     SaveCommitted(Vec<u8>),
+    /// Nothing to write: answered once everything queued before it is durable.
+    Flush {
+        done: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
 }
 
 impl LogStore {
@@ -102,6 +115,14 @@ impl LogStore {
             .name("raft-log-writer".into())
             .spawn(move || run_writer(db, ops, failpoint.as_deref()))?;
         Ok(LogStore { tail: Arc::new(Mutex::new(tail)), writer, appended_bytes: Arc::default() })
+    }
+
+    /// Wait until everything queued so far is durable, the committed index included (a batch
+    /// that only advances it is otherwise not fsynced): what a node shutting down does last.
+    pub async fn flush(&self) -> io::Result<()> {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        self.submit(WriteOp::Flush { done })?;
+        flushed.await.map_err(|_| io::Error::other("raft log writer dropped a flush"))?
     }
 
     /// Encoded bytes of the entries appended since the store was opened.
@@ -158,7 +179,7 @@ fn run_writer(db: Database, ops: mpsc::Receiver<WriteOp>, fsync_delay_file: Opti
             let outcome = result.as_ref().map(|_| ()).map_err(|e| io::Error::other(e.to_string()));
             match op {
                 WriteOp::Append { done, .. } => done.io_completed(outcome),
-                WriteOp::SaveVote { done, .. } => {
+                WriteOp::SaveVote { done, .. } | WriteOp::Flush { done } => {
                     // The caller may have given up waiting; nothing else to tell.
                     let _ = done.send(outcome);
                 }
@@ -213,6 +234,7 @@ fn write_batch(db: &Database, batch: &[WriteOp]) -> io::Result<()> {
                 WriteOp::SaveCommitted(committed) => {
                     meta.insert(META_COMMITTED, committed.as_slice()).map_err(io::Error::other)?;
                 }
+                WriteOp::Flush { .. } => {}
             }
         }
     }

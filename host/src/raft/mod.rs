@@ -12,6 +12,7 @@
 //! command.
 
 pub mod dry_run;
+pub mod log;
 pub mod log_store;
 pub mod network;
 pub mod peer_guard;

@@ -20,16 +20,57 @@ use openraft::raft::TransferLeaderRequest;
 use openraft::raft::TransferLeaderResponse;
 use openraft::raft::VoteRequest;
 use openraft::raft::VoteResponse;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::net::PeerClient;
 use crate::net::PeerError;
+use crate::net::Rpc;
 
 use super::types::Member;
 use super::types::NodeId;
+use super::types::SnapshotMeta;
 use super::types::TypeConfig;
 use super::types::Vote;
+
+/// openraft's answers carry its own refusal: `Result<Answer, RaftError>`.
+type RaftAnswer<T> = Result<T, RaftError<TypeConfig>>;
+
+/// The Raft RPCs on the peer port, served by `raft::peer_server`.
+pub struct AppendEntries;
+pub struct RequestVote;
+pub struct PreVote;
+pub struct InstallSnapshot;
+pub struct TransferLeader;
+
+impl Rpc for AppendEntries {
+    const PATH: &'static str = "/raft/append";
+    type Request = AppendEntriesRequest<TypeConfig>;
+    type Answer = RaftAnswer<AppendEntriesResponse<TypeConfig>>;
+}
+
+impl Rpc for RequestVote {
+    const PATH: &'static str = "/raft/vote";
+    type Request = VoteRequest<TypeConfig>;
+    type Answer = RaftAnswer<VoteResponse<TypeConfig>>;
+}
+
+impl Rpc for PreVote {
+    const PATH: &'static str = "/raft/pre-vote";
+    type Request = VoteRequest<TypeConfig>;
+    type Answer = RaftAnswer<VoteResponse<TypeConfig>>;
+}
+
+impl Rpc for InstallSnapshot {
+    const PATH: &'static str = "/raft/snapshot";
+    /// The sender's vote, the snapshot's metadata and its machine image.
+    type Request = (Vote, SnapshotMeta, Vec<u8>);
+    type Answer = RaftAnswer<SnapshotResponse<TypeConfig>>;
+}
+
+impl Rpc for TransferLeader {
+    const PATH: &'static str = "/raft/transfer-leader";
+    type Request = TransferLeaderRequest<TypeConfig>;
+    type Answer = RaftAnswer<TransferLeaderResponse<TypeConfig>>;
+}
 
 /// Builds one [`PeerConnection`] per target for openraft.
 #[derive(Clone, Default)]
@@ -58,14 +99,12 @@ pub struct PeerConnection {
 }
 
 impl PeerConnection {
-    async fn rpc<Req: Serialize, Resp: DeserializeOwned>(
-        &self,
-        path: &str,
-        req: &Req,
-        option: &RPCOption,
-    ) -> Result<Resp, RPCError<TypeConfig>> {
-        let answer: Result<Resp, RaftError<TypeConfig>> =
-            self.client.call(&self.addr, path, req, option.hard_ttl()).await.map_err(|e| match e {
+    async fn rpc<R, Resp>(&self, req: &R::Request, option: &RPCOption) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        R: Rpc<Answer = RaftAnswer<Resp>>,
+    {
+        let answer: RaftAnswer<Resp> =
+            self.client.send::<R>(&self.addr, req, option.hard_ttl()).await.map_err(|e| match e {
                 PeerError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
                 PeerError::Timeout { .. } | PeerError::Protocol { .. } => RPCError::Network(NetworkError::new(&e)),
             })?;
@@ -84,7 +123,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.rpc("/raft/append", &rpc, &option).await
+        self.rpc::<AppendEntries, _>(&rpc, &option).await
     }
 
     async fn vote(
@@ -92,7 +131,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.rpc("/raft/vote", &rpc, &option).await
+        self.rpc::<RequestVote, _>(&rpc, &option).await
     }
 
     async fn pre_vote(
@@ -100,7 +139,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.rpc("/raft/pre-vote", &rpc, &option).await
+        self.rpc::<PreVote, _>(&rpc, &option).await
     }
 
     async fn full_snapshot(
@@ -113,7 +152,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         let req = (vote, snapshot.meta, snapshot.snapshot.into_inner());
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            res = self.rpc("/raft/snapshot", &req, &option) => match res {
+            res = self.rpc::<InstallSnapshot, _>(&req, &option) => match res {
                 Ok(resp) => Ok(resp),
                 Err(RPCError::Unreachable(e)) => Err(StreamingError::Unreachable(e)),
                 Err(e) => Err(StreamingError::Network(NetworkError::new(&e))),
@@ -126,6 +165,6 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.rpc("/raft/transfer-leader", &req, &option).await
+        self.rpc::<TransferLeader, _>(&req, &option).await
     }
 }

@@ -9,8 +9,7 @@ pub use crate::state::ApplyResponse;
 pub use crate::state::Operation;
 pub use crate::state::Proposal;
 
-/// A node is known by a stable hash of its advertised `ip:port` (see `config::node_id`).
-pub type NodeId = u64;
+pub use crate::members::NodeId;
 
 /// How to reach a member: its client API address and its Raft peer address.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,20 @@
-use nacre_guest_sdk::{directive, testing};
+use nacre_guest_sdk::{Commit, LeaseRenewal, Plan, directive, testing};
 
 use super::*;
+
+/// The plan a beat's reply carries.
+fn plan(reply: &GuestReply) -> Plan {
+    Plan::from_reply(reply).unwrap()
+}
+
+/// A renewal of `instance`'s lease at the service's responsible node.
+fn renewal(instance: &str) -> Option<LeaseRenewal> {
+    Some(LeaseRenewal { key: instance.to_owned(), partition: Some(SVC.to_owned()) })
+}
+
+fn commit_ap() -> Commit {
+    Commit::Ap { partition: SVC.to_owned() }
+}
 
 /// What npm `nacos-naming` sends every 5 s: grouped name, a beat body, no groupName.
 fn js_beat(ip: &str, port: u16, metadata: &str) -> GuestRequest {
@@ -16,9 +30,13 @@ fn beat_for_a_known_instance_renews_its_lease() {
     register(1, js_register("10.0.0.1", "8080"));
     let reply = query_at(2, &js_beat("10.0.0.1", 8080, "{}")).unwrap();
     assert_eq!(body(&reply), serde_json::json!({"clientBeatInterval": 5000, "code": 10200, "lightBeatEnabled": true}));
+    // Renewed at the service's responsible node; a healthy instance needs no commit.
+    let renew = renewal("10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@svc");
+    assert_eq!(plan(&reply), Plan { commit: Commit::None, renew });
+    // The wire form.
     assert_eq!(reply.headers[directive::LEASE_RENEW], "10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@svc");
-    assert_eq!(reply.headers[directive::PARTITION], SVC, "renewed at the service's responsible node");
-    assert!(!reply.headers.contains_key(directive::COMMIT), "a healthy instance needs no commit");
+    assert_eq!(reply.headers[directive::PARTITION], SVC);
+    assert!(!reply.headers.contains_key(directive::COMMIT));
     // A light beat (no body) from the Python client: grouped name plus groupName, ip/port params.
     let light =
         req(BEAT, &[("serviceName", SVC), ("groupName", "DEFAULT_GROUP"), ("ip", "10.0.0.1"), ("port", "8080")]);
@@ -50,9 +68,8 @@ fn unknown_instance_with_body_is_committed_and_reregistered() {
     testing::reset();
     let beat = js_beat("10.0.0.7", 9000, r#"{"zone":"a"}"#);
     let reply = query_at(1, &beat).unwrap();
-    assert_eq!(reply.headers[directive::COMMIT], directive::COMMIT_AP, "only ephemeral state changes");
-    assert_eq!(reply.headers[directive::PARTITION], SVC);
-    assert_eq!(reply.headers[directive::LEASE_RENEW], "10.0.0.7#9000#DEFAULT#DEFAULT_GROUP@@svc");
+    let renew = renewal("10.0.0.7#9000#DEFAULT#DEFAULT_GROUP@@svc");
+    assert_eq!(plan(&reply), Plan { commit: commit_ap(), renew }, "only ephemeral state changes");
     let applied = write_at(2, &beat).unwrap();
     assert_eq!(body(&applied)["code"], 10200);
     assert_eq!(events(), naming_event());
@@ -60,7 +77,7 @@ fn unknown_instance_with_body_is_committed_and_reregistered() {
     assert_eq!((host["ip"].as_str(), host["port"].as_u64()), (Some("10.0.0.7"), Some(9000)));
     assert_eq!((host["ephemeral"].as_bool(), &host["metadata"]), (Some(true), &serde_json::json!({"zone": "a"})));
     // Now known: the next beat is a plain lease renewal.
-    assert!(!query_at(3, &beat).unwrap().headers.contains_key(directive::COMMIT));
+    assert_eq!(plan(&query_at(3, &beat).unwrap()).commit, Commit::None);
 }
 
 #[test]
@@ -71,9 +88,7 @@ fn unhealthy_instance_beat_is_committed_and_heals() {
     events();
     let beat = js_beat("10.0.0.1", 8080, "{}");
     let reply = query_at(3, &beat).unwrap();
-    assert_eq!(reply.headers[directive::COMMIT], directive::COMMIT_AP);
-    assert_eq!(reply.headers[directive::PARTITION], SVC);
-    assert!(reply.headers.contains_key(directive::LEASE_RENEW));
+    assert_eq!(plan(&reply), Plan { commit: commit_ap(), renew: renewal("10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@svc") });
     assert_eq!(body(&write_at(4, &beat).unwrap())["code"], 10200);
     assert_eq!(events(), naming_event());
     assert!(hosts(&list(5, &[]))[0].2);

@@ -1,23 +1,25 @@
 //! The plan queries: which path each write takes, and the refusals only a query can make.
 
-use nacre_guest_sdk::{GuestRequest, directive, testing};
+use nacre_guest_sdk::{Commit, GuestRequest, Plan, testing};
 
 use super::*;
 use crate::Naming;
 
-/// The route a plan names: `(Nacre-Commit, Nacre-Partition)`.
-fn route(ms: u64, request: &GuestRequest) -> (Option<String>, Option<String>) {
+/// The path a plan names (a write's plan renews no lease).
+fn route(ms: u64, request: &GuestRequest) -> Commit {
     let reply = query_at(ms, request).unwrap();
     assert_eq!(reply.body, "", "a plan answers nothing but its route");
-    (reply.headers.get(directive::COMMIT).cloned(), reply.headers.get(directive::PARTITION).cloned())
+    let plan = Plan::from_reply(&reply).unwrap();
+    assert_eq!(plan.renew, None, "{request:?}");
+    plan.commit
 }
 
-fn ap(partition: &str) -> (Option<String>, Option<String>) {
-    (Some(directive::COMMIT_AP.to_owned()), Some(partition.to_owned()))
+fn ap(partition: &str) -> Commit {
+    Commit::Ap { partition: partition.to_owned() }
 }
 
-fn log() -> (Option<String>, Option<String>) {
-    (Some(directive::COMMIT_LOG.to_owned()), None)
+fn log() -> Commit {
+    Commit::Log
 }
 
 /// An instance op on `svc`, cluster DEFAULT.

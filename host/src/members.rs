@@ -10,8 +10,10 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::store::PartitionId;
-use crate::raft::NodeId;
+use crate::partition::PartitionId;
+
+/// A node is known by a stable hash of its advertised `ip:port` (see `config::MemberAddr::node_id`).
+pub type NodeId = u64;
 
 /// How often each node pings each peer.
 pub const PING_INTERVAL_MS: u64 = 500;
@@ -118,7 +120,7 @@ pub fn responsible_among(live: &[NodeId], id: &PartitionId) -> NodeId {
 
 fn score(member: NodeId, id: &PartitionId) -> u64 {
     let kind = crate::state::kind_tag(id.kind).as_bytes();
-    super::stable_hash(&[&member.to_be_bytes(), id.namespace.as_bytes(), kind, id.partition.as_bytes()])
+    crate::partition::stable_hash(&[&member.to_be_bytes(), id.namespace.as_bytes(), kind, id.partition.as_bytes()])
 }
 
 #[cfg(test)]

@@ -1,0 +1,109 @@
+//! Running guest calls against what a guest may see: the replicated state (the replica) and
+//! this node's AP keyspace, with the answers cache in front of queries.
+//!
+//! Most calls take tens of microseconds, less than handing the async worker's other tasks to
+//! another thread would cost, so a call first runs right on the worker that received it,
+//! with `runtime::limits::INLINE_FUEL` and only if neither lock is held; one that needs more
+//! (or meets its module not compiled yet) runs again from the start off the worker with its
+//! full fuel (see ARCHITECTURE.md, "where guests run").
+
+use std::sync::Arc;
+
+use nacre_protocol::GuestReply;
+use nacre_protocol::GuestRequest;
+use tokio::sync::broadcast;
+
+use crate::answers;
+use crate::answers::Answers;
+use crate::answers::Stamp;
+use crate::ap::store::ApStore;
+use crate::ap::store::Keyspace;
+use crate::raft::state_machine::Replica;
+use crate::raft::state_machine::Shared;
+use crate::runtime::Budget;
+use crate::runtime::GuestError;
+use crate::runtime::ModuleKind;
+use crate::runtime::OverInlineBudget;
+use crate::runtime::Runtime;
+use crate::state::ChangeEvent;
+
+pub struct Guests {
+    replica: Arc<Shared>,
+    keyspace: Arc<Keyspace>,
+    /// Query answers valid at the current applied index and AP generation.
+    answers: Answers,
+}
+
+impl Guests {
+    pub fn new(replica: Arc<Shared>, keyspace: Arc<Keyspace>) -> Guests {
+        Guests { replica, keyspace, answers: Answers::default() }
+    }
+
+    /// The replicated state, for reads that are not guest calls (bindings, digests, modules).
+    pub fn replica(&self) -> &Shared {
+        &self.replica
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.replica.runtime
+    }
+
+    /// This node's AP keyspace.
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
+    /// Every change applied on this node from now on, log and AP path alike.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeEvent>> {
+        self.replica.events.subscribe()
+    }
+
+    /// Tell this node's watchers (long-polls, UDP pushes) about a change the AP path made.
+    pub fn publish(&self, change: ChangeEvent) {
+        // No receiver is fine: nobody is watching.
+        let _ = self.replica.events.send(Arc::new(change));
+    }
+
+    /// Ask the guest bound to `(namespace, kind)` a question about this replica's state. It
+    /// sees the replicated state and this node's AP keyspace. An answer already computed at
+    /// the same state is served from [`Answers`].
+    pub fn query(&self, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> Result<GuestReply, GuestError> {
+        let request = request.encode();
+        let key = answers::key(namespace, kind, &request);
+        let run = |replica: &Replica, ap: &ApStore, budget| {
+            let applied_index = replica.applied_index();
+            let stamp = Stamp { applied_index, ap_generation: ap.generation() };
+            if let Some(answer) = self.answers.get(stamp, &key) {
+                return Ok(Ok(answer));
+            }
+            let view = ap.view(namespace, kind);
+            let answer =
+                replica.machine.query(self.runtime(), applied_index, namespace, kind, &request, &view, budget)?;
+            if let Ok(bytes) = &answer {
+                self.answers.put(stamp, key.clone(), bytes);
+            }
+            Ok(answer)
+        };
+        decode_reply(self.run(run))
+    }
+
+    /// Runs a guest `call` (a query or an AP command) against the replica and the AP store:
+    /// first on this async worker with [`Budget::Inline`] if neither lock is held now, else, or
+    /// when the call hands itself back, off the worker with [`Budget::Full`].
+    pub fn run<T>(&self, call: impl Fn(&Replica, &ApStore, Budget) -> Result<T, OverInlineBudget>) -> T {
+        if let (Some(replica), Some(ap)) = (self.replica.try_read(), self.keyspace.try_read())
+            && let Ok(done) = call(&replica, &ap, Budget::Inline)
+        {
+            return done;
+        }
+        crate::blocking::cpu_bound(|| call(&self.replica.read(), &self.keyspace.read(), Budget::Full))
+            .expect("a full budget has no inline limit")
+    }
+}
+
+/// A guest's encoded reply, or a 500 when a module answered with something that is not one.
+pub fn decode_reply(result: Result<Vec<u8>, GuestError>) -> Result<GuestReply, GuestError> {
+    let bytes = result?;
+    GuestReply::decode(&bytes)
+        .map_err(|e| GuestError { code: 500, message: format!("module answered with a malformed reply: {e}") })
+}

@@ -1,0 +1,215 @@
+//! A node, composed: the composition root builds each service from the ones below it, hands
+//! every part only what it uses, starts every background task in one [`Tasks`] set, and
+//! stops them all in order at shutdown. Nothing else in the host knows this file.
+//!
+//! ```text
+//! api (client port) ─┐                       node::peer_port (peer port)
+//!                    ▼                                 │
+//!            dispatch (the plan's interpreter)         │
+//!          ┌─────────┼──────────┬────────────┐        │
+//!          ▼         ▼          ▼            ▼        ▼
+//!       guests    raft::Log     ap ──────▶ members, net, clock
+//!          │         │          │
+//!          ▼         ▼          ▼
+//!        state ◀── raft      ap::store
+//!          │
+//!          ▼
+//!       runtime
+//! ```
+
+mod peer_port;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use openraft::SnapshotPolicy;
+use tokio::net::TcpListener;
+
+use crate::ap::Ap;
+use crate::ap::store::Keyspace;
+use crate::builtin;
+use crate::clock::now_ms;
+use crate::config::NodeConfig;
+use crate::dispatch::Dispatch;
+use crate::duties;
+use crate::duties::Push;
+use crate::guests::Guests;
+use crate::leases::Leases;
+use crate::members::Members;
+use crate::members::NodeId;
+use crate::net::PeerClient;
+use crate::raft::Member;
+use crate::raft::Operation;
+use crate::raft::Raft;
+use crate::raft::log::Log;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::PeerNetwork;
+use crate::raft::snapshot_policy;
+use crate::raft::state_machine::StateMachine;
+use crate::runtime::Runtime;
+use crate::tasks::Tasks;
+
+pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
+/// A follower starts an election once it has heard no leader for the leader lease (openraft
+/// sets it to `ELECTION_TIMEOUT_MAX_MS`) plus a random timeout in `[MIN, MAX)`: a dead leader is
+/// replaced after 1.5-2 s of silence. Pre-vote keeps a follower whose own process was stalled
+/// from deposing a leader the others still hear.
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 500;
+pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1_000;
+const _: () = assert!(HEARTBEAT_INTERVAL_MS * 4 <= ELECTION_TIMEOUT_MIN_MS, "several heartbeats fit in a timeout");
+const _: () = assert!(ELECTION_TIMEOUT_MIN_MS < ELECTION_TIMEOUT_MAX_MS, "elections need a random spread");
+/// Longest a snapshot install may take on a follower.
+const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 30_000;
+/// How often a node checks whether the built-in modules still need to be bound.
+const BOOTSTRAP_CHECK_INTERVAL_MS: u64 = 200;
+/// How long shutdown waits for the background tasks to end after they were told to stop.
+const TASKS_STOP_TIMEOUT_MS: u64 = 3_000;
+
+/// A running node: what `main` holds until it is told to stop.
+pub struct Node {
+    pub id: NodeId,
+    pub config: NodeConfig,
+    log: Arc<Log>,
+    log_store: LogStore,
+    tasks: Tasks,
+}
+
+impl Node {
+    /// Open storage, start Raft, the peer port and the client port (on `api_listener`), and
+    /// join (or form) the cluster.
+    pub async fn start(config: NodeConfig, api_listener: TcpListener) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let runtime = Runtime::new(Some(&config.data_dir.join("module-cache"))).context("starting the wasm runtime")?;
+        let log_store = LogStore::open(&config.data_dir).context("opening the raft log")?;
+        let (state_machine, replica) =
+            StateMachine::open(&config.data_dir.join("snapshots"), runtime).context("opening the state machine")?;
+
+        let id = config.me.node_id();
+        let peers = PeerClient::with_routes(config.peer_routes.clone());
+        let raft = Raft::new(
+            id,
+            Arc::new(raft_config(&config)?),
+            PeerNetwork::new(peers.clone()),
+            log_store.clone(),
+            state_machine,
+        )
+        .await
+        .context("starting raft")?;
+        let raft_listener = TcpListener::bind(config.me.raft_addr())
+            .await
+            .with_context(|| format!("binding the raft port {}", config.me.raft_addr()))?;
+
+        // The services, each from the ones below it.
+        let member_peers =
+            config.members.iter().filter(|m| m.node_id() != id).map(|m| (m.node_id(), m.raft_addr())).collect();
+        let members = Arc::new(Members::new(id, member_peers, now_ms()));
+        let keyspace = Arc::new(Keyspace::default());
+        let guests = Arc::new(Guests::new(replica.clone(), keyspace.clone()));
+        let log = Arc::new(Log::new(id, raft.clone(), replica.clone(), peers.clone(), members.clone()));
+        let ap = Arc::new(Ap::new(members.clone(), guests.clone(), keyspace, peers.clone()));
+        let leases = Arc::new(Leases::default());
+        let push = Arc::new(Push::open(&config.me.ip).await.context("opening the push socket")?);
+        let dispatch =
+            Arc::new(Dispatch::new(guests.clone(), log.clone(), ap.clone(), leases.clone(), members.clone()));
+
+        let tasks = Tasks::new();
+        let peer_port = Arc::new(peer_port::PeerPort { log: log.clone(), ap: ap.clone(), leases: leases.clone() });
+        tasks.spawn_server(peer_port::serve(peer_port, raft_listener, tasks.stopping()));
+        let members_list: BTreeMap<NodeId, Member> = config.members.iter().map(|m| (m.node_id(), m.member())).collect();
+        log.initialize(members_list).await.context("initializing raft")?;
+        tasks.spawn(snapshot_policy::run(raft, log_store.clone(), replica.clone(), config.snapshot_every_entries));
+        tasks.spawn(bind_builtins_when_leader(log.clone(), guests.clone()));
+        crate::ap::replicate::spawn(&ap, &tasks);
+        let duty_services = duties::Services {
+            guests: guests.clone(),
+            log: log.clone(),
+            ap: ap.clone(),
+            members,
+            dispatch: dispatch.clone(),
+            leases: leases.clone(),
+            push: push.clone(),
+            peers: peers.clone(),
+            self_preservation: config.self_preservation,
+        };
+        duties::spawn(Arc::new(duty_services), &tasks);
+        let api = Arc::new(crate::api::Context {
+            dispatch,
+            guests,
+            log: log.clone(),
+            ap,
+            push,
+            leases,
+            peers,
+            me: config.me.clone(),
+            members: config.members.clone(),
+            replica,
+            log_reader: log_store.clone(),
+            data_dir: config.data_dir.clone(),
+            stopping: tasks.clone(),
+        });
+        tasks.spawn_server(crate::api::serve(api, api_listener, tasks.stopping()));
+        Ok(Node { id, config, log, log_store, tasks })
+    }
+
+    /// Stop in order: both ports stop accepting and finish (or, past their drain timeout,
+    /// cut off) the requests in flight, every background task stops, Raft shuts down, and
+    /// the log makes everything queued durable. A restart on the same data directory serves
+    /// every acknowledged write.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let stopped =
+            self.tasks.shutdown(Duration::from_millis(crate::net::DRAIN_TIMEOUT_MS + TASKS_STOP_TIMEOUT_MS)).await;
+        if !stopped {
+            tracing::warn!("some tasks did not stop in time");
+        }
+        self.log.shutdown().await;
+        self.log_store.flush().await.context("flushing the raft log")?;
+        Ok(())
+    }
+}
+
+fn raft_config(config: &NodeConfig) -> anyhow::Result<openraft::Config> {
+    openraft::Config {
+        cluster_name: "nacre".into(),
+        heartbeat_interval: HEARTBEAT_INTERVAL_MS,
+        election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
+        election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+        // Snapshots are asked for by `raft::snapshot_policy`, which also weighs the state's size.
+        snapshot_policy: SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: config.log_kept_behind_snapshot,
+        install_snapshot_timeout: INSTALL_SNAPSHOT_TIMEOUT_MS,
+        // A restarted leader must win a new election. Restoring leadership in its old term
+        // is unsafe here: followers may have fsynced (and so committed) entries of that
+        // term that the leader's own log lost in the crash, and it would then write
+        // different entries at those indexes (issue 15). See `raft::log_store` for what a
+        // restarted node's committed index is trusted for.
+        enable_leader_restore: Some(false),
+        // A node that was cut off or paused asks before it raises its term: returning, it
+        // costs a healthy leader nothing.
+        enable_pre_vote: Some(true),
+        ..Default::default()
+    }
+    .validate()
+    .context("raft configuration")
+}
+
+/// A new cluster installs and binds the built-in modules through the log, so every replica
+/// does it at the same index. Every leader proposes it until a replica has applied it; the
+/// state machine applies only the first.
+async fn bind_builtins_when_leader(log: Arc<Log>, guests: Arc<Guests>) {
+    loop {
+        if guests.replica().read().machine.has_default_bindings() {
+            return;
+        }
+        if log.leading_term().is_some() {
+            let op = Operation::Bootstrap { naming: builtin::NAMING.to_vec(), config: builtin::CONFIG.to_vec() };
+            match log.write_as_leader(op).await {
+                Ok(outcome) => tracing::info!(index = outcome.index, "bound the built-in modules"),
+                Err(e) => tracing::warn!(error = %e, "binding the built-in modules failed; will retry"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(BOOTSTRAP_CHECK_INTERVAL_MS)).await;
+    }
+}
