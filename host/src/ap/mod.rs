@@ -248,8 +248,8 @@ impl Ap {
         Ok(self.apply_here(&command.id, &command.request, Origin::Client).await)
     }
 
-    pub fn serve_ping(&self) -> replicate::Pong {
-        replicate::Pong { digest: self.store().digest() }
+    pub fn serve_ping(&self) -> rpc::Pong {
+        rpc::Pong { digest: self.store().digest() }
     }
 
     pub fn serve_sync(&self, batches: Vec<PartitionRecords>) {

@@ -10,12 +10,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::Ap;
 use super::rpc;
+use super::rpc::Ping;
 use super::store::ApStore;
 use super::store::PartitionId;
 use super::store::PartitionRecords;
@@ -41,16 +40,6 @@ const MAX_PULL_PAGES: usize = super::store::MAX_RECORDS / MAX_SYNC_BATCH_RECORDS
 const PEER_CALL_TIMEOUT_MS: u64 = 5_000;
 /// Timeout of a ping: short, a slow peer is as good as gone for responsibility.
 const PING_TIMEOUT_MS: u64 = 1_000;
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Ping {
-    pub digest: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Pong {
-    pub digest: u64,
-}
 
 /// What waits to be shipped to one peer.
 #[derive(Default)]

@@ -1,13 +1,26 @@
 //! The AP path's peer RPCs (served by `node::peer_port`, through `Ap`'s `serve_*`).
 
+use serde::Deserialize;
+use serde::Serialize;
+
 use super::ApApplied;
 use super::ForwardedCommand;
-use super::replicate::Ping;
-use super::replicate::Pong;
 use super::store::PartitionId;
 use super::store::PartitionRecords;
 use crate::net::Rpc;
 use crate::runtime::GuestError;
+
+/// A ping carries the caller's AP digest, its answer the callee's: a pair of nodes whose
+/// digests agree skips verification.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Ping {
+    pub digest: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Pong {
+    pub digest: u64,
+}
 
 /// A client's AP command, sent to the node responsible for its partition.
 pub struct Apply;
