@@ -242,3 +242,103 @@ fn naming_bad_input_is_refused_by_field_and_metrics_are_up() {
     let metrics = cluster.get(0, "/nacos/v1/ns/operator/metrics").unwrap().json();
     assert_eq!(metrics["status"], "UP");
 }
+
+/// A push datagram's `data`, gunzipped if need be.
+fn push_data(raw: &[u8]) -> Value {
+    let text = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(raw).read_to_string(&mut text).unwrap();
+        text
+    } else {
+        String::from_utf8(raw.to_vec()).unwrap()
+    };
+    let packet: Value = serde_json::from_str(&text).unwrap();
+    serde_json::from_str(packet["data"].as_str().unwrap()).unwrap()
+}
+
+/// Issue 16: a silent ephemeral instance turns unhealthy after its heartbeat timeout (Nacos:
+/// 15 s; shortened here through `preserved.*` metadata) and is deleted after its delete timeout
+/// (30 s), on the node responsible for its service and on the others; meanwhile it is left out
+/// of `healthyOnly` lists, pushed to subscribers as a change, and healthy again on its next
+/// beat. The service keeps a beating instance too: with every instance unhealthy, Nacos's
+/// protect threshold (healthy share <= `protectThreshold`, 0 by default) lists them all as
+/// healthy, and the lone silent instance of the issue's report was exactly that case (its
+/// record was unhealthy; the second half of this test pins that behaviour).
+#[test]
+fn a_silent_instance_turns_unhealthy_everywhere_heals_on_a_beat_and_is_deleted_later() {
+    const UNHEALTHY_AFTER_MS: u64 = 2_000;
+    const DELETED_AFTER_MS: u64 = 8_000;
+    let cluster = Cluster::start(3);
+    let quick = format!(
+        r#"{{"preserved.heart.beat.timeout":"{UNHEALTHY_AFTER_MS}","preserved.ip.delete.timeout":"{DELETED_AFTER_MS}"}}"#
+    );
+    let service = "DEFAULT_GROUP@@silent";
+    for port in ["1", "2"] {
+        register(&cluster, 0, &[("serviceName", "silent"), ("ip", "10.3.0.1"), ("port", port), ("metadata", &quick)]);
+    }
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let udp_port = socket.local_addr().unwrap().port().to_string();
+    let subscribe = |node: usize, healthy_only: bool| {
+        let path = format!(
+            "{LIST}?{}",
+            query(&[
+                ("serviceName", service),
+                ("udpPort", &udp_port),
+                ("clientIP", "127.0.0.1"),
+                ("healthyOnly", if healthy_only { "true" } else { "false" }),
+            ])
+        );
+        hosts(&cluster.get(node, &path).unwrap().json())
+    };
+    let silent = |healthy: bool| ("10.3.0.1:2".to_string(), healthy);
+    let alive = ("10.3.0.1:1".to_string(), true);
+    // Beat the first instance through every node in turn, the second never, and watch.
+    let started = Instant::now();
+    let (mut unhealthy_everywhere, mut pushed_unhealthy) = (false, false);
+    let mut buf = vec![0u8; 65_536];
+    while started.elapsed() < Duration::from_secs(20) && !(unhealthy_everywhere && pushed_unhealthy) {
+        beat(&cluster, started.elapsed().as_millis() as usize % 3, service, "10.3.0.1", 1, true);
+        unhealthy_everywhere = (0..3).all(|node| subscribe(node, false) == [alive.clone(), silent(false)]);
+        while let Ok((len, _)) = socket.recv_from(&mut buf) {
+            pushed_unhealthy |= hosts(&push_data(&buf[..len])).contains(&silent(false));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(unhealthy_everywhere, "every node lists the silent instance unhealthy");
+    assert!(pushed_unhealthy, "subscribers were pushed the change to unhealthy");
+    assert!(started.elapsed() >= Duration::from_millis(UNHEALTHY_AFTER_MS), "not before its heartbeat timeout");
+    for node in 0..3 {
+        assert_eq!(subscribe(node, true), [alive.clone()], "healthyOnly leaves it out on node {node}");
+    }
+
+    // One beat (it carries the instance) heals it on every node.
+    beat(&cluster, 2, service, "10.3.0.1", 2, true);
+    let last_beat = Instant::now();
+    for node in 0..3 {
+        wait_until("healthy again after a beat", || subscribe(node, false) == [alive.clone(), silent(true)]);
+    }
+
+    // Silent again: unhealthy, then deleted after its delete timeout, everywhere.
+    let deadline = Instant::now() + Duration::from_millis(DELETED_AFTER_MS * 3);
+    while Instant::now() < deadline && !(0..3).all(|node| subscribe(node, false) == [alive.clone()]) {
+        beat(&cluster, 1, service, "10.3.0.1", 1, true);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let gone_after = last_beat.elapsed();
+    for node in 0..3 {
+        assert_eq!(subscribe(node, false), [alive.clone()], "deleted on node {node}");
+    }
+    assert!(gone_after >= Duration::from_millis(DELETED_AFTER_MS), "not before its delete timeout ({gone_after:?})");
+
+    // The lone silent instance: its record is unhealthy, and the list (every instance
+    // unhealthy: the protect threshold) lists it as healthy, as Nacos does.
+    register(&cluster, 0, &[("serviceName", "lone"), ("ip", "10.3.0.9"), ("port", "9"), ("metadata", &quick)]);
+    let detail = format!("{INSTANCE}?{}", query(&[("serviceName", "lone"), ("ip", "10.3.0.9"), ("port", "9")]));
+    wait_until("the lone instance's record is unhealthy", || {
+        cluster.get(0, &detail).is_ok_and(|resp| resp.status == 200 && resp.json()["healthy"] == false)
+    });
+    let listing = list(&cluster, 0, "lone");
+    assert_eq!(listing["reachProtectionThreshold"], true, "{listing}");
+    assert_eq!(hosts(&listing), [("10.3.0.9:9".to_string(), true)], "protected: listed as healthy");
+}

@@ -62,6 +62,16 @@ pub struct Context {
 pub const MAX_UPLOAD_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Largest body of an ordinary request: a 1 MiB config, percent-encoded, with room to spare.
 pub const MAX_REQUEST_BODY_BYTES: usize = 4 * 1024 * 1024;
+const _: () = assert!(
+    MAX_UPLOAD_BODY_BYTES >= crate::runtime::limits::MAX_MODULE_BYTES,
+    "the largest module a node accepts can be uploaded"
+);
+/// JSON escapes a byte into at most six (`\u00XX`): a request of the largest body always fits
+/// a guest command's payload.
+const _: () = assert!(
+    MAX_REQUEST_BODY_BYTES * 6 + 64 * 1024 <= crate::state::MAX_GUEST_PAYLOAD_BYTES,
+    "every request the API takes fits a command's payload"
+);
 
 /// Serve the client port until `stop` resolves, then finish the requests in flight.
 pub async fn serve(ctx: Arc<Context>, listener: TcpListener, stop: impl std::future::Future<Output = ()>) {

@@ -37,6 +37,9 @@ pub const QUERY_FUEL: u64 = 200_000_000;
 ///
 /// Not part of the replicated semantics: queries and AP commands are computed once, on one node.
 pub const INLINE_FUEL: u64 = 5_000_000;
+const _: () =
+    assert!(INLINE_FUEL < QUERY_FUEL && INLINE_FUEL < PER_COMMAND_FUEL, "the inline attempt is the short one");
+const _: () = assert!(WARM_BATCH_MARGIN_FUEL < PER_COMMAND_FUEL / 2, "a batched command keeps most of its budget");
 /// Fuel of `migrate`, which may rewrite a whole namespace once per binding switch.
 pub const MIGRATE_FUEL: u64 = 2_000_000_000;
 /// Fuel of `describe`, which only returns constants.
@@ -124,6 +127,14 @@ pub const MAX_CONCURRENT_QUERIES: usize = 240;
 pub const RESERVED_INSTANCE_SLOTS: usize = 16;
 /// Component instances alive at once: the size of the pooling allocator.
 pub const MAX_LIVE_INSTANCES: usize = MAX_CONCURRENT_QUERIES + RESERVED_INSTANCE_SLOTS;
+
+// --- How the limits relate ---------------------------------------------------------------------
+
+const _: () = assert!(MAX_KEY_BYTES + MAX_VALUE_BYTES <= MAX_WRITE_BYTES_PER_COMMAND, "one largest put fits a command");
+const _: () = assert!(MAX_VALUE_BYTES <= MAX_RESULT_BYTES, "a stored value can be read back whole");
+const _: () =
+    assert!(MAX_WRITE_BYTES_PER_COMMAND <= MAX_MIGRATE_WRITE_BYTES, "a migrate can rewrite what a command wrote");
+const _: () = assert!(MAX_SCAN_BYTES < MAX_GUEST_MEMORY_BYTES, "a full scan page fits in a guest's memory");
 
 /// Enforces [`MAX_GUEST_MEMORY_BYTES`] and [`MAX_TABLE_ELEMENTS`] on one store.
 ///

@@ -19,6 +19,7 @@ mod split_view;
 
 pub use command::ApplyResponse;
 pub use command::InvalidOperation;
+pub use command::MAX_GUEST_PAYLOAD_BYTES;
 pub use command::MAX_NAMESPACE_DESC_CHARS;
 pub use command::MAX_NAMESPACE_ID_BYTES;
 pub use command::MAX_NAMESPACE_NAME_CHARS;
