@@ -230,3 +230,32 @@ fn search_filters_pages_and_counts() {
     assert_eq!((all_info["appName"].as_str(), all_info["configTags"].as_str()), (Some("shop"), Some("x,y")));
     assert_eq!((all_info["createTime"].as_u64(), all_info["id"].as_str()), (Some(1), Some("1")));
 }
+
+/// Issue 16: a page whose configs would not fit one answer (the host refuses an answer over
+/// 8 MiB with a 500) is a 400 naming `pageSize` and how many fit; smaller pages serve them all.
+#[test]
+fn a_search_page_too_large_for_one_answer_asks_for_smaller_pages() {
+    testing::reset();
+    let big = "x".repeat(900 * 1024);
+    for i in 0..10u64 {
+        let req = GuestRequest::new(PUBLISH).param("dataId", format!("big-{i}")).param("group", "G").param("content", &big);
+        publish_at(i + 1, i + 1, req).unwrap();
+    }
+    let search = |size: &str, page: &str| {
+        query(
+            GuestRequest::new(GET)
+                .param("search", "accurate")
+                .param("group", "G")
+                .param("pageSize", size)
+                .param("pageNo", page),
+        )
+    };
+    let error = search("10", "1").unwrap_err();
+    assert_eq!(error.code, 400, "{error:?}");
+    assert!(error.message.contains("pageSize") && error.message.contains("at most 6 items"), "{}", error.message);
+    let mut served = 0;
+    for page in ["1", "2"] {
+        served += json(search("5", page))["pageItems"].as_array().unwrap().len();
+    }
+    assert_eq!(served, 10);
+}

@@ -86,11 +86,11 @@ pub fn query(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, Guest
             _ => break,
         }
     }
-    let items = ids
-        .into_iter()
-        .map(|id| load(id).map(|entry| views::history_info(&ctx.namespace, &entry)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(views::json(&page.render(total, items)))
+    let mut items = paging::PageItems::default();
+    for id in ids {
+        items.push(views::history_info(&ctx.namespace, &load(id)?))?;
+    }
+    Ok(views::json(&page.render(total, items.into_vec())))
 }
 
 /// `GET /nacos/v1/cs/history/previous?id=`: the entry of the same config just before `id`.

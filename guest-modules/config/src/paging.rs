@@ -4,6 +4,39 @@
 use nacre_guest_sdk::{GuestError, GuestRequest, RequestExt};
 use serde_json::{Value, json};
 
+/// Bytes of items one page may carry. The host refuses an answer over its result limit
+/// (8 MiB, `runtime::limits::MAX_RESULT_BYTES`) with a 500; a page of large configs (each up to
+/// 1 MiB) stops here instead, with a 400 that says how many of its items fit.
+pub const MAX_PAGE_ITEM_BYTES: usize = 6 << 20;
+
+/// The items of one page, kept within [`MAX_PAGE_ITEM_BYTES`].
+#[derive(Debug, Default)]
+pub struct PageItems {
+    items: Vec<Value>,
+    bytes: usize,
+}
+
+impl PageItems {
+    /// Add an item; a 400 naming `pageSize` once the page would be too large to answer.
+    pub fn push(&mut self, item: Value) -> Result<(), GuestError> {
+        let item_bytes = item.to_string().len();
+        if self.bytes + item_bytes > MAX_PAGE_ITEM_BYTES {
+            return Err(GuestError::bad_request(format!(
+                "invalid parameter 'pageSize': this page's items hold more than {MAX_PAGE_ITEM_BYTES} bytes, more \
+                 than one answer may carry; ask for pages of at most {} items",
+                self.items.len().max(1)
+            )));
+        }
+        self.bytes += item_bytes;
+        self.items.push(item);
+        Ok(())
+    }
+
+    pub fn into_vec(self) -> Vec<Value> {
+        self.items
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     /// 1-based.

@@ -35,18 +35,18 @@ pub fn search(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, Gues
             && (wanted_tags.is_empty() || meta.config_tags.split(',').any(|tag| wanted_tags.contains(&tag)))
     };
     let mut total = 0u64;
-    let mut items = Vec::new();
+    let mut items = paging::PageItems::default();
     for_each_config(|group, data_id, meta| {
         if matches(group, data_id, &meta) {
             if page.contains(total) {
                 let content = configs::load_content(&keys::content(group, data_id), group, data_id)?;
-                items.push(views::config_info(&ctx.namespace, group, data_id, &meta, &content));
+                items.push(views::config_info(&ctx.namespace, group, data_id, &meta, &content))?;
             }
             total += 1;
         }
         Ok(())
     })?;
-    Ok(views::json(&page.render(total, items)))
+    Ok(views::json(&page.render(total, items.into_vec())))
 }
 
 /// `config.count` (query): how many configs the namespace holds.

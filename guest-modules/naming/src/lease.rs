@@ -125,7 +125,7 @@ fn empty_services(now: u64, commands: &mut Vec<SweepCommand>) -> Result<(), Gues
                 let params = BTreeMap::from([
                     ("serviceName".to_owned(), grouped),
                     ("onlyIfUnused".to_owned(), "true".to_owned()),
-                    ("emptySinceMs".to_owned(), service.empty_since_ms.to_string()),
+                    ("emptySinceMs".to_owned(), empty_since.to_string()),
                 ]);
                 commands.push(SweepCommand { op: SERVICE_REMOVE.to_owned(), params, partition: None });
             }

@@ -25,8 +25,8 @@ pub fn plan(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestE
     match req.op.as_str() {
         REGISTER => instance::plan_register(ctx, req),
         DEREGISTER => instance::plan_deregister(req),
-        UPDATE => modify::plan(req, Modify::Update),
-        PATCH => modify::plan(req, Modify::Patch),
+        UPDATE => modify::plan(ctx, req, Modify::Update),
+        PATCH => modify::plan(ctx, req, Modify::Patch),
         EXPIRE => lease::plan_expire(req),
         HEALTH => health::plan(req),
         SERVICE_CREATE => service::plan_create(req),

@@ -108,17 +108,18 @@ impl Removal {
 /// `DELETE /nacos/v1/ns/service`: 400 when missing or when it still has instances.
 ///
 /// With `onlyIfUnused=true` (the sweep's empty-service cleanup) a service that is missing, has
-/// persistent instances or settings again, or was emptied after `emptySinceMs`, is left alone
-/// with `ok`: the sweep saw it before a registration or an update that now keeps it. (An
-/// ephemeral instance registered since is invisible here; removing the record then loses no
-/// setting, and the service lives on, implicitly.)
+/// persistent instances or settings again, or became empty after `emptySinceMs` (emptied
+/// again, or removed and created anew since the sweep looked: its creation time counts), is
+/// left alone with `ok`: the sweep saw it before a registration, an update or a re-creation
+/// that now keeps it. (An ephemeral instance registered since is invisible here; removing the
+/// record then loses no setting, and the service lives on, implicitly.)
 pub fn remove(_cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let removal = Removal::parse(req)?;
     let service = record::load_service(&removal.name)?;
     if removal.only_if_unused {
         let still_unused = service.as_ref().is_some_and(|s| {
             s.is_unused()
-                && removal.seen_empty_since.is_none_or(|seen| s.empty_since_ms <= seen)
+                && removal.seen_empty_since.is_none_or(|seen| s.created_ms.max(s.empty_since_ms) <= seen)
                 && !record::has_instances(&removal.name)
         });
         if !still_unused {

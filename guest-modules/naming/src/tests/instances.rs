@@ -142,20 +142,30 @@ fn update_and_patch_keep_unspecified_fields() {
 }
 
 #[test]
-fn update_of_a_missing_instance_is_400_and_writes_nothing() {
+fn update_of_a_missing_instance_registers_it_unless_a_java_client_asks() {
     testing::reset();
     register(1, js_register("10.0.0.1", "8080"));
     let before = testing::entries();
     events();
-    for op in [UPDATE, PATCH] {
-        let err = write_at(2, &req(op, &[("serviceName", SVC), ("ip", "10.0.0.9"), ("port", "8080"), ("weight", "2")]))
-            .unwrap_err();
+    // A Java client (1.x and later) and any PATCH: a 400 naming the instance, nothing written.
+    let java = ("User-Agent", "Nacos-Java-Client:v1.4.1");
+    let missing = [("serviceName", SVC), ("ip", "10.0.0.9"), ("port", "8080"), ("weight", "2")];
+    for (op, agent) in [(UPDATE, Some(java)), (PATCH, None), (PATCH, Some(java))] {
+        let err = write_at(2, &req(op, &[&missing[..], agent.as_slice()].concat())).unwrap_err();
         assert_eq!(err.code, 400);
         assert!(err.message.starts_with("instance not"), "{err}");
         assert!(err.message.contains("10.0.0.9#8080#DEFAULT#DEFAULT_GROUP@@svc"), "{err}");
     }
     assert_eq!(testing::entries(), before);
     assert!(events().is_empty());
+    // Every other client (Python, Node, curl): Nacos 1.4 registers it.
+    for (port, agent) in [("8081", None), ("8082", Some(("User-Agent", "Nacos-Python-Client:v2.0.11")))] {
+        let put = [("serviceName", SVC), ("ip", "10.0.0.9"), ("port", port), ("weight", "2")];
+        assert_eq!(write_at(3, &req(UPDATE, &[&put[..], agent.as_slice()].concat())).unwrap().body, "ok");
+    }
+    let listed = hosts(&list(4, &[]));
+    assert!(listed.contains(&("10.0.0.9".to_owned(), 8081, true)), "{listed:?}");
+    assert!(listed.contains(&("10.0.0.9".to_owned(), 8082, true)), "{listed:?}");
 }
 
 #[test]

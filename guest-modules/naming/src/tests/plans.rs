@@ -102,7 +102,7 @@ fn plans_refuse_as_their_commands_do() {
         on(DEREGISTER, "a b", &[]),
         on(DEREGISTER, "10.0.0.1", &[("ephemeral", "maybe")]),
         on(UPDATE, "10.0.0.2", &[("weight", "-1")]),
-        on(UPDATE, "10.0.0.9", &[]),
+        on(UPDATE, "10.0.0.9", &[("User-Agent", "Nacos-Java-Client:v1.4.1")]),
         on(PATCH, "10.0.0.9", &[]),
         on(PATCH, "10.0.0.2", &[("metadata", "{bad")]),
         on(HEALTH, "10.0.0.2", &[]),

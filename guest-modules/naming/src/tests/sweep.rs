@@ -166,6 +166,15 @@ fn empty_unconfigured_services_are_cleaned_after_a_minute() {
     assert!(query_at(130_000, &req(SERVICE_GET, &[("serviceName", "kept")])).is_ok());
     // The guarded remove of a service that is gone is ok too.
     commit(130_001, &commands);
+    // A service removed and created again between the sweep and its commit is the new one:
+    // spared.
+    write_at(200_000, &req(SERVICE_CREATE, &[("serviceName", SVC)])).unwrap();
+    let commands = sweep(261_000, 0, "{}");
+    assert_eq!(commands.len(), 1, "empty and unconfigured for a minute: {commands:?}");
+    write_at(261_001, &req(SERVICE_REMOVE, &[("serviceName", SVC)])).unwrap();
+    write_at(261_002, &req(SERVICE_CREATE, &[("serviceName", SVC)])).unwrap();
+    commit(261_003, &commands);
+    assert!(query_at(261_003, &req(SERVICE_GET, &[("serviceName", SVC)])).is_ok(), "the re-created service stays");
 }
 
 #[test]
