@@ -238,7 +238,8 @@ fn a_search_page_too_large_for_one_answer_asks_for_smaller_pages() {
     testing::reset();
     let big = "x".repeat(900 * 1024);
     for i in 0..10u64 {
-        let req = GuestRequest::new(PUBLISH).param("dataId", format!("big-{i}")).param("group", "G").param("content", &big);
+        let req =
+            GuestRequest::new(PUBLISH).param("dataId", format!("big-{i}")).param("group", "G").param("content", &big);
         publish_at(i + 1, i + 1, req).unwrap();
     }
     let search = |size: &str, page: &str| {
