@@ -6,13 +6,16 @@
 //! the contract (imports only `nacre:machine/*`, exports the four world functions) and
 //! written to OUT_DIR.
 
-use std::collections::BTreeSet;
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wit_component::{ComponentEncoder, DecodedWasm};
+/// Componentizing and the contract's checks, shared with `nacre module install` (which
+/// componentizes an author's core module the same way). Included by path: a build script
+/// cannot depend on the crate it builds; the file uses only std and wit-component.
+#[path = "src/cli/componentize/contract.rs"]
+mod contract;
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
@@ -74,15 +77,6 @@ const LEAKING_VARS: &[&str] = &[
 ];
 const LEAKING_PREFIXES: &[&str] = &["CARGO_BUILD_", "CARGO_PROFILE_", "__CARGO_"];
 
-/// The only interfaces a guest may import: the WIT contract's, and nothing of WASI.
-const ALLOWED_IMPORTS: &[&str] = &[
-    "nacre:machine/types@0.1.0",
-    "nacre:machine/store@0.1.0",
-    "nacre:machine/events@0.1.0",
-    "nacre:machine/progress@0.1.0",
-];
-const REQUIRED_EXPORTS: &[&str] = &["describe", "apply", "query", "migrate"];
-
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir.parent().expect("the host crate lives inside the workspace").to_path_buf();
@@ -102,7 +96,8 @@ fn main() {
     for (package, stem, component_name) in GUESTS.iter().chain(EXAMPLES) {
         let core_path = release_dir.join(format!("{stem}.wasm"));
         let core = fs::read(&core_path).unwrap_or_else(|e| panic!("reading {}: {e}", core_path.display()));
-        let component = componentize(&core).unwrap_or_else(|e| panic!("{package}: not a state-machine guest: {e}"));
+        let component =
+            contract::componentize(&core).unwrap_or_else(|e| panic!("{package}: not a state-machine guest: {e}"));
         fs::write(components_dir.join(component_name), &component).expect("writing the component to target");
         fs::write(out_dir.join(component_name), component).expect("writing the component to OUT_DIR");
     }
@@ -155,33 +150,4 @@ fn build_guests(workspace: &Path, guests: &[(&str, &str, &str)]) {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-}
-
-/// Wraps a core module into a component and checks it against the contract.
-/// (Errors are strings: this build script has no error crate of its own.)
-fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
-    let component = ComponentEncoder::default()
-        .module(core)
-        .and_then(|encoder| encoder.validate(true).encode())
-        .map_err(|e| format!("{e:#}"))?;
-    let decoded = wit_component::decode(&component).map_err(|e| format!("{e:#}"))?;
-    let DecodedWasm::Component(resolve, world) = decoded else {
-        return Err("the encoder did not produce a component".into());
-    };
-    let world = &resolve.worlds[world];
-    let imports: BTreeSet<String> = world.imports.keys().map(|key| resolve.name_world_key(key)).collect();
-    let exports: BTreeSet<String> = world.exports.keys().map(|key| resolve.name_world_key(key)).collect();
-    // The world's `use types.{..}` shows up as imports of bare type names; anything else
-    // (WASI, say) is an interface or function, which must be one of the contract's.
-    let is_type = |name: &str| resolve.types.iter().any(|(_, ty)| ty.name.as_deref() == Some(name));
-    let foreign: Vec<_> =
-        imports.iter().filter(|name| !ALLOWED_IMPORTS.contains(&name.as_str()) && !is_type(name.as_str())).collect();
-    if !foreign.is_empty() {
-        return Err(format!("imports outside the contract: {foreign:?}"));
-    }
-    let missing: Vec<_> = REQUIRED_EXPORTS.iter().filter(|name| !exports.contains(**name)).collect();
-    if !missing.is_empty() {
-        return Err(format!("missing exports {missing:?} (exports: {exports:?})"));
-    }
-    Ok(component)
 }

@@ -239,3 +239,29 @@ fn history_rollback_beta_search_and_namespaces() {
     assert_eq!(delete().status, 404);
     cluster.wait_converged();
 }
+
+/// Issue 16: a client that disconnects from a held long-poll frees its listener slot (the
+/// per-node limit) at once, not at the hold's timeout.
+#[test]
+fn a_long_poll_whose_client_disconnects_frees_its_slot_at_once() {
+    use std::io::Write as _;
+    let cluster = Cluster::start(1);
+    publish(&cluster, 0, "held", "v", "");
+    let md5 = md5_of(&cluster, 0, "held");
+    let held = || cluster.state(0).unwrap()["long_polls_held"].as_u64().unwrap();
+    assert_eq!(held(), 0);
+    let body = http::form(&[("Listening-Configs", &format!("held\u{2}DEFAULT_GROUP\u{2}{md5}\u{1}"))]);
+    let mut stream = std::net::TcpStream::connect(cluster.addr(0)).unwrap();
+    let head = format!(
+        "POST /nacos/v1/cs/configs/listener HTTP/1.1\r\nHost: x\r\nLong-Pulling-Timeout: 30000\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    wait_until("the long-poll is held", || held() == 1);
+    let dropped = Instant::now();
+    drop(stream);
+    wait_until("the slot is free again", || held() == 0);
+    assert!(dropped.elapsed() < Duration::from_secs(5), "freed at the disconnect, not at the timeout");
+}

@@ -309,7 +309,7 @@ fn a_silent_instance_turns_unhealthy_everywhere_heals_on_a_beat_and_is_deleted_l
     assert!(pushed_unhealthy, "subscribers were pushed the change to unhealthy");
     assert!(started.elapsed() >= Duration::from_millis(UNHEALTHY_AFTER_MS), "not before its heartbeat timeout");
     for node in 0..3 {
-        assert_eq!(subscribe(node, true), [alive.clone()], "healthyOnly leaves it out on node {node}");
+        assert_eq!(subscribe(node, true), std::slice::from_ref(&alive), "healthyOnly leaves it out on node {node}");
     }
 
     // One beat (it carries the instance) heals it on every node.
@@ -327,7 +327,7 @@ fn a_silent_instance_turns_unhealthy_everywhere_heals_on_a_beat_and_is_deleted_l
     }
     let gone_after = last_beat.elapsed();
     for node in 0..3 {
-        assert_eq!(subscribe(node, false), [alive.clone()], "deleted on node {node}");
+        assert_eq!(subscribe(node, false), std::slice::from_ref(&alive), "deleted on node {node}");
     }
     assert!(gone_after >= Duration::from_millis(DELETED_AFTER_MS), "not before its delete timeout ({gone_after:?})");
 
@@ -341,4 +341,24 @@ fn a_silent_instance_turns_unhealthy_everywhere_heals_on_a_beat_and_is_deleted_l
     let listing = list(&cluster, 0, "lone");
     assert_eq!(listing["reachProtectionThreshold"], true, "{listing}");
     assert_eq!(hosts(&listing), [("10.3.0.9:9".to_string(), true)], "protected: listed as healthy");
+}
+
+/// Issue 16: `PUT /nacos/v1/ns/instance` of a missing instance registers it for every client
+/// but a Java one of version 1 or later (Nacos 1.4's `InstanceController.update`).
+#[test]
+fn an_update_of_a_missing_instance_registers_it_unless_a_java_client_asks() {
+    let cluster = Cluster::start(1);
+    let put = |port: &str, agent: Option<&str>| {
+        let path = format!("{INSTANCE}?{}", query(&[("serviceName", "put"), ("ip", "10.4.0.1"), ("port", port)]));
+        let headers: Vec<(&str, &str)> = agent.map(|a| ("User-Agent", a)).into_iter().collect();
+        http::request_with_headers("PUT", cluster.addr(0), &path, &headers, b"").unwrap()
+    };
+    let java = put("1", Some("Nacos-Java-Client:v1.4.1"));
+    assert_eq!(java.status, 400, "{}", java.text());
+    assert!(java.text().contains("instance not exist"), "{}", java.text());
+    for (port, agent) in [("2", None), ("3", Some("Nacos-Python-Client:v2.0.11"))] {
+        let resp = put(port, agent);
+        assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+    }
+    assert_eq!(hosts(&list(&cluster, 0, "put")), [("10.4.0.1:2".to_string(), true), ("10.4.0.1:3".to_string(), true)]);
 }

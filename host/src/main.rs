@@ -29,7 +29,8 @@ enum Command {
     /// Config admin: history and rollback, against any running node.
     #[command(subcommand)]
     Config(nacre::cli::ConfigCommand),
-    /// Guest modules: install, list, activate, rollback, dry-run, bindings, against any node.
+    /// Guest modules: new (a module crate to start from), install, list, activate, rollback,
+    /// dry-run, bindings, against any node.
     #[command(subcommand)]
     Module(nacre::cli::ModuleCommand),
 }

@@ -31,7 +31,7 @@ pub fn update(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestErro
 fn registers_when_missing(req: &GuestRequest) -> bool {
     let java_version = req.optional(USER_AGENT).and_then(|agent| agent.strip_prefix("Nacos-Java-Client:v"));
     let major = java_version.and_then(|version| version.split('.').next()?.parse::<u32>().ok());
-    !major.is_some_and(|major| major >= 1)
+    major.is_none_or(|major| major < 1)
 }
 
 /// `PATCH /nacos/v1/ns/instance`: like update, `healthy` included whatever the kind (Nacos).

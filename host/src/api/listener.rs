@@ -258,6 +258,11 @@ fn url_encode(value: &str) -> String {
 /// A held-request slot, given back on drop (also when the client goes away mid-hold).
 struct HeldSlot;
 
+/// Long-polls this node holds now.
+pub fn held() -> usize {
+    HELD.load(Ordering::Acquire)
+}
+
 impl HeldSlot {
     fn take() -> Option<HeldSlot> {
         HELD.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| (held < MAX_HELD_LISTENERS).then_some(held + 1))

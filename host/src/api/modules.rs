@@ -39,7 +39,7 @@ pub async fn install(ctx: &Context, req: HttpRequest) -> HttpResponse {
     let loaded = crate::blocking::cpu_bound(|| ctx.guests.runtime().load(&req.body));
     let (module_id, info) = match loaded {
         Ok(loaded) => loaded,
-        Err(e) => return net::text(Status::BAD_REQUEST, format!("module rejected: {e}")),
+        Err(e) => return net::text(Status::BAD_REQUEST, e.rejection()),
     };
     match ctx.log.write(Operation::InstallModule { bytes: req.body.to_vec() }).await {
         Ok(outcome) => net::json(Status::OK, &json!({ "id": module_id, "info": info, "index": outcome.index })),

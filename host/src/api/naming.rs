@@ -57,6 +57,13 @@ pub async fn route(ctx: &Context, req: HttpRequest, path: &str) -> HttpResponse 
         _ => return super::not_found(&req),
     };
     let mut request = guest::guest_request(&req, op, params);
+    if (&req.method, path) == (&M::PUT, "/nacos/v1/ns/instance")
+        && let Some(agent) = req.header("User-Agent")
+    {
+        // Nacos tells a Java client's update from the others' (which register a missing
+        // instance) by it: the guest's rule, the host only hands the header over.
+        request.params.entry("User-Agent".into()).or_insert_with(|| agent.to_string());
+    }
     if path == "/nacos/v1/ns/health/instance" {
         // A person setting health by hand: the guest applies Nacos's rules for that, which
         // differ from the host's own probes committing the same operation.

@@ -39,6 +39,9 @@ pub struct NodeState {
     pub ap_digest: String,
     #[serde(default)]
     pub ap_records: usize,
+    /// Config long-polls this node holds now (at most `api::listener::MAX_HELD_LISTENERS`).
+    #[serde(default)]
+    pub long_polls_held: usize,
 }
 
 pub fn state_of(ctx: &Context) -> NodeState {
@@ -68,6 +71,7 @@ pub fn state_of(ctx: &Context) -> NodeState {
         ready: bound && status.leader.is_some() && ctx.ap.is_ready(),
         ap_digest: format!("{:016x}", ctx.ap.store().digest()),
         ap_records: ctx.ap.store().live_records(),
+        long_polls_held: super::listener::held(),
     }
 }
 

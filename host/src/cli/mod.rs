@@ -1,7 +1,9 @@
 //! The admin subcommands of `nacre`: small HTTP clients of any running node (`--server`).
 
+mod componentize;
 mod config;
 mod module;
+mod template;
 
 use std::time::Duration;
 

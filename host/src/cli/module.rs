@@ -1,7 +1,8 @@
 //! `nacre module ...`: install, list, activate, roll back and dry-run guest modules on a
-//! running cluster, through any node.
+//! running cluster, through any node; and `new`, which writes a module crate to start from.
 
 use std::io::Write as _;
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,6 +12,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::call;
+use super::componentize;
+use super::template;
 use super::url;
 use crate::net::HttpMethod;
 
@@ -36,7 +39,10 @@ pub struct BindingTarget {
 
 #[derive(clap::Subcommand)]
 pub enum ModuleCommand {
-    /// Validate a component and install it through the log (content-addressed by sha256).
+    /// Validate a module and install it through the log (content-addressed by sha256).
+    ///
+    /// FILE is a component, or the core module `cargo build --target wasm32-unknown-unknown`
+    /// makes of a crate over nacre-guest-sdk, which is componentized here first.
     Install {
         #[command(flatten)]
         server: Server,
@@ -65,6 +71,8 @@ pub enum ModuleCommand {
     },
     /// Replay the namespace's last commands through a candidate module, without effect, and
     /// show where its results differ from the module in force.
+    ///
+    /// FILE is a component or a core module, as for `install`.
     DryRun {
         #[command(flatten)]
         server: Server,
@@ -79,6 +87,26 @@ pub enum ModuleCommand {
     Bindings {
         #[command(flatten)]
         server: Server,
+    },
+    /// Write a new guest module crate to start from, PATH/NAME.
+    ///
+    /// A small key-value `StateMachine` of the given kind with native tests, which plain
+    /// `cargo build --release --target wasm32-unknown-unknown` turns into a module `install`
+    /// takes. Refuses to overwrite an existing directory.
+    New {
+        /// The crate's and the module's name: letters, digits, `-` and `_`, starting with a letter.
+        name: String,
+        /// The directory to create the crate in.
+        #[arg(long, value_name = "PATH", default_value = ".")]
+        dir: PathBuf,
+        /// The module kind.
+        #[arg(long, value_enum, default_value_t = template::Kind::Config)]
+        kind: template::Kind,
+        /// The guest SDK the crate depends on by path (it is not on crates.io): the
+        /// guest-modules/sdk directory of a Nacre checkout; by default the one this binary was
+        /// built from.
+        #[arg(long, value_name = "PATH", default_value = template::DEFAULT_SDK)]
+        sdk: PathBuf,
     },
 }
 
@@ -165,12 +193,21 @@ pub async fn run(command: ModuleCommand) -> anyhow::Result<String> {
             }
             Ok(out)
         }
+        ModuleCommand::New { name, dir, kind, sdk } => {
+            let (root, sdk) = template::create(&dir, &name, kind, &sdk)?;
+            Ok(template::created_message(&root, &name, kind, &sdk))
+        }
     }
 }
 
-/// Upload a file with a progress line on stderr, and parse the JSON answer.
-async fn upload(url: &str, file: &PathBuf) -> anyhow::Result<Value> {
+/// Upload a module file, componentized first if it is a core module (saying so on stderr),
+/// with a progress line on stderr, and parse the JSON answer.
+async fn upload(url: &str, file: &Path) -> anyhow::Result<Value> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let componentize::Upload { component: bytes, notice } = componentize::for_upload(file, bytes)?;
+    if let Some(notice) = notice {
+        eprint!("{notice}");
+    }
     let name = file.display().to_string();
     let progress = move |sent: usize, total: usize| {
         eprint!("\ruploading {name}: {} / {} KiB ({}%)", sent / 1024, total / 1024, sent * 100 / total.max(1));

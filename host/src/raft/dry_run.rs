@@ -47,8 +47,7 @@ pub async fn run(
         return Err(DryRunFailure::BadRequest(format!("invalid param: entries must be 1..={MAX_DRY_RUN_ENTRIES}")));
     }
     let _turn = ONE_AT_A_TIME.try_acquire().map_err(|_| DryRunFailure::Busy)?;
-    let (_, info) =
-        shared.runtime.load(&bytes).map_err(|e| DryRunFailure::BadRequest(format!("module rejected: {e}")))?;
+    let (_, info) = shared.runtime.load(&bytes).map_err(|e| DryRunFailure::BadRequest(e.rejection()))?;
     let applied = shared.read().applied_index();
     let snapshot =
         read_snapshot(&snapshot_dir).map_err(|e| DryRunFailure::Failed(format!("reading the snapshot: {e}")))?;

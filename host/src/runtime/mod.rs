@@ -122,6 +122,16 @@ pub struct MigrateOutcome {
     pub writes: Vec<Write>,
 }
 
+impl RuntimeError {
+    /// Why an uploaded module was not accepted, said once ("module rejected: ...").
+    pub fn rejection(&self) -> String {
+        match self {
+            RuntimeError::Invalid(_) => self.to_string(),
+            other => format!("module rejected: {other}"),
+        }
+    }
+}
+
 /// Host-side failures: the caller's mistake or the machine's, never the guest's.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
