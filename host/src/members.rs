@@ -148,6 +148,25 @@ mod tests {
         }
     }
 
+    /// The AP path's fallback (`ap::Ap::apply`): a responsible member that cannot be reached
+    /// is taken out of the view and the next one answers, ending with this node itself, so an
+    /// AP write succeeds while any node serves it.
+    #[test]
+    fn an_unreachable_responsible_member_hands_its_partitions_to_the_next_and_finally_to_me() {
+        let members = Members::new(1, BTreeMap::from([(2, "b".into()), (3, "c".into())]), 0);
+        members.seen(2, 10);
+        members.seen(3, 10);
+        let owned_by_2 = (0..100).map(partition).find(|p| members.responsible(p) == 2).expect("2 owns some");
+        members.lost(2, 20);
+        let next = members.responsible(&owned_by_2);
+        assert_ne!(next, 2);
+        assert_eq!(next, responsible_among(&[1, 3], &owned_by_2), "the same rule over the remaining view");
+        members.lost(3, 30);
+        assert!(members.is_responsible(&owned_by_2), "with every peer gone, this node serves it");
+        members.seen(2, 40);
+        assert_eq!(members.responsible(&owned_by_2), responsible_among(&[1, 2], &owned_by_2), "a return moves it back");
+    }
+
     #[test]
     fn the_view_follows_pings_and_records_when_it_changed() {
         let members = Members::new(1, BTreeMap::from([(2, "b".into()), (3, "c".into())]), 0);
