@@ -93,6 +93,11 @@ pub fn get_linearizable(addr: &str, path: &str) -> Req {
         .expect("valid request")
 }
 
+/// A PUT with its parameters in the query (a heartbeat).
+pub fn put(addr: &str, path: &str) -> Req {
+    builder(Method::PUT, addr, path).body(Full::new(Bytes::new())).expect("valid request")
+}
+
 pub fn post_form(addr: &str, path: &str, pairs: &[(&str, &str)]) -> Req {
     let body = form(pairs);
     builder(Method::POST, addr, path)

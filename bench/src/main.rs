@@ -41,6 +41,10 @@ const QUICK_MODULE_OPS: u64 = 400;
 /// Heal rounds (each: one node cut off, writes on both sides, heal, convergence).
 const FULL_HEAL_ROUNDS: usize = 5;
 const QUICK_HEAL_ROUNDS: usize = 2;
+/// Silent ephemeral instances the expiry scenario registers in one namespace (issue 16: 100k
+/// must expire on time).
+const FULL_EXPIRY_INSTANCES: u64 = 100_000;
+const QUICK_EXPIRY_INSTANCES: u64 = 10_000;
 const FULL_WASM_COMMANDS: u64 = 5_000;
 const QUICK_WASM_COMMANDS: u64 = 640;
 /// Longest time spent filling the clusters for the restart measurement.
@@ -56,7 +60,7 @@ struct Ops {
 
 #[derive(Parser)]
 #[command(
-    about = "Nacre vs etcd and ZooKeeper on loopback: throughput, latency, notify, memory, restart, module switch, heal convergence, Wasm overhead"
+    about = "Nacre vs etcd and ZooKeeper on loopback: throughput, latency, notify, memory, restart, module switch, heal convergence, expiry at scale, Wasm overhead"
 )]
 struct Cli {
     /// A short smoke run (about two minutes): fewer operations, one measured round.
@@ -111,6 +115,9 @@ enum What {
     Wasm,
     /// Nacre alone: one node cut off and healed; time until all three agree on the AP keyspace.
     Heal,
+    /// Nacre alone: 100k silent ephemeral instances in one namespace; time until all are
+    /// unhealthy and deleted (after their heartbeat and deletion timeouts).
+    Expiry,
     /// Module switch: activate → every node serving it; register throughput right after a
     /// switch, compiled module cache warm vs cold.
     Module,
@@ -150,6 +157,10 @@ impl Settings {
 
     pub fn heal_rounds(&self) -> usize {
         if self.quick { QUICK_HEAL_ROUNDS } else { FULL_HEAL_ROUNDS }
+    }
+
+    pub fn expiry_instances(&self) -> u64 {
+        if self.quick { QUICK_EXPIRY_INSTANCES } else { FULL_EXPIRY_INSTANCES }
     }
 
     pub fn wasm_commands(&self) -> u64 {
@@ -197,6 +208,7 @@ async fn run(cli: &Cli) -> Result<Report> {
         memory: want(What::Memory),
         module: want(What::Module),
         heal: want(What::Heal),
+        expiry: want(What::Expiry),
         restart: want(What::Restart),
         wasm: want(What::Wasm),
     };

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::scenarios::expiry::Expiry;
 use crate::scenarios::heal::Heal;
 use crate::scenarios::module::ModuleSwitch;
 use crate::scenarios::restart::Restart;
@@ -136,6 +137,7 @@ pub struct Report {
     pub wasm: Vec<WasmCost>,
     pub module: Option<ModuleSwitch>,
     pub heal: Option<Heal>,
+    pub expiry: Option<Expiry>,
     pub restart: Option<Restart>,
     pub targets: Vec<Target>,
 }
@@ -172,6 +174,9 @@ impl Report {
         }
         if let Some(h) = &self.heal {
             heal_table(&mut s, h);
+        }
+        if let Some(e) = &self.expiry {
+            expiry_table(&mut s, e);
         }
         if !self.targets.is_empty() {
             s.push_str("| target | measured | status |\n|---|---|---|\n");
@@ -313,6 +318,21 @@ fn module_table(s: &mut String, m: &ModuleSwitch) {
         "| compile alone, in the bench process (same engine settings) | {} ms | — | — |\n",
         num(m.compile_ms)
     );
+}
+
+fn expiry_table(s: &mut String, e: &Expiry) {
+    let _ = writeln!(
+        s,
+        "Expiry at scale (Nacre, self-preservation off; {} silent ephemeral instances in `public` over {} services, registered in {:.0} ms; timed from the last registration):\n",
+        e.instances, e.services, e.register_ms
+    );
+    s.push_str("| expiry | measured | the instances' timeout |\n|---|---:|---:|\n");
+    let _ = writeln!(
+        s,
+        "| no node lists a healthy instance (sampled services) | {:.0} ms | {} ms |",
+        e.unhealthy_ms, e.unhealthy_after_ms
+    );
+    let _ = writeln!(s, "| every node counts no instance | {:.0} ms | {} ms |\n", e.deleted_ms, e.deleted_after_ms);
 }
 
 fn heal_table(s: &mut String, h: &Heal) {

@@ -12,6 +12,7 @@ use crate::report::Metric;
 use crate::report::PeerValue;
 use crate::report::Report;
 use crate::report::Target;
+use crate::scenarios::expiry;
 use crate::scenarios::heal;
 use crate::scenarios::memory;
 use crate::scenarios::module;
@@ -30,6 +31,8 @@ pub struct Wanted {
     pub module: bool,
     /// Nacre alone, on a cluster of its own (its peer links run through proxies).
     pub heal: bool,
+    /// Nacre alone, on a cluster of its own with self-preservation off.
+    pub expiry: bool,
     pub restart: bool,
     pub wasm: bool,
 }
@@ -104,6 +107,10 @@ pub async fn run(
         // Before the other clusters start, and dropped (its nodes killed) before they do.
         eprintln!("== heal: one node cut off, writes on both sides, heal, convergence");
         report.heal = Some(heal::run(settings).await?);
+    }
+    if want.expiry {
+        eprintln!("== expiry: silent ephemeral instances, unhealthy and deleted on time");
+        report.expiry = Some(expiry::run(settings).await?);
     }
     if !(want.peers() || want.module) {
         return Ok(());
@@ -266,6 +273,27 @@ pub fn add_targets(report: &mut Report) {
             "AP convergence ≤ 10 s after a heal (issue 6)",
             Some((h.converge_max_ms(), format!("worst of {} rounds {:.0} ms", h.rounds, h.converge_max_ms()))),
             |v| v <= heal::TARGET_MS,
+        ));
+    }
+    if let Some(e) = &report.expiry {
+        t.push(Target::new(
+            "silent instances unhealthy ≤ 3 s past their heartbeat timeout, at 100k per namespace (issue 16)",
+            Some((
+                e.unhealthy_ms - e.unhealthy_after_ms as f64,
+                format!(
+                    "{} instances: {:.0} ms after a {} ms timeout",
+                    e.instances, e.unhealthy_ms, e.unhealthy_after_ms
+                ),
+            )),
+            |late| late <= expiry::ON_TIME_SLACK_MS as f64,
+        ));
+        t.push(Target::new(
+            "silent instances deleted ≤ 3 s past their deletion timeout, at 100k per namespace (issue 16)",
+            Some((
+                e.deleted_ms - e.deleted_after_ms as f64,
+                format!("{} instances: {:.0} ms after a {} ms timeout", e.instances, e.deleted_ms, e.deleted_after_ms),
+            )),
+            |late| late <= expiry::ON_TIME_SLACK_MS as f64,
         ));
     }
     let only_measured = report.rows.is_empty() || report.wasm.is_empty();

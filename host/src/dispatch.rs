@@ -88,12 +88,10 @@ impl Dispatch {
             }
         };
         if let Some(renewal) = plan.renew {
-            let holder = renewal.partition.map_or(LeaseHolder::Leader, |partition| {
-                LeaseHolder::Partition(partition_id(namespace, kind, &partition))
-            });
-            let key = LeaseKey { namespace: namespace.to_string(), kind, key: renewal.key };
-            let held_here = self.holds(&holder);
-            self.leases.renew(key, holder, held_here);
+            let key =
+                LeaseKey { namespace: namespace.to_string(), kind, partition: renewal.partition, key: renewal.key };
+            let held_here = self.holds(&key.holder());
+            self.leases.renew(key, held_here);
         }
         match plan.commit {
             Commit::None => Outcome::Answered(Ok(reply)),

@@ -87,6 +87,27 @@ impl Guests {
         decode_reply(self.run(run))
     }
 
+    /// Ask a question for one of the host's duties (the lease sweep, the health checks' targets):
+    /// always off the async worker with [`Budget::Duty`], and neither served from nor kept in
+    /// [`Answers`] (a sweep's answer depends on the time it passes, so it is never asked twice,
+    /// and its size would crowd out the clients' answers).
+    pub fn duty_query(
+        &self,
+        namespace: &str,
+        kind: ModuleKind,
+        request: &GuestRequest,
+    ) -> Result<GuestReply, GuestError> {
+        let request = request.encode();
+        let answer = crate::blocking::cpu_bound(|| {
+            let (replica, ap) = (self.replica.read(), self.keyspace.read());
+            let view = ap.view(namespace, kind);
+            let applied_index = replica.applied_index();
+            replica.machine.query(self.runtime(), applied_index, namespace, kind, &request, &view, Budget::Duty)
+        })
+        .expect("a duty's budget has no inline limit");
+        decode_reply(answer)
+    }
+
     /// Runs a guest `call` (a query or an AP command) against the replica and the AP store:
     /// first on this async worker with [`Budget::Inline`] if neither lock is held now, else, or
     /// when the call hands itself back, off the worker with [`Budget::Full`].

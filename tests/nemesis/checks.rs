@@ -18,6 +18,10 @@ use crate::support::http;
 
 /// History entries asked for per page (Nacos's largest page).
 const HISTORY_PAGE_SIZE: usize = 500;
+/// History entries a config keeps (the config module's `MAX_HISTORY_PER_CONFIG`, restated): a
+/// key written more often than this has lost its oldest writes from the history, and check (a)
+/// could not tell them from lost writes.
+pub const HISTORY_PER_CONFIG: usize = 1_000;
 /// Pages of one key's history read at most.
 const MAX_HISTORY_PAGES: usize = 200;
 /// Words that betray internals in a client-facing answer: openraft's `Debug` output, member
@@ -66,7 +70,13 @@ pub fn no_acknowledged_write_lost(
             Input::Write(content) | Input::Cas { new: content, .. } => content,
             Input::Read | Input::Delete => continue,
         };
-        attempted.entry(&op.key).or_default().insert(written);
+        let key_writes = attempted.entry(&op.key).or_default();
+        key_writes.insert(written);
+        assert!(
+            key_writes.len() < HISTORY_PER_CONFIG,
+            "{} was written more than its config history keeps ({HISTORY_PER_CONFIG}): shorten the key epoch",
+            op.key
+        );
         if op.output == Output::Ok {
             acknowledged += 1;
             if !applied.get(&op.key).is_some_and(|held| held.contains(written)) {

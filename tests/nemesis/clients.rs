@@ -96,16 +96,35 @@ fn classify_write(history: &History, kind: &'static str, answer: &Result<Respons
     (outcome, output)
 }
 
-/// A config client: until `stop`, operations on random keys through random nodes.
-pub fn config_client(id: usize, addrs: &[String], keys: &[String], history: &History, stop: &AtomicBool, seed: u64) {
+/// The keys of a run: `at_a_time` of them in use during each `epoch` of the run, then the next
+/// ones (the last set stays in use past the end).
+pub struct Keys<'a> {
+    pub all: &'a [String],
+    pub at_a_time: usize,
+    pub epoch: Duration,
+}
+
+impl Keys<'_> {
+    /// The keys in use `elapsed_ns` into the run.
+    fn current(&self, elapsed_ns: u64) -> &[String] {
+        let sets = self.all.len() / self.at_a_time;
+        let set = ((elapsed_ns / self.epoch.as_nanos() as u64) as usize).min(sets - 1);
+        &self.all[set * self.at_a_time..(set + 1) * self.at_a_time]
+    }
+}
+
+/// A config client: until `stop`, operations on random keys (of those in use) through random
+/// nodes.
+pub fn config_client(id: usize, addrs: &[String], keys: Keys<'_>, history: &History, stop: &AtomicBool, seed: u64) {
     let mut rng = Rng::new(seed);
     // The content and MD5 this client last read of each key: what its CASes expect.
     let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut sequence = 0u64;
     while !stop.load(Ordering::Acquire) {
+        let call_ns = history.now_ns();
+        let keys = keys.current(call_ns);
         let key = &keys[rng.index(keys.len())];
         let addr = &addrs[rng.index(addrs.len())];
-        let call_ns = history.now_ns();
         match rng.below(100) {
             0..30 => {
                 sequence += 1;

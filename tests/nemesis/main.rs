@@ -46,8 +46,14 @@ const DEFAULT_SECONDS: u64 = 60;
 const DEFAULT_MIN_FAULTS: usize = 15;
 const CONFIG_CLIENTS: usize = 12;
 const NAMING_CLIENTS: usize = 3;
-/// Keys the config clients share: few enough that most operations on a key overlap others.
+/// Keys the config clients share at a time: few enough that most operations on a key overlap
+/// others.
 const KEYS: usize = 8;
+/// How long the clients stay on one set of [`KEYS`] keys before moving to the next: short
+/// enough that no key gets more writes than its config history keeps (check (a) reads every
+/// write back from the history; `checks::HISTORY_PER_CONFIG`). About 40 writes a second spread
+/// over 8 keys make some 150 per key and epoch.
+const KEY_EPOCH: Duration = Duration::from_secs(30);
 /// How long the naming checks may take after the heal (AP repair runs every 3 s).
 const NAMING_SETTLE: Duration = Duration::from_secs(30);
 
@@ -85,7 +91,8 @@ fn under_faults_no_acknowledged_write_is_lost_histories_are_linearizable_and_rep
     );
     let mut cluster = Cluster::start_with_links(3, &[]);
     let addrs: Vec<String> = (0..3).map(|i| cluster.addr(i).to_string()).collect();
-    let keys: Vec<String> = (0..KEYS).map(|i| format!("nemesis-{i}")).collect();
+    let epochs = settings.duration.as_secs().div_ceil(KEY_EPOCH.as_secs()).max(1) as usize;
+    let keys: Vec<String> = (0..epochs * KEYS).map(|i| format!("nemesis-{}-{}", i / KEYS, i % KEYS)).collect();
     let initial = initialize(&cluster, &keys);
     let terms_before = faults::terms(&cluster);
 
@@ -97,6 +104,7 @@ fn under_faults_no_acknowledged_write_is_lost_histories_are_linearizable_and_rep
         for client in 0..CONFIG_CLIENTS {
             let (addrs, keys, history, stop) = (&addrs, &keys, &history, &stop_config);
             let seed = settings.seed ^ (client as u64 + 1);
+            let keys = clients::Keys { all: keys, at_a_time: KEYS, epoch: KEY_EPOCH };
             scope.spawn(move || clients::config_client(client, addrs, keys, history, stop, seed));
         }
         for (client, ledger) in ledgers.iter().enumerate() {

@@ -1,3 +1,4 @@
+pub mod expiry;
 pub mod heal;
 pub mod memory;
 pub mod module;

@@ -108,6 +108,33 @@ fn history_older_than_the_retention_is_pruned_a_bounded_amount_per_command() {
     assert_eq!(index_rows, 2, "the per-config index is pruned with the entries");
 }
 
+#[test]
+fn each_config_keeps_its_newest_entries_up_to_the_cap() {
+    testing::reset();
+    let cap = u64::from(history::MAX_HISTORY_PER_CONFIG);
+    let other = GuestRequest::new(PUBLISH).param("dataId", "other").param("group", GROUP).param("content", "o");
+    publish_at(1, 1, other).unwrap();
+    for i in 0..cap + 3 {
+        publish_at(i + 2, i + 2, publish_req(&format!("v{i}"))).unwrap();
+    }
+    let page = history_page(1, 500);
+    assert_eq!(page["totalCount"], cap, "the oldest three are gone");
+    // An entry keeps the content a change replaced (a new config's: its own), as Nacos's do.
+    assert_eq!(page["pageItems"][0]["content"], format!("v{}", cap + 1), "the newest first");
+    let last_page = history_page(2, 500);
+    let oldest = last_page["pageItems"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(oldest["content"], "v2", "the oldest kept is the first one past the cap");
+    for removed in ["2", "3", "4"] {
+        let gone = query(GuestRequest::new(HISTORY).param("nid", removed));
+        assert_eq!(gone.unwrap_err().code, 404, "entry {removed} removed with its index row");
+    }
+    let entries = testing::entries();
+    assert_eq!(entries.keys().filter(|k| k.starts_with(b"i/")).count() as u64, cap + 1, "and the other config's");
+    assert_eq!(entries.keys().filter(|k| k.starts_with(b"h/")).count() as u64, cap + 1);
+    let other = GuestRequest::new(HISTORY).param("search", "accurate").param("dataId", "other").param("group", GROUP);
+    assert_eq!(json(query(other))["totalCount"], 1, "another config's history is its own");
+}
+
 fn beta_query(ip: &str, req: GuestRequest) -> Result<GuestReply, GuestError> {
     let mut req = req;
     req.client_ip = ip.into();

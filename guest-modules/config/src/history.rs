@@ -1,5 +1,6 @@
 //! Config history (Nacos `his_config_info`): one entry per change of stable content, kept for
-//! [`RETENTION_MS`] of leader time, listed newest first, and rolled back to by republishing.
+//! [`RETENTION_MS`] of leader time and at most [`MAX_HISTORY_PER_CONFIG`] per config, listed
+//! newest first, and rolled back to by republishing.
 
 use nacre_guest_sdk::{Command, GuestError, GuestReply, GuestRequest, QueryContext, RequestExt, store};
 
@@ -12,6 +13,18 @@ pub const RETENTION_MS: u64 = 30 * 24 * 60 * 60 * 1000;
 /// Expired entries one command removes at most, so pruning never makes one command slow; a
 /// backlog (after a long quiet period) drains over the following commands.
 pub const MAX_PRUNED_PER_COMMAND: usize = 16;
+/// History entries kept per config (Nacos keeps all within the retention): past it, recording
+/// an entry removes the config's oldest, so that one config published every second cannot grow
+/// the state by thirty days of its content. Keeping it costs each record one scan of the
+/// config's index rows (keys only, about 60 bytes each).
+pub const MAX_HISTORY_PER_CONFIG: u32 = 1_000;
+/// The host's most rows per scan (`runtime::limits::MAX_SCAN_ROWS`, restated: a guest cannot
+/// import the host): the cap's scan must fit one.
+const MAX_SCAN_ROWS: u32 = 4_096;
+const _: () = assert!(
+    MAX_HISTORY_PER_CONFIG + MAX_PRUNED_PER_COMMAND as u32 <= MAX_SCAN_ROWS,
+    "the cap's scan reads the kept entries and the ones to remove in one call"
+);
 /// Nacos's default and largest history page (`HistoryController`).
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 500;
@@ -38,6 +51,21 @@ pub fn record(cmd: &Command, op: HistoryOp, content: &str, md5: &str, fields: &N
     };
     store::put_json(&keys::history(entry.id), &entry);
     store::put(&keys::history_index(fields.group, fields.data_id, entry.id), b"");
+    cap(fields.group, fields.data_id);
+}
+
+/// Removes a config's entries past the newest [`MAX_HISTORY_PER_CONFIG`], up to
+/// [`MAX_PRUNED_PER_COMMAND`] (one per record once at the cap; a backlog, say after the cap
+/// was lowered, drains over the following records).
+fn cap(group: &str, data_id: &str) {
+    let prefix = keys::history_index_prefix(group, data_id);
+    let rows = store::scan_prefix(&prefix, &prefix, MAX_HISTORY_PER_CONFIG + MAX_PRUNED_PER_COMMAND as u32);
+    for (key, _) in rows.iter().skip(MAX_HISTORY_PER_CONFIG as usize) {
+        store::delete(key);
+        if let Some(id) = keys::parse_history_index(key) {
+            store::delete(&keys::history(id));
+        }
+    }
 }
 
 /// Removes up to [`MAX_PRUNED_PER_COMMAND`] of the oldest entries older than the retention.

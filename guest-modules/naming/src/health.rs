@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::fields;
 use crate::instance::Target;
-use crate::lease::identify;
+use crate::lease::{Batch, identify};
 use crate::names::ServiceName;
 use crate::ops::{HEALTH, OK, TOPIC, json};
 use crate::plan;
@@ -69,7 +69,24 @@ impl HealthChange {
 /// re-registration). With `source=api` (the user's health API) Nacos's rule applies: only a
 /// cluster whose health checker is NONE takes health from the API. A missing instance is
 /// `ok`, nothing changes.
+///
+/// The sweep's form names many ephemeral instances of one service at once (`instances`, see
+/// [`Batch`], each with its own `registeredMs`, and `healthy`): an AP command the host runs
+/// directly, never planned from a client's request ([`plan`] refuses it).
 pub fn apply(_cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    if let Some(batch) = Batch::parse(req)? {
+        req.required("healthy")?;
+        let healthy = req.bool_or("healthy", true)?;
+        let mut changed = false;
+        for found in batch.found()?.into_iter().filter(|found| found.healthy != healthy) {
+            store::put_json(&found.key(), &InstanceRecord { healthy, ..found });
+            changed = true;
+        }
+        if changed {
+            emit(TOPIC, &batch.service.grouped());
+        }
+        return Ok(GuestReply::text(OK));
+    }
     let change = HealthChange::parse(req)?;
     let Some(found) = change.instance()? else { return Ok(GuestReply::text(OK)) };
     if found.healthy == change.healthy || change.seen_registered_ms.is_some_and(|seen| found.registered_ms > seen) {
@@ -85,6 +102,11 @@ pub fn apply(_cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestErro
 /// instance's kind; an instance this node does not hold goes to the AP path, as a
 /// deregistration does ([`crate::instance::plan_deregister`]).
 pub fn plan(req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    if req.optional("instances").is_some() {
+        return Err(GuestError::bad_request(
+            "invalid instances: a health change names one instance (ip, port, clusterName)",
+        ));
+    }
     let change = HealthChange::parse(req)?;
     let found = change.instance()?;
     let ephemeral = change.ephemeral.or(found.map(|f| f.ephemeral)).unwrap_or(true);
@@ -115,12 +137,43 @@ struct Check {
     expected_response_code: u16,
 }
 
-/// `naming.health.targets` (query): every persistent instance in a TCP or HTTP cluster, with
-/// the command to commit (plus `healthy`) when the probe disagrees with `healthy`.
-pub fn targets() -> Result<GuestReply, GuestError> {
+/// One page of `naming.health.targets`, when the host asks for pages (`paged`).
+#[derive(Serialize)]
+struct TargetsPage {
+    targets: Vec<ProbeTarget>,
+    /// Where the next page starts (pass it as `after`); absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// `naming.health.targets` (query): every persistent instance in a TCP or HTTP cluster, in key
+/// order, with the command to commit (plus `healthy`) when the probe disagrees with `healthy`;
+/// at most [`MAX_HEALTH_TARGETS`] per answer.
+///
+/// With `paged=true` the answer is a page, `{"targets": [...], "next": "<cursor>"}`: the
+/// targets after the cursor `after` (absent: from the first), and where the next page starts
+/// (pass it as `after`), absent when none follows. Without it, the bare array of the first
+/// targets, as modules before paging answered (the host reads both).
+pub fn targets(req: &GuestRequest) -> Result<GuestReply, GuestError> {
+    let paged = req.bool_or("paged", false)?;
+    let start = req.optional("after").map(|cursor| {
+        // The smallest key after the cursor's instance.
+        let mut key = [record::PERSISTENT_PREFIX.as_bytes(), cursor.as_bytes()].concat();
+        key.push(0);
+        key
+    });
     let mut services: BTreeMap<String, Option<ServiceRecord>> = BTreeMap::new();
     let mut out = Vec::new();
-    record::for_each_instance(false, |instance| {
+    let (mut next, mut full) = (None, false);
+    let prefix = record::PERSISTENT_PREFIX.as_bytes();
+    record::for_each_row_from(prefix, start.as_deref(), |key, value| {
+        if out.len() >= MAX_HEALTH_TARGETS {
+            // A full page and more rows: resume after the last listed (or skipped) one.
+            full = true;
+            return Ok(false);
+        }
+        next = Some(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
+        let instance: InstanceRecord = record::decode(value)?;
         if !services.contains_key(&instance.service_name) {
             let service = match ServiceName::from_grouped(&instance.service_name) {
                 Some(name) => record::load_service(&name)?,
@@ -148,7 +201,7 @@ pub fn targets() -> Result<GuestReply, GuestError> {
             healthy: instance.healthy,
             command: SweepCommand { op: HEALTH.to_owned(), params: identify(&instance), partition: None },
         });
-        Ok(out.len() < MAX_HEALTH_TARGETS)
+        Ok(true)
     })?;
-    Ok(json(&out))
+    if paged { Ok(json(&TargetsPage { targets: out, next: next.filter(|_| full) })) } else { Ok(json(&out)) }
 }

@@ -81,7 +81,7 @@ pub fn query(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, Guest
         METRICS => catalog::metrics(),
         BEAT => beat::query(req),
         SWEEP => lease::sweep(req),
-        HEALTH_TARGETS => health::targets(),
+        HEALTH_TARGETS => health::targets(req),
         op if is_planned(op) => plan::plan(ctx, req),
         op => Err(GuestError::unknown_op(op)),
     }

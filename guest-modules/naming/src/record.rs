@@ -46,7 +46,7 @@ pub const MAX_INSTANCES_PER_SERVICE: u32 = 10_000;
 pub const SERVICE_PREFIX: &str = "s/";
 /// The host's AP prefix (`keyspace::AP_PREFIX`, checked by a test), as text for key building.
 pub const EPHEMERAL_PREFIX: &str = "e/";
-const PERSISTENT_PREFIX: &str = "p/";
+pub const PERSISTENT_PREFIX: &str = "p/";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -349,9 +349,19 @@ pub fn for_each_instance(
 /// returns false.
 pub fn for_each_row(
     prefix: &[u8],
+    visit: impl FnMut(&[u8], &[u8]) -> Result<bool, GuestError>,
+) -> Result<(), GuestError> {
+    for_each_row_from(prefix, None, visit)
+}
+
+/// [`for_each_row`] from the key `start` on (`None`: from the first key under `prefix`; a
+/// start before the prefix is the prefix).
+pub fn for_each_row_from(
+    prefix: &[u8],
+    start: Option<&[u8]>,
     mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, GuestError>,
 ) -> Result<(), GuestError> {
-    let mut start = prefix.to_vec();
+    let mut start = start.filter(|start| *start > prefix).unwrap_or(prefix).to_vec();
     loop {
         let page = store::scan_prefix(prefix, &start, SCAN_PAGE_ROWS);
         let full = page.len() == SCAN_PAGE_ROWS as usize;

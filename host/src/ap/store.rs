@@ -320,10 +320,11 @@ impl ApStore {
         page
     }
 
-    /// The partitions of `(namespace, kind)` that hold a live record.
-    pub fn live_partitions(&self, namespace: &str, kind: ModuleKind) -> Vec<String> {
+    /// The partitions of `(namespace, kind)` that hold a live record, in name order, each with
+    /// how many it holds (what a sweep of it reads).
+    pub fn live_partitions(&self, namespace: &str, kind: ModuleKind) -> Vec<(String, usize)> {
         let Some(space) = self.spaces.get(&(namespace.to_string(), kind)) else { return Vec::new() };
-        space.partitions.iter().filter(|(_, p)| p.live > 0).map(|(name, _)| name.clone()).collect()
+        space.partitions.iter().filter(|(_, p)| p.live > 0).map(|(name, p)| (name.clone(), p.live)).collect()
     }
 
     /// The namespaces where `kind` holds AP records.

@@ -28,6 +28,10 @@ pub const RESULTS_TO_FLIP: u32 = 2;
 /// Probes running at once; the rest wait for a slot.
 pub const MAX_PROBES_IN_FLIGHT: usize = 64;
 
+/// Pages of targets one round reads of a namespace; a guest answers at most 4,096 targets a
+/// page (the naming guest's `MAX_HEALTH_TARGETS`), so a round probes up to a million.
+pub const MAX_TARGET_PAGES_PER_ROUND: usize = 256;
+
 /// The target listing query of each module kind that has health checks.
 const TARGET_QUERIES: &[(ModuleKind, &str)] = &[(ModuleKind::Naming, "naming.health.targets")];
 
@@ -43,6 +47,30 @@ pub struct Target {
     pub healthy: bool,
     /// What to commit (with `healthy` added) when the health flips.
     pub command: GuestRequest,
+}
+
+/// A guest's answer to a target listing: a page when asked for one (`paged=true`, from
+/// `after`), or the bare list of its first targets from a module written before paging.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TargetPage {
+    Page {
+        targets: Vec<Target>,
+        /// Where the next page starts (the `after` of the next request); absent on the last.
+        #[serde(default)]
+        next: Option<String>,
+    },
+    Unpaged(Vec<Target>),
+}
+
+impl TargetPage {
+    /// This page's targets, and where the next page starts, if one follows.
+    pub fn split(self) -> (Vec<Target>, Option<String>) {
+        match self {
+            TargetPage::Page { targets, next } => (targets, next),
+            TargetPage::Unpaged(targets) => (targets, None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,14 +123,39 @@ pub async fn probe_when_leader(services: Arc<Services>) {
     }
 }
 
+/// Probe every target of one namespace, a page at a time: each page's probes run and their
+/// flips are committed before the next page is read, so a round holds one page in memory.
 async fn probe_namespace(services: &Services, probes: &Probes, term: u64, namespace: &str, kind: ModuleKind, op: &str) {
-    let targets: Vec<Target> = match services.guests.query(namespace, kind, &GuestRequest::new(op)) {
-        Ok(reply) => match serde_json::from_str(&reply.body) {
-            Ok(targets) => targets,
-            Err(e) => return tracing::warn!(namespace, op, error = %e, "health targets are not a list"),
-        },
-        Err(e) => return tracing::warn!(namespace, op, code = e.code, message = %e.message, "health targets failed"),
-    };
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_TARGET_PAGES_PER_ROUND {
+        let mut request = GuestRequest::new(op).param("paged", "true");
+        if let Some(cursor) = &after {
+            request = request.param("after", cursor);
+        }
+        let page: TargetPage = match services.guests.duty_query(namespace, kind, &request) {
+            Ok(reply) => match serde_json::from_str(&reply.body) {
+                Ok(page) => page,
+                Err(e) => return tracing::warn!(namespace, op, error = %e, "health targets are not a list"),
+            },
+            Err(e) => {
+                return tracing::warn!(namespace, op, code = e.code, message = %e.message, "health targets failed");
+            }
+        };
+        let (targets, next) = page.split();
+        let flips = probe_page(services, probes, namespace, targets).await;
+        // The guest's own commands for persistent instances: the log, while this node leads `term`.
+        services.dispatch.run_duty(namespace, kind, Some(term), &flips).await;
+        match next {
+            // A cursor that does not move would read the same page forever.
+            Some(next) if after.as_ref() != Some(&next) => after = Some(next),
+            _ => return,
+        }
+    }
+    tracing::warn!(namespace, op, pages = MAX_TARGET_PAGES_PER_ROUND, "health targets beyond one round's pages wait");
+}
+
+/// Probe one page of targets, [`MAX_PROBES_IN_FLIGHT`] at a time: the commands of the flips.
+async fn probe_page(services: &Services, probes: &Probes, namespace: &str, targets: Vec<Target>) -> Vec<SweepCommand> {
     let mut running = JoinSet::new();
     let mut flips = Vec::new();
     for target in targets {
@@ -122,8 +175,7 @@ async fn probe_namespace(services: &Services, probes: &Probes, term: u64, namesp
             flips.extend(judge(probes, namespace, done));
         }
     }
-    // The guest's own commands for persistent instances: the log, while this node leads `term`.
-    services.dispatch.run_duty(namespace, kind, Some(term), &flips).await;
+    flips
 }
 
 /// The command to commit for a probe result, if the target's health flips.

@@ -27,7 +27,9 @@
 //!   one it refuses, applied to a `state::Machine`, changes nothing (same digest) and answers
 //!   its refusal, as every replica would. `ap_apply`, `ap_sync`, `ap_verify`, `ap_snapshot_page`,
 //!   `ap_ping`: the AP RPCs of `ap::Ap`'s `serve_*` against a node-side AP store (see `ap`);
-//!   `lease_renew`: renewals recorded count each lease once and never past the limit;
+//!   `lease_renew`: renewals recorded count each lease once and never past the limit, a kept
+//!   lease names the leader or a partition every node accepts, and a sweep of its partition
+//!   reads it back;
 //!   `batch`: a `net::coalesce::BatchRequest` is refused when nested or over
 //!   `MAX_BATCH_CALLS` (the rule of `node::peer_port`'s batches, restated here: that needs
 //!   a running node), else each of its calls goes through the target of its path.

@@ -32,6 +32,7 @@ use crate::ap::rpc::Ping;
 use crate::ap::rpc::Pong;
 use crate::ap::store::PartitionId;
 use crate::ap::store::PartitionRecords;
+use crate::leases::LeaseHolder;
 use crate::leases::LeaseKey;
 use crate::leases::Leases;
 use crate::leases::MAX_TRACKED_LEASES;
@@ -252,13 +253,27 @@ impl Peer {
         if keys.iter().any(|key| key.validate().is_err()) {
             return "refused";
         }
+        // What the server's check promises: a lease it keeps belongs to the leader or to a
+        // partition every node would accept records of.
+        for key in &keys {
+            if let LeaseHolder::Partition(id) = key.holder() {
+                assert!(id.validate().is_ok(), "a lease of a partition no node accepts: {id:?}");
+            }
+        }
         self.leases.record(keys.clone(), wire::NOW_MS);
-        self.leased.extend(keys);
+        self.leased.extend(keys.iter().cloned());
         assert_eq!(
             self.leases.tracked(),
             self.leased.len().min(MAX_TRACKED_LEASES),
             "the lease table counts some lease other than once"
         );
+        // Each renewal is read back under its own partition, by a sweep of that partition.
+        if self.leased.len() <= MAX_TRACKED_LEASES {
+            for key in &keys {
+                let renewals = self.leases.renewals_in(&key.namespace, key.kind, [key.partition.as_deref()]);
+                assert_eq!(renewals.get(&key.key), Some(&wire::NOW_MS), "a renewal not kept under its partition");
+            }
+        }
         "recorded"
     }
 
@@ -537,7 +552,16 @@ fn generate(rng: &mut Rng, path: &str, images: &[Vec<u8>]) -> Vec<u8> {
         "/nacre/read-index" => encode(&()),
         "/nacre/lease-renew" => {
             let keys: Vec<LeaseKey> = (0..rng.below(6))
-                .map(|_| LeaseKey { namespace: wire::namespace(rng), kind: wire::kind(rng), key: wire::text(rng) })
+                .map(|_| LeaseKey {
+                    namespace: wire::namespace(rng),
+                    kind: wire::kind(rng),
+                    partition: match rng.below(3) {
+                        0 => None,
+                        1 => Some(wire::text(rng)),
+                        _ => Some(format!("p{}", rng.below(3))),
+                    },
+                    key: wire::text(rng),
+                })
                 .collect();
             encode(&keys)
         }

@@ -146,7 +146,7 @@ pub(super) fn apply_one(
 ) -> Result<CommandOutcome, RuntimeError> {
     let fuel = match budget {
         Budget::Inline => INLINE_FUEL,
-        Budget::Full => PER_COMMAND_FUEL,
+        Budget::Full | Budget::Duty => PER_COMMAND_FUEL,
     };
     let command = [to_binding(cmd)];
     let mode = Mode::Apply { len: 1, command_fuel: fuel };

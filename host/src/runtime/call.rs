@@ -72,6 +72,9 @@ thread_local! {
     /// Calls on this thread whose guest grew its memory past the initial size (tests run
     /// their guest calls on their own thread, so parallel tests do not mix their counts).
     pub(crate) static CALLS_THAT_GREW_MEMORY: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Fuel the last call on this thread consumed (instantiation included): what tests
+    /// measure an operation's cost with (`super::fuel_of_last_call`).
+    pub(crate) static FUEL_OF_LAST_CALL: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Runs `body` against a fresh instance of `pre` that reads `base` (under `prior`).
@@ -99,6 +102,8 @@ pub(crate) fn run<T>(
         Ok(value) => Ok(value),
         Err(error) => Err(classify(error)?),
     };
+    #[cfg(test)]
+    FUEL_OF_LAST_CALL.with(|used| used.set(fuel - store.get_fuel().unwrap_or(0)));
     let state = store.into_data();
     #[cfg(test)]
     if state.limiter.grew_memory {

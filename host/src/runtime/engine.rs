@@ -14,10 +14,10 @@ use super::cache::DiskCache;
 use super::call::{self, Fault, engine_error};
 use super::host_state::{HostState, Mode, Overlay};
 use super::limits::{
-    DESCRIBE_FUEL, INLINE_FUEL, MAX_CONCURRENT_QUERIES, MAX_CORE_INSTANCES_PER_COMPONENT, MAX_GUEST_MEMORY_BYTES,
-    MAX_LIVE_INSTANCES, MAX_MEMORIES_PER_COMPONENT, MAX_MIGRATE_ERROR_BYTES, MAX_MODULE_BYTES, MAX_MODULE_NAME_BYTES,
-    MAX_MODULE_VERSION_BYTES, MAX_RESULT_BYTES, MAX_TABLE_ELEMENTS, MAX_TABLES_PER_COMPONENT, MAX_WASM_STACK_BYTES,
-    MIGRATE_FUEL, QUERY_FUEL,
+    DESCRIBE_FUEL, DUTY_QUERY_FUEL, INLINE_FUEL, MAX_CONCURRENT_QUERIES, MAX_CORE_INSTANCES_PER_COMPONENT,
+    MAX_GUEST_MEMORY_BYTES, MAX_LIVE_INSTANCES, MAX_MEMORIES_PER_COMPONENT, MAX_MIGRATE_ERROR_BYTES, MAX_MODULE_BYTES,
+    MAX_MODULE_NAME_BYTES, MAX_MODULE_VERSION_BYTES, MAX_RESULT_BYTES, MAX_TABLE_ELEMENTS, MAX_TABLES_PER_COMPONENT,
+    MAX_WASM_STACK_BYTES, MIGRATE_FUEL, QUERY_FUEL,
 };
 use super::{
     Budget, CommandOutcome, GuestCommand, GuestError, KvRead, MigrateOutcome, ModuleId, ModuleInfo, ModuleKind,
@@ -222,6 +222,7 @@ impl Runtime {
         let fuel = match budget {
             Budget::Inline => INLINE_FUEL,
             Budget::Full => QUERY_FUEL,
+            Budget::Duty => DUTY_QUERY_FUEL,
         };
         let finished =
             call::run(&self.inner.engine, &module.pre, base, Mode::Query, fuel, Overlay::new(), |guest, store| {

@@ -40,6 +40,13 @@ pub const INLINE_FUEL: u64 = 5_000_000;
 const _: () =
     assert!(INLINE_FUEL < QUERY_FUEL && INLINE_FUEL < PER_COMMAND_FUEL, "the inline attempt is the short one");
 const _: () = assert!(WARM_BATCH_MARGIN_FUEL < PER_COMMAND_FUEL / 2, "a batched command keeps most of its budget");
+/// Fuel of a host duty's query (`Budget::Duty`): the lease sweep reads every instance of a
+/// chunk of partitions, or of one partition as large as a service may grow (the naming guest's
+/// 10,000 instances cost about 320 M, measured by `duties::leases`'s tests). It runs off the
+/// async workers and at most once a second per chunk; measured at well over one unit per
+/// nanosecond, this bounds one sweep query to under a second of one core.
+pub const DUTY_QUERY_FUEL: u64 = 1_000_000_000;
+const _: () = assert!(DUTY_QUERY_FUEL > QUERY_FUEL, "a duty reads more than a client's query");
 /// Fuel of `migrate`, which may rewrite a whole namespace once per binding switch.
 pub const MIGRATE_FUEL: u64 = 2_000_000_000;
 /// Fuel of `describe`, which only returns constants.

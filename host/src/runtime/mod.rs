@@ -25,6 +25,13 @@ mod tests;
 
 pub use engine::{Runtime, module_id};
 
+/// Fuel the last guest call on this thread consumed: for tests that size a limit from what an
+/// operation costs (the sweep's chunks, `duties::leases`).
+#[cfg(test)]
+pub(crate) fn fuel_of_last_call() -> u64 {
+    call::FUEL_OF_LAST_CALL.with(std::cell::Cell::get)
+}
+
 /// A module is known by the lowercase hex sha256 of its component bytes.
 pub type ModuleId = String;
 
@@ -100,6 +107,10 @@ pub enum Budget {
     Inline,
     /// The call's full fuel; running out of it is the outcome.
     Full,
+    /// A host duty's query (the lease sweep of a chunk of a namespace): off the async workers,
+    /// no client waiting, over more records than any client's read, so
+    /// [`limits::DUTY_QUERY_FUEL`]. An AP command run as a duty gets its full fuel.
+    Duty,
 }
 
 /// A [`Budget::Inline`] attempt ran out of its fuel, or would have had to compile its module

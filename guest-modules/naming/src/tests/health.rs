@@ -1,5 +1,7 @@
 use nacre_guest_sdk::testing;
 
+use crate::health::MAX_HEALTH_TARGETS;
+
 use super::*;
 
 fn cluster(checker: &str, extra: &[(&str, &str)]) -> GuestRequest {
@@ -102,4 +104,51 @@ fn cluster_update_needs_the_service() {
         service["clusters"],
         serde_json::json!([{"name": "c1", "healthChecker": {"type": "TCP"}, "metadata": {"k": "v"}}])
     );
+}
+
+/// A page of targets asked with a cursor: the targets and where the next page starts.
+fn page(after: &str) -> (Vec<String>, Option<String>) {
+    let page = body(&query_at(1, &req(HEALTH_TARGETS, &[("paged", "true"), ("after", after)])).unwrap());
+    let ids =
+        page["targets"].as_array().unwrap().iter().map(|t| t["instanceId"].as_str().unwrap().to_owned()).collect();
+    (ids, page.get("next").map(|next| next.as_str().unwrap().to_owned()))
+}
+
+#[test]
+fn targets_are_paged_with_a_cursor_each_listed_once() {
+    testing::reset();
+    let persistent =
+        |ip: &str, service: &str| js_register(ip, "8080").param("serviceName", service).param("ephemeral", "false");
+    let total = MAX_HEALTH_TARGETS + 100;
+    for i in 0..total {
+        register(
+            1,
+            persistent(&format!("10.{}.{}.{}", i / 65_536, (i / 256) % 256, i % 256), &format!("G@@s{}", i % 4)),
+        );
+    }
+    // A service whose instances are not probed sits between the others in key order: the
+    // cursor steps over rows it does not list.
+    for i in 0..50 {
+        register(1, persistent(&format!("10.200.0.{i}"), "G@@s1x"));
+    }
+    let quiet = req(
+        CLUSTER_UPDATE,
+        &[("serviceName", "G@@s1x"), ("clusterName", "DEFAULT"), ("healthChecker", r#"{"type":"NONE"}"#)],
+    );
+    write_at(2, &quiet).unwrap();
+
+    assert_eq!(targets().len(), MAX_HEALTH_TARGETS, "without a cursor: the first page, as a bare array");
+    let (first, next) = page("");
+    assert_eq!(first.len(), MAX_HEALTH_TARGETS);
+    let next = next.expect("more follow");
+    let (second, last) = page(&next);
+    assert_eq!((second.len(), last), (100, None), "the last page says so");
+    let mut all: Vec<String> = first.into_iter().chain(second).collect();
+    assert!(all.iter().all(|id| !id.ends_with("G@@s1x")), "not probed: not listed");
+    let listed = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((all.len(), listed), (total, total), "every target once");
+    assert_eq!(page(&next).0, page(&next).0, "a cursor is a place, not a session");
+    assert_eq!(page("~").0, Vec::<String>::new(), "past the end: nothing");
 }

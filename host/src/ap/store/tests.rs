@@ -71,8 +71,17 @@ fn run_model(seed: u64) {
     }
     let expected: BTreeMap<Vec<u8>, Vec<u8>> =
         model.into_iter().filter_map(|(key, record)| Some((key, record.value?.into_vec()))).collect();
+    // Live records per partition (a key's partition is the segment after `e/`), as a sweep's
+    // chunking reads them.
+    let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
+    for key in expected.keys() {
+        let partition = String::from_utf8_lossy(&key[2..]).split('/').next().unwrap().to_string();
+        *sizes.entry(partition).or_default() += 1;
+    }
+    let sizes: Vec<(String, usize)> = sizes.into_iter().collect();
     for (i, node) in nodes.iter().enumerate() {
         assert_eq!(live(node), expected, "seed {seed}: node {i} differs from the model");
+        assert_eq!(node.live_partitions("ns", ModuleKind::Naming), sizes, "seed {seed}: node {i}'s partition sizes");
         assert_eq!(node.digest(), nodes[0].digest(), "seed {seed}: node {i}'s digest differs");
         assert_eq!(node.checksums(), nodes[0].checksums(), "seed {seed}: node {i}'s checksums differ");
     }
