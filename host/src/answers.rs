@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::PoisonError;
 
-use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 
 /// Keys and answers kept, in bytes: a node serving many distinct reads recomputes some of
 /// them rather than grow.
@@ -45,7 +45,8 @@ struct Kept {
 }
 
 /// The cache key of a request: the namespace and kind it is asked of, and its bytes.
-pub fn key(namespace: &str, kind: ModuleKind, request: &[u8]) -> Vec<u8> {
+pub fn key(scope: Scope<'_>, request: &[u8]) -> Vec<u8> {
+    let Scope { namespace, kind } = scope;
     let mut key = Vec::with_capacity(2 + namespace.len() + request.len());
     key.push(kind as u8);
     key.extend_from_slice(namespace.as_bytes());
@@ -105,6 +106,7 @@ impl Answers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::ModuleKind;
 
     const AT_1: Stamp = Stamp { applied_index: 1, ap_generation: 0 };
     const AT_2: Stamp = Stamp { applied_index: 2, ap_generation: 0 };
@@ -113,18 +115,22 @@ mod tests {
     #[test]
     fn an_answer_is_served_only_at_the_stamp_it_was_computed_at() {
         let answers = Answers::default();
-        let list = key("public", ModuleKind::Naming, b"list a");
+        let list = key(Scope::new("public", ModuleKind::Naming), b"list a");
         answers.put(AT_1, list.clone(), b"[a]");
         assert_eq!(answers.get(AT_1, &list).as_deref(), Some(&b"[a]"[..]));
         assert_eq!(answers.get(AT_2, &list), None, "an entry was applied since");
-        assert_eq!(answers.get(AT_1, &key("public", ModuleKind::Config, b"list a")), None, "another kind");
-        assert_eq!(answers.get(AT_1, &key("dev", ModuleKind::Naming, b"list a")), None, "another namespace");
+        assert_eq!(answers.get(AT_1, &key(Scope::new("public", ModuleKind::Config), b"list a")), None, "another kind");
+        assert_eq!(
+            answers.get(AT_1, &key(Scope::new("dev", ModuleKind::Naming), b"list a")),
+            None,
+            "another namespace"
+        );
 
         // A newer stamp drops the older answers; an answer from an older stamp is not kept.
         answers.put(AT_2_AP_1, list.clone(), b"[a, b]");
-        answers.put(AT_2, key("public", ModuleKind::Naming, b"list b"), b"[b]");
+        answers.put(AT_2, key(Scope::new("public", ModuleKind::Naming), b"list b"), b"[b]");
         assert_eq!(answers.get(AT_2_AP_1, &list).as_deref(), Some(&b"[a, b]"[..]));
-        assert_eq!(answers.get(AT_2_AP_1, &key("public", ModuleKind::Naming, b"list b")), None);
+        assert_eq!(answers.get(AT_2_AP_1, &key(Scope::new("public", ModuleKind::Naming), b"list b")), None);
         assert_eq!(answers.get(AT_1, &list), None);
     }
 

@@ -27,6 +27,7 @@ use crate::raft::log::WriteError;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleId;
 use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 use crate::state::Operation;
 
 /// What a client's request came to.
@@ -51,9 +52,9 @@ pub enum Route {
 
 impl Route {
     /// A duty command's route: AP at its partition when it names one, else the log.
-    pub fn of_duty(namespace: &str, kind: ModuleKind, command: &SweepCommand) -> Route {
+    pub fn of_duty(scope: Scope<'_>, command: &SweepCommand) -> Route {
         match &command.partition {
-            Some(partition) => Route::Ap(partition_id(namespace, kind, partition)),
+            Some(partition) => Route::Ap(scope.partition(partition)),
             None => Route::Log,
         }
     }
@@ -75,8 +76,9 @@ impl Dispatch {
     /// Ask the guest first (a query with the request's own op: the plan), then do what its
     /// plan says. The guest validates in the plan, so bad input is refused here before
     /// anything is forwarded.
-    pub async fn act(&self, namespace: &str, kind: ModuleKind, request: GuestRequest) -> Outcome {
-        let reply = match self.guests.query(namespace, kind, &request) {
+    pub async fn act(&self, scope: Scope<'_>, request: GuestRequest) -> Outcome {
+        let Scope { namespace, kind } = scope;
+        let reply = match self.guests.query(scope, &request) {
             Ok(reply) => reply,
             Err(error) => return Outcome::Answered(Err(error)),
         };
@@ -95,8 +97,8 @@ impl Dispatch {
         }
         match plan.commit {
             Commit::None => Outcome::Answered(Ok(reply)),
-            Commit::Log => self.commit_log(namespace, kind, &request).await,
-            Commit::Ap { partition } => self.commit_ap(&partition_id(namespace, kind, &partition), &request).await,
+            Commit::Log => self.commit_log(scope, &request).await,
+            Commit::Ap { partition } => self.commit_ap(&scope.partition(&partition), &request).await,
         }
     }
 
@@ -109,7 +111,8 @@ impl Dispatch {
     }
 
     /// Commit `request` as a command through the log.
-    pub async fn commit_log(&self, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> Outcome {
+    pub async fn commit_log(&self, scope: Scope<'_>, request: &GuestRequest) -> Outcome {
+        let Scope { namespace, kind } = scope;
         let op = Operation::Guest { namespace: namespace.to_string(), kind, payload: request.encode() };
         match self.log.write(op).await {
             Ok(outcome) => Outcome::Logged {
@@ -135,12 +138,13 @@ impl Dispatch {
     /// it no longer owns, are dropped rather than forwarded). Log commands are committed
     /// concurrently, so one batch reaches the log together, and all are waited for, so the
     /// next sweep sees their effect.
-    pub async fn run_duty(&self, namespace: &str, kind: ModuleKind, term: Option<u64>, commands: &[SweepCommand]) {
+    pub async fn run_duty(&self, scope: Scope<'_>, term: Option<u64>, commands: &[SweepCommand]) {
+        let Scope { namespace, kind } = scope;
         let mut logged = JoinSet::new();
         for command in commands {
             let request =
                 GuestRequest { op: command.op.clone(), params: command.params.clone(), client_ip: String::new() };
-            match Route::of_duty(namespace, kind, command) {
+            match Route::of_duty(scope, command) {
                 Route::Ap(id) if self.members.is_responsible(&id) => {
                     let failure = match self.ap.apply_here(&id, &request, Origin::Duty).await {
                         Ok(applied) => applied.result.err(),
@@ -177,10 +181,6 @@ async fn commit_as_leader(log: &Log, term: u64, namespace: String, kind: ModuleK
     }
 }
 
-fn partition_id(namespace: &str, kind: ModuleKind, partition: &str) -> PartitionId {
-    PartitionId { namespace: namespace.to_string(), kind, partition: partition.to_string() }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -193,8 +193,8 @@ mod tests {
 
     #[test]
     fn a_duty_command_naming_a_partition_takes_the_ap_path_else_the_log() {
-        let ap = Route::of_duty("public", ModuleKind::Naming, &command(Some("G@@s")));
-        assert_eq!(ap, Route::Ap(partition_id("public", ModuleKind::Naming, "G@@s")));
-        assert_eq!(Route::of_duty("public", ModuleKind::Naming, &command(None)), Route::Log);
+        let ap = Route::of_duty(Scope::new("public", ModuleKind::Naming), &command(Some("G@@s")));
+        assert_eq!(ap, Route::Ap(Scope::new("public", ModuleKind::Naming).partition("G@@s")));
+        assert_eq!(Route::of_duty(Scope::new("public", ModuleKind::Naming), &command(None)), Route::Log);
     }
 }

@@ -22,9 +22,9 @@ use crate::raft::state_machine::Replica;
 use crate::raft::state_machine::Shared;
 use crate::runtime::Budget;
 use crate::runtime::GuestError;
-use crate::runtime::ModuleKind;
 use crate::runtime::OverInlineBudget;
 use crate::runtime::Runtime;
+use crate::scope::Scope;
 use crate::state::ChangeEvent;
 
 pub struct Guests {
@@ -67,18 +67,17 @@ impl Guests {
     /// Ask the guest bound to `(namespace, kind)` a question about this replica's state. It
     /// sees the replicated state and this node's AP keyspace. An answer already computed at
     /// the same state is served from [`Answers`].
-    pub fn query(&self, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> Result<GuestReply, GuestError> {
+    pub fn query(&self, scope: Scope<'_>, request: &GuestRequest) -> Result<GuestReply, GuestError> {
         let request = request.encode();
-        let key = answers::key(namespace, kind, &request);
+        let key = answers::key(scope, &request);
         let run = |replica: &Replica, ap: &ApStore, budget| {
             let applied_index = replica.applied_index();
             let stamp = Stamp { applied_index, ap_generation: ap.generation() };
             if let Some(answer) = self.answers.get(stamp, &key) {
                 return Ok(Ok(answer));
             }
-            let view = ap.view(namespace, kind);
-            let answer =
-                replica.machine.query(self.runtime(), applied_index, namespace, kind, &request, &view, budget)?;
+            let view = ap.view(scope);
+            let answer = replica.machine.query(self.runtime(), applied_index, scope, &request, &view, budget)?;
             if let Ok(bytes) = &answer {
                 self.answers.put(stamp, key.clone(), bytes);
             }
@@ -91,18 +90,13 @@ impl Guests {
     /// always off the async worker with [`Budget::Duty`], and neither served from nor kept in
     /// [`Answers`] (a sweep's answer depends on the time it passes, so it is never asked twice,
     /// and its size would crowd out the clients' answers).
-    pub fn duty_query(
-        &self,
-        namespace: &str,
-        kind: ModuleKind,
-        request: &GuestRequest,
-    ) -> Result<GuestReply, GuestError> {
+    pub fn duty_query(&self, scope: Scope<'_>, request: &GuestRequest) -> Result<GuestReply, GuestError> {
         let request = request.encode();
         let answer = crate::blocking::cpu_bound(|| {
             let (replica, ap) = (self.replica.read(), self.keyspace.read());
-            let view = ap.view(namespace, kind);
+            let view = ap.view(scope);
             let applied_index = replica.applied_index();
-            replica.machine.query(self.runtime(), applied_index, namespace, kind, &request, &view, Budget::Duty)
+            replica.machine.query(self.runtime(), applied_index, scope, &request, &view, Budget::Duty)
         })
         .expect("a duty's budget has no inline limit");
         decode_reply(answer)

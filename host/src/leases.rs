@@ -21,6 +21,7 @@ use crate::clock::now_ms;
 use crate::net::Rpc;
 use crate::partition::PartitionId;
 use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 
 /// Renewals a node queues for others before it drops the oldest (their holder is
 /// unreachable; the sweep's grace covers what is lost).
@@ -156,10 +157,10 @@ impl Leases {
     /// `partitions` (`None`: the leader's part).
     pub fn renewals_in<'a>(
         &self,
-        namespace: &str,
-        kind: ModuleKind,
+        scope: Scope<'_>,
         partitions: impl IntoIterator<Item = Option<&'a str>>,
     ) -> BTreeMap<String, u64> {
+        let Scope { namespace, kind } = scope;
         let table = self.renewed_ms.lock().expect("lease table lock");
         let Some(space) = table.spaces.get(&(namespace.to_string(), kind)) else { return BTreeMap::new() };
         let mut renewals = BTreeMap::new();
@@ -236,13 +237,13 @@ mod tests {
         leases.record(vec![key("a", Some("p"), "x"), key("b", Some("p"), "x")], 10);
         leases.record(vec![key("a", Some("p"), "x")], 20);
         let p = [Some("p")];
-        assert_eq!(leases.renewals_in("a", ModuleKind::Naming, p), BTreeMap::from([("x".to_string(), 20)]));
-        assert_eq!(leases.renewals_in("b", ModuleKind::Naming, p), BTreeMap::from([("x".to_string(), 10)]));
-        assert!(leases.renewals_in("a", ModuleKind::Config, p).is_empty());
+        assert_eq!(leases.renewals_in(Scope::new("a", ModuleKind::Naming), p), BTreeMap::from([("x".to_string(), 20)]));
+        assert_eq!(leases.renewals_in(Scope::new("b", ModuleKind::Naming), p), BTreeMap::from([("x".to_string(), 10)]));
+        assert!(leases.renewals_in(Scope::new("a", ModuleKind::Config), p).is_empty());
         assert_eq!(leases.tracked(), 2);
         leases.forget_before(15);
         assert_eq!(leases.tracked(), 1);
-        assert!(leases.renewals_in("b", ModuleKind::Naming, p).is_empty(), "forgotten");
+        assert!(leases.renewals_in(Scope::new("b", ModuleKind::Naming), p).is_empty(), "forgotten");
     }
 
     #[test]
@@ -250,7 +251,7 @@ mod tests {
         let leases = Leases::default();
         leases.record(vec![key("a", Some("p"), "x"), key("a", Some("q"), "y"), key("a", None, "z")], 10);
         let of = |partitions: &[Option<&str>]| -> Vec<String> {
-            leases.renewals_in("a", ModuleKind::Naming, partitions.iter().copied()).into_keys().collect()
+            leases.renewals_in(Scope::new("a", ModuleKind::Naming), partitions.iter().copied()).into_keys().collect()
         };
         assert_eq!(of(&[Some("p")]), ["x"]);
         assert_eq!(of(&[Some("q"), Some("p")]), ["x", "y"]);
@@ -260,8 +261,8 @@ mod tests {
         // The same guest key under two partitions is two leases.
         leases.record(vec![key("a", Some("q"), "x")], 30);
         assert_eq!(leases.tracked(), 4);
-        assert_eq!(leases.renewals_in("a", ModuleKind::Naming, [Some("p")])["x"], 10);
-        assert_eq!(leases.renewals_in("a", ModuleKind::Naming, [Some("q")])["x"], 30);
+        assert_eq!(leases.renewals_in(Scope::new("a", ModuleKind::Naming), [Some("p")])["x"], 10);
+        assert_eq!(leases.renewals_in(Scope::new("a", ModuleKind::Naming), [Some("q")])["x"], 30);
     }
 
     #[test]
@@ -273,8 +274,8 @@ mod tests {
         assert_eq!(leases.tracked(), MAX_TRACKED_LEASES);
         leases.record(vec![key("a", Some("p0"), "0"), key("a", Some("new"), "n")], 2);
         assert_eq!(leases.tracked(), MAX_TRACKED_LEASES, "a known lease is renewed, a new one dropped");
-        assert_eq!(leases.renewals_in("a", ModuleKind::Naming, [Some("p0")])["0"], 2);
-        assert!(leases.renewals_in("a", ModuleKind::Naming, [Some("new")]).is_empty());
+        assert_eq!(leases.renewals_in(Scope::new("a", ModuleKind::Naming), [Some("p0")])["0"], 2);
+        assert!(leases.renewals_in(Scope::new("a", ModuleKind::Naming), [Some("new")]).is_empty());
     }
 
     #[test]
@@ -288,7 +289,11 @@ mod tests {
         let p = PartitionId { namespace: "a".into(), kind: ModuleKind::Naming, partition: "p".into() };
         assert_eq!(holders, [LeaseHolder::Partition(p), LeaseHolder::Leader]);
         assert!(leases.take_queued().is_empty());
-        assert_eq!(leases.renewals_in("a", ModuleKind::Naming, [Some("p")]).len(), 1, "held here: recorded");
+        assert_eq!(
+            leases.renewals_in(Scope::new("a", ModuleKind::Naming), [Some("p")]).len(),
+            1,
+            "held here: recorded"
+        );
     }
 
     #[test]

@@ -22,5 +22,6 @@ pub mod node;
 pub mod partition;
 pub mod raft;
 pub mod runtime;
+pub mod scope;
 pub mod state;
 pub mod tasks;

@@ -182,8 +182,8 @@ impl Ap {
         let payload = request.encode();
         let run = |replica: &Replica, store: &ApStore, budget| {
             let command = GuestCommand { index: replica.applied_index(), timestamp_ms: now, payload: payload.clone() };
-            let view = store.view(&id.namespace, id.kind);
-            replica.machine.run_ap_command(self.guests.runtime(), &id.namespace, id.kind, &command, &view, budget)
+            let view = store.view(id.scope());
+            replica.machine.run_ap_command(self.guests.runtime(), id.scope(), &command, &view, budget)
         };
         let (module_id, CommandOutcome { result, writes, events }) = self.guests.run(run)?;
         let mut written = None;

@@ -30,6 +30,7 @@ pub use crate::partition::PartitionId;
 use crate::runtime::Event;
 use crate::runtime::KvRead;
 use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 
 /// How long a tombstone outlives its key: longer than any partition of the network the
 /// anti-entropy should still heal without resurrecting deleted keys. A copy older than this
@@ -269,7 +270,8 @@ impl ApStore {
     }
 
     /// A read view of one `(namespace, kind)`: live records only, guest keys.
-    pub fn view(&self, namespace: &str, kind: ModuleKind) -> ApView<'_> {
+    pub fn view(&self, scope: Scope<'_>) -> ApView<'_> {
+        let Scope { namespace, kind } = scope;
         ApView { space: self.spaces.get(&(namespace.to_string(), kind)) }
     }
 
@@ -322,7 +324,8 @@ impl ApStore {
 
     /// The partitions of `(namespace, kind)` that hold a live record, in name order, each with
     /// how many it holds (what a sweep of it reads).
-    pub fn live_partitions(&self, namespace: &str, kind: ModuleKind) -> Vec<(String, usize)> {
+    pub fn live_partitions(&self, scope: Scope<'_>) -> Vec<(String, usize)> {
+        let Scope { namespace, kind } = scope;
         let Some(space) = self.spaces.get(&(namespace.to_string(), kind)) else { return Vec::new() };
         space.partitions.iter().filter(|(_, p)| p.live > 0).map(|(name, p)| (name.clone(), p.live)).collect()
     }

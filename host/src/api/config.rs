@@ -13,6 +13,7 @@ use crate::net::HttpRequest;
 use crate::net::HttpResponse;
 use crate::net::Status;
 use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 
 /// Headers a config request may carry that change its meaning; passed to the guest as
 /// parameters of the same name.
@@ -47,6 +48,6 @@ pub async fn route(ctx: &Context, req: HttpRequest, path: &str) -> HttpResponse 
     } else if let Err(unavailable) = guest::linearize_if_asked(ctx, &req).await {
         unavailable
     } else {
-        guest::read(ctx, &namespace, ModuleKind::Config, &request)
+        guest::read(ctx, Scope::new(&namespace, ModuleKind::Config), &request)
     }
 }

@@ -15,6 +15,7 @@ use crate::net::Status;
 use crate::raft::log::WriteError;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 
 /// Nacos's way of naming the caller's IP: proxies first, then the socket.
 pub fn client_ip(req: &HttpRequest) -> String {
@@ -29,7 +30,7 @@ pub fn guest_request(req: &HttpRequest, op: &str, params: Params) -> GuestReques
 
 /// Commit a guest command through Raft and answer with its result.
 pub async fn write(ctx: &Context, namespace: String, kind: ModuleKind, request: GuestRequest) -> HttpResponse {
-    respond_outcome(ctx.dispatch.commit_log(&namespace, kind, &request).await)
+    respond_outcome(ctx.dispatch.commit_log(Scope::new(&namespace, kind), &request).await)
 }
 
 /// A dispatched request's outcome as HTTP. A write's answer says which module (and, through
@@ -62,13 +63,13 @@ pub const LOG_INDEX_HEADER: &str = "x-nacre-log-index";
 pub const MODULE_HEADER: &str = "x-nacre-module";
 
 /// Answer a read from this replica's state.
-pub fn read(ctx: &Context, namespace: &str, kind: ModuleKind, request: &GuestRequest) -> HttpResponse {
-    respond(ctx.guests.query(namespace, kind, request))
+pub fn read(ctx: &Context, scope: Scope<'_>, request: &GuestRequest) -> HttpResponse {
+    respond(ctx.guests.query(scope, request))
 }
 
 /// Ask the guest first, then do what its plan says (`dispatch`), and answer.
 pub async fn act(ctx: &Context, namespace: String, kind: ModuleKind, request: GuestRequest) -> HttpResponse {
-    respond_outcome(ctx.dispatch.act(&namespace, kind, request).await)
+    respond_outcome(ctx.dispatch.act(Scope::new(&namespace, kind), request).await)
 }
 
 /// The header a read carries to be linearizable: `X-Nacre-Consistency: linearizable`. Reads

@@ -27,6 +27,7 @@ use crate::net::HttpResponse;
 use crate::net::Status;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 
 /// Nacos's cap on the keys of one request (`invalid protocol, too much listener`).
 pub const MAX_LISTENED_KEYS: usize = 10_000;
@@ -199,7 +200,7 @@ fn check(
             params: [(PROBES_PARAM.to_string(), serde_json::to_string(&lines).expect("strings serialize"))].into(),
             client_ip: client_ip.to_string(),
         };
-        let reply = ctx.guests.query(namespace, ModuleKind::Config, &request)?;
+        let reply = ctx.guests.query(Scope::new(namespace, ModuleKind::Config), &request)?;
         let stale: Vec<usize> = serde_json::from_str(&reply.body).map_err(|e| malformed(format!("body: {e}")))?;
         for index in stale {
             found.changed.push(*positions.get(index).ok_or_else(|| malformed(format!("position {index}")))?);

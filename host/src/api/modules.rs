@@ -15,6 +15,7 @@ use crate::raft::Operation;
 use crate::raft::dry_run;
 use crate::raft::dry_run::DryRunFailure;
 use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 use crate::state::DEFAULT_NAMESPACE;
 
 /// Commands a dry run replays when the request does not say.
@@ -120,9 +121,9 @@ pub async fn rollback(ctx: &Context, req: HttpRequest) -> HttpResponse {
             .into_iter()
             .filter(|c| c.namespace == namespace && c.kind == kind && c.failure.is_none())
             .collect();
-        let current = machine.binding_for(&namespace, kind).map(|b| b.module_id);
+        let current = machine.binding_for(Scope::new(&namespace, kind)).map(|b| b.module_id);
         let earlier = own.iter().rev().map(|c| c.module_id.clone()).find(|id| Some(id) != current.as_ref());
-        let default = machine.binding_for(DEFAULT_NAMESPACE, kind).map(|b| b.module_id);
+        let default = machine.binding_for(Scope::new(DEFAULT_NAMESPACE, kind)).map(|b| b.module_id);
         match earlier.or(default.filter(|id| Some(id) != current.as_ref())) {
             Some(id) => id,
             None => {
@@ -194,6 +195,6 @@ pub async fn exec(ctx: &Context, req: HttpRequest) -> HttpResponse {
     if req.method == net::HttpMethod::POST {
         guest::write(ctx, namespace, kind, request).await
     } else {
-        guest::read(ctx, &namespace, kind, &request)
+        guest::read(ctx, Scope::new(&namespace, kind), &request)
     }
 }

@@ -21,6 +21,7 @@ use crate::net::HttpResponse;
 use crate::net::Status;
 use crate::raft::Operation;
 use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 use crate::state::MAX_NAMESPACE_DESC_CHARS as MAX_DESC_CHARS;
 use crate::state::MAX_NAMESPACE_NAME_CHARS as MAX_NAME_CHARS;
 use crate::state::NamespaceChange;
@@ -108,7 +109,7 @@ fn info(ctx: &Context, record: Option<&NamespaceRecord>) -> Value {
 fn config_count(ctx: &Context, namespace: &str) -> u64 {
     let request = GuestRequest::new("config.count");
     ctx.guests
-        .query(namespace, ModuleKind::Config, &request)
+        .query(Scope::new(namespace, ModuleKind::Config), &request)
         .ok()
         .and_then(|reply| reply.body.parse().ok())
         .unwrap_or(0)

@@ -16,6 +16,7 @@ use crate::net::HttpRequest;
 use crate::net::HttpResponse;
 use crate::net::Status;
 use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 
 const KIND: ModuleKind = ModuleKind::Naming;
 
@@ -75,12 +76,12 @@ pub async fn route(ctx: &Context, req: HttpRequest, path: &str) -> HttpResponse 
     match access {
         Act => guest::act(ctx, namespace, KIND, request).await,
         List => {
-            let reply = ctx.guests.query(&namespace, KIND, &request);
+            let reply = ctx.guests.query(Scope::new(&namespace, KIND), &request);
             let udp_port = request.get("udpPort").and_then(|p| p.trim().parse::<u16>().ok()).filter(|p| *p > 0);
             if let (Ok(reply), Some(udp_port)) = (&reply, udp_port) {
                 let addr = push::push_addr(request.get("clientIP"), req.peer.ip(), udp_port);
                 let watch = reply.headers.get(directive::WATCH);
-                ctx.push.subscribe(&namespace, KIND, watch, addr, request.clone());
+                ctx.push.subscribe(Scope::new(&namespace, KIND), watch, addr, request.clone());
             }
             guest::respond(reply)
         }
@@ -95,7 +96,9 @@ fn metrics(ctx: &Context) -> HttpResponse {
     namespaces.extend(ctx.ap.store().namespaces(KIND));
     let (mut services, mut instances) = (0u64, 0u64);
     for namespace in &namespaces {
-        let Ok(reply) = ctx.guests.query(namespace, KIND, &nacre_protocol::GuestRequest::new("naming.metrics")) else {
+        let Ok(reply) =
+            ctx.guests.query(Scope::new(namespace, KIND), &nacre_protocol::GuestRequest::new("naming.metrics"))
+        else {
             continue;
         };
         let counts: serde_json::Value = serde_json::from_str(&reply.body).unwrap_or_default();

@@ -36,8 +36,8 @@ use crate::leases::LeaseHolder;
 use crate::leases::LeaseKey;
 use crate::leases::LeaseRenew;
 use crate::members::responsible_among;
-use crate::partition::PartitionId;
 use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 
 /// How often every node sweeps the partitions it is responsible for.
 pub const SWEEP_INTERVAL_MS: u64 = 1_000;
@@ -115,7 +115,7 @@ pub async fn sweep_forever(services: Arc<Services>) {
                 namespaces.extend(services.guests.replica().read().machine.namespaces_with_data(*kind));
             }
             for namespace in namespaces {
-                let round = Round { namespace: &namespace, kind: *kind, now, term, preserve };
+                let round = Round { scope: Scope::new(&namespace, *kind), now, term, preserve };
                 for chunk in chunks(responsible_partitions(&services, &round), SWEEP_CHUNK_RECORDS, term.is_some()) {
                     queries += 1;
                     if let Some(reply) = sweep(&services, op, &round, &chunk).await {
@@ -135,8 +135,7 @@ pub async fn sweep_forever(services: Arc<Services>) {
 
 /// One namespace's sweep in one round.
 struct Round<'a> {
-    namespace: &'a str,
-    kind: ModuleKind,
+    scope: Scope<'a>,
     now: u64,
     /// The term this node leads, if it leads.
     term: Option<u64>,
@@ -183,12 +182,11 @@ pub fn chunks(partitions: Vec<(String, usize)>, budget: usize, leader: bool) -> 
 fn responsible_partitions(services: &Services, round: &Round<'_>) -> Vec<(String, usize)> {
     let live = services.members.live();
     let me = services.members.me();
-    let (namespace, kind) = (round.namespace, round.kind);
-    let partitions = services.ap.store().live_partitions(namespace, kind);
+    let partitions = services.ap.store().live_partitions(round.scope);
     partitions
         .into_iter()
         .filter(|(partition, _)| {
-            let id = PartitionId { namespace: namespace.to_string(), kind, partition: partition.clone() };
+            let id = round.scope.partition(partition);
             responsible_among(&live, &id) == me
         })
         .collect()
@@ -197,9 +195,10 @@ fn responsible_partitions(services: &Services, round: &Round<'_>) -> Vec<(String
 /// Ask one namespace's guest what has expired in one chunk, and run its answer. `None` when
 /// the guest failed.
 async fn sweep(services: &Services, op: &str, round: &Round<'_>, chunk: &Chunk) -> Option<SweepReply> {
-    let Round { namespace, kind, now, term, preserve } = *round;
+    let Round { scope, now, term, preserve } = *round;
+    let Scope { namespace, .. } = scope;
     let parts = chunk.partitions.iter().map(|partition| Some(partition.as_str()));
-    let renewals = services.leases.renewals_in(namespace, kind, parts.chain(chunk.leader.then_some(None)));
+    let renewals = services.leases.renewals_in(scope, parts.chain(chunk.leader.then_some(None)));
     let request = GuestRequest::new(op)
         .param("nowMs", now.to_string())
         .param("sinceMs", services.members.view_since_ms().to_string())
@@ -207,7 +206,7 @@ async fn sweep(services: &Services, op: &str, round: &Round<'_>, chunk: &Chunk) 
         .param("partitions", serde_json::to_string(&chunk.partitions).expect("strings serialize"))
         .param("leader", chunk.leader.to_string())
         .param("preserve", preserve.to_string());
-    let reply: SweepReply = match services.guests.duty_query(namespace, kind, &request) {
+    let reply: SweepReply = match services.guests.duty_query(scope, &request) {
         Ok(reply) => match serde_json::from_str(&reply.body) {
             Ok(reply) => reply,
             Err(e) => {
@@ -223,7 +222,7 @@ async fn sweep(services: &Services, op: &str, round: &Round<'_>, chunk: &Chunk) 
     };
     // Log commands only from the leader's part: a chunk of partitions has no business there.
     let term = if chunk.leader { term } else { None };
-    services.dispatch.run_duty(namespace, kind, term, &reply.commands).await;
+    services.dispatch.run_duty(scope, term, &reply.commands).await;
     Some(reply)
 }
 

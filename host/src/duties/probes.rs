@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use super::Services;
 use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 
 /// How often the leader probes every target.
 pub const PROBE_INTERVAL_MS: u64 = 2_000;
@@ -117,7 +118,7 @@ pub async fn probe_when_leader(services: Arc<Services>) {
         for (kind, op) in TARGET_QUERIES {
             let namespaces = services.guests.replica().read().machine.namespaces_with_data(*kind);
             for namespace in namespaces {
-                probe_namespace(&services, &probes, term, &namespace, *kind, op).await;
+                probe_namespace(&services, &probes, term, Scope::new(&namespace, *kind), op).await;
             }
         }
     }
@@ -125,14 +126,15 @@ pub async fn probe_when_leader(services: Arc<Services>) {
 
 /// Probe every target of one namespace, a page at a time: each page's probes run and their
 /// flips are committed before the next page is read, so a round holds one page in memory.
-async fn probe_namespace(services: &Services, probes: &Probes, term: u64, namespace: &str, kind: ModuleKind, op: &str) {
+async fn probe_namespace(services: &Services, probes: &Probes, term: u64, scope: Scope<'_>, op: &str) {
+    let Scope { namespace, .. } = scope;
     let mut after: Option<String> = None;
     for _ in 0..MAX_TARGET_PAGES_PER_ROUND {
         let mut request = GuestRequest::new(op).param("paged", "true");
         if let Some(cursor) = &after {
             request = request.param("after", cursor);
         }
-        let page: TargetPage = match services.guests.duty_query(namespace, kind, &request) {
+        let page: TargetPage = match services.guests.duty_query(scope, &request) {
             Ok(reply) => match serde_json::from_str(&reply.body) {
                 Ok(page) => page,
                 Err(e) => return tracing::warn!(namespace, op, error = %e, "health targets are not a list"),
@@ -144,7 +146,7 @@ async fn probe_namespace(services: &Services, probes: &Probes, term: u64, namesp
         let (targets, next) = page.split();
         let flips = probe_page(services, probes, namespace, targets).await;
         // The guest's own commands for persistent instances: the log, while this node leads `term`.
-        services.dispatch.run_duty(namespace, kind, Some(term), &flips).await;
+        services.dispatch.run_duty(scope, Some(term), &flips).await;
         match next {
             // A cursor that does not move would read the same page forever.
             Some(next) if after.as_ref() != Some(&next) => after = Some(next),

@@ -27,6 +27,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::clock::now_ms;
 use crate::guests::Guests;
 use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 
 /// How long one read keeps a client subscribed (Nacos's `pushCacheMillis`).
 pub const SUBSCRIPTION_TTL_MS: u64 = 10_000;
@@ -76,12 +77,12 @@ impl Push {
     /// be answered with `request` re-run. A reply without the directive subscribes nothing.
     pub fn subscribe(
         &self,
-        namespace: &str,
-        kind: ModuleKind,
+        scope: Scope<'_>,
         watch_directive: Option<&String>,
         addr: SocketAddr,
         request: GuestRequest,
     ) {
+        let Scope { namespace, kind } = scope;
         let Some(pairs) = watch_directive.and_then(|w| serde_json::from_str::<Vec<(String, String)>>(w).ok()) else {
             return;
         };
@@ -162,7 +163,7 @@ pub async fn push_on_events(guests: Arc<Guests>, push: Arc<Push>) {
         }
         for watch in changed {
             for (addr, request) in push.subscribers(&watch) {
-                match guests.query(&watch.namespace, watch.kind, &request) {
+                match guests.query(Scope::new(&watch.namespace, watch.kind), &request) {
                     Ok(reply) => send(&push, addr, &reply.body).await,
                     Err(e) => tracing::debug!(code = e.code, message = %e.message, "push read failed"),
                 }

@@ -15,6 +15,7 @@ use super::Inputs;
 use super::Plan;
 use super::mutate::Rng;
 use super::wire;
+use crate::scope::Scope;
 
 /// A full check of the store (every record, every view) once in this many inputs.
 const FULL_CHECK_EVERY: u64 = 64;
@@ -170,7 +171,7 @@ impl CheckedStore {
     /// The view of the batch's keys shows what the partition holds, and never a record the
     /// batch carried from beyond the clock.
     fn check_visible(&self, id: &PartitionId, held: Option<&PartitionRecords>, sent: &[Record]) {
-        let view = self.store.view(&id.namespace, id.kind);
+        let view = self.store.view(Scope::new(&id.namespace, id.kind));
         for record in sent {
             let Some(holder) = held.and_then(|held| held.records.iter().find(|r| r.key == record.key)) else {
                 continue;
@@ -233,7 +234,7 @@ impl CheckedStore {
                     live.push((record.key.clone(), value.to_vec()));
                 }
             }
-            let view = self.store.view(&batch.id.namespace, batch.id.kind);
+            let view = self.store.view(Scope::new(&batch.id.namespace, batch.id.kind));
             for (key, value) in live {
                 assert_eq!(view.get(&key), Some(value), "a live record is not what its view shows");
             }

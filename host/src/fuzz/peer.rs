@@ -46,6 +46,7 @@ use crate::raft::peer_guard::MAX_LOG_INDEX;
 use crate::raft::peer_guard::MAX_TERM;
 use crate::raft::peer_guard::MAX_TERM_AHEAD;
 use crate::runtime::Runtime;
+use crate::scope::Scope;
 use crate::state::ApplyResponse;
 use crate::state::EntryRef;
 use crate::state::Machine;
@@ -270,7 +271,8 @@ impl Peer {
         // Each renewal is read back under its own partition, by a sweep of that partition.
         if self.leased.len() <= MAX_TRACKED_LEASES {
             for key in &keys {
-                let renewals = self.leases.renewals_in(&key.namespace, key.kind, [key.partition.as_deref()]);
+                let renewals =
+                    self.leases.renewals_in(Scope::new(&key.namespace, key.kind), [key.partition.as_deref()]);
                 assert_eq!(renewals.get(&key.key), Some(&wire::NOW_MS), "a renewal not kept under its partition");
             }
         }

@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use super::log_store::LogStore;
 use super::state_machine::Shared;
 use super::state_machine::read_snapshot;
+use crate::scope::Scope;
 use crate::state::EntryRef;
 use crate::state::Machine;
 use crate::state::dry_run::DryRunReport;
@@ -74,7 +75,7 @@ pub async fn run(
                 },
             })
             .collect();
-        dry_run(&shared.runtime, base, &refs, &namespace, info.kind, &bytes, last_n)
+        dry_run(&shared.runtime, base, &refs, Scope::new(&namespace, info.kind), &bytes, last_n)
             .map_err(|e| DryRunFailure::Failed(e.to_string()))
     })
     .await

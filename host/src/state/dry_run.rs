@@ -19,6 +19,7 @@ use super::machine::HostFailure;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
 use crate::runtime::Runtime;
+use crate::scope::Scope;
 
 /// Longest body shown per result in a report; the rest is cut (the comparison uses all of it).
 pub const MAX_REPORTED_BODY_CHARS: usize = 512;
@@ -75,11 +76,11 @@ pub fn dry_run(
     runtime: &Runtime,
     mut base: Machine,
     entries: &[EntryRef<'_>],
-    namespace: &str,
-    kind: ModuleKind,
+    scope: Scope<'_>,
     bytes: &[u8],
     last_n: usize,
 ) -> Result<DryRunReport, DryRunError> {
+    let Scope { namespace, kind } = scope;
     let is_target = |entry: &EntryRef<'_>| {
         matches!(entry.proposal.map(|p| &p.op),
             Some(Operation::Guest { namespace: ns, kind: k, .. }) if ns == namespace && *k == kind)
@@ -87,7 +88,7 @@ pub fn dry_run(
     let targets: Vec<usize> = (0..entries.len()).filter(|i| is_target(&entries[*i])).collect();
     let targets = &targets[targets.len().saturating_sub(last_n)..];
     let (Some(&first), Some(&last)) = (targets.first(), targets.last()) else {
-        return Ok(report(namespace, kind, None, Vec::new()));
+        return Ok(report(scope, None, Vec::new()));
     };
     for entry in &entries[..first] {
         base.apply(runtime, std::slice::from_ref(entry))?;
@@ -95,7 +96,7 @@ pub fn dry_run(
     let mut sandbox = base.clone();
     let first_index = entries[first].index;
     sandbox
-        .bind_in_sandbox(runtime, namespace, kind, bytes, first_index)?
+        .bind_in_sandbox(runtime, scope, bytes, first_index)?
         .map_err(|e| DryRunError::CandidateRefused(e.message))?;
 
     let mut replayed = Vec::with_capacity(targets.len());
@@ -112,10 +113,11 @@ pub fn dry_run(
             replayed.push(ReplayedEntry { index: entry.index, op: op_name(entry), in_force, candidate, differs });
         }
     }
-    Ok(report(namespace, kind, Some((first_index, entries[last].index)), replayed))
+    Ok(report(scope, Some((first_index, entries[last].index)), replayed))
 }
 
-fn report(namespace: &str, kind: ModuleKind, window: Option<(u64, u64)>, entries: Vec<ReplayedEntry>) -> DryRunReport {
+fn report(scope: Scope<'_>, window: Option<(u64, u64)>, entries: Vec<ReplayedEntry>) -> DryRunReport {
+    let Scope { namespace, kind } = scope;
     let differing = entries.iter().filter(|e| e.differs).count();
     let summary = format!(
         "replayed {} entries of {namespace}: {differing} differ, {} same",
@@ -188,8 +190,15 @@ mod tests {
     fn the_module_in_force_as_candidate_differs_nowhere() {
         let runtime = Runtime::new(None).unwrap();
         let log = log(12);
-        let report =
-            dry_run(&runtime, Machine::default(), &refs(&log), "dev", ModuleKind::Config, builtin::CONFIG, 4).unwrap();
+        let report = dry_run(
+            &runtime,
+            Machine::default(),
+            &refs(&log),
+            Scope::new("dev", ModuleKind::Config),
+            builtin::CONFIG,
+            4,
+        )
+        .unwrap();
         assert_eq!((report.replayed, report.differing), (4, 0), "{report:#?}");
         assert_eq!(report.entries.iter().map(|e| e.index).collect::<Vec<_>>(), [6, 8, 10, 12]);
         assert_eq!(report.summary, "replayed 4 entries of dev: 0 differ, 4 same");
@@ -202,9 +211,15 @@ mod tests {
         let log = log(6);
         let base = Machine::default();
         let digest = base.digest_hex();
-        let report =
-            dry_run(&runtime, base.clone(), &refs(&log), "dev", ModuleKind::Config, builtin::fixtures::HOSTILE, 10)
-                .unwrap();
+        let report = dry_run(
+            &runtime,
+            base.clone(),
+            &refs(&log),
+            Scope::new("dev", ModuleKind::Config),
+            builtin::fixtures::HOSTILE,
+            10,
+        )
+        .unwrap();
         assert_eq!((report.replayed, report.differing), (3, 3), "{report:#?}");
         let candidate_id = crate::runtime::module_id(builtin::fixtures::HOSTILE);
         assert!(report.entries.iter().all(|e| e.candidate.module_id.as_deref() == Some(candidate_id.as_str())));
@@ -215,9 +230,15 @@ mod tests {
     fn a_namespace_without_commands_replays_nothing() {
         let runtime = Runtime::new(None).unwrap();
         let log = log(4);
-        let report =
-            dry_run(&runtime, Machine::default(), &refs(&log), "other", ModuleKind::Config, builtin::CONFIG, 5)
-                .unwrap();
+        let report = dry_run(
+            &runtime,
+            Machine::default(),
+            &refs(&log),
+            Scope::new("other", ModuleKind::Config),
+            builtin::CONFIG,
+            5,
+        )
+        .unwrap();
         assert_eq!((report.replayed, report.window), (0, None));
     }
 }

@@ -12,6 +12,7 @@
 //! separators are unambiguous and one namespace's prefix never covers another's.
 
 use crate::runtime::ModuleKind;
+use crate::scope::Scope;
 
 /// The namespace name a binding uses to mean "every namespace without its own binding".
 pub const DEFAULT_NAMESPACE: &str = "*";
@@ -35,13 +36,15 @@ pub fn module(module_id: &str) -> Vec<u8> {
 
 pub const MODULE_PREFIX: &[u8] = b"s/module/";
 
-pub fn binding(namespace: &str, kind: ModuleKind) -> Vec<u8> {
+pub fn binding(scope: Scope<'_>) -> Vec<u8> {
+    let Scope { namespace, kind } = scope;
     format!("s/binding/{namespace}\0{}", kind_tag(kind)).into_bytes()
 }
 
 pub const BINDING_PREFIX: &[u8] = b"s/binding/";
 
-pub fn binding_log(namespace: &str, kind: ModuleKind, index: u64) -> Vec<u8> {
+pub fn binding_log(scope: Scope<'_>, index: u64) -> Vec<u8> {
+    let Scope { namespace, kind } = scope;
     let mut key = format!("s/binding-log/{namespace}\0{}\0", kind_tag(kind)).into_bytes();
     key.extend_from_slice(&index.to_be_bytes());
     key

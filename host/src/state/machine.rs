@@ -24,6 +24,7 @@ use crate::runtime::QueryContext;
 use crate::runtime::Runtime;
 use crate::runtime::RuntimeError;
 use crate::runtime::module_id;
+use crate::scope::Scope;
 
 /// One committed entry, as the Raft layer hands it over.
 #[derive(Debug, Clone, Copy)]
@@ -98,16 +99,17 @@ impl Machine {
     pub fn has_default_bindings(&self) -> bool {
         [ModuleKind::Naming, ModuleKind::Config]
             .iter()
-            .all(|kind| self.kv.get(&keys::binding(keys::DEFAULT_NAMESPACE, *kind)).is_some())
+            .all(|kind| self.kv.get(&keys::binding(Scope::new(keys::DEFAULT_NAMESPACE, *kind))).is_some())
     }
 
     /// The binding that governs `(namespace, kind)`: the namespace's own, else the default.
-    pub fn binding_for(&self, namespace: &str, kind: ModuleKind) -> Option<Binding> {
-        self.own_binding(namespace, kind).or_else(|| self.own_binding(keys::DEFAULT_NAMESPACE, kind))
+    pub fn binding_for(&self, scope: Scope<'_>) -> Option<Binding> {
+        let Scope { kind, .. } = scope;
+        self.own_binding(scope).or_else(|| self.own_binding(Scope::new(keys::DEFAULT_NAMESPACE, kind)))
     }
 
-    fn own_binding(&self, namespace: &str, kind: ModuleKind) -> Option<Binding> {
-        let raw = self.kv.get(&keys::binding(namespace, kind))?;
+    fn own_binding(&self, scope: Scope<'_>) -> Option<Binding> {
+        let raw = self.kv.get(&keys::binding(scope))?;
         serde_json::from_slice(raw).ok()
     }
 
@@ -156,11 +158,11 @@ impl Machine {
     pub fn bind_in_sandbox(
         &mut self,
         runtime: &Runtime,
-        namespace: &str,
-        kind: ModuleKind,
+        scope: Scope<'_>,
         bytes: &[u8],
         index: u64,
     ) -> Result<Result<Vec<u8>, GuestError>, HostFailure> {
+        let Scope { namespace, kind } = scope;
         let module_id = self.install(bytes);
         let timestamp_ms = self.clock_ms();
         self.activate(
@@ -191,13 +193,13 @@ impl Machine {
         &self,
         runtime: &Runtime,
         applied_index: u64,
-        namespace: &str,
-        kind: ModuleKind,
+        scope: Scope<'_>,
         request: &[u8],
         ap: &dyn KvRead,
         budget: Budget,
     ) -> Result<Result<Vec<u8>, GuestError>, OverInlineBudget> {
-        let binding = match self.loaded_binding(runtime, namespace, kind, budget)? {
+        let Scope { namespace, kind } = scope;
+        let binding = match self.loaded_binding(runtime, scope, budget)? {
             Ok(binding) => binding,
             Err(error) => return Ok(Err(error)),
         };
@@ -216,13 +218,13 @@ impl Machine {
     pub fn run_ap_command(
         &self,
         runtime: &Runtime,
-        namespace: &str,
-        kind: ModuleKind,
+        scope: Scope<'_>,
         command: &GuestCommand,
         ap: &dyn KvRead,
         budget: Budget,
     ) -> Result<Result<(ModuleId, CommandOutcome), GuestError>, OverInlineBudget> {
-        let binding = match self.loaded_binding(runtime, namespace, kind, budget)? {
+        let Scope { namespace, kind } = scope;
+        let binding = match self.loaded_binding(runtime, scope, budget)? {
             Ok(binding) => binding,
             Err(error) => return Ok(Err(error)),
         };
@@ -240,12 +242,11 @@ impl Machine {
     fn loaded_binding(
         &self,
         runtime: &Runtime,
-        namespace: &str,
-        kind: ModuleKind,
+        scope: Scope<'_>,
         budget: Budget,
     ) -> Result<Result<Binding, GuestError>, OverInlineBudget> {
-        let Some(binding) = self.binding_for(namespace, kind) else {
-            return Ok(Err(unbound(namespace, kind)));
+        let Some(binding) = self.binding_for(scope) else {
+            return Ok(Err(unbound(scope)));
         };
         if budget == Budget::Inline && !runtime.is_loaded(&binding.module_id) {
             return Err(OverInlineBudget);
@@ -282,9 +283,9 @@ impl Machine {
                 continue;
             }
             if let Operation::Guest { namespace, kind, .. } = &proposal.op {
-                let run = guest_run_len(&entries[i..], namespace, *kind, entry.term);
+                let run = guest_run_len(&entries[i..], Scope::new(namespace, *kind), entry.term);
                 let batch = &entries[i..i + run];
-                responses.extend(self.apply_guest_batch(runtime, namespace, *kind, batch, &mut events)?);
+                responses.extend(self.apply_guest_batch(runtime, Scope::new(namespace, *kind), batch, &mut events)?);
                 i += run;
                 continue;
             }
@@ -325,11 +326,11 @@ impl Machine {
     fn apply_guest_batch(
         &mut self,
         runtime: &Runtime,
-        namespace: &str,
-        kind: ModuleKind,
+        scope: Scope<'_>,
         batch: &[EntryRef<'_>],
         events: &mut Vec<ChangeEvent>,
     ) -> Result<Vec<ApplyResponse>, HostFailure> {
+        let Scope { namespace, kind } = scope;
         let fail_all = |module_id: Option<ModuleId>, error: GuestError| {
             Ok(batch
                 .iter()
@@ -347,8 +348,8 @@ impl Machine {
                 GuestCommand { index: entry.index, timestamp_ms, payload: payload.clone() }
             })
             .collect();
-        let Some(binding) = self.binding_for(namespace, kind) else {
-            return fail_all(None, unbound(namespace, kind));
+        let Some(binding) = self.binding_for(scope) else {
+            return fail_all(None, unbound(scope));
         };
         match self.ensure_loaded(runtime, &binding.module_id) {
             Ok(()) => {}
@@ -421,7 +422,7 @@ impl Machine {
             failure: outcome.as_ref().err().map(|e| e.message.clone()),
         };
         self.kv.put(
-            keys::binding_log(change.namespace, change.kind, change.index),
+            keys::binding_log(Scope::new(change.namespace, change.kind), change.index),
             serde_json::to_vec(&record).expect("plain struct serializes"),
         );
         Ok(outcome.map(|binding| serde_json::to_vec(&binding).expect("plain struct serializes")))
@@ -438,7 +439,7 @@ impl Machine {
             let message = format!("module {} is a {:?} module, not {:?}", change.module_id, info.kind, change.kind);
             return Err(GuestError { code: 400, message }.into());
         }
-        let previous = self.binding_for(change.namespace, change.kind).map(|b| b.module);
+        let previous = self.binding_for(Scope::new(change.namespace, change.kind)).map(|b| b.module);
         let needs_migrate = change.namespace != keys::DEFAULT_NAMESPACE
             && previous.as_ref().is_none_or(|p| p.schema_version != info.schema_version);
         if needs_migrate {
@@ -461,7 +462,7 @@ impl Machine {
             timestamp_ms: change.timestamp_ms,
         };
         self.kv.put(
-            keys::binding(change.namespace, change.kind),
+            keys::binding(Scope::new(change.namespace, change.kind)),
             serde_json::to_vec(&binding).expect("plain struct serializes"),
         );
         Ok(binding)
@@ -490,7 +491,7 @@ impl Machine {
     ) -> Result<Result<Vec<u8>, GuestError>, HostFailure> {
         let mut bound = Vec::new();
         for (kind, bytes) in [(ModuleKind::Naming, naming), (ModuleKind::Config, config)] {
-            if self.own_binding(keys::DEFAULT_NAMESPACE, kind).is_some() {
+            if self.own_binding(Scope::new(keys::DEFAULT_NAMESPACE, kind)).is_some() {
                 continue;
             }
             let module_id = self.install(bytes);
@@ -571,7 +572,8 @@ struct BindingRequest<'a> {
 
 /// How many entries from the start of `entries` are guest commands for the same keyspace in
 /// the same term (the batch context carries one term, and replicas batch differently).
-fn guest_run_len(entries: &[EntryRef<'_>], namespace: &str, kind: ModuleKind, term: u64) -> usize {
+fn guest_run_len(entries: &[EntryRef<'_>], scope: Scope<'_>, term: u64) -> usize {
+    let Scope { namespace, kind } = scope;
     entries
         .iter()
         .take_while(|e| {
@@ -583,7 +585,8 @@ fn guest_run_len(entries: &[EntryRef<'_>], namespace: &str, kind: ModuleKind, te
         .count()
 }
 
-fn unbound(namespace: &str, kind: ModuleKind) -> GuestError {
+fn unbound(scope: Scope<'_>) -> GuestError {
+    let Scope { namespace, kind } = scope;
     GuestError { code: 503, message: format!("no {kind:?} module is bound for namespace {namespace} yet; retry") }
 }
 
@@ -710,12 +713,16 @@ mod tests {
         let log = entries(0, 1);
         let (mut machine, _) = apply_split(&runtime, &log, &[]);
         assert!(machine.has_default_bindings());
-        let binding = machine.binding_for("any-namespace", ModuleKind::Config).unwrap();
+        let binding = machine.binding_for(Scope::new("any-namespace", ModuleKind::Config)).unwrap();
         assert_eq!(binding.since_index, 1);
         let again = [EntryRef { index: 2, term: 1, proposal: Some(&log[0].2) }];
         let digest = machine.digest_hex();
         machine.apply(&runtime, &again).unwrap();
-        assert_eq!(machine.binding_for("x", ModuleKind::Config).unwrap().since_index, 1, "second bootstrap is a no-op");
+        assert_eq!(
+            machine.binding_for(Scope::new("x", ModuleKind::Config)).unwrap().since_index,
+            1,
+            "second bootstrap is a no-op"
+        );
         assert_eq!(machine.digest_hex(), digest, "a repeated bootstrap at the same time changes nothing");
         assert_eq!(machine.bindings().len(), 2);
     }

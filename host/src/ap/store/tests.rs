@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::*;
 
 use crate::fuzz::mutate::Rng;
+use crate::scope::Scope;
 
 fn id(partition: &str) -> PartitionId {
     PartitionId { namespace: "ns".into(), kind: ModuleKind::Naming, partition: partition.into() }
@@ -18,7 +19,7 @@ fn event(partition: &str) -> Vec<Event> {
 }
 
 fn live(store: &ApStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    store.view("ns", ModuleKind::Naming).scan(b"", b"", usize::MAX).into_iter().collect()
+    store.view(Scope::new("ns", ModuleKind::Naming)).scan(b"", b"", usize::MAX).into_iter().collect()
 }
 
 fn run_model(seed: u64) {
@@ -81,7 +82,11 @@ fn run_model(seed: u64) {
     let sizes: Vec<(String, usize)> = sizes.into_iter().collect();
     for (i, node) in nodes.iter().enumerate() {
         assert_eq!(live(node), expected, "seed {seed}: node {i} differs from the model");
-        assert_eq!(node.live_partitions("ns", ModuleKind::Naming), sizes, "seed {seed}: node {i}'s partition sizes");
+        assert_eq!(
+            node.live_partitions(Scope::new("ns", ModuleKind::Naming)),
+            sizes,
+            "seed {seed}: node {i}'s partition sizes"
+        );
         assert_eq!(node.digest(), nodes[0].digest(), "seed {seed}: node {i}'s digest differs");
         assert_eq!(node.checksums(), nodes[0].checksums(), "seed {seed}: node {i}'s checksums differ");
     }
