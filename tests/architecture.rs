@@ -67,6 +67,13 @@ const LAYERS: &[Rule] = &[
         why: "the small shared services stand at the bottom",
     },
     Rule { rooms: &["api"], forbidden: &["duties::leases", "raft::network"], why: "the API uses services, not tasks" },
+    Rule {
+        rooms: &["net"],
+        forbidden: &[
+            "state", "raft", "node", "api", "ap", "duties", "dispatch", "guests", "leases", "members", "runtime",
+        ],
+        why: "the network carries and authenticates bytes; it stands on the clock alone",
+    },
 ];
 
 /// Rooms exempt from every rule: the in-crate fuzz harness reaches into everything on purpose.

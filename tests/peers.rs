@@ -1,8 +1,11 @@
-//! Hostile or broken peer input (issue 15): messages a buggy member, a replay or a stranger can
-//! send to the peer port, each of which once panicked a node, wrapped a counter, planted state
-//! from the future or slipped past the client API's validation. Every one must be refused with
-//! the node unharmed: still serving, same term, its state unchanged, and able to restart.
-//! (Whether a peer is who it claims to be is the peer authentication's business, issue 17.)
+//! Hostile or broken peer input. Strangers (issue 17): a request without the cluster's secret,
+//! or signed with another cluster's, is refused from its head whatever it carries, and a node
+//! started with another secret on a member's address can neither join, vote nor inject, while
+//! the cluster's term and state do not move. Members gone wrong (issue 15): messages signed
+//! with the cluster's secret that a buggy member or a replay could send, each of which once
+//! panicked a node, wrapped a counter, planted state from the future or slipped past the client
+//! API's validation. Every one must be refused with the node unharmed: still serving, same
+//! term, its state unchanged, and able to restart.
 
 mod support;
 
@@ -10,6 +13,8 @@ use std::collections::BTreeSet;
 
 use nacre::ap::store::PartitionRecords;
 use nacre::ap::store::Version;
+use nacre::net::peer_auth::ClusterSecret;
+use nacre::net::peer_auth::PeerKey;
 use nacre::raft::log::WriteError;
 use nacre::raft::log::WriteOutcome;
 use nacre::raft::types::LogId;
@@ -35,10 +40,23 @@ fn peer_addr(cluster: &Cluster, node: usize) -> String {
     format!("127.0.0.1:{}", cluster.nodes[node].raft_port)
 }
 
-/// POST a postcard body to a peer RPC; the status and body.
-fn peer_call(cluster: &Cluster, node: usize, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let resp = http::request("POST", &peer_addr(cluster, node), path, None, body).unwrap();
+/// POST a postcard body to a peer RPC, signed with `secret`; the status and body.
+fn signed_call(cluster: &Cluster, secret: &ClusterSecret, node: usize, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let to = peer_addr(cluster, node);
+    let key = PeerKey::new(secret, "a test", 0);
+    let (signed, _) = key.sign_request("POST", path, &to, body, now_ms());
+    let headers: Vec<(&str, &str)> = signed.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let resp = http::request_with_headers("POST", &to, path, &headers, body).unwrap();
     (resp.status, resp.body)
+}
+
+/// POST a postcard body to a peer RPC as a member would (signed with the cluster's secret).
+fn peer_call(cluster: &Cluster, node: usize, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    signed_call(cluster, &cluster.secret, node, path, body)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 fn node_id(cluster: &Cluster, node: usize) -> u64 {
@@ -194,4 +212,135 @@ fn a_forwarded_write_is_validated_as_the_client_api_does() {
     assert!(!namespaces.contains("evil"), "{namespaces}");
     let modules = cluster.get(leader, "/nacre/v1/modules").unwrap().text();
     assert!(!modules.contains("null"), "no module listed without info: {modules}");
+}
+
+/// Every peer RPC, each with a body a member could send: what a stranger tries.
+fn stranger_requests(cluster: &Cluster, leader: usize) -> Vec<(&'static str, Vec<u8>)> {
+    let vote = VoteRequest::<nacre::raft::types::TypeConfig>::new(
+        Vote::new(term(cluster, leader) + 1, node_id(cluster, (leader + 1) % 3)),
+        None,
+    );
+    let write = Operation::Guest {
+        namespace: "public".into(),
+        kind: ModuleKind::Config,
+        payload: br#"{"op":"config.publish","params":{"dataId":"stranger","group":"G","content":"x"}}"#.to_vec(),
+    };
+    vec![
+        ("/raft/vote", postcard::to_stdvec(&vote).unwrap()),
+        ("/nacre/forward-write", postcard::to_stdvec(&write).unwrap()),
+        ("/nacre/ap/snapshot", postcard::to_stdvec(&None::<()>).unwrap()),
+        ("/nacre/read-index", postcard::to_stdvec(&()).unwrap()),
+        ("/raft/transfer-leader", vec![0; 64]),
+        ("/raft/append", vec![0; 64]),
+        ("/raft/snapshot", vec![0; 64]),
+        ("/nacre/batch", vec![0; 64]),
+    ]
+}
+
+#[test]
+fn a_stranger_on_the_peer_port_is_refused_and_nothing_moves() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_leader();
+    assert_eq!(publish(&cluster, leader, "before"), 200);
+    let digest = cluster.wait_converged();
+    let terms: Vec<u64> = (0..3).map(|i| term(&cluster, i)).collect();
+    let other_cluster = ClusterSecret::generate();
+    for node in 0..3 {
+        for (path, body) in stranger_requests(&cluster, leader) {
+            let unsigned = http::request("POST", &peer_addr(&cluster, node), path, None, &body).unwrap();
+            assert_eq!(unsigned.status, 401, "{path} without a signature: {}", unsigned.text());
+            assert!(unsigned.text().contains("not a member of this cluster"), "{}", unsigned.text());
+            let (status, answer) = signed_call(&cluster, &other_cluster, node, path, &body);
+            assert_eq!(status, 401, "{path} signed by another cluster");
+            assert!(String::from_utf8_lossy(&answer).contains("not signed with this cluster's secret"));
+            assert!(answer.len() < 200, "a refusal says nothing of the state");
+        }
+        // A huge declared body that never comes is refused from the head, not waited for.
+        use std::io::Read as _;
+        use std::io::Write as _;
+        let mut stream = std::net::TcpStream::connect(peer_addr(&cluster, node)).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        stream.write_all(b"POST /raft/append HTTP/1.1\r\nHost: x\r\nContent-Length: 200000000\r\n\r\n").unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).expect("answered at once, without waiting for the body");
+        assert_eq!(&head, b"HTTP/1.1 401");
+    }
+    // A member's request replayed: accepted once, refused the second time.
+    let to = peer_addr(&cluster, leader);
+    let body = postcard::to_stdvec(&()).unwrap();
+    let (signed, _) =
+        PeerKey::new(&cluster.secret, "a test", 0).sign_request("POST", "/nacre/read-index", &to, &body, now_ms());
+    let headers: Vec<(&str, &str)> = signed.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let first = http::request_with_headers("POST", &to, "/nacre/read-index", &headers, &body).unwrap();
+    assert_eq!(first.status, 200, "{}", first.text());
+    let again = http::request_with_headers("POST", &to, "/nacre/read-index", &headers, &body).unwrap();
+    assert_eq!((again.status, again.text()), (401, "a replayed peer request".to_string()));
+
+    let after: Vec<u64> = (0..3).map(|i| term(&cluster, i)).collect();
+    assert_eq!(after, terms, "no term moved");
+    assert_eq!(cluster.wait_converged(), digest, "nothing was written");
+    let stranger = cluster.get(leader, "/nacos/v1/cs/configs?dataId=stranger&group=G").unwrap();
+    assert_eq!(stranger.status, 404, "the stranger's forwarded write was never committed");
+}
+
+#[test]
+fn a_node_with_another_secret_cannot_join_vote_or_inject() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader();
+    let victim = (leader + 1) % 3;
+    let members: Vec<usize> = (0..3).filter(|n| *n != victim).collect();
+    let terms: Vec<u64> = members.iter().map(|&i| term(&cluster, i)).collect();
+    // A stray node on a member's address: the same cluster.conf, its own data and another
+    // secret, as an operator's mistake or an attacker would start one. It campaigns, pings and
+    // answers the leader's appends for as long as several election timeouts.
+    cluster.kill_node(victim);
+    cluster.start_stranger(victim);
+    let registered = [("serviceName", "stray"), ("ip", "10.9.0.1"), ("port", "80")];
+    for round in 0..8 {
+        assert_eq!(publish(&cluster, leader, &format!("during-{round}")), 200, "the majority keeps writing");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    // Whatever the stray node answers its own client, none of it reaches the members.
+    let _ = cluster.call(victim, "POST", &format!("{INSTANCE}?{}", query(&registered)));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let now: Vec<u64> = members.iter().map(|&i| term(&cluster, i)).collect();
+    assert_eq!(now, terms, "the stray node moved no member's term");
+    assert_eq!(cluster.leader(), Some(leader), "leadership did not move");
+    for &member in &members {
+        assert!(list(&cluster, member, "stray")["hosts"].as_array().unwrap().is_empty(), "nothing injected");
+    }
+    let log = cluster.node_log(leader);
+    assert!(log.contains("refused a peer request"), "the operator is told: {log}");
+    // The real member comes back and catches up.
+    cluster.kill_node(victim);
+    cluster.start_node(victim);
+    cluster.wait_ready();
+    assert_unharmed(&cluster, "after-stranger-node");
+}
+
+#[test]
+fn a_cluster_member_without_a_secret_refuses_to_start_and_says_how() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("cluster.conf");
+    std::fs::write(&conf, "127.0.0.1:18848\n127.0.0.1:18858\n").unwrap();
+    let serve = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nacre"))
+            .args(["serve", "--bind", "127.0.0.1", "--port", "18848", "--cluster-conf"])
+            .arg(&conf)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let without = serve(&[]);
+    assert!(!without.status.success());
+    let said = String::from_utf8_lossy(&without.stderr);
+    assert!(said.contains("nacre secret new"), "{said}");
+    let bad = dir.path().join("bad.secret");
+    std::fs::write(&bad, "not hex\n").unwrap();
+    let with_bad = serve(&["--cluster-secret-file", bad.to_str().unwrap()]);
+    assert!(!with_bad.status.success());
+    assert!(String::from_utf8_lossy(&with_bad.stderr).contains("hex"), "{}", String::from_utf8_lossy(&with_bad.stderr));
+    assert!(!dir.path().join("data").exists(), "nothing was created before the refusal");
 }

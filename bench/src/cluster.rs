@@ -326,6 +326,13 @@ fn nacre_nodes(dir: &Path, ports: &[Ports], node_args: NodeArgs<'_>) -> Result<V
     let conf: String = ports.iter().map(|[api, raft, _]| format!("127.0.0.1:{api}?raft_port={raft}\n")).collect();
     let conf_path = dir.join("cluster.conf");
     std::fs::write(&conf_path, conf)?;
+    // A fresh cluster secret, as an operator makes one (the members share it).
+    let secret_path = dir.join("cluster.secret");
+    let _ = std::fs::remove_file(&secret_path);
+    let made = std::process::Command::new(&bin).arg("secret").arg("new").arg(&secret_path).output()?;
+    if !made.status.success() {
+        bail!("nacre secret new: {}", String::from_utf8_lossy(&made.stderr));
+    }
     let mut nodes = Vec::new();
     for (i, [api, raft, _]) in ports.iter().enumerate() {
         let data_dir = dir.join(format!("nacre{i}"));
@@ -335,6 +342,7 @@ fn nacre_nodes(dir: &Path, ports: &[Ports], node_args: NodeArgs<'_>) -> Result<V
         }
         cmd.extend(["--data-dir".into(), data_dir.display().to_string()]);
         cmd.extend(["--cluster-conf".into(), conf_path.display().to_string()]);
+        cmd.extend(["--cluster-secret-file".into(), secret_path.display().to_string()]);
         cmd.extend(node_args(i, ports)?);
         nodes.push(Node {
             addr: format!("127.0.0.1:{api}"),

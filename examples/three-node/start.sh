@@ -8,9 +8,13 @@ root="$(cd "$here/../.." && pwd)"
 cargo build --release --manifest-path "$root/Cargo.toml" -p nacre
 bin="$root/target/release/nacre"
 mkdir -p "$here/data"
+# The members' shared secret: made once, kept with the data (a real cluster copies it to
+# every machine and keeps it private).
+secret="$here/data/cluster.secret"
+[ -f "$secret" ] || "$bin" secret new "$secret"
 for port in 8848 8858 8868; do
   "$bin" serve --bind 127.0.0.1 --port "$port" --cluster-conf "$here/cluster.conf" \
-    --data-dir "$here/data/node-$port" >"$here/data/node-$port.log" 2>&1 &
+    --cluster-secret-file "$secret" --data-dir "$here/data/node-$port" >"$here/data/node-$port.log" 2>&1 &
   echo $! >"$here/data/node-$port.pid"
   echo "node on 127.0.0.1:$port (pid $!, log data/node-$port.log)"
 done

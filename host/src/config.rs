@@ -44,6 +44,8 @@ impl MemberAddr {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub me: MemberAddr,
+    /// The secret this cluster's members share; every peer message is signed with it.
+    pub cluster_secret: crate::net::peer_auth::ClusterSecret,
     pub data_dir: PathBuf,
     /// Every voting member, this node included.
     pub members: Vec<MemberAddr>,

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use nacre::config;
 use nacre::config::MemberAddr;
 use nacre::config::NodeConfig;
+use nacre::net::peer_auth::ClusterSecret;
 use nacre::node::Node;
 use tokio::net::TcpListener;
 
@@ -33,6 +34,16 @@ enum Command {
     /// dry-run, bindings, against any node.
     #[command(subcommand)]
     Module(nacre::cli::ModuleCommand),
+    /// The cluster secret every member shares.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Write a new cluster secret (32 random bytes, hex) to PATH, readable by its owner only.
+    /// Copy the file to every member and start each with `--cluster-secret-file PATH`.
+    New { path: PathBuf },
 }
 
 #[derive(clap::Args)]
@@ -53,6 +64,11 @@ struct ServeArgs {
     /// the node forms a cluster of one.
     #[arg(long)]
     cluster_conf: Option<PathBuf>,
+    /// The cluster's shared secret (`nacre secret new PATH`), needed with --cluster-conf: every
+    /// peer message is signed with it, and a node without it cannot join. A single node
+    /// without one uses a secret of its own that nobody else holds.
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
     /// Take a snapshot (and purge the log behind it) after this many entries; past 16 MiB of
     /// state, also not before the log since the last one is a quarter of the excess.
     #[arg(long, default_value_t = config::DEFAULT_SNAPSHOT_EVERY_ENTRIES)]
@@ -93,6 +109,14 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Module(command) => {
             print!("{}", runtime.block_on(nacre::cli::run_module(command))?);
+            Ok(())
+        }
+        Command::Secret(SecretCommand::New { path }) => {
+            ClusterSecret::write_new(&path)?;
+            println!(
+                "wrote a new cluster secret to {}: copy it to every member (keep it private) and start each with --cluster-secret-file",
+                path.display()
+            );
             Ok(())
         }
     }
@@ -160,12 +184,21 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
         let (peer, via) = route.split_once('=').with_context(|| format!("--peer-via {route:?}: expected PEER=VIA"))?;
         peer_routes.insert(peer.to_string(), via.to_string());
     }
+    let cluster_secret = match (&args.cluster_secret_file, &args.cluster_conf) {
+        (Some(path), _) => ClusterSecret::load(path)?,
+        (None, None) => ClusterSecret::generate(),
+        (None, Some(_)) => anyhow::bail!(
+            "a cluster needs a shared secret: run `nacre secret new PATH` once, copy the file to every member, \
+             and start each with --cluster-secret-file PATH"
+        ),
+    };
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.self_preservation_threshold),
         "--self-preservation-threshold must be between 0 and 1"
     );
     Ok(NodeConfig {
         me,
+        cluster_secret,
         data_dir: args.data_dir.clone(),
         members,
         snapshot_every_entries: args.snapshot_every,

@@ -11,6 +11,8 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 use std::time::Instant;
 
+use nacre::net::peer_auth::ClusterSecret;
+
 use super::http;
 use super::http::Response;
 use super::proxy::Failure;
@@ -37,6 +39,9 @@ static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
 pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     conf_path: PathBuf,
+    /// The cluster's shared secret, in `secret_path` (`nacre secret new` made it).
+    pub secret: ClusterSecret,
+    pub secret_path: PathBuf,
     extra_args: Vec<String>,
     /// Environment variables of every node process.
     env: Vec<(String, String)>,
@@ -80,6 +85,11 @@ impl Cluster {
         let conf: String = ports.iter().map(|(api, raft)| format!("127.0.0.1:{api}?raft_port={raft}\n")).collect();
         let conf_path = dir.path().join("cluster.conf");
         std::fs::write(&conf_path, conf).unwrap();
+        let secret_path = dir.path().join("cluster.secret");
+        let made =
+            Command::new(env!("CARGO_BIN_EXE_nacre")).arg("secret").arg("new").arg(&secret_path).output().unwrap();
+        assert!(made.status.success(), "nacre secret new: {}", String::from_utf8_lossy(&made.stderr));
+        let secret = ClusterSecret::load(&secret_path).unwrap();
         let mut nodes: Vec<NodeProc> = ports
             .iter()
             .enumerate()
@@ -105,6 +115,8 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes,
             conf_path,
+            secret,
+            secret_path,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             links,
@@ -119,6 +131,22 @@ impl Cluster {
     }
 
     pub fn start_node(&mut self, i: usize) {
+        let (secret, data_dir) = (self.secret_path.clone(), self.nodes[i].data_dir.clone());
+        self.spawn_node(i, &secret, &data_dir);
+    }
+
+    /// Start a stray process on node `i`'s addresses (node `i` stopped): the same cluster.conf,
+    /// an empty data dir of its own and another cluster's secret. [`Cluster::kill_node`] stops it.
+    pub fn start_stranger(&mut self, i: usize) {
+        let secret = self._dir.path().join("stranger.secret");
+        if !secret.exists() {
+            ClusterSecret::write_new(&secret).unwrap();
+        }
+        let data_dir = self.nodes[i].data_dir.with_extension("stranger");
+        self.spawn_node(i, &secret, &data_dir);
+    }
+
+    fn spawn_node(&mut self, i: usize, secret: &std::path::Path, data_dir: &std::path::Path) {
         let node = &mut self.nodes[i];
         assert!(node.child.is_none(), "node {i} is already running");
         let port = node.api_addr.rsplit(':').next().unwrap().to_string();
@@ -127,9 +155,11 @@ impl Cluster {
             .args(["serve", "--bind", "127.0.0.1", "--port", &port])
             .args(["--raft-port", &node.raft_port.to_string()])
             .arg("--data-dir")
-            .arg(&node.data_dir)
+            .arg(data_dir)
             .arg("--cluster-conf")
             .arg(&self.conf_path)
+            .arg("--cluster-secret-file")
+            .arg(secret)
             .args(&self.extra_args)
             .args(&node.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))

@@ -75,7 +75,8 @@ const _: () = assert!(
 
 /// Serve the client port until `stop` resolves, then finish the requests in flight.
 pub async fn serve(ctx: Arc<Context>, listener: TcpListener, stop: impl std::future::Future<Output = ()>) {
-    net::serve(listener, body_limit, stop, move |req| {
+    let admit = |parts: &net::RequestParts| Ok((body_limit(&parts.method, parts.uri.path()), ()));
+    net::serve(listener, admit, stop, move |req, ()| {
         let ctx = ctx.clone();
         async move { route(&ctx, req).await }
     })

@@ -160,15 +160,19 @@ mod tests {
     use crate::net;
 
     /// A peer that doubles numbers, refuses odd ones, takes `delay` per request and counts
-    /// the requests it was sent.
-    async fn doubling_peer(delay: Duration) -> (String, Arc<AtomicUsize>) {
+    /// the requests it was sent; and a client of its cluster.
+    async fn doubling_peer(delay: Duration) -> (String, Arc<AtomicUsize>, PeerClient) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
+        let secret = net::peer_auth::ClusterSecret::generate();
+        let key = Arc::new(net::peer_auth::PeerKey::new(&secret, addr.clone(), 0));
+        let client = PeerClient::new(Arc::new(net::peer_auth::PeerKey::new(&secret, "client", 0)), Default::default());
         let requests = Arc::new(AtomicUsize::new(0));
         let counted = requests.clone();
-        tokio::spawn(net::serve(
+        tokio::spawn(net::serve_peers(
             listener,
-            |_, _| MAX_BATCH_BYTES * 2,
+            key,
+            MAX_BATCH_BYTES * 2,
             std::future::pending(),
             move |req: net::HttpRequest| {
                 let counted = counted.clone();
@@ -190,17 +194,16 @@ mod tests {
                             }
                         })
                         .collect();
-                    net::binary(net::Status::OK, postcard::to_stdvec(&answers).unwrap())
+                    Ok(postcard::to_stdvec(&answers).unwrap())
                 }
             },
         ));
-        (addr, requests)
+        (addr, requests, client)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_calls_share_requests_and_each_gets_its_own_answer() {
-        let (addr, requests) = doubling_peer(Duration::from_millis(20)).await;
-        let client = PeerClient::default();
+        let (addr, requests, client) = doubling_peer(Duration::from_millis(20)).await;
         const CALLS: u64 = 200;
         let calls = (0..CALLS).map(|n| {
             let (client, addr) = (client.clone(), addr.clone());
@@ -225,13 +228,24 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lone_call_leaves_at_once() {
-        let (addr, requests) = doubling_peer(Duration::ZERO).await;
-        let client = PeerClient::default();
+        let (addr, requests, client) = doubling_peer(Duration::ZERO).await;
         for n in [2u64, 4, 6] {
             let answer: u64 = client.call_coalesced(&addr, "/double", &n, Duration::from_secs(5)).await.unwrap();
             assert_eq!(answer, n * 2);
         }
         assert_eq!(requests.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_of_another_cluster_is_refused_before_the_handler() {
+        let (addr, requests, _) = doubling_peer(Duration::ZERO).await;
+        let stranger = PeerClient::default();
+        let answer = stranger.call::<u64, u64>(&addr, "/double", &2, Duration::from_secs(5)).await;
+        match answer {
+            Err(PeerError::Protocol { reason, .. }) => assert!(reason.contains("refused as a peer"), "{reason}"),
+            other => panic!("a stranger's call was not refused: {other:?}"),
+        }
+        assert_eq!(requests.load(Ordering::SeqCst), 0, "the handler never saw it");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,8 @@ use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
 
 pub use hyper::header;
+/// A request's head, as an admission decision sees it.
+pub use hyper::http::request::Parts as RequestParts;
 
 pub type HttpResponse = hyper::Response<Full<Bytes>>;
 
@@ -51,16 +53,22 @@ pub const BODY_READ_TIMEOUT_MS: u64 = 60_000;
 /// connections anyway.
 pub const DRAIN_TIMEOUT_MS: u64 = 5_000;
 
+/// What a server decides from a request's head, before its body is read: its body limit and
+/// what the handler is given with it (`T`), or the answer that refuses it.
+pub type Admission<T> = Result<(usize, T), Box<HttpResponse>>;
+
 /// Accept connections until `stop` resolves, answering each request with `handler`; then
 /// stop accepting, let every request in flight finish (idle keep-alive connections close at
-/// once) for at most [`DRAIN_TIMEOUT_MS`], and return. A body over
-/// `max_body_bytes(method, path)` is answered with 413 without reaching the handler, and
-/// without being read past that limit.
-pub async fn serve<H, F, L>(listener: TcpListener, max_body_bytes: L, stop: impl Future<Output = ()>, handler: H)
+/// once) for at most [`DRAIN_TIMEOUT_MS`], and return. Each request's head goes through
+/// `admit` first: a refused request is answered with its refusal and its body is never read;
+/// an admitted one's body over its limit is answered with 413 without reaching the handler,
+/// and without being read past that limit.
+pub async fn serve<H, F, A, T>(listener: TcpListener, admit: A, stop: impl Future<Output = ()>, handler: H)
 where
-    H: Fn(HttpRequest) -> F + Clone + Send + Sync + 'static,
+    H: Fn(HttpRequest, T) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
-    L: Fn(&Method, &str) -> usize + Copy + Send + Sync + 'static,
+    A: Fn(&RequestParts) -> Admission<T> + Clone + Send + Sync + 'static,
+    T: Send + 'static,
 {
     let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -84,13 +92,12 @@ where
             }
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
+        let (handler, admit) = (handler.clone(), admit.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let handler = handler.clone();
-                let limit = max_body_bytes(req.method(), req.uri().path());
-                async move { Ok::<_, Infallible>(read_and_handle(req, peer, limit, handler).await) }
+                let (handler, admit) = (handler.clone(), admit.clone());
+                async move { Ok::<_, Infallible>(read_and_handle(req, peer, admit, handler).await) }
             });
             let connection = http1::Builder::new()
                 .keep_alive(true)
@@ -110,17 +117,22 @@ where
     }
 }
 
-async fn read_and_handle<H, F>(
+async fn read_and_handle<H, F, A, T>(
     req: hyper::Request<hyper::body::Incoming>,
     peer: SocketAddr,
-    max_body_bytes: usize,
+    admit: A,
     handler: H,
 ) -> HttpResponse
 where
-    H: Fn(HttpRequest) -> F,
+    H: Fn(HttpRequest, T) -> F,
     F: Future<Output = HttpResponse>,
+    A: Fn(&RequestParts) -> Admission<T>,
 {
     let (parts, body) = req.into_parts();
+    let (max_body_bytes, admitted) = match admit(&parts) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return *refusal,
+    };
     let declared =
         parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > max_body_bytes) {
@@ -148,7 +160,7 @@ where
         body,
         peer,
     };
-    handler(request).await
+    handler(request, admitted).await
 }
 
 fn too_large(max_body_bytes: usize) -> HttpResponse {

@@ -17,14 +17,19 @@ use serde::de::DeserializeOwned;
 use super::HttpMethod;
 use super::Rpc;
 use super::coalesce::Coalescer;
+use super::peer_auth::PeerKey;
+use crate::clock::now_ms;
 
 /// Largest response body a peer may send (a snapshot reply is small; entries flow the other way).
 const MAX_PEER_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
-/// A pooled HTTP client for peer traffic, shared by every peer connection of this node.
+/// A pooled HTTP client for peer traffic, shared by every peer connection of this node. Its
+/// peer RPCs are signed with the cluster's key and their answers checked against it
+/// (`net::peer_auth`); its other requests (health probes, the command line) are plain.
 #[derive(Clone)]
 pub struct PeerClient {
     http: Client<HttpConnector, Full<Bytes>>,
+    key: Arc<PeerKey>,
     /// Peer address → the address actually dialled for it (`--peer-via`): lets a test put a
     /// fault-injecting proxy on each link while members keep their identities.
     routes: Arc<BTreeMap<String, String>>,
@@ -33,8 +38,11 @@ pub struct PeerClient {
 }
 
 impl Default for PeerClient {
+    /// A client for plain requests: its key is of a secret nobody holds, so a peer RPC sent
+    /// with it is refused.
     fn default() -> Self {
-        Self::with_routes(BTreeMap::new())
+        let key = PeerKey::new(&super::peer_auth::ClusterSecret::generate(), "", 0);
+        Self::new(Arc::new(key), BTreeMap::new())
     }
 }
 
@@ -50,12 +58,14 @@ pub enum PeerError {
 }
 
 impl PeerClient {
-    pub fn with_routes(routes: BTreeMap<String, String>) -> Self {
+    /// A client whose peer RPCs are signed with `key`, reaching peers through `routes`.
+    pub fn new(key: Arc<PeerKey>, routes: BTreeMap<String, String>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(1)));
         PeerClient {
             http: Client::builder(TokioExecutor::new()).build(connector),
+            key,
             routes: Arc::new(routes),
             coalescer: Arc::default(),
         }
@@ -64,7 +74,12 @@ impl PeerClient {
     /// This client's connections without its queues: what a queue's own task sends batches
     /// with (holding the queues there would keep them, and the task, alive forever).
     pub(super) fn detached(&self) -> PeerClient {
-        PeerClient { http: self.http.clone(), routes: self.routes.clone(), coalescer: Arc::default() }
+        PeerClient {
+            http: self.http.clone(),
+            key: self.key.clone(),
+            routes: self.routes.clone(),
+            coalescer: Arc::default(),
+        }
     }
 
     /// Where to connect to reach the peer at `addr`.
@@ -97,12 +112,23 @@ impl PeerClient {
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
         let body = encode_call(addr, req)?;
-        let request = hyper::Request::post(format!("http://{}{path}", self.dial(addr)))
-            .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| protocol(addr, e.to_string()))?;
+        let (signed, nonce) = self.key.sign_request("POST", path, addr, &body, now_ms());
+        let mut request = hyper::Request::post(format!("http://{}{path}", self.dial(addr)))
+            .header(hyper::header::CONTENT_TYPE, "application/octet-stream");
+        for (name, value) in signed {
+            request = request.header(name, value);
+        }
+        let request = request.body(Full::new(Bytes::from(body))).map_err(|e| protocol(addr, e.to_string()))?;
         let exchange = async {
-            let (status, body) = self.exchange(addr, request).await?;
+            let (status, headers, body) = self.exchange_with_headers(addr, request).await?;
+            // A refusal from the head (a stranger's key, a stale clock) is not signed: the
+            // peer could not tell which request it answers.
+            if status == hyper::StatusCode::UNAUTHORIZED {
+                return Err(protocol(addr, format!("refused as a peer: {}", String::from_utf8_lossy(&body))));
+            }
+            self.key
+                .check_answer(&nonce, status.as_u16(), &headers, &body)
+                .map_err(|why| protocol(addr, format!("not a member of this cluster answered: {why}")))?;
             if !status.is_success() {
                 return Err(protocol(addr, format!("HTTP {status}: {}", String::from_utf8_lossy(&body))));
             }
@@ -171,18 +197,29 @@ impl PeerClient {
         addr: &str,
         request: hyper::Request<Full<Bytes>>,
     ) -> Result<(hyper::StatusCode, Bytes), PeerError> {
+        let (status, _, body) = self.exchange_with_headers(addr, request).await?;
+        Ok((status, body))
+    }
+
+    /// [`PeerClient::exchange`], with the answer's headers.
+    async fn exchange_with_headers(
+        &self,
+        addr: &str,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<(hyper::StatusCode, hyper::HeaderMap, Bytes), PeerError> {
         let response = self
             .http
             .request(request)
             .await
             .map_err(|e| PeerError::Unreachable { addr: addr.to_string(), reason: e.to_string() })?;
         let status = response.status();
+        let headers = response.headers().clone();
         let body = http_body_util::Limited::new(response.into_body(), MAX_PEER_RESPONSE_BYTES)
             .collect()
             .await
             .map_err(|e| PeerError::Protocol { addr: addr.to_string(), reason: e.to_string() })?
             .to_bytes();
-        Ok((status, body))
+        Ok((status, headers, body))
     }
 }
 

@@ -40,6 +40,7 @@ use crate::leases::Leases;
 use crate::members::Members;
 use crate::members::NodeId;
 use crate::net::PeerClient;
+use crate::net::peer_auth::PeerKey;
 use crate::raft::Member;
 use crate::raft::Operation;
 use crate::raft::Raft;
@@ -88,7 +89,8 @@ impl Node {
             StateMachine::open(&config.data_dir.join("snapshots"), runtime).context("opening the state machine")?;
 
         let id = config.me.node_id();
-        let peers = PeerClient::with_routes(config.peer_routes.clone());
+        let peer_key = Arc::new(PeerKey::new(&config.cluster_secret, config.me.raft_addr(), now_ms()));
+        let peers = PeerClient::new(peer_key.clone(), config.peer_routes.clone());
         let raft = Raft::new(
             id,
             Arc::new(raft_config(&config)?),
@@ -117,7 +119,7 @@ impl Node {
 
         let tasks = Tasks::new();
         let peer_port = Arc::new(peer_port::PeerPort { log: log.clone(), ap: ap.clone(), leases: leases.clone() });
-        tasks.spawn_server(peer_port::serve(peer_port, raft_listener, tasks.stopping()));
+        tasks.spawn_server(peer_port::serve(peer_port, peer_key, raft_listener, tasks.stopping()));
         let members_list: BTreeMap<NodeId, Member> = config.members.iter().map(|m| (m.node_id(), m.member())).collect();
         log.initialize(members_list).await.context("initializing raft")?;
         tasks.spawn(snapshot_policy::run(raft, log_store.clone(), replica.clone(), config.snapshot_every_entries));

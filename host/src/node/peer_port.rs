@@ -15,6 +15,7 @@ use crate::leases::Leases;
 use crate::net;
 use crate::net::Rpc;
 use crate::net::coalesce;
+use crate::net::peer_auth::PeerKey;
 use crate::net::rpc::serve as answer;
 use crate::raft::log::ForwardWrite;
 use crate::raft::log::Log;
@@ -32,33 +33,24 @@ pub struct PeerPort {
     pub leases: Arc<Leases>,
 }
 
-/// Serve the peer port until `stop` resolves.
-pub async fn serve(port: Arc<PeerPort>, listener: TcpListener, stop: impl Future<Output = ()>) {
-    net::serve(
-        listener,
-        |_, _| MAX_PEER_BODY_BYTES,
-        stop,
-        move |req| {
-            let port = port.clone();
-            async move { port.serve_request(req).await }
-        },
-    )
+/// Serve the peer port until `stop` resolves: only to members of this cluster (`key`).
+pub async fn serve(port: Arc<PeerPort>, key: Arc<PeerKey>, listener: TcpListener, stop: impl Future<Output = ()>) {
+    net::serve_peers(listener, key, MAX_PEER_BODY_BYTES, stop, move |req| {
+        let port = port.clone();
+        async move { port.serve_request(req).await }
+    })
     .await
 }
 
 impl PeerPort {
-    async fn serve_request(&self, req: net::HttpRequest) -> net::HttpResponse {
+    async fn serve_request(&self, req: net::HttpRequest) -> Result<Vec<u8>, String> {
         if req.method != net::HttpMethod::POST {
-            return net::text(net::Status::METHOD_NOT_ALLOWED, "peer RPCs are POSTs");
+            return Err("peer RPCs are POSTs".into());
         }
-        let answer = if req.path == coalesce::BATCH_PATH {
+        if req.path == coalesce::BATCH_PATH {
             self.serve_batch(&req.body).await
         } else {
             self.serve_rpc(&req.path, &req.body).await
-        };
-        match answer {
-            Ok(body) => net::binary(net::Status::OK, body),
-            Err(message) => net::text(net::Status::BAD_REQUEST, message),
         }
     }
 
