@@ -73,10 +73,22 @@ const _: () = assert!(
     "every request the API takes fits a command's payload"
 );
 
-/// Serve the client port until `stop` resolves, then finish the requests in flight.
-pub async fn serve(ctx: Arc<Context>, listener: TcpListener, stop: impl std::future::Future<Output = ()>) {
+/// Bytes of request bodies the client port holds at once (read, not yet answered): four
+/// module uploads, or a thousand large config publishes. Past it, 503 and the client retries.
+pub const MAX_BODY_BYTES_IN_FLIGHT: usize = 4 * MAX_UPLOAD_BODY_BYTES;
+const _: () = assert!(MAX_BODY_BYTES_IN_FLIGHT >= MAX_UPLOAD_BODY_BYTES, "the largest upload fits the budget alone");
+
+/// Serve the client port until `stop` resolves, then finish the requests in flight; at most
+/// `max_connections` at once.
+pub async fn serve(
+    ctx: Arc<Context>,
+    listener: TcpListener,
+    max_connections: usize,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let admit = |parts: &net::RequestParts| Ok((body_limit(&parts.method, parts.uri.path()), ()));
-    net::serve(listener, admit, stop, move |req, ()| {
+    let limits = net::ServerLimits { max_connections, body_budget_bytes: MAX_BODY_BYTES_IN_FLIGHT };
+    net::serve(listener, limits, admit, stop, move |req, ()| {
         let ctx = ctx.clone();
         async move { route(&ctx, req).await }
     })

@@ -169,9 +169,11 @@ mod tests {
         let client = PeerClient::new(Arc::new(net::peer_auth::PeerKey::new(&secret, "client", 0)), Default::default());
         let requests = Arc::new(AtomicUsize::new(0));
         let counted = requests.clone();
+        let limits = net::ServerLimits { max_connections: 64, body_budget_bytes: MAX_BATCH_BYTES * 4 };
         tokio::spawn(net::serve_peers(
             listener,
             key,
+            limits,
             MAX_BATCH_BYTES * 2,
             std::future::pending(),
             move |req: net::HttpRequest| {

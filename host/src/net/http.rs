@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +18,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::connections::BodyBudget;
+use super::connections::BodyShare;
+use super::connections::Connections;
 
 pub use hyper::header;
 /// A request's head, as an admission decision sees it.
@@ -42,8 +48,8 @@ impl HttpRequest {
     }
 }
 
-/// Connections one listener serves at once; past it, accepting waits (back-pressure). Sized
-/// for many held long-polls, each on its own connection.
+/// Connections one listener serves at most, whatever the file-descriptor limit allows
+/// (`connections::connection_caps`).
 pub const MAX_CONNECTIONS: usize = 16_384;
 /// Longest a client may take to send a request's head; a slow one is disconnected.
 pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
@@ -57,27 +63,38 @@ pub const DRAIN_TIMEOUT_MS: u64 = 5_000;
 /// what the handler is given with it (`T`), or the answer that refuses it.
 pub type Admission<T> = Result<(usize, T), Box<HttpResponse>>;
 
+/// What one listener may hold: connections (past the cap, the longest-idle one is closed to
+/// make room) and bytes of request bodies read and not yet answered (past the budget, 503).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub max_connections: usize,
+    pub body_budget_bytes: usize,
+}
+
 /// Accept connections until `stop` resolves, answering each request with `handler`; then
 /// stop accepting, let every request in flight finish (idle keep-alive connections close at
 /// once) for at most [`DRAIN_TIMEOUT_MS`], and return. Each request's head goes through
 /// `admit` first: a refused request is answered with its refusal and its body is never read;
 /// an admitted one's body over its limit is answered with 413 without reaching the handler,
-/// and without being read past that limit.
-pub async fn serve<H, F, A, T>(listener: TcpListener, admit: A, stop: impl Future<Output = ()>, handler: H)
-where
+/// and without being read past that limit; one that does not fit the listener's body budget
+/// with 503.
+pub async fn serve<H, F, A, T>(
+    listener: TcpListener,
+    limits: ServerLimits,
+    admit: A,
+    stop: impl Future<Output = ()>,
+    handler: H,
+) where
     H: Fn(HttpRequest, T) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
     A: Fn(&RequestParts) -> Admission<T> + Clone + Send + Sync + 'static,
     T: Send + 'static,
 {
-    let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Connections::new(limits.max_connections);
+    let budget = Arc::new(BodyBudget::new(limits.body_budget_bytes));
+    let server = CancellationToken::new();
     tokio::pin!(stop);
     loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut stop => break,
-        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
@@ -91,27 +108,52 @@ where
                 continue;
             }
         };
+        let Some(slot) = connections.admit(&server) else {
+            // Every connection is in a request: this one is closed at once rather than left
+            // waiting (its client retries or goes to another node).
+            tracing::debug!(%peer, cap = limits.max_connections, "connection turned away: every connection is busy");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let (handler, admit) = (handler.clone(), admit.clone());
-        let watcher = graceful.watcher();
+        let (handler, admit, budget) = (handler.clone(), admit.clone(), budget.clone());
         tokio::spawn(async move {
+            let slot = Arc::new(slot);
+            let in_slot = slot.clone();
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let (handler, admit) = (handler.clone(), admit.clone());
-                async move { Ok::<_, Infallible>(read_and_handle(req, peer, admit, handler).await) }
+                let (handler, admit, budget) = (handler.clone(), admit.clone(), budget.clone());
+                let in_request = in_slot.begin_request();
+                async move {
+                    let answer = read_and_handle(req, peer, &budget, admit, handler).await;
+                    drop(in_request);
+                    Ok::<_, Infallible>(answer)
+                }
             });
             let connection = http1::Builder::new()
                 .keep_alive(true)
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection).await {
+            tokio::pin!(connection);
+            let mut closing = false;
+            let ended = loop {
+                tokio::select! {
+                    ended = connection.as_mut() => break ended,
+                    () = slot.close.cancelled(), if !closing => {
+                        // Evicted or stopping: an idle connection closes at once, one in a
+                        // request after answering it.
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
-            drop(permit);
         });
     }
     drop(listener);
-    let drained = tokio::time::timeout(Duration::from_millis(DRAIN_TIMEOUT_MS), graceful.shutdown()).await;
+    server.cancel();
+    let drained = tokio::time::timeout(Duration::from_millis(DRAIN_TIMEOUT_MS), connections.emptied()).await;
     if drained.is_err() {
         tracing::warn!(timeout_ms = DRAIN_TIMEOUT_MS, "requests still in flight at shutdown were cut off");
     }
@@ -120,6 +162,7 @@ where
 async fn read_and_handle<H, F, A, T>(
     req: hyper::Request<hyper::body::Incoming>,
     peer: SocketAddr,
+    budget: &BodyBudget,
     admit: A,
     handler: H,
 ) -> HttpResponse
@@ -138,7 +181,13 @@ where
     if declared.is_some_and(|len| len > max_body_bytes) {
         return too_large(max_body_bytes);
     }
-    let read = http_body_util::Limited::new(body, max_body_bytes).collect();
+    // The budget covers what has arrived, frame by frame (a slow sender holds only what it
+    // sent), and a declared length up front.
+    let mut share = budget.share();
+    if declared.is_some_and(|len| !budget.cover(&mut share, len)) {
+        return over_budget();
+    }
+    let read = read_body(body, max_body_bytes, budget, &mut share);
     let body = match tokio::time::timeout(Duration::from_millis(BODY_READ_TIMEOUT_MS), read).await {
         Err(_) => {
             return text(
@@ -146,11 +195,8 @@ where
                 format!("request body not received within {BODY_READ_TIMEOUT_MS} ms"),
             );
         }
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return too_large(max_body_bytes);
-        }
-        Ok(Err(e)) => return text(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+        Ok(Ok(body)) => body,
+        Ok(Err(refusal)) => return refusal,
     };
     let request = HttpRequest {
         method: parts.method,
@@ -161,6 +207,34 @@ where
         peer,
     };
     handler(request, admitted).await
+}
+
+/// A body read whole, within `max_body_bytes` and the listener's budget.
+async fn read_body(
+    mut body: hyper::body::Incoming,
+    max_body_bytes: usize,
+    budget: &BodyBudget,
+    share: &mut BodyShare,
+) -> Result<Bytes, HttpResponse> {
+    let mut collected = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| text(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue }; // trailers
+        let read = collected.len() + data.len();
+        if read > max_body_bytes {
+            return Err(too_large(max_body_bytes));
+        }
+        if !budget.cover(share, read) {
+            return Err(over_budget());
+        }
+        collected.extend_from_slice(&data);
+    }
+    Ok(collected.freeze())
+}
+
+fn over_budget() -> HttpResponse {
+    text(StatusCode::SERVICE_UNAVAILABLE, "too many request bodies in flight on this node; retry")
 }
 
 fn too_large(max_body_bytes: usize) -> HttpResponse {

@@ -2,6 +2,7 @@
 //! `api`) that names `hyper`.
 
 pub mod coalesce;
+pub mod connections;
 mod http;
 pub mod peer_auth;
 mod peer_client;

@@ -21,6 +21,7 @@ use crate::clock::now_ms;
 pub async fn serve_peers<H, F>(
     listener: TcpListener,
     key: Arc<PeerKey>,
+    limits: super::ServerLimits,
     max_body_bytes: usize,
     stop: impl Future<Output = ()>,
     handler: H,
@@ -42,7 +43,7 @@ pub async fn serve_peers<H, F>(
             Err(Box::new(super::text(Status::UNAUTHORIZED, why)))
         }
     };
-    super::serve(listener, admit, stop, move |req: HttpRequest, admitted| {
+    super::serve(listener, limits, admit, stop, move |req: HttpRequest, admitted| {
         let (key, handler) = (key.clone(), handler.clone());
         async move {
             if let Err((why, retry)) = key.accept(&admitted, &req.body, now_ms()) {

@@ -119,7 +119,11 @@ impl Node {
 
         let tasks = Tasks::new();
         let peer_port = Arc::new(peer_port::PeerPort { log: log.clone(), ap: ap.clone(), leases: leases.clone() });
-        tasks.spawn_server(peer_port::serve(peer_port, peer_key, raft_listener, tasks.stopping()));
+        let fd_limit = crate::net::connections::raise_fd_limit();
+        let (client_connections, peer_connections) =
+            crate::net::connections::connection_caps(fd_limit, crate::net::MAX_CONNECTIONS);
+        tracing::info!(fd_limit, client_connections, peer_connections, "connection caps");
+        tasks.spawn_server(peer_port::serve(peer_port, peer_key, raft_listener, peer_connections, tasks.stopping()));
         let members_list: BTreeMap<NodeId, Member> = config.members.iter().map(|m| (m.node_id(), m.member())).collect();
         log.initialize(members_list).await.context("initializing raft")?;
         tasks.spawn(snapshot_policy::run(raft, log_store.clone(), replica.clone(), config.snapshot_every_entries));
@@ -152,7 +156,7 @@ impl Node {
             data_dir: config.data_dir.clone(),
             stopping: tasks.clone(),
         });
-        tasks.spawn_server(crate::api::serve(api, api_listener, tasks.stopping()));
+        tasks.spawn_server(crate::api::serve(api, api_listener, client_connections, tasks.stopping()));
         Ok(Node { id, config, log, log_store, tasks })
     }
 

@@ -33,9 +33,22 @@ pub struct PeerPort {
     pub leases: Arc<Leases>,
 }
 
-/// Serve the peer port until `stop` resolves: only to members of this cluster (`key`).
-pub async fn serve(port: Arc<PeerPort>, key: Arc<PeerKey>, listener: TcpListener, stop: impl Future<Output = ()>) {
-    net::serve_peers(listener, key, MAX_PEER_BODY_BYTES, stop, move |req| {
+/// Bytes of peer request bodies held at once: the largest body, and room for the ordinary
+/// traffic beside it. Only members get this far (their requests are authenticated first).
+pub const MAX_PEER_BODY_BYTES_IN_FLIGHT: usize = MAX_PEER_BODY_BYTES + 64 * 1024 * 1024;
+const _: () = assert!(MAX_PEER_BODY_BYTES_IN_FLIGHT > MAX_PEER_BODY_BYTES, "the largest body fits the budget");
+
+/// Serve the peer port until `stop` resolves: only to members of this cluster (`key`), at most
+/// `max_connections` at once.
+pub async fn serve(
+    port: Arc<PeerPort>,
+    key: Arc<PeerKey>,
+    listener: TcpListener,
+    max_connections: usize,
+    stop: impl Future<Output = ()>,
+) {
+    let limits = net::ServerLimits { max_connections, body_budget_bytes: MAX_PEER_BODY_BYTES_IN_FLIGHT };
+    net::serve_peers(listener, key, limits, MAX_PEER_BODY_BYTES, stop, move |req| {
         let port = port.clone();
         async move { port.serve_request(req).await }
     })
