@@ -68,6 +68,13 @@ const LAYERS: &[Rule] = &[
     },
     Rule { rooms: &["api"], forbidden: &["duties::leases", "raft::network"], why: "the API uses services, not tasks" },
     Rule {
+        rooms: &["auth"],
+        forbidden: &[
+            "state", "raft", "node", "api", "ap", "duties", "dispatch", "guests", "leases", "members", "runtime", "net",
+        ],
+        why: "passwords, tokens and permissions are pure logic below the state that stores them",
+    },
+    Rule {
         rooms: &["net"],
         forbidden: &[
             "state", "raft", "node", "api", "ap", "duties", "dispatch", "guests", "leases", "members", "runtime",

@@ -4,6 +4,7 @@
 pub mod answers;
 pub mod ap;
 pub mod api;
+pub mod auth;
 pub mod blocking;
 pub mod builtin;
 pub mod cli;

@@ -469,7 +469,37 @@ fn check_operation(op: &Operation) {
                 assert!(desc.chars().count() <= 256, "accepted a namespace description of {} chars", desc.len());
             }
         }
+        Operation::Auth(change) => check_auth_change(change),
     }
+}
+
+/// Names that stay inside their key prefix, bounded resources, hashes that are no passwords.
+fn check_auth_change(change: &crate::state::AuthChange) {
+    use crate::state::AuthChange;
+    let name_ok = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@'))
+    };
+    let hash_ok = |hash: &str| hash.starts_with("$argon2id$") && hash.len() <= 256;
+    let (names, hash): (Vec<&str>, Option<&str>) = match change {
+        AuthChange::CreateUser { username, password_hash }
+        | AuthChange::SetPassword { username, password_hash }
+        | AuthChange::Bootstrap { username, password_hash, .. } => (vec![username], Some(password_hash)),
+        AuthChange::DeleteUser { username } => (vec![username], None),
+        AuthChange::GrantRole { role, username } => (vec![role, username], None),
+        AuthChange::RevokeRole { role, username } => {
+            (std::iter::once(role).chain(username).map(String::as_str).collect(), None)
+        }
+        AuthChange::AddPermission { role, resource, action }
+        | AuthChange::RemovePermission { role, resource, action } => {
+            assert!(resource.len() <= 512 && !resource.is_empty() && !resource.chars().any(char::is_control));
+            assert!(["r", "w", "rw"].contains(&action.as_str()), "accepted action {action:?}");
+            (vec![role], None)
+        }
+    };
+    assert!(names.iter().all(|n| name_ok(n)), "accepted auth names {names:?}");
+    assert!(hash.is_none_or(hash_ok), "accepted a password hash that is not Argon2id");
 }
 
 // --- Inputs -------------------------------------------------------------------------------------

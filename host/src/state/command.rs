@@ -7,7 +7,10 @@ use std::fmt;
 use serde::Deserialize;
 use serde::Serialize;
 
+use super::auth::AuthChange;
 use super::namespaces::NamespaceChange;
+use crate::auth::password;
+use crate::auth::permission::GRANT_ACTIONS;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleId;
 use crate::runtime::ModuleKind;
@@ -52,9 +55,12 @@ pub enum Operation {
         #[serde(with = "serde_bytes")]
         config: Vec<u8>,
     },
-    /// Create, update or delete a namespace record. Last: entries are postcard, which numbers
-    /// variants by position, so new variants go at the end.
+    /// Create, update or delete a namespace record.
     Namespace(NamespaceChange),
+    /// Change the users, roles, grants, or bootstrap the first admin and the token signing
+    /// key. Last: entries are postcard, which numbers variants by position, so new variants go
+    /// at the end.
+    Auth(AuthChange),
 }
 
 impl fmt::Display for Operation {
@@ -69,6 +75,7 @@ impl fmt::Display for Operation {
             }
             Operation::Namespace(change) => write!(f, "namespace({change:?})"),
             Operation::Bootstrap { .. } => write!(f, "bootstrap"),
+            Operation::Auth(change) => write!(f, "auth({change})"),
         }
     }
 }
@@ -162,6 +169,7 @@ impl Operation {
                 module_bytes(config, "config module")
             }
             Operation::Namespace(change) => change.validate(),
+            Operation::Auth(change) => change.validate(),
         }
     }
 }
@@ -198,6 +206,94 @@ impl NamespaceChange {
         }
         Ok(())
     }
+}
+
+/// Characters of a username: letters, digits, `_`, `-`, `.` and `@` (what Nacos's console
+/// accepts), so ASCII: characters are bytes.
+pub const MAX_USERNAME_CHARS: usize = 64;
+/// Characters of a role name, of the same alphabet as usernames.
+pub const MAX_ROLE_CHARS: usize = 64;
+/// Bytes of a grant's resource pattern (`<namespace>:<group>:<type>/<name>` with wildcards).
+pub const MAX_RESOURCE_BYTES: usize = 512;
+
+impl AuthChange {
+    /// Names of the auth alphabet and bounded lengths, grant resources without control
+    /// characters, actions `r`, `w` or `rw`, password hashes that are bounded Argon2id PHC
+    /// strings (never a password), and a signing key that is not all zeros.
+    pub fn validate(&self) -> Result<(), InvalidOperation> {
+        match self {
+            AuthChange::CreateUser { username, password_hash }
+            | AuthChange::SetPassword { username, password_hash } => {
+                auth_name(username, "username", MAX_USERNAME_CHARS)?;
+                password_hash_of(password_hash)
+            }
+            AuthChange::DeleteUser { username } => auth_name(username, "username", MAX_USERNAME_CHARS),
+            AuthChange::GrantRole { role, username } => {
+                auth_name(role, "role", MAX_ROLE_CHARS)?;
+                auth_name(username, "username", MAX_USERNAME_CHARS)
+            }
+            AuthChange::RevokeRole { role, username } => {
+                auth_name(role, "role", MAX_ROLE_CHARS)?;
+                username.as_deref().map_or(Ok(()), |username| auth_name(username, "username", MAX_USERNAME_CHARS))
+            }
+            AuthChange::AddPermission { role, resource, action }
+            | AuthChange::RemovePermission { role, resource, action } => {
+                auth_name(role, "role", MAX_ROLE_CHARS)?;
+                grant_resource(resource)?;
+                if !GRANT_ACTIONS.contains(&action.as_str()) {
+                    return Err(InvalidOperation::new("action", "must be r, w or rw"));
+                }
+                Ok(())
+            }
+            AuthChange::Bootstrap { username, password_hash, signing_key } => {
+                auth_name(username, "username", MAX_USERNAME_CHARS)?;
+                password_hash_of(password_hash)?;
+                if signing_key.iter().all(|b| *b == 0) {
+                    return Err(InvalidOperation::new("signing key", "all zeros; it must be random"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A username or role name: 1 to `max_chars` of ASCII letters, digits, `_`, `-`, `.` and
+/// `@`. Names become parts of keys, so no separator gets in.
+fn auth_name(name: &str, field: &'static str, max_chars: usize) -> Result<(), InvalidOperation> {
+    if name.is_empty() {
+        return Err(InvalidOperation::new(field, "must not be empty"));
+    }
+    if name.len() > max_chars {
+        return Err(InvalidOperation::new(field, format!("longer than {max_chars} characters")));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@')) {
+        return Err(InvalidOperation::new(field, "may only contain letters, digits, '_', '-', '.' and '@'"));
+    }
+    Ok(())
+}
+
+fn grant_resource(resource: &str) -> Result<(), InvalidOperation> {
+    if resource.is_empty() {
+        return Err(InvalidOperation::new("resource", "must not be empty"));
+    }
+    if resource.len() > MAX_RESOURCE_BYTES {
+        return Err(InvalidOperation::new("resource", format!("longer than {MAX_RESOURCE_BYTES} bytes")));
+    }
+    if resource.chars().any(char::is_control) {
+        return Err(InvalidOperation::new("resource", "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn password_hash_of(phc: &str) -> Result<(), InvalidOperation> {
+    let limit = password::MAX_PASSWORD_HASH_BYTES;
+    if phc.len() > limit {
+        return Err(InvalidOperation::new("password hash", format!("longer than {limit} bytes")));
+    }
+    if !password::is_hash(phc) {
+        return Err(InvalidOperation::new("password hash", "not an Argon2id PHC string with bounded parameters"));
+    }
+    Ok(())
 }
 
 /// A namespace id: 1 to [`MAX_NAMESPACE_ID_BYTES`] of ASCII letters, digits, `_` and `-`
@@ -247,6 +343,54 @@ mod tests {
         for bad in ["public", "*", "../evil\0x", ""] {
             assert!(Operation::Namespace(create(bad)).validate().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn auth_entries_are_bounded_and_name_their_field() {
+        let phc = crate::auth::password::hash("pw").unwrap();
+        let create = |username: &str, hash: &str| {
+            Operation::Auth(AuthChange::CreateUser { username: username.into(), password_hash: hash.into() })
+        };
+        for good in ["alice", "a.b@example.com", "svc_1-x", &"u".repeat(MAX_USERNAME_CHARS)] {
+            assert!(create(good, &phc).validate().is_ok(), "{good:?}");
+        }
+        for bad in ["", "a b", "a/b", "a:b", "a\0b", "名字", &"u".repeat(MAX_USERNAME_CHARS + 1)] {
+            assert_eq!(create(bad, &phc).validate().unwrap_err().field, "username", "{bad:?}");
+        }
+        let long_hash = "$".repeat(crate::auth::password::MAX_PASSWORD_HASH_BYTES + 1);
+        for bad in ["", "plaintext", long_hash.as_str()] {
+            assert_eq!(create("alice", bad).validate().unwrap_err().field, "password hash", "{bad:?}");
+        }
+        let grant = |role: &str, resource: &str, action: &str| {
+            Operation::Auth(AuthChange::AddPermission {
+                role: role.into(),
+                resource: resource.into(),
+                action: action.into(),
+            })
+        };
+        assert!(grant("dev", "dev:*:*", "rw").validate().is_ok());
+        assert!(grant("dev", &"x".repeat(MAX_RESOURCE_BYTES), "r").validate().is_ok());
+        assert_eq!(grant("d v", "dev:*:*", "r").validate().unwrap_err().field, "role");
+        assert_eq!(grant(&"r".repeat(MAX_ROLE_CHARS + 1), "*", "r").validate().unwrap_err().field, "role");
+        for bad in ["", "a\nb", &"x".repeat(MAX_RESOURCE_BYTES + 1)] {
+            assert_eq!(grant("dev", bad, "r").validate().unwrap_err().field, "resource", "{bad:?}");
+        }
+        for bad in ["", "wr", "x", "rwx", "R"] {
+            assert_eq!(grant("dev", "*", bad).validate().unwrap_err().field, "action", "{bad:?}");
+        }
+        let revoke = |username: Option<&str>| {
+            Operation::Auth(AuthChange::RevokeRole { role: "dev".into(), username: username.map(str::to_string) })
+        };
+        assert!(revoke(None).validate().is_ok() && revoke(Some("alice")).validate().is_ok());
+        assert_eq!(revoke(Some("")).validate().unwrap_err().field, "username");
+        let bootstrap = |signing_key| {
+            Operation::Auth(AuthChange::Bootstrap { username: "nacos".into(), password_hash: phc.clone(), signing_key })
+        };
+        assert!(bootstrap([1; 32]).validate().is_ok());
+        assert_eq!(bootstrap([0; 32]).validate().unwrap_err().field, "signing key");
+        // An entry prints without its hash or key.
+        let printed = format!("{} {:?}", bootstrap([1; 32]), bootstrap([1; 32]));
+        assert!(!printed.contains("argon2") && !printed.contains("1, 1"), "{printed}");
     }
 
     #[test]

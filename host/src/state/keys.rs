@@ -7,9 +7,17 @@
 //! s/binding-log/<namespace>\0<kind>\0<index, 8 bytes BE>   every binding change, in log order
 //! s/namespace/<namespace>                the namespace's record (JSON `NamespaceRecord`)
 //! s/clock                                the latest entry time a guest has seen (u64 BE)
+//! s/auth/user/<username>                 a user (JSON `UserRecord`: password hash, credential epoch)
+//! s/auth/role/<role>\0<username>         a role binding (JSON `RoleBinding`)
+//! s/auth/user-role/<username>\0<role>    the same binding found from its user (empty value)
+//! s/auth/permission/<role>\0<resource>\0<action>   a grant (JSON `PermissionRecord`)
+//! s/auth/signing-key                     the token signing key (32 bytes)
+//! s/auth/bootstrap                       the first admin's creation (JSON `BootstrapRecord`)
 //! ```
 //! Namespaces never contain `\0` (`state::namespace_id` allows `[A-Za-z0-9_-]` only, checked where an entry is proposed and again where it is applied), so the
-//! separators are unambiguous and one namespace's prefix never covers another's.
+//! separators are unambiguous and one namespace's prefix never covers another's. The same
+//! holds for usernames and role names (`[A-Za-z0-9_.@-]`) and grant resources (no control
+//! characters), checked by `Operation::validate`.
 
 use crate::runtime::ModuleKind;
 use crate::scope::Scope;
@@ -59,3 +67,44 @@ pub fn namespace(id: &str) -> Vec<u8> {
 }
 
 pub const NAMESPACE_PREFIX: &[u8] = b"s/namespace/";
+
+pub fn auth_user(username: &str) -> Vec<u8> {
+    format!("s/auth/user/{username}").into_bytes()
+}
+
+pub const AUTH_USER_PREFIX: &[u8] = b"s/auth/user/";
+
+pub fn auth_role_binding(role: &str, username: &str) -> Vec<u8> {
+    format!("s/auth/role/{role}\0{username}").into_bytes()
+}
+
+/// Every binding of `role`.
+pub fn auth_role_prefix(role: &str) -> Vec<u8> {
+    format!("s/auth/role/{role}\0").into_bytes()
+}
+
+pub const AUTH_ROLE_PREFIX: &[u8] = b"s/auth/role/";
+
+pub fn auth_user_role(username: &str, role: &str) -> Vec<u8> {
+    format!("s/auth/user-role/{username}\0{role}").into_bytes()
+}
+
+/// Every role binding of `username`, by role.
+pub fn auth_user_role_prefix(username: &str) -> Vec<u8> {
+    format!("s/auth/user-role/{username}\0").into_bytes()
+}
+
+pub fn auth_permission(role: &str, resource: &str, action: &str) -> Vec<u8> {
+    format!("s/auth/permission/{role}\0{resource}\0{action}").into_bytes()
+}
+
+/// Every grant to `role`.
+pub fn auth_permission_prefix(role: &str) -> Vec<u8> {
+    format!("s/auth/permission/{role}\0").into_bytes()
+}
+
+pub const AUTH_PERMISSION_PREFIX: &[u8] = b"s/auth/permission/";
+
+pub const AUTH_SIGNING_KEY: &[u8] = b"s/auth/signing-key";
+
+pub const AUTH_BOOTSTRAP: &[u8] = b"s/auth/bootstrap";

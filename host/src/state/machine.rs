@@ -147,6 +147,80 @@ impl Machine {
         super::namespaces::get(&self.kv, id)
     }
 
+    /// A user with their password hash and credential epoch, for a login or a token check.
+    pub fn user(&self, username: &str) -> Option<super::UserRecord> {
+        super::auth::user(&self.kv, username)
+    }
+
+    /// Every user, in name order, without hashes.
+    pub fn users(&self) -> Vec<super::UserSummary> {
+        super::auth::users(&self.kv)
+    }
+
+    pub fn users_page(&self, page_no: usize, page_size: usize) -> super::Page<super::UserSummary> {
+        super::auth::users_page(&self.kv, page_no, page_size)
+    }
+
+    pub fn search_usernames(&self, fragment: &str) -> Vec<String> {
+        super::auth::search_usernames(&self.kv, fragment)
+    }
+
+    /// The roles `username` holds, in name order.
+    pub fn roles_of(&self, username: &str) -> Vec<String> {
+        super::auth::roles_of(&self.kv, username)
+    }
+
+    /// The roles `username` holds with their grants (`auth::permission::allowed`'s input).
+    pub fn role_grants(&self, username: &str) -> Vec<crate::auth::permission::RoleGrants> {
+        super::auth::role_grants(&self.kv, username)
+    }
+
+    pub fn role_bindings_page(
+        &self,
+        username: Option<&str>,
+        role: Option<&str>,
+        page_no: usize,
+        page_size: usize,
+    ) -> super::Page<super::RoleBinding> {
+        super::auth::role_bindings_page(&self.kv, username, role, page_no, page_size)
+    }
+
+    pub fn search_roles(&self, fragment: &str) -> Vec<String> {
+        super::auth::search_roles(&self.kv, fragment)
+    }
+
+    pub fn permissions_of_role(&self, role: &str) -> Vec<super::PermissionRecord> {
+        super::auth::permissions_of_role(&self.kv, role)
+    }
+
+    pub fn permissions_page(
+        &self,
+        role: Option<&str>,
+        page_no: usize,
+        page_size: usize,
+    ) -> super::Page<super::PermissionRecord> {
+        super::auth::permissions_page(&self.kv, role, page_no, page_size)
+    }
+
+    /// Whether a ROLE_ADMIN holder exists (Nacos's `auth_admin_request` is its negation).
+    pub fn has_admin(&self) -> bool {
+        super::auth::has_admin(&self.kv)
+    }
+
+    /// The key tokens are signed with; `None` before the admin bootstrap.
+    pub fn signing_key(&self) -> Option<[u8; crate::auth::token::SIGNING_KEY_BYTES]> {
+        super::auth::signing_key(&self.kv)
+    }
+
+    /// Whether the admin bootstrap happened: from then on every bootstrap token is void.
+    pub fn auth_bootstrapped(&self) -> bool {
+        super::auth::bootstrapped(&self.kv)
+    }
+
+    pub fn auth_bootstrap_record(&self) -> Option<super::BootstrapRecord> {
+        super::auth::bootstrap_record(&self.kv)
+    }
+
     pub fn module_bytes(&self, id: &str) -> Option<&[u8]> {
         self.kv.get(&keys::module(id)).map(Vec::as_slice)
     }
@@ -304,6 +378,11 @@ impl Machine {
                 }
                 Operation::Namespace(change) => {
                     responses.push(ApplyResponse::host(super::namespaces::apply(&mut self.kv, change, timestamp_ms)));
+                    i += 1;
+                }
+                Operation::Auth(change) => {
+                    let applied = super::auth::apply(&mut self.kv, change, entry.index, timestamp_ms);
+                    responses.push(ApplyResponse::host(applied));
                     i += 1;
                 }
                 Operation::Bootstrap { naming, config } => {
@@ -725,6 +804,241 @@ mod tests {
         );
         assert_eq!(machine.digest_hex(), digest, "a repeated bootstrap at the same time changes nothing");
         assert_eq!(machine.bindings().len(), 2);
+    }
+
+    mod auth {
+        use super::*;
+        use crate::auth::permission::ROLE_ADMIN;
+        use crate::state::AuthChange;
+
+        const KEY: [u8; 32] = [9; 32];
+
+        /// Apply `changes` as consecutive entries from index `first`: each one's status and
+        /// message.
+        fn apply(machine: &mut Machine, first: u64, changes: Vec<AuthChange>) -> Vec<(u16, String)> {
+            let runtime = Runtime::new(None).unwrap();
+            let proposals: Vec<_> =
+                changes.into_iter().map(|c| Proposal { timestamp_ms: 7, op: Operation::Auth(c) }).collect();
+            let refs: Vec<_> = proposals
+                .iter()
+                .enumerate()
+                .map(|(i, p)| EntryRef { index: first + i as u64, term: 1, proposal: Some(p) })
+                .collect();
+            let (responses, events) = machine.apply(&runtime, &refs).unwrap();
+            assert!(events.is_empty());
+            responses
+                .into_iter()
+                .map(|r| {
+                    assert_eq!(r.module_id, None);
+                    match r.result {
+                        Ok(body) => (200, String::from_utf8(body).unwrap()),
+                        Err(e) => (e.code, e.message),
+                    }
+                })
+                .collect()
+        }
+
+        fn phc(password: &str) -> String {
+            crate::auth::password::hash(password).unwrap()
+        }
+
+        fn bootstrap(username: &str) -> AuthChange {
+            AuthChange::Bootstrap { username: username.into(), password_hash: phc("admin-pw"), signing_key: KEY }
+        }
+
+        fn create(username: &str) -> AuthChange {
+            AuthChange::CreateUser { username: username.into(), password_hash: phc("pw") }
+        }
+
+        fn grant(role: &str, username: &str) -> AuthChange {
+            AuthChange::GrantRole { role: role.into(), username: username.into() }
+        }
+
+        fn permission(role: &str, resource: &str, action: &str) -> AuthChange {
+            AuthChange::AddPermission { role: role.into(), resource: resource.into(), action: action.into() }
+        }
+
+        #[test]
+        fn every_refusal_is_nacos_s_and_changes_nothing() {
+            let mut machine = Machine::default();
+            apply(&mut machine, 1, vec![bootstrap("nacos"), create("alice"), grant("dev", "alice")]);
+            let digest = machine.digest_hex();
+            let answers = apply(
+                &mut machine,
+                4,
+                vec![
+                    create("alice"),
+                    AuthChange::SetPassword { username: "bob".into(), password_hash: phc("x") },
+                    AuthChange::DeleteUser { username: "bob".into() },
+                    AuthChange::DeleteUser { username: "nacos".into() },
+                    grant("dev", "bob"),
+                    grant(ROLE_ADMIN, "alice"),
+                    grant("dev", "alice"),
+                    AuthChange::RevokeRole { role: ROLE_ADMIN.into(), username: Some("nacos".into()) },
+                    AuthChange::RevokeRole { role: ROLE_ADMIN.into(), username: None },
+                    permission("ops", "public:*:*", "r"),
+                    bootstrap("root"),
+                    AuthChange::CreateUser { username: "a/b".into(), password_hash: phc("x") },
+                    AuthChange::CreateUser { username: "carol".into(), password_hash: "plaintext".into() },
+                    permission("dev", "public:*:*", "x"),
+                    permission("dev", "public:\0:*", "r"),
+                ],
+            );
+            let expected = [
+                (409, "user 'alice' already exist!"),
+                (404, "user 'bob' not found!"),
+                (404, "user 'bob' not found!"),
+                (400, "cannot delete admin: nacos"),
+                (400, "user 'bob' not found!"),
+                (400, "role 'ROLE_ADMIN' is not permitted to create!"),
+                (400, "user 'alice' already bound to the role 'dev'!"),
+                (400, "role 'ROLE_ADMIN' is not permitted to delete!"),
+                (400, "role 'ROLE_ADMIN' is not permitted to delete!"),
+                (400, "role ops not found!"),
+                (409, "have admin user cannot use it"),
+                (400, "invalid username: may only contain letters, digits, '_', '-', '.' and '@'"),
+                (400, "invalid password hash: not an Argon2id PHC string with bounded parameters"),
+                (400, "invalid action: must be r, w or rw"),
+                (400, "invalid resource: must not contain control characters"),
+            ];
+            let expected: Vec<_> = expected.iter().map(|(code, message)| (*code, message.to_string())).collect();
+            assert_eq!(answers, expected);
+            assert_eq!(machine.digest_hex(), digest, "no refusal changed anything but the entry clock");
+        }
+
+        #[test]
+        fn users_roles_and_grants_change_as_entries_say() {
+            let mut machine = Machine::default();
+            let answers = apply(
+                &mut machine,
+                1,
+                vec![
+                    create("alice"),
+                    create("bob"),
+                    grant("dev", "alice"),
+                    grant("dev", "bob"),
+                    grant("ops", "alice"),
+                    permission("dev", "dev:*:*", "rw"),
+                    permission("dev", ":*:*", "r"),
+                    permission("dev", "dev:*:*", "rw"),
+                ],
+            );
+            let codes: Vec<_> = answers.iter().map(|(code, _)| *code).collect();
+            assert_eq!(codes, [200, 200, 200, 200, 200, 200, 200, 409]);
+            assert_eq!(machine.roles_of("alice"), ["dev", "ops"]);
+            let grants = machine.role_grants("alice");
+            assert_eq!(grants.len(), 2);
+            assert_eq!((grants[0].role.as_str(), grants[0].grants.len()), ("dev", 2));
+            assert!(grants[1].grants.is_empty());
+            let bindings = machine.role_bindings_page(None, Some("dev"), 1, 10);
+            assert_eq!((bindings.total_count, bindings.page_items.len()), (2, 2));
+            assert_eq!(machine.role_bindings_page(Some("alice"), None, 1, 10).total_count, 2);
+            assert_eq!(machine.role_bindings_page(Some("alice"), Some("dev"), 1, 10).total_count, 1);
+            assert_eq!(machine.role_bindings_page(Some("ali"), Some("dev"), 1, 10).total_count, 0);
+            assert_eq!(machine.search_roles("e"), ["dev"]);
+            assert_eq!(machine.permissions_page(Some("dev"), 1, 1).pages_available, 2);
+
+            // Revoking one binding, then the role everywhere; its grants stay (as Nacos's).
+            let answers = apply(
+                &mut machine,
+                20,
+                vec![
+                    AuthChange::RevokeRole { role: "dev".into(), username: Some("bob".into()) },
+                    AuthChange::RevokeRole { role: "ops".into(), username: None },
+                    AuthChange::RemovePermission { role: "dev".into(), resource: ":*:*".into(), action: "r".into() },
+                ],
+            );
+            assert!(answers.iter().all(|(code, _)| *code == 200), "{answers:?}");
+            assert!(machine.roles_of("bob").is_empty());
+            assert_eq!(machine.roles_of("alice"), ["dev"]);
+            assert_eq!(machine.permissions_of_role("dev").len(), 1);
+
+            // Deleting a user removes their bindings, from both sides.
+            apply(&mut machine, 30, vec![AuthChange::DeleteUser { username: "alice".into() }]);
+            assert!(machine.user("alice").is_none());
+            assert!(machine.roles_of("alice").is_empty());
+            assert_eq!(machine.role_bindings_page(None, None, 1, 10).total_count, 0);
+            assert_eq!(machine.users(), [crate::state::UserSummary { username: "bob".into() }]);
+        }
+
+        #[test]
+        fn a_new_password_or_a_new_incarnation_moves_the_epoch() {
+            let mut machine = Machine::default();
+            apply(&mut machine, 3, vec![create("alice")]);
+            let first = machine.user("alice").unwrap();
+            assert_eq!(first.epoch, 3);
+            assert!(crate::auth::password::verify("pw", &first.password_hash));
+            let new_hash = phc("new");
+            let set = AuthChange::SetPassword { username: "alice".into(), password_hash: new_hash.clone() };
+            apply(&mut machine, 8, vec![set]);
+            let second = machine.user("alice").unwrap();
+            assert_eq!((second.epoch, second.password_hash.as_str(), second.created_ms), (8, new_hash.as_str(), 7));
+            apply(&mut machine, 12, vec![AuthChange::DeleteUser { username: "alice".into() }, create("alice")]);
+            assert_eq!(machine.user("alice").unwrap().epoch, 13, "a re-created user's old tokens stay void");
+        }
+
+        #[test]
+        fn the_admin_bootstrap_happens_once() {
+            let mut machine = Machine::default();
+            assert!(!machine.auth_bootstrapped() && !machine.has_admin() && machine.signing_key().is_none());
+            let answers = apply(&mut machine, 1, vec![bootstrap("nacos"), bootstrap("root")]);
+            assert_eq!(answers[0], (200, "create admin user ok!".to_string()));
+            assert_eq!(answers[1], (409, "have admin user cannot use it".to_string()));
+            assert!(machine.auth_bootstrapped() && machine.has_admin());
+            assert_eq!(machine.signing_key(), Some(KEY));
+            assert_eq!(machine.roles_of("nacos"), [ROLE_ADMIN]);
+            assert!(machine.user("root").is_none());
+            let record = machine.auth_bootstrap_record().unwrap();
+            assert_eq!((record.username.as_str(), record.index), ("nacos", 1));
+            // A zero key is refused before anything is looked at.
+            let zero = AuthChange::Bootstrap { username: "x".into(), password_hash: phc("p"), signing_key: [0; 32] };
+            assert_eq!(apply(&mut Machine::default(), 1, vec![zero])[0].0, 400);
+        }
+
+        #[test]
+        fn listings_and_printing_never_show_hashes_or_keys() {
+            let mut machine = Machine::default();
+            apply(&mut machine, 1, vec![bootstrap("nacos"), create("alice")]);
+            let page = machine.users_page(1, 10);
+            assert_eq!(page.total_count, 2);
+            let listed = serde_json::to_string(&page).unwrap();
+            assert!(listed.contains("\"totalCount\":2") && listed.contains("\"pageItems\""), "{listed}");
+            assert!(!listed.contains("argon2") && !listed.contains("password"), "{listed}");
+            let record = format!("{:?}", machine.user("alice").unwrap());
+            assert!(!record.contains("argon2"), "{record}");
+            let entry = Operation::Auth(bootstrap("nacos"));
+            for printed in [format!("{entry}"), format!("{entry:?}")] {
+                assert!(!printed.contains("argon2") && !printed.contains("9, 9"), "{printed}");
+            }
+            assert_eq!(machine.search_usernames("li"), ["alice"]);
+            assert_eq!(machine.users_page(2, 1).page_items, [crate::state::UserSummary { username: "nacos".into() }]);
+            assert_eq!(machine.users_page(0, 0).page_items.len(), 1, "page 0 is the first, size 0 is 1");
+        }
+
+        #[test]
+        fn auth_entries_give_every_replica_the_same_state() {
+            let changes = vec![
+                bootstrap("nacos"),
+                create("alice"),
+                create("alice"),
+                grant("dev", "alice"),
+                permission("dev", "dev:*:*", "rw"),
+                AuthChange::SetPassword { username: "alice".into(), password_hash: phc("2") },
+                AuthChange::DeleteUser { username: "nacos".into() },
+                AuthChange::RevokeRole { role: "dev".into(), username: None },
+            ];
+            let (mut a, mut b) = (Machine::default(), Machine::default());
+            let answers = apply(&mut a, 1, changes.clone());
+            // The other replica receives the same entries in two batches.
+            let mut split = apply(&mut b, 1, changes[..3].to_vec());
+            split.extend(apply(&mut b, 4, changes[3..].to_vec()));
+            assert_eq!(answers, split);
+            assert_eq!(a.digest_hex(), b.digest_hex());
+            let image = postcard::from_bytes(&postcard::to_stdvec(&a.image()).unwrap()).unwrap();
+            let restored = Machine::from_image(image);
+            assert_eq!(restored.digest_hex(), a.digest_hex());
+            assert_eq!(restored.signing_key(), Some(KEY), "the key survives a snapshot");
+        }
     }
 
     #[test]

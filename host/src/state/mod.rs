@@ -8,6 +8,7 @@
 //! the module bytes they carry). It reads no clock: time is the leader stamp in each entry,
 //! clamped so it never goes backwards.
 
+mod auth;
 mod command;
 pub mod dry_run;
 mod image;
@@ -17,12 +18,24 @@ mod machine;
 mod namespaces;
 mod split_view;
 
+pub use auth::AuthChange;
+pub use auth::BootstrapRecord;
+pub use auth::MAX_PAGE_ITEMS;
+pub use auth::MAX_SEARCH_RESULTS;
+pub use auth::Page;
+pub use auth::PermissionRecord;
+pub use auth::RoleBinding;
+pub use auth::UserRecord;
+pub use auth::UserSummary;
 pub use command::ApplyResponse;
 pub use command::InvalidOperation;
 pub use command::MAX_GUEST_PAYLOAD_BYTES;
 pub use command::MAX_NAMESPACE_DESC_CHARS;
 pub use command::MAX_NAMESPACE_ID_BYTES;
 pub use command::MAX_NAMESPACE_NAME_CHARS;
+pub use command::MAX_RESOURCE_BYTES;
+pub use command::MAX_ROLE_CHARS;
+pub use command::MAX_USERNAME_CHARS;
 pub use command::Operation;
 pub use command::Proposal;
 pub use command::namespace_id;
