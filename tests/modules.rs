@@ -231,3 +231,39 @@ fn hostile_modules_leave_the_cluster_as_it_was() {
         cluster.get(2, "/nacos/v1/cs/configs?dataId=after&group=G&tenant=h").is_ok_and(|r| r.status == 200)
     });
 }
+
+/// A module no binding uses can be removed (issue 17: installed modules are bounded by a
+/// quota, so they must be removable): refused while bound, gone from every node after, and
+/// installable again.
+#[test]
+fn a_module_no_binding_uses_is_removed_from_every_node() {
+    let cluster = Cluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let server = cluster.addr(0).to_string();
+    let file = module_file(&dir, "zone-first.wasm", nacre::builtin::examples::ZONE_FIRST);
+    let installed = cli(&server, &["install", &file]);
+    let id = installed.lines().find_map(|l| l.strip_prefix("id ")).unwrap().trim().to_string();
+    cli(&server, &["activate", "--namespace", "tenant-c", "--kind", "naming", &id]);
+    let remove = |node: usize, id: &str| cluster.call(node, "DELETE", &format!("/nacre/v1/modules?id={id}")).unwrap();
+    let bound = remove(1, &id);
+    assert_eq!(bound.status, 409, "{}", bound.text());
+    assert!(bound.text().contains("tenant-c"), "names the binding that uses it: {}", bound.text());
+    cli(&server, &["rollback", "--namespace", "tenant-c", "--kind", "naming"]);
+    let removed = cli(cluster.addr(2), &["remove", &id[..12]]);
+    assert!(removed.contains(&id), "{removed}");
+    cluster.wait_converged();
+    let listings: Vec<String> = (0..3).map(|node| cluster.get(node, "/nacre/v1/modules").unwrap().text()).collect();
+    for (node, listed) in listings.iter().enumerate() {
+        assert!(!listed.contains(&id), "node {node} still lists it: {listed}");
+    }
+    assert_eq!(remove(0, &id).status, 404, "already removed");
+    assert_eq!(remove(0, "not-a-module-id").status, 400);
+    cluster.wait_converged();
+    assert_eq!(cluster.get(1, "/nacre/v1/modules").unwrap().text(), listings[1], "refusals remove nothing");
+    // It can be installed and bound again.
+    assert!(cli(&server, &["install", &file]).contains(&id));
+    cli(&server, &["activate", "--namespace", "tenant-c", "--kind", "naming", &id]);
+    let instance =
+        http::form(&[("serviceName", "web"), ("ip", "10.8.0.9"), ("port", "80"), ("namespaceId", "tenant-c")]);
+    assert_eq!(cluster.call(1, "POST", &format!("{INSTANCE}?{instance}")).unwrap().status, 200);
+}

@@ -117,6 +117,7 @@ async fn route(ctx: &Context, req: HttpRequest) -> HttpResponse {
         (&HttpMethod::GET, "/nacre/v1/ap") => ops::ap_partition(ctx, &req),
         (&HttpMethod::POST, "/nacre/v1/modules") => modules::install(ctx, req).await,
         (&HttpMethod::GET, "/nacre/v1/modules") => modules::list(ctx),
+        (&HttpMethod::DELETE, "/nacre/v1/modules") => modules::remove(ctx, req).await,
         (&HttpMethod::POST, "/nacre/v1/bindings") => modules::activate(ctx, req).await,
         (&HttpMethod::GET, "/nacre/v1/bindings") => modules::bindings(ctx),
         (&HttpMethod::POST, "/nacre/v1/bindings/rollback") => modules::rollback(ctx, req).await,

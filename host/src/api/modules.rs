@@ -20,6 +20,12 @@ use crate::state::DEFAULT_NAMESPACE;
 
 /// Commands a dry run replays when the request does not say.
 pub const DEFAULT_DRY_RUN_ENTRIES: usize = 100;
+/// Bytes of all installed modules together: every node keeps each installed module in its
+/// state and compiles it (several times its size in memory), so the modules a cluster may
+/// hold are bounded, not only each one. Checked when an install is proposed (a replica never
+/// refuses an install already committed: replaying an old log must give the same state).
+/// Remove modules no binding uses (`DELETE /nacre/v1/modules?id=`) to make room.
+pub const MAX_INSTALLED_MODULE_BYTES: usize = 8 * crate::runtime::limits::MAX_MODULE_BYTES;
 
 fn parse_kind(value: Option<&str>) -> Result<ModuleKind, String> {
     match value.map(str::to_ascii_lowercase).as_deref() {
@@ -36,6 +42,9 @@ pub async fn install(ctx: &Context, req: HttpRequest) -> HttpResponse {
     if req.body.is_empty() {
         return net::text(Status::BAD_REQUEST, "missing body: the module's component bytes");
     }
+    if let Err(over) = within_quota(ctx, &req.body) {
+        return net::text(Status::PAYLOAD_TOO_LARGE, over);
+    }
     // Compiling takes most of a second for a naming module: off the async workers.
     let loaded = crate::blocking::cpu_bound(|| ctx.guests.runtime().load(&req.body));
     let (module_id, info) = match loaded {
@@ -44,6 +53,53 @@ pub async fn install(ctx: &Context, req: HttpRequest) -> HttpResponse {
     };
     match ctx.log.write(Operation::InstallModule { bytes: req.body.to_vec() }).await {
         Ok(outcome) => net::json(Status::OK, &json!({ "id": module_id, "info": info, "index": outcome.index })),
+        Err(e) => guest::unavailable(&e),
+    }
+}
+
+/// Whether installing `bytes` keeps the installed modules within [`MAX_INSTALLED_MODULE_BYTES`]
+/// (a module already installed takes no more room); why not, in words.
+fn within_quota(ctx: &Context, bytes: &[u8]) -> Result<(), String> {
+    let replica = ctx.guests.replica().read();
+    let machine = &replica.machine;
+    let id = crate::runtime::module_id(bytes);
+    if machine.module_bytes(&id).is_some() {
+        return Ok(());
+    }
+    let installed: usize = machine.module_ids().iter().filter_map(|id| machine.module_bytes(id)).map(<[u8]>::len).sum();
+    quota_check(installed, bytes.len())
+}
+
+/// Whether a new module of `new_bytes` fits beside `installed_bytes` of installed modules.
+fn quota_check(installed_bytes: usize, new_bytes: usize) -> Result<(), String> {
+    if installed_bytes.saturating_add(new_bytes) > MAX_INSTALLED_MODULE_BYTES {
+        return Err(format!(
+            "invalid module: installed modules take {installed_bytes} bytes, and {new_bytes} more would pass the \
+             quota of {MAX_INSTALLED_MODULE_BYTES}; remove modules no binding uses (DELETE /nacre/v1/modules?id=)"
+        ));
+    }
+    Ok(())
+}
+
+/// `DELETE /nacre/v1/modules?id=`: remove an installed module no binding in force uses, through
+/// the log (404 when not installed, 409 naming the bindings that use it).
+pub async fn remove(ctx: &Context, req: HttpRequest) -> HttpResponse {
+    let params = Params::from_request(&req);
+    let Some(module_id) = params.get("id") else {
+        return net::text(
+            Status::BAD_REQUEST,
+            "missing param: id (the module's id, as GET /nacre/v1/modules lists it)",
+        );
+    };
+    let op = Operation::RemoveModule { module_id: module_id.to_ascii_lowercase() };
+    if let Err(invalid) = op.validate() {
+        return net::text(Status::BAD_REQUEST, invalid.to_string());
+    }
+    match ctx.log.write(op).await {
+        Ok(outcome) => match outcome.response.result {
+            Ok(_) => net::json(Status::OK, &json!({ "removed": module_id, "index": outcome.index })),
+            Err(error) => guest::respond(Err(error)),
+        },
         Err(e) => guest::unavailable(&e),
     }
 }
@@ -196,5 +252,19 @@ pub async fn exec(ctx: &Context, req: HttpRequest) -> HttpResponse {
         guest::write(ctx, namespace, kind, request).await
     } else {
         guest::read(ctx, Scope::new(&namespace, kind), &request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_module_quota_counts_every_installed_byte() {
+        assert!(quota_check(0, MAX_INSTALLED_MODULE_BYTES).is_ok());
+        assert!(quota_check(MAX_INSTALLED_MODULE_BYTES - 10, 10).is_ok());
+        let over = quota_check(MAX_INSTALLED_MODULE_BYTES - 10, 11).unwrap_err();
+        assert!(over.contains("quota") && over.contains("DELETE /nacre/v1/modules"), "{over}");
+        assert!(quota_check(usize::MAX, 1).is_err(), "no overflow");
     }
 }

@@ -83,6 +83,14 @@ pub enum ModuleCommand {
         entries: usize,
         file: PathBuf,
     },
+    /// Remove an installed module that no binding uses (its bytes, and its compiled form on
+    /// every node): what makes room under the cluster's module quota.
+    Remove {
+        #[command(flatten)]
+        server: Server,
+        /// The module id (or a unique prefix of it, as `nacre module list` shows).
+        module: String,
+    },
     /// The bindings in force and every binding change, in log order.
     Bindings {
         #[command(flatten)]
@@ -146,6 +154,13 @@ pub async fn run(command: ModuleCommand) -> anyhow::Result<String> {
             let params = [("namespace", namespace.as_str()), ("kind", kind.as_str()), ("module", module_id.as_str())];
             let binding = json(&call(HttpMethod::POST, &url(&server.server, "/nacre/v1/bindings", &params)).await?)?;
             Ok(format!("{namespace}/{kind} → {} from index {}\n", text(&binding["module_id"]), binding["since_index"]))
+        }
+        ModuleCommand::Remove { server, module } => {
+            let module_id = resolve_id(&server.server, &module).await?;
+            let answer = json(
+                &call(HttpMethod::DELETE, &url(&server.server, "/nacre/v1/modules", &[("id", &module_id)])).await?,
+            )?;
+            Ok(format!("removed {} at index {}\n", text(&answer["removed"]), answer["index"]))
         }
         ModuleCommand::Rollback { server, target: BindingTarget { namespace, kind } } => {
             let params = [("namespace", namespace.as_str()), ("kind", kind.as_str())];

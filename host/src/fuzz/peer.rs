@@ -470,6 +470,12 @@ fn check_operation(op: &Operation) {
             }
         }
         Operation::Auth(change) => check_auth_change(change),
+        Operation::RemoveModule { module_id } => {
+            assert!(
+                module_id.len() == 64 && module_id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "accepted {module_id:?}"
+            );
+        }
     }
 }
 

@@ -149,6 +149,15 @@ impl Runtime {
         Ok(info)
     }
 
+    /// Forget a module: its compiled form in memory and in the disk cache. Calls already
+    /// running keep their instance; a later call compiles it again if it is installed again.
+    pub fn unload(&self, id: &ModuleId) {
+        self.inner.modules.write().expect("module map lock poisoned").remove(id);
+        if let Some(disk) = &self.inner.disk {
+            let _ = std::fs::remove_file(disk.path(id));
+        }
+    }
+
     pub fn is_loaded(&self, id: &ModuleId) -> bool {
         self.loaded(id).is_some()
     }

@@ -58,9 +58,12 @@ pub enum Operation {
     /// Create, update or delete a namespace record.
     Namespace(NamespaceChange),
     /// Change the users, roles, grants, or bootstrap the first admin and the token signing
-    /// key. Last: entries are postcard, which numbers variants by position, so new variants go
-    /// at the end.
+    /// key.
     Auth(AuthChange),
+    /// Remove an installed module that no binding in force uses (its bytes, and on each node
+    /// its compiled form). Last: entries are postcard, which numbers variants by position, so
+    /// new variants go at the end.
+    RemoveModule { module_id: ModuleId },
 }
 
 impl fmt::Display for Operation {
@@ -76,6 +79,7 @@ impl fmt::Display for Operation {
             Operation::Namespace(change) => write!(f, "namespace({change:?})"),
             Operation::Bootstrap { .. } => write!(f, "bootstrap"),
             Operation::Auth(change) => write!(f, "auth({change})"),
+            Operation::RemoveModule { module_id } => write!(f, "remove module {module_id}"),
         }
     }
 }
@@ -156,9 +160,7 @@ impl Operation {
                 if namespace != super::DEFAULT_NAMESPACE {
                     namespace_id(namespace, "namespace")?;
                 }
-                if module_id.len() != MODULE_ID_HEX_CHARS || !module_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(InvalidOperation::new("module", "a module id is 64 hex digits (its sha256)"));
-                }
+                module_id_text(module_id)?;
                 if by.len() > MAX_ACTIVATED_BY_BYTES {
                     return Err(InvalidOperation::new("by", format!("longer than {MAX_ACTIVATED_BY_BYTES} bytes")));
                 }
@@ -170,8 +172,17 @@ impl Operation {
             }
             Operation::Namespace(change) => change.validate(),
             Operation::Auth(change) => change.validate(),
+            Operation::RemoveModule { module_id } => module_id_text(module_id),
         }
     }
+}
+
+/// A module id as every module is known: the 64 hex digits of its sha256.
+fn module_id_text(module_id: &str) -> Result<(), InvalidOperation> {
+    if module_id.len() != MODULE_ID_HEX_CHARS || !module_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(InvalidOperation::new("module", "a module id is 64 hex digits (its sha256)"));
+    }
+    Ok(())
 }
 
 impl NamespaceChange {

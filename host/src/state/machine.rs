@@ -385,6 +385,10 @@ impl Machine {
                     responses.push(ApplyResponse::host(applied));
                     i += 1;
                 }
+                Operation::RemoveModule { module_id } => {
+                    responses.push(ApplyResponse::host(self.remove_module(runtime, module_id)));
+                    i += 1;
+                }
                 Operation::Bootstrap { naming, config } => {
                     let bound = self.bootstrap(runtime, entry.index, timestamp_ms, naming, config)?;
                     responses.push(ApplyResponse::host(bound));
@@ -470,6 +474,32 @@ impl Machine {
             .module_bytes(id)
             .ok_or_else(|| GuestError { code: 500, message: format!("module {id} is bound but not installed") })?;
         with_host_retries(|| runtime.load(bytes)).map(|_| ()).map_err(Refusal::from)
+    }
+
+    /// Remove an installed module no binding in force uses: 404 when it is not installed, 409
+    /// naming the bindings that use it. The node's compiled copy goes with it (`Runtime::unload`:
+    /// a cache, not replicated state). Rolling back to it later fails as for any module not
+    /// installed; installing it again brings it back.
+    fn remove_module(&mut self, runtime: &Runtime, module_id: &ModuleId) -> Result<Vec<u8>, GuestError> {
+        let key = keys::module(module_id);
+        if self.kv.get(&key).is_none() {
+            return Err(GuestError { code: 404, message: format!("module {module_id} is not installed") });
+        }
+        let users: Vec<String> = self
+            .bindings()
+            .into_iter()
+            .filter(|(_, binding)| &binding.module_id == module_id)
+            .map(|(namespace, binding)| format!("{:?} in {namespace}", binding.module.kind))
+            .collect();
+        if !users.is_empty() {
+            return Err(GuestError {
+                code: 409,
+                message: format!("module {module_id} is bound ({}); bind another module first", users.join(", ")),
+            });
+        }
+        self.kv.delete(&key);
+        runtime.unload(module_id);
+        Ok(b"true".to_vec())
     }
 
     fn install(&mut self, bytes: &[u8]) -> ModuleId {
