@@ -344,3 +344,37 @@ fn a_cluster_member_without_a_secret_refuses_to_start_and_says_how() {
     assert!(String::from_utf8_lossy(&with_bad.stderr).contains("hex"), "{}", String::from_utf8_lossy(&with_bad.stderr));
     assert!(!dir.path().join("data").exists(), "nothing was created before the refusal");
 }
+
+/// A forwarded AP command that arrives after its sender gave up is not applied: a beat held up
+/// on a stalled link must not re-register an instance its client has since deregistered.
+#[test]
+fn a_forwarded_ap_command_past_its_deadline_is_not_applied() {
+    let cluster = Cluster::start(3);
+    let id = nacre::partition::PartitionId {
+        namespace: "public".into(),
+        kind: ModuleKind::Naming,
+        partition: "DEFAULT_GROUP@@late".into(),
+    };
+    let register = nacre_protocol::GuestRequest::new("naming.register")
+        .param("serviceName", "late")
+        .param("ip", "10.6.0.1")
+        .param("port", "80");
+    let command = |deadline_ms| nacre::ap::ForwardedCommand { id: id.clone(), request: register.clone(), deadline_ms };
+    for node in 0..3 {
+        let late = postcard::to_stdvec(&command(now_ms() - 1)).unwrap();
+        let (status, body) = peer_call(&cluster, node, "/nacre/ap/apply", &late);
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("after its deadline"));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    for node in 0..3 {
+        assert!(list(&cluster, node, "late")["hosts"].as_array().unwrap().is_empty(), "nothing applied on {node}");
+    }
+    // In time, the same command is applied.
+    let on_time = postcard::to_stdvec(&command(now_ms() + 5_000)).unwrap();
+    let (status, body) = peer_call(&cluster, 0, "/nacre/ap/apply", &on_time);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    wait_until("every node lists it", || {
+        (0..3).all(|i| list(&cluster, i, "late")["hosts"].as_array().is_some_and(|h| h.len() == 1))
+    });
+}

@@ -55,6 +55,10 @@ use crate::state::ChangeEvent;
 
 /// How long a node waits for the responsible node to apply a forwarded AP command.
 pub const FORWARD_TIMEOUT_MS: u64 = 3_000;
+/// How much earlier than the sender gives up a forwarded command stops being applied: the
+/// clock difference between members this tolerates (NTP keeps them within milliseconds).
+pub const FORWARD_DEADLINE_MARGIN_MS: u64 = 1_000;
+const _: () = assert!(FORWARD_DEADLINE_MARGIN_MS < FORWARD_TIMEOUT_MS, "a forwarded command has time to apply");
 
 pub struct Ap {
     members: Arc<Members>,
@@ -88,6 +92,11 @@ pub struct ApApplied {
 pub struct ForwardedCommand {
     pub id: PartitionId,
     pub request: GuestRequest,
+    /// When the sender gives up on it (its clock, ms), less [`FORWARD_DEADLINE_MARGIN_MS`]:
+    /// the responsible node refuses it after that. Without it, a command held up on a slow or
+    /// stalled link could apply after its client was told it failed and went on (a beat that
+    /// re-registers an instance its client has since deregistered, seen under the nemesis).
+    pub deadline_ms: u64,
 }
 
 impl Ap {
@@ -139,7 +148,8 @@ impl Ap {
             let Some(addr) = self.members.addr(owner).filter(|_| owner != self.members.me()) else {
                 return self.apply_here(id, request, Origin::Client).await;
             };
-            let forwarded = ForwardedCommand { id: id.clone(), request: request.clone() };
+            let deadline_ms = now_ms() + FORWARD_TIMEOUT_MS - FORWARD_DEADLINE_MARGIN_MS;
+            let forwarded = ForwardedCommand { id: id.clone(), request: request.clone(), deadline_ms };
             let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
             match self.peers.send_coalesced::<rpc::Apply>(addr, &forwarded, timeout).await {
                 Ok(mut applied) => {
@@ -243,8 +253,20 @@ impl Ap {
 impl Ap {
     /// A command forwarded by a node that found this one responsible. Only clients' commands
     /// are forwarded: a duty runs where it was decided.
+    /// One that arrives after its deadline is refused unapplied: its sender has given up and
+    /// answered its client.
     pub async fn serve_apply(&self, command: ForwardedCommand) -> Result<Result<ApApplied, GuestError>, String> {
         command.id.validate().map_err(|e| format!("refused AP command: {e}"))?;
+        let now = now_ms();
+        if now > command.deadline_ms {
+            let late_ms = now - command.deadline_ms;
+            tracing::info!(
+                late_ms,
+                op = command.request.op,
+                "a forwarded command arrived after its deadline; not applied"
+            );
+            return Err(format!("refused AP command: it arrived {late_ms} ms after its deadline"));
+        }
         Ok(self.apply_here(&command.id, &command.request, Origin::Client).await)
     }
 

@@ -608,7 +608,7 @@ fn generate(rng: &mut Rng, path: &str, images: &[Vec<u8>]) -> Vec<u8> {
             let params: BTreeMap<String, String> =
                 (0..rng.below(4)).map(|_| (wire::text(rng), wire::text(rng))).collect();
             let request = GuestRequest { op: wire::text(rng), params, client_ip: wire::text(rng) };
-            encode(&ForwardedCommand { id: wire::partition_id(rng), request })
+            encode(&ForwardedCommand { id: wire::partition_id(rng), request, deadline_ms: u64::MAX })
         }
         "/nacre/ap/sync" => {
             let batches: Vec<PartitionRecords> =
@@ -749,7 +749,11 @@ mod tests {
             kind: crate::runtime::ModuleKind::Naming,
             partition: "y".repeat(crate::runtime::limits::MAX_KEY_BYTES + 1),
         };
-        let body = encode(&ForwardedCommand { id, request: GuestRequest::new("naming.instance.register") });
+        let body = encode(&ForwardedCommand {
+            id,
+            request: GuestRequest::new("naming.instance.register"),
+            deadline_ms: u64::MAX,
+        });
         assert_eq!(check_ap_apply(&body), "refused");
         assert_eq!(ap_apply_partition_syncs(&body), "refused");
     }
