@@ -47,7 +47,7 @@ pub struct Cluster {
     env: Vec<(String, String)>,
     /// With [`Cluster::start_with_links`]: a proxy on every directed link `(from, to)`.
     links: Links,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -120,7 +120,7 @@ impl Cluster {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             links,
-            _dir: dir,
+            dir,
             _turn: turn,
         };
         for i in 0..size {
@@ -138,7 +138,7 @@ impl Cluster {
     /// Start a stray process on node `i`'s addresses (node `i` stopped): the same cluster.conf,
     /// an empty data dir of its own and another cluster's secret. [`Cluster::kill_node`] stops it.
     pub fn start_stranger(&mut self, i: usize) {
-        let secret = self._dir.path().join("stranger.secret");
+        let secret = self.dir.path().join("stranger.secret");
         if !secret.exists() {
             ClusterSecret::write_new(&secret).unwrap();
         }
@@ -331,6 +331,11 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             self.kill_node(i);
+        }
+        // A failed test keeps its nodes' logs and data to read (or any test, when asked).
+        if std::thread::panicking() || std::env::var_os("NACRE_KEEP_TEST_DIRS").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("kept the cluster's logs and data in {}", self.dir.path().display());
         }
     }
 }
