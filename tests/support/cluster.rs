@@ -150,7 +150,9 @@ impl Cluster {
         let node = &mut self.nodes[i];
         assert!(node.child.is_none(), "node {i} is already running");
         let port = node.api_addr.rsplit(':').next().unwrap().to_string();
-        let log = std::fs::File::create(node.data_dir.with_extension("log")).unwrap();
+        // Appended, not truncated: a restarted node's log follows its earlier runs.
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(node.data_dir.with_extension("log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_nacre"))
             .args(["serve", "--bind", "127.0.0.1", "--port", &port])
             .args(["--raft-port", &node.raft_port.to_string()])
