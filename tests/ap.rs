@@ -305,3 +305,34 @@ fn a_deregistration_beats_the_other_sides_later_unhealthy_mark() {
         assert!(listed(&cluster, node, "marked").is_empty(), "node {node} brought the instance back");
     }
 }
+
+/// The nemesis's finding (seed 735048259): a node isolated from both peers applies a
+/// deregistration alone and acknowledges it; it is killed before its outbox ships the
+/// tombstone. Restarted, it used to pull the others' live copy and the instance was listed on
+/// every node again. The write is journaled before it is acknowledged and replayed at start.
+#[test]
+fn an_acknowledged_deregistration_survives_its_node_killed_before_it_shipped_it() {
+    use support::proxy::Failure;
+    let mut cluster = Cluster::start_with_links(3, &[]);
+    let instance = [("serviceName", "journaled"), ("ip", "10.6.0.3"), ("port", "80")];
+    register(&cluster, 0, &instance);
+    wait_until("every node lists it", || (0..3).all(|i| listed(&cluster, i, "journaled").len() == 1));
+    let alone = responsible(&cluster, 0, "DEFAULT_GROUP@@journaled");
+    cluster.isolate_as(alone, Failure::Reset);
+    let deregister = query(&[instance.as_slice(), &[("ephemeral", "true")]].concat());
+    let resp = cluster.call(alone, "DELETE", &format!("{INSTANCE}?{deregister}")).unwrap();
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"), "applied by the isolated node alone");
+    cluster.kill_node(alone);
+    cluster.heal();
+    for node in (0..3).filter(|n| *n != alone) {
+        assert_eq!(listed(&cluster, node, "journaled").len(), 1, "node {node} never heard of the deregistration");
+    }
+    cluster.start_node(alone);
+    cluster.wait_ready();
+    wait_ap_converged(&cluster);
+    std::thread::sleep(Duration::from_secs(4)); // a verification round more
+    for node in 0..3 {
+        assert!(listed(&cluster, node, "journaled").is_empty(), "node {node} lists the deregistered instance");
+    }
+    assert!(cluster.node_log(alone).contains("replaying this node's journaled AP writes"));
+}

@@ -247,8 +247,15 @@ fn naming_outcome(cluster: &Cluster, ledgers: &[Mutex<NamingLedger>], stops: &Na
     // Two AP repair rounds (3 s each) after every node lists the living: a deregistered
     // instance coming back would have come back by now.
     std::thread::sleep(Duration::from_secs(7));
+    let acknowledged: BTreeMap<clients::Instance, Instant> =
+        ledgers.iter().flat_map(|l| l.lock().unwrap_or_else(|p| p.into_inner()).deregistered.clone()).collect();
     for node in 0..3 {
         let back = checks::listed_instances(cluster.addr(node), &deregistered_refs);
+        // When each was acknowledged, to find it in the nodes' logs.
+        let back: Vec<String> = back
+            .iter()
+            .map(|i| format!("{i:?}, acknowledged {:.1} s before this check", acknowledged[i].elapsed().as_secs_f64()))
+            .collect();
         assert!(back.is_empty(), "node {node} lists instances whose deregistration was acknowledged: {back:?}");
     }
     (deregistered.len(), beating.len())

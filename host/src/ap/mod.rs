@@ -6,6 +6,8 @@
 //!
 //! - [`store`]: the records, their versions and ranks, the per-partition checksums, the
 //!   keyspace cell (no I/O);
+//! - [`journal`]: this node's writes, durable before they are acknowledged and until every
+//!   peer has taken them, replayed at start;
 //! - [`replicate`]: the tasks that ping, ship records, verify and repair, and the first pull
 //!   of a starting node;
 //! - [`rpc`]: the peer RPCs of the AP path;
@@ -22,6 +24,7 @@
 //! it through the replica and writes only keys under the AP prefix (the runtime refuses any
 //! other write); a log command never sees the AP keyspace.
 
+pub mod journal;
 pub mod replicate;
 pub mod rpc;
 pub mod store;
@@ -35,6 +38,8 @@ use nacre_protocol::GuestRequest;
 use serde::Deserialize;
 use serde::Serialize;
 
+use self::journal::Journal;
+use self::journal::Replayed;
 use self::replicate::Outbox;
 use self::store::ApStore;
 use self::store::Keyspace;
@@ -70,6 +75,9 @@ pub struct Ap {
     /// queue of commands holds no threads.
     apply_turn: tokio::sync::Mutex<()>,
     pub outbox: Outbox,
+    /// Where this node's writes are made durable before they are acknowledged; `None` for a
+    /// node without peers, whose AP keyspace no one else holds (a restart starts it empty).
+    journal: Option<Journal>,
     /// Set once the first pull from a peer is done (or none answered): before that this
     /// node's AP keyspace may lack what the others hold, and it does not report ready.
     ready: AtomicBool,
@@ -100,17 +108,53 @@ pub struct ForwardedCommand {
 }
 
 impl Ap {
-    /// `members` knows every peer; `keyspace` is the AP store `guests` reads too.
-    pub fn new(members: Arc<Members>, guests: Arc<Guests>, keyspace: Arc<Keyspace>, peers: PeerClient) -> Ap {
+    /// `members` knows every peer; `keyspace` is the AP store `guests` reads too; `journal`
+    /// (with what it replayed) is where writes become durable, required when there are peers.
+    pub fn new(
+        members: Arc<Members>,
+        guests: Arc<Guests>,
+        keyspace: Arc<Keyspace>,
+        peers: PeerClient,
+        journal: Option<(Journal, Vec<Replayed>)>,
+    ) -> Ap {
+        assert!(
+            journal.is_some() || members.peers().is_empty(),
+            "a node with peers acknowledges AP writes only once they are journaled"
+        );
         let outbox = Outbox::new(members.peers().keys().copied());
-        Ap {
+        let (journal, replayed) = journal.unzip();
+        let ap = Ap {
             members,
             guests,
             keyspace,
             peers,
             apply_turn: tokio::sync::Mutex::new(()),
             outbox,
+            journal,
             ready: AtomicBool::new(false),
+        };
+        ap.replay(replayed.unwrap_or_default());
+        ap
+    }
+
+    /// Take back this node's journaled writes after a restart: into the store, and queued
+    /// for every peer again (a peer that already holds them changes nothing).
+    fn replay(&self, replayed: Vec<Replayed>) {
+        if replayed.is_empty() {
+            return;
+        }
+        let records: usize = replayed.iter().map(|r| r.batch.records.len()).sum();
+        tracing::info!(writes = replayed.len(), records, "replaying this node's journaled AP writes");
+        for Replayed { seq, batch } in &replayed {
+            self.outbox.queue(*seq, batch);
+        }
+        self.merge(replayed.into_iter().map(|r| r.batch).collect());
+    }
+
+    /// Every peer has taken this node's writes up to `seq`: the journal may let them go.
+    pub(crate) fn journal_delivered(&self, seq: u64) {
+        if let Some(journal) = &self.journal {
+            journal.set_delivered_through(seq);
         }
     }
 
@@ -181,13 +225,16 @@ impl Ap {
     ///
     /// Like a query, the command runs through `Guests::run`: on this async worker with a short
     /// fuel budget if nothing holds the replica or the store, off the worker otherwise.
+    ///
+    /// It answers once the write is journaled (fsynced; see [`journal`]), after it has let
+    /// the next command run: under load, one fsync covers many writes.
     pub async fn apply_here(
         &self,
         id: &PartitionId,
         request: &GuestRequest,
         origin: Origin,
     ) -> Result<ApApplied, GuestError> {
-        let _turn = self.apply_turn.lock().await;
+        let turn = self.apply_turn.lock().await;
         let now = now_ms();
         let payload = request.encode();
         let run = |replica: &Replica, store: &ApStore, budget| {
@@ -197,6 +244,7 @@ impl Ap {
         };
         let (module_id, CommandOutcome { result, writes, events }) = self.guests.run(run)?;
         let mut written = None;
+        let mut durable = None;
         if !writes.is_empty() {
             let mut store = self.keyspace.write();
             let version = store.next_version(now, self.members.me());
@@ -204,10 +252,23 @@ impl Ap {
                 .write(id, version, writes, events.clone(), now, origin)
                 .map_err(|e| GuestError { code: 503, message: e.to_string() })?;
             drop(store);
-            self.outbox.queue(&batch);
+            if let Some(journal) = &self.journal {
+                let seq = journal.next_seq();
+                self.outbox.queue(seq, &batch);
+                durable = Some(journal.append(seq, now, &batch));
+            }
             written = Some(batch);
         }
+        drop(turn);
         self.publish(id, &events);
+        if let Some(durable) = durable
+            && let Err(e) = durable.await
+        {
+            tracing::error!(error = %e, "an AP write could not be journaled");
+            let message = "the write was applied but could not be made durable on this node's disk: it may be lost \
+                           if this node stops before its peers have it. Retry it";
+            return Err(GuestError { code: 503, message: message.into() });
+        }
         Ok(ApApplied { result, module_id, written })
     }
 

@@ -48,6 +48,8 @@ struct Link {
     wake: Notify,
     /// The peer's digest as its last answer to a ping said (`u64::MAX`: unknown).
     their_digest: AtomicU64,
+    /// The peer has taken every write of this node up to this journal sequence number.
+    delivered_through: AtomicU64,
 }
 
 #[derive(Default)]
@@ -76,20 +78,31 @@ impl Pending {
 
 pub struct Outbox {
     links: BTreeMap<NodeId, Link>,
+    /// The journal sequence number of the last write queued for every peer.
+    last_queued_seq: AtomicU64,
 }
 
 impl Outbox {
     pub fn new(peers: impl Iterator<Item = NodeId>) -> Outbox {
         let links =
             peers.map(|peer| (peer, Link { their_digest: AtomicU64::new(u64::MAX), ..Link::default() })).collect();
-        Outbox { links }
+        Outbox { links, last_queued_seq: AtomicU64::new(0) }
     }
 
-    /// Queue a batch for every peer.
-    pub fn queue(&self, batch: &PartitionRecords) {
+    /// Queue a batch this node wrote, journaled under `seq`, for every peer. Writes are
+    /// queued in the order of their sequence numbers (the caller holds the AP apply turn).
+    pub fn queue(&self, seq: u64, batch: &PartitionRecords) {
         for peer in self.links.keys() {
             self.queue_for(*peer, batch.clone());
         }
+        self.last_queued_seq.fetch_max(seq, Ordering::Release);
+    }
+
+    /// Every peer has taken every write up to this sequence number (or had it dropped from a
+    /// full outbox, for verification to repair).
+    pub fn delivered_through(&self) -> u64 {
+        let all = self.last_queued_seq.load(Ordering::Acquire);
+        self.links.values().map(|link| link.delivered_through.load(Ordering::Acquire)).min().unwrap_or(all)
     }
 
     fn queue_for(&self, peer: NodeId, batch: PartitionRecords) {
@@ -105,9 +118,10 @@ impl Outbox {
         link.wake.notify_one();
     }
 
-    /// Up to about [`MAX_SYNC_BATCH_RECORDS`] records for `peer`, whole partitions.
-    fn take(&self, peer: NodeId) -> Vec<PartitionRecords> {
-        let Some(link) = self.links.get(&peer) else { return Vec::new() };
+    /// Up to about [`MAX_SYNC_BATCH_RECORDS`] records for `peer`, whole partitions, and
+    /// whether they are all that waited.
+    fn take(&self, peer: NodeId) -> (Vec<PartitionRecords>, bool) {
+        let Some(link) = self.links.get(&peer) else { return (Vec::new(), true) };
         let mut pending = link.pending.lock().expect("outbox lock");
         let mut taken = Vec::new();
         let mut count = 0;
@@ -116,7 +130,7 @@ impl Outbox {
             count += records.len();
             taken.push(PartitionRecords { id, events, records: records.into_values().collect() });
         }
-        taken
+        (taken, pending.is_empty())
     }
 
     /// The peer did not take `batches`: put them back under anything newer queued since.
@@ -218,15 +232,23 @@ async fn ship_forever(ap: Arc<Ap>, peer: NodeId) {
         let retry = Duration::from_millis(SYNC_RETRY_INTERVAL_MS);
         let _ = tokio::time::timeout(retry, link.wake.notified()).await;
         loop {
-            let batches = ap.outbox.take(peer);
-            if batches.is_empty() {
-                break;
+            // Read before taking: every write up to it is queued by then, so once what is
+            // taken is delivered and nothing was left, the peer has all of them.
+            let queued_through = ap.outbox.last_queued_seq.load(Ordering::Acquire);
+            let (batches, drained) = ap.outbox.take(peer);
+            if !batches.is_empty() {
+                let timeout = Duration::from_millis(PEER_CALL_TIMEOUT_MS);
+                if let Err(e) = ap.peers.send::<rpc::Sync>(&addr, &batches, timeout).await {
+                    tracing::debug!(peer, error = %e, "AP sync not taken; retrying later");
+                    ap.outbox.put_back(peer, batches);
+                    tokio::time::sleep(retry).await;
+                    continue;
+                }
             }
-            let timeout = Duration::from_millis(PEER_CALL_TIMEOUT_MS);
-            if let Err(e) = ap.peers.send::<rpc::Sync>(&addr, &batches, timeout).await {
-                tracing::debug!(peer, error = %e, "AP sync not taken; retrying later");
-                ap.outbox.put_back(peer, batches);
-                tokio::time::sleep(retry).await;
+            if drained {
+                link.delivered_through.fetch_max(queued_through, Ordering::Release);
+                ap.journal_delivered(ap.outbox.delivered_through());
+                break;
             }
         }
     }

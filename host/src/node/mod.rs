@@ -67,6 +67,8 @@ const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 30_000;
 const BOOTSTRAP_CHECK_INTERVAL_MS: u64 = 200;
 /// How long shutdown waits for the background tasks to end after they were told to stop.
 const TASKS_STOP_TIMEOUT_MS: u64 = 3_000;
+/// The AP journal's file in the data directory (`ap::journal`).
+pub const AP_JOURNAL_FILE: &str = "ap-journal.redb";
 
 /// A running node: what `main` holds until it is told to stop.
 pub struct Node {
@@ -111,7 +113,13 @@ impl Node {
         let keyspace = Arc::new(Keyspace::default());
         let guests = Arc::new(Guests::new(replica.clone(), keyspace.clone()));
         let log = Arc::new(Log::new(id, raft.clone(), replica.clone(), peers.clone(), members.clone()));
-        let ap = Arc::new(Ap::new(members.clone(), guests.clone(), keyspace, peers.clone()));
+        let journal = if members.peers().is_empty() {
+            None
+        } else {
+            let path = config.data_dir.join(AP_JOURNAL_FILE);
+            Some(crate::ap::journal::Journal::open(&path).context("opening the AP journal")?)
+        };
+        let ap = Arc::new(Ap::new(members.clone(), guests.clone(), keyspace, peers.clone(), journal));
         let leases = Arc::new(Leases::default());
         let push = Arc::new(Push::open(&config.me.ip).await.context("opening the push socket")?);
         let dispatch =
