@@ -46,7 +46,12 @@ fn workspace() -> PathBuf {
 
 /// `nacre module ARGS`, as a person runs it.
 fn nacre(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nacre")).arg("module").args(args).output().expect("the nacre binary runs")
+    Command::new(env!("CARGO_BIN_EXE_nacre"))
+        .arg("module")
+        .args(args)
+        .env("NACRE_ACCESS_TOKEN", support::http::latest_token())
+        .output()
+        .expect("the nacre binary runs")
 }
 
 /// `nacre module ARGS` that must succeed: its stdout and stderr.

@@ -161,6 +161,7 @@ impl ScriptRun {
         let dir = tempfile::tempdir()?;
         let mut cmd = client.command(&path);
         cmd.arg(servers).arg(namespace).current_dir(dir.path());
+        cmd.env("NACRE_USERNAME", "nacos").env("NACRE_PASSWORD", support::cluster::ADMIN_PASSWORD);
         cmd.stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("stdout"))?)
             .stderr(std::fs::File::create(dir.path().join("stderr"))?)

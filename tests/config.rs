@@ -127,7 +127,12 @@ fn long_poll_answers_at_once_holds_and_wakes_across_nodes() {
 }
 
 fn nacre_config(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_nacre")).arg("config").args(args).output().expect("the nacre binary runs")
+    Command::new(env!("CARGO_BIN_EXE_nacre"))
+        .arg("config")
+        .args(args)
+        .env("NACRE_ACCESS_TOKEN", support::http::latest_token())
+        .output()
+        .expect("the nacre binary runs")
 }
 
 fn history(cluster: &Cluster, node: usize, data_id: &str) -> serde_json::Value {
@@ -254,7 +259,8 @@ fn a_long_poll_whose_client_disconnects_frees_its_slot_at_once() {
     let mut stream = std::net::TcpStream::connect(cluster.addr(0)).unwrap();
     let head = format!(
         "POST /nacos/v1/cs/configs/listener HTTP/1.1\r\nHost: x\r\nLong-Pulling-Timeout: 30000\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+         Authorization: Bearer {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        cluster.token(),
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();

@@ -55,7 +55,10 @@ fn start_node(fd_limit: Option<u64>) -> Node {
         .stderr(log)
         .spawn()
         .unwrap();
-    let node = Node { child, addr: format!("127.0.0.1:{port}"), _dir: dir };
+    let addr = format!("127.0.0.1:{port}");
+    let token = support::cluster::bootstrap_admin(&addr, &dir.path().join("data"), support::cluster::ADMIN_PASSWORD);
+    http::remember_token(&addr, &token);
+    let node = Node { child, addr, _dir: dir };
     support::cluster::wait_until("the node is ready", || {
         http::request("GET", &node.addr, "/nacos/v1/console/health/readiness", None, b"")
             .is_ok_and(|resp| resp.status == 200)
@@ -107,14 +110,27 @@ fn bodies_past_the_budget_are_refused_at_once_not_held() {
     let node = start_node(None);
     // Module uploads may be 32 MiB; the budget is four of them. Four uploads that declare
     // 30 MiB each and send nothing more hold 120 MiB of it.
-    let declare = |stream: &mut TcpStream| {
+    let token = http::token_for(&node.addr).unwrap();
+    let declare_as = |stream: &mut TcpStream, auth: &str| {
         let head = format!(
-            "POST /nacre/v1/modules HTTP/1.1\r\nHost: x\r\nContent-Type: application/wasm\r\nContent-Length: {}\r\n\r\n",
+            "POST /nacre/v1/modules HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/wasm\r\nContent-Length: {}\r\n\r\n",
             30 << 20
         );
         stream.write_all(head.as_bytes()).unwrap();
         stream.write_all(b"\0asm").unwrap();
     };
+    let declare = |stream: &mut TcpStream| declare_as(stream, &format!("Authorization: Bearer {token}\r\n"));
+    // A stranger's upload is refused from its head, its body never read nor counted.
+    let mut stranger = TcpStream::connect(&node.addr).unwrap();
+    stranger.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    declare_as(&mut stranger, "");
+    let mut answer = vec![0u8; 512];
+    let n = stranger.read(&mut answer).expect("a stranger's upload is answered at once");
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 403"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
     let mut held: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&node.addr).unwrap()).collect();
     for stream in &mut held {
         declare(stream);

@@ -26,6 +26,7 @@ fn cli(server: &str, args: &[&str]) -> String {
         .arg("module")
         .args(args)
         .args(["--server", server])
+        .env("NACRE_ACCESS_TOKEN", http::token_for(server).unwrap_or_default())
         .output()
         .expect("the nacre binary runs");
     assert!(output.status.success(), "nacre module {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));

@@ -261,7 +261,36 @@ impl Cluster {
             node.start()?;
         }
         cluster.wait_ready().await?;
-        Ok((cluster, start.elapsed()))
+        let serving = start.elapsed();
+        if system == System::Nacre {
+            cluster.sign_in_as_admin().await?;
+        }
+        Ok((cluster, serving))
+    }
+
+    /// Create the Nacre cluster's first administrator as an operator does (node 0's bootstrap
+    /// token, a password of this run's own) and send every later request with its token.
+    async fn sign_in_as_admin(&self) -> Result<()> {
+        let first = &self.nodes[0];
+        let bootstrap_token = std::fs::read_to_string(first.data_dir.join("bootstrap-token"))
+            .context("reading node 0's bootstrap token")?;
+        let password = format!("bench-{:016x}", rand_u64());
+        let form = [("bootstrapToken", bootstrap_token.trim()), ("password", password.as_str())];
+        wait_until("the administrator created", READY_TIMEOUT, || async {
+            let Ok(mut conn) = http::Conn::connect(&first.addr).await else { return false };
+            let req = http::post_form(&first.addr, "/nacos/v1/auth/users/admin", &form);
+            matches!(conn.send(req, http::REQUEST_TIMEOUT).await, Ok((200, _)))
+        })
+        .await?;
+        let mut conn = http::Conn::connect(&first.addr).await?;
+        let login = [("username", "nacos"), ("password", password.as_str())];
+        let body = http::expect_ok(&mut conn, http::post_form(&first.addr, "/nacos/v1/auth/login", &login)).await?;
+        let answer: serde_json::Value = serde_json::from_slice(&body)?;
+        let token = answer["accessToken"].as_str().context("a login answer without a token")?;
+        for node in &self.nodes {
+            http::sign_in(&node.addr, token);
+        }
+        Ok(())
     }
 
     pub fn addrs(&self) -> Vec<String> {
@@ -319,6 +348,13 @@ impl Cluster {
     pub fn rss(&self) -> Result<Vec<u64>> {
         self.nodes.iter().filter_map(Node::pid).map(rss_bytes).collect()
     }
+}
+
+/// 64 random bits from the OS (a password of the run's own).
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes).expect("randomness from the OS");
+    u64::from_le_bytes(bytes)
 }
 
 fn nacre_nodes(dir: &Path, ports: &[Ports], node_args: NodeArgs<'_>) -> Result<Vec<Node>> {

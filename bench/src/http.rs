@@ -77,8 +77,22 @@ impl Conn {
     }
 }
 
+/// The access token each Nacre node accepts: the bench signs in as the cluster's
+/// administrator once and every request carries the token, as a configured client's does.
+static TOKENS: std::sync::RwLock<std::collections::BTreeMap<String, String>> =
+    std::sync::RwLock::new(std::collections::BTreeMap::new());
+
+/// Requests to `addr` carry `token` from now on.
+pub fn sign_in(addr: &str, token: &str) {
+    TOKENS.write().unwrap_or_else(|p| p.into_inner()).insert(addr.to_string(), token.to_string());
+}
+
 fn builder(method: Method, addr: &str, path: &str) -> hyper::http::request::Builder {
-    Request::builder().method(method).uri(path).header(hyper::header::HOST, addr)
+    let builder = Request::builder().method(method).uri(path).header(hyper::header::HOST, addr);
+    match TOKENS.read().unwrap_or_else(|p| p.into_inner()).get(addr) {
+        Some(token) => builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}")),
+        None => builder,
+    }
 }
 
 pub fn get(addr: &str, path: &str) -> Req {

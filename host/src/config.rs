@@ -58,6 +58,9 @@ pub struct NodeConfig {
     /// Peer address → the address to dial instead (a proxy on that link, for fault tests).
     pub peer_routes: BTreeMap<String, String>,
     pub self_preservation: SelfPreservation,
+    /// Whether the client port checks who calls (`api::access`). On unless the operator
+    /// turns it off, loudly.
+    pub auth: bool,
 }
 
 /// When a node suspects itself rather than its clients (Eureka's self-preservation): if more

@@ -34,6 +34,10 @@ enum Command {
     /// dry-run, bindings, against any node.
     #[command(subcommand)]
     Module(nacre::cli::ModuleCommand),
+    /// Users, roles and grants: the first administrator (bootstrap), add, passwd, remove,
+    /// grant, permit, list, against any node.
+    #[command(subcommand)]
+    User(nacre::cli::UserCommand),
     /// The cluster secret every member shares.
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -87,6 +91,16 @@ struct ServeArgs {
     /// Self-preservation never engages with fewer leases than this on the node.
     #[arg(long, default_value_t = config::DEFAULT_SELF_PRESERVATION_MIN_LEASES)]
     self_preservation_min_leases: u64,
+    /// Check who calls the client port: logins, tokens, users, roles and permissions, as
+    /// Nacos's auth does. `off` lets anyone who reaches the port do anything.
+    #[arg(long, value_enum, default_value_t = AuthMode::On)]
+    auth: AuthMode,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AuthMode {
+    On,
+    Off,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -109,6 +123,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Module(command) => {
             print!("{}", runtime.block_on(nacre::cli::run_module(command))?);
+            Ok(())
+        }
+        Command::User(command) => {
+            print!("{}", runtime.block_on(nacre::cli::run_user(command))?);
             Ok(())
         }
         Command::Secret(SecretCommand::New { path }) => {
@@ -208,5 +226,6 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
             threshold: args.self_preservation_threshold,
             min_leases: args.self_preservation_min_leases,
         },
+        auth: args.auth == AuthMode::On,
     })
 }

@@ -51,6 +51,29 @@ pub struct Cluster {
     _turn: MutexGuard<'static, ()>,
 }
 
+/// The password test clusters' administrators get (a test's secret, never a default: each
+/// cluster makes its own signing key and bootstrap token).
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+/// Create the first administrator of the cluster that `addr` belongs to, as an operator does
+/// (`nacre user bootstrap`: the node's bootstrap token from `data_dir`), sign in, and return
+/// the access token. Waits for a leader: the bootstrap is a log entry.
+pub fn bootstrap_admin(addr: &str, data_dir: &std::path::Path, password: &str) -> String {
+    let token_file = data_dir.join("bootstrap-token");
+    wait_until("the node writes its bootstrap token", || token_file.exists());
+    let bootstrap_token = std::fs::read_to_string(&token_file).unwrap();
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let body = http::form(&[("bootstrapToken", bootstrap_token.trim()), ("password", password)]);
+    wait_until("the administrator is created", || {
+        http::anonymous("POST", addr, "/nacos/v1/auth/users/admin", &[form], body.as_bytes())
+            .is_ok_and(|resp| resp.status == 200)
+    });
+    let login = http::form(&[("username", "nacos"), ("password", password)]);
+    let resp = http::anonymous("POST", addr, "/nacos/v1/auth/login", &[form], login.as_bytes()).unwrap();
+    assert_eq!(resp.status, 200, "login: {}", resp.text());
+    resp.json()["accessToken"].as_str().unwrap().to_string()
+}
+
 /// A free loopback port (bound and released; good enough on a test machine).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -126,8 +149,19 @@ impl Cluster {
         for i in 0..size {
             cluster.start_node(i);
         }
+        if !cluster.extra_args.windows(2).any(|pair| pair == ["--auth", "off"]) {
+            let token = bootstrap_admin(cluster.addr(0), &cluster.nodes[0].data_dir, ADMIN_PASSWORD);
+            for node in &cluster.nodes {
+                http::remember_token(&node.api_addr, &token);
+            }
+        }
         cluster.wait_ready();
         cluster
+    }
+
+    /// The administrator's access token (every request of the harness carries it).
+    pub fn token(&self) -> String {
+        http::token_for(self.addr(0)).expect("the cluster has an administrator")
     }
 
     pub fn start_node(&mut self, i: usize) {

@@ -1,9 +1,11 @@
 //! A minimal blocking HTTP/1.1 client for tests: one connection per request, bounded by a
 //! timeout, so a test never hangs on a dead node.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::io::Write;
 use std::net::TcpStream;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Most a test waits for one response.
@@ -55,6 +57,44 @@ pub fn request_with_headers(
     })
 }
 
+/// The access token each node address accepts: a test cluster's administrator signs in once
+/// ([`super::cluster::bootstrap_admin`]) and every request of the harness then carries it, as a
+/// client configured with credentials does. A request that sets its own `Authorization`, or
+/// goes through [`anonymous`], carries none.
+static TOKENS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+
+/// The token remembered last: the running cluster's (one cluster at a time per binary).
+static LATEST_TOKEN: Mutex<Option<String>> = Mutex::new(None);
+
+/// Requests to `addr` carry `token` from now on.
+pub fn remember_token(addr: &str, token: &str) {
+    TOKENS.lock().unwrap_or_else(|p| p.into_inner()).insert(addr.to_string(), token.to_string());
+    *LATEST_TOKEN.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.to_string());
+}
+
+/// The running cluster's token, for a command-line client (`NACRE_ACCESS_TOKEN`).
+pub fn latest_token() -> String {
+    LATEST_TOKEN.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default()
+}
+
+/// The token requests to `addr` carry.
+pub fn token_for(addr: &str) -> Option<String> {
+    TOKENS.lock().unwrap_or_else(|p| p.into_inner()).get(addr).cloned()
+}
+
+/// One request with no credentials at all, whatever the harness holds for `addr`.
+pub fn anonymous(
+    method: &str,
+    addr: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    send(method, addr, path_and_query, headers, body, REQUEST_TIMEOUT, None).map_err(|failure| match failure {
+        Failure::NotSent(e) | Failure::NoAnswer(e) => e,
+    })
+}
+
 /// Why an [`exchange`] has no response. A request that was not sent had no effect; one that
 /// was sent and got no answer may have had any.
 #[derive(Debug)]
@@ -75,6 +115,20 @@ pub fn exchange(
     body: &[u8],
     timeout: Duration,
 ) -> Result<Response, Failure> {
+    let own = headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("Authorization"));
+    let token = if own { None } else { token_for(addr) };
+    send(method, addr, path_and_query, headers, body, timeout, token.as_deref())
+}
+
+fn send(
+    method: &str,
+    addr: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+    bearer: Option<&str>,
+) -> Result<Response, Failure> {
     let socket = addr.parse().expect("test addresses are ip:port");
     let mut stream = TcpStream::connect_timeout(&socket, timeout).map_err(Failure::NotSent)?;
     let no_answer = Failure::NoAnswer;
@@ -86,6 +140,9 @@ pub fn exchange(
     );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(token) = bearer {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).map_err(no_answer)?;

@@ -4,11 +4,9 @@
 
 use super::Context;
 use super::guest;
-use super::listener;
 use super::params;
 use super::params::Params;
 use crate::net;
-use crate::net::HttpMethod;
 use crate::net::HttpRequest;
 use crate::net::HttpResponse;
 use crate::net::Status;
@@ -19,19 +17,9 @@ use crate::scope::Scope;
 /// parameters of the same name.
 const MEANINGFUL_HEADERS: [&str; 2] = ["betaIps", "casMd5"];
 
-pub async fn route(ctx: &Context, req: HttpRequest, path: &str) -> HttpResponse {
-    let (op, is_write) = match (&req.method, path) {
-        (&HttpMethod::POST, "/nacos/v1/cs/configs/listener") => return listener::listen(ctx, req).await,
-        (&HttpMethod::GET, "/nacos/v1/cs/configs") => ("config.get", false),
-        (&HttpMethod::POST, "/nacos/v1/cs/configs") => ("config.publish", true),
-        (&HttpMethod::DELETE, "/nacos/v1/cs/configs") => ("config.delete", true),
-        (&HttpMethod::GET, "/nacos/v1/cs/history") => ("config.history", false),
-        (&HttpMethod::GET, "/nacos/v1/cs/history/previous") => ("config.historyPrevious", false),
-        // Nacre's admin operations, which Nacos leaves to its console.
-        (&HttpMethod::POST, "/nacre/v1/config/rollback") => ("config.rollback", true),
-        (&HttpMethod::POST, "/nacre/v1/config/promote-beta") => ("config.promoteBeta", true),
-        _ => return super::not_found(&req),
-    };
+/// A config route of the table (`routes`): `op` is the guest operation it maps to; a write
+/// goes through the log.
+pub async fn handle(ctx: &Context, req: HttpRequest, op: &str, is_write: bool) -> HttpResponse {
     let params = Params::from_request(&req);
     let namespace = match params::namespace(params.get("tenant"), "tenant") {
         Ok(ns) => ns,

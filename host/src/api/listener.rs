@@ -18,9 +18,13 @@ use nacre_protocol::directive;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Context;
+use super::access::Caller;
 use super::guest;
 use super::params;
 use super::params::Params;
+use crate::auth::permission::Action;
+use crate::auth::permission::Resource;
+use crate::auth::permission::ResourceType;
 use crate::net;
 use crate::net::HttpRequest;
 use crate::net::HttpResponse;
@@ -71,12 +75,20 @@ struct Check {
     watches: HashSet<(String, String, String)>,
 }
 
-pub async fn listen(ctx: &Context, req: HttpRequest) -> HttpResponse {
+/// `POST /nacos/v1/cs/configs/listener`; `caller` must be allowed to read every config it listens to.
+pub async fn listen(ctx: &Context, req: HttpRequest, caller: &Caller) -> HttpResponse {
     let params = Params::from_request(&req);
     let probes = match parse(params.get(FIELD).unwrap_or_default()) {
         Ok(probes) => probes,
         Err(message) => return net::text(Status::BAD_REQUEST, message),
     };
+    let readable = |probe: &Probe| {
+        let resource = Resource::data(&probe.tenant, &probe.group, ResourceType::Config, &probe.data_id);
+        caller.may(&resource, Action::Read)
+    };
+    if !probes.iter().all(readable) {
+        return super::access::NOT_ALLOWED.response(&req.path);
+    }
     let by_namespace = match group_by_namespace(&probes) {
         Ok(groups) => groups,
         Err(message) => return net::text(Status::BAD_REQUEST, message),

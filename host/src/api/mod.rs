@@ -4,6 +4,7 @@
 //! operation a path maps to and how to turn a guest's answer into HTTP, never what a config
 //! or an instance is.
 
+pub mod access;
 mod config;
 pub(crate) mod guest;
 mod listener;
@@ -12,6 +13,8 @@ mod namespaces;
 mod naming;
 mod ops;
 pub(crate) mod params;
+pub mod routes;
+mod users;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use ops::NodeState;
+pub use users::DEFAULT_ADMIN;
 
 use crate::ap::Ap;
 use crate::config::MemberAddr;
@@ -55,6 +59,8 @@ pub struct Context {
     pub data_dir: PathBuf,
     /// The node's task set: a held long-poll answers at once when the node begins to stop.
     pub stopping: Tasks,
+    /// Who may call what (`access`).
+    pub gate: access::Gate,
 }
 
 /// Largest request body of a module upload (install, dry-run); other routes take at most
@@ -86,13 +92,40 @@ pub async fn serve(
     max_connections: usize,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let admit = |parts: &net::RequestParts| Ok((body_limit(&parts.method, parts.uri.path()), ()));
+    let gatekeeper = ctx.clone();
+    let admit = move |parts: &net::RequestParts| {
+        let limit = body_limit(&parts.method, parts.uri.path());
+        if limit > MAX_REQUEST_BODY_BYTES {
+            admit_upload(&gatekeeper, parts)?;
+        }
+        Ok((limit, ()))
+    };
     let limits = net::ServerLimits { max_connections, body_budget_bytes: MAX_BODY_BYTES_IN_FLIGHT };
     net::serve(listener, limits, admit, stop, move |req, ()| {
         let ctx = ctx.clone();
         async move { route(&ctx, req).await }
     })
     .await
+}
+
+/// An upload's caller is admitted from the request's head, before its body is read: a
+/// stranger cannot make a node hold 32 MiB bodies only to refuse them. Its credentials must
+/// be in a header or the query (the command-line client sends a bearer token).
+fn admit_upload(ctx: &Context, parts: &net::RequestParts) -> Result<(), Box<HttpResponse>> {
+    let path = parts.uri.path();
+    let Some(route) = routes::find(&parts.method, path) else { return Ok(()) };
+    let head = HttpRequest {
+        method: parts.method.clone(),
+        path: path.to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        headers: parts.headers.clone(),
+        body: Default::default(),
+        peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
+    match ctx.gate.admit(&ctx.guests, &head, route.access) {
+        Ok(_) => Ok(()),
+        Err(denied) => Err(Box::new(denied.response(path))),
+    }
 }
 
 /// The body limit of a route: uploads of modules are large, everything else is not.
@@ -102,28 +135,42 @@ fn body_limit(method: &HttpMethod, path: &str) -> usize {
     if is_upload { MAX_UPLOAD_BODY_BYTES } else { MAX_REQUEST_BODY_BYTES }
 }
 
+/// Find the request's route, admit its caller for it, and run it: one table for both
+/// (`routes`).
 async fn route(ctx: &Context, req: HttpRequest) -> HttpResponse {
-    let path = req.path.trim_end_matches('/').to_string();
-    match (&req.method, path.as_str()) {
-        (_, p) if p.starts_with("/nacos/v1/cs/") || p.starts_with("/nacre/v1/config/") => {
-            config::route(ctx, req, p).await
-        }
-        (_, p) if p.starts_with("/nacos/v1/ns/") => naming::route(ctx, req, p).await,
-        (_, "/nacos/v1/console/namespaces") => namespaces::route(ctx, req).await,
-        (&HttpMethod::GET, "/nacos/v1/console/health/liveness") => ops::liveness(),
-        (&HttpMethod::GET, "/nacos/v1/console/health/readiness") => ops::readiness(ctx),
-        (&HttpMethod::GET, "/nacos/v1/core/cluster/nodes") => ops::cluster_nodes(ctx).await,
-        (&HttpMethod::GET, "/nacre/v1/state") => ops::state(ctx),
-        (&HttpMethod::GET, "/nacre/v1/ap") => ops::ap_partition(ctx, &req),
-        (&HttpMethod::POST, "/nacre/v1/modules") => modules::install(ctx, req).await,
-        (&HttpMethod::GET, "/nacre/v1/modules") => modules::list(ctx),
-        (&HttpMethod::DELETE, "/nacre/v1/modules") => modules::remove(ctx, req).await,
-        (&HttpMethod::POST, "/nacre/v1/bindings") => modules::activate(ctx, req).await,
-        (&HttpMethod::GET, "/nacre/v1/bindings") => modules::bindings(ctx),
-        (&HttpMethod::POST, "/nacre/v1/bindings/rollback") => modules::rollback(ctx, req).await,
-        (&HttpMethod::POST, "/nacre/v1/modules/dry-run") => modules::dry_run(ctx, req).await,
-        (&HttpMethod::GET | &HttpMethod::POST, "/nacre/v1/exec") => modules::exec(ctx, req).await,
-        _ => not_found(&req),
+    let Some(route) = routes::find(&req.method, &req.path) else { return not_found(&req) };
+    let caller = match ctx.gate.admit(&ctx.guests, &req, route.access) {
+        Ok(caller) => caller,
+        Err(denied) => return denied.response(&req.path),
+    };
+    use routes::Handler as H;
+    match route.handler {
+        H::Config { op, write } => config::handle(ctx, req, op, write).await,
+        H::ConfigListen => listener::listen(ctx, req, &caller).await,
+        H::Naming { op, reach } => naming::handle(ctx, req, route.path, op, reach).await,
+        H::NamingMetrics => naming::metrics(ctx),
+        H::Namespaces => namespaces::route(ctx, req, &caller).await,
+        H::Liveness => ops::liveness(),
+        H::Readiness => ops::readiness(ctx),
+        H::ServerState => users::server_state(ctx),
+        H::ClusterNodes => ops::cluster_nodes(ctx, &caller).await,
+        H::State => ops::state(ctx),
+        H::ApPartition => ops::ap_partition(ctx, &req),
+        H::ModuleInstall => modules::install(ctx, req).await,
+        H::ModuleList => modules::list(ctx),
+        H::ModuleRemove => modules::remove(ctx, req).await,
+        H::BindingActivate => modules::activate(ctx, req).await,
+        H::BindingList => modules::bindings(ctx),
+        H::BindingRollback => modules::rollback(ctx, req).await,
+        H::ModuleDryRun => modules::dry_run(ctx, req).await,
+        H::Exec => modules::exec(ctx, req).await,
+        H::Login => users::login(ctx, &req),
+        H::AdminBootstrap => users::bootstrap(ctx, &req).await,
+        H::Users => users::users(ctx, &req, &caller).await,
+        H::UserSearch => users::search_users(ctx, &req),
+        H::Roles => users::roles(ctx, &req).await,
+        H::RoleSearch => users::search_roles(ctx, &req),
+        H::Permissions => users::permissions(ctx, &req).await,
     }
 }
 

@@ -11,9 +11,13 @@ use serde_json::Value;
 use serde_json::json;
 
 use super::Context;
+use super::access::Caller;
 use super::guest;
 use super::params;
 use super::params::Params;
+use crate::auth::permission::Action;
+use crate::auth::permission::Resource;
+use crate::auth::permission::ResourceType;
 use crate::net;
 use crate::net::HttpMethod;
 use crate::net::HttpRequest;
@@ -33,10 +37,10 @@ pub const QUOTA: u32 = 200;
 const TYPE_GLOBAL: u8 = 0;
 const TYPE_CUSTOM: u8 = 2;
 
-pub async fn route(ctx: &Context, req: HttpRequest) -> HttpResponse {
+pub async fn route(ctx: &Context, req: HttpRequest, caller: &Caller) -> HttpResponse {
     let params = Params::from_request(&req);
     let result = match req.method {
-        HttpMethod::GET => return get(ctx, &params),
+        HttpMethod::GET => return get(ctx, &params, caller),
         HttpMethod::POST => create(&params),
         HttpMethod::PUT => update(&params),
         HttpMethod::DELETE => delete(&params),
@@ -57,7 +61,9 @@ pub async fn route(ctx: &Context, req: HttpRequest) -> HttpResponse {
     }
 }
 
-fn get(ctx: &Context, params: &Params) -> HttpResponse {
+/// Namespaces as Nacos's console reads them; a caller who is not an administrator sees only
+/// those it holds a grant in (Nacos lists every one to anyone: alibaba/nacos#12500).
+fn get(ctx: &Context, params: &Params, caller: &Caller) -> HttpResponse {
     if params.get("checkNamespaceIdExist").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         let id = params.get("customNamespaceId").unwrap_or_default();
         let exists = id.is_empty()
@@ -70,15 +76,25 @@ fn get(ctx: &Context, params: &Params) -> HttpResponse {
             Ok(id) => id,
             Err(message) => return net::text(Status::BAD_REQUEST, message),
         };
+        if !sees(caller, &id) {
+            return net::text(Status::NOT_FOUND, format!("namespace {id} does not exist"));
+        }
         return match describe(ctx, &id) {
             Some(info) => net::json(Status::OK, &info),
             None => net::text(Status::NOT_FOUND, format!("namespace {id} does not exist")),
         };
     }
     let records = ctx.guests.replica().read().machine.namespaces();
-    let mut data = vec![info(ctx, None)];
-    data.extend(records.iter().map(|record| info(ctx, Some(record))));
+    let mut data: Vec<Value> = sees(caller, params::PUBLIC_NAMESPACE).then(|| info(ctx, None)).into_iter().collect();
+    data.extend(records.iter().filter(|record| sees(caller, &record.id)).map(|record| info(ctx, Some(record))));
     net::json(Status::OK, &json!({ "code": 200, "message": null, "data": data }))
+}
+
+/// Whether `caller` may read some config or service of namespace `id`.
+fn sees(caller: &Caller, id: &str) -> bool {
+    [ResourceType::Config, ResourceType::Naming]
+        .into_iter()
+        .any(|kind| caller.may(&Resource::data(id, "", kind, ""), Action::Read))
 }
 
 fn describe(ctx: &Context, id: &str) -> Option<Value> {

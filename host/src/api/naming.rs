@@ -21,7 +21,8 @@ use crate::scope::Scope;
 const KIND: ModuleKind = ModuleKind::Naming;
 
 /// How a route reaches the guest.
-enum Access {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
     /// Planned by the guest's query, then carried out as its directives say: a command
     /// through the log or on the AP path, a lease renewal, or the query's answer alone.
     Act,
@@ -29,33 +30,13 @@ enum Access {
     List,
 }
 
-pub async fn route(ctx: &Context, req: HttpRequest, path: &str) -> HttpResponse {
-    use Access::*;
+/// A naming route of the table (`routes`): `op` is the guest operation it maps to.
+pub async fn handle(ctx: &Context, req: HttpRequest, path: &str, op: &str, reach: Reach) -> HttpResponse {
     use HttpMethod as M;
-    if (&req.method, path) == (&M::GET, "/nacos/v1/ns/operator/metrics") {
-        return metrics(ctx);
-    }
     let params = Params::from_request(&req);
     let namespace = match params::namespace(params.get("namespaceId"), "namespaceId") {
         Ok(ns) => ns,
         Err(message) => return net::text(Status::BAD_REQUEST, message),
-    };
-    let (op, access) = match (&req.method, path) {
-        (&M::POST, "/nacos/v1/ns/instance") => ("naming.register", Act),
-        (&M::DELETE, "/nacos/v1/ns/instance") => ("naming.deregister", Act),
-        (&M::PUT, "/nacos/v1/ns/instance") => ("naming.update", Act),
-        (&M::PATCH, "/nacos/v1/ns/instance") => ("naming.patch", Act),
-        (&M::GET, "/nacos/v1/ns/instance") => ("naming.detail", Act),
-        (&M::GET, "/nacos/v1/ns/instance/list") => ("naming.list", List),
-        (&M::PUT, "/nacos/v1/ns/instance/beat") => ("naming.beat", Act),
-        (&M::PUT, "/nacos/v1/ns/health/instance") => ("naming.health", Act),
-        (&M::POST, "/nacos/v1/ns/service") => ("naming.service.create", Act),
-        (&M::DELETE, "/nacos/v1/ns/service") => ("naming.service.remove", Act),
-        (&M::PUT, "/nacos/v1/ns/service") => ("naming.service.update", Act),
-        (&M::GET, "/nacos/v1/ns/service") => ("naming.service.get", Act),
-        (&M::GET, "/nacos/v1/ns/service/list") => ("naming.service.list", Act),
-        (&M::PUT, "/nacos/v1/ns/cluster") => ("naming.cluster.update", Act),
-        _ => return super::not_found(&req),
     };
     let mut request = guest::guest_request(&req, op, params);
     if (&req.method, path) == (&M::PUT, "/nacos/v1/ns/instance")
@@ -73,9 +54,9 @@ pub async fn route(ctx: &Context, req: HttpRequest, path: &str) -> HttpResponse 
     if let Err(unavailable) = guest::linearize_if_asked(ctx, &req).await {
         return unavailable;
     }
-    match access {
-        Act => guest::act(ctx, namespace, KIND, request).await,
-        List => {
+    match reach {
+        Reach::Act => guest::act(ctx, namespace, KIND, request).await,
+        Reach::List => {
             let reply = ctx.guests.query(Scope::new(&namespace, KIND), &request);
             let udp_port = request.get("udpPort").and_then(|p| p.trim().parse::<u16>().ok()).filter(|p| *p > 0);
             if let (Ok(reply), Some(udp_port)) = (&reply, udp_port) {
@@ -90,7 +71,7 @@ pub async fn route(ctx: &Context, req: HttpRequest, path: &str) -> HttpResponse 
 
 /// `GET /nacos/v1/ns/operator/metrics`: counts summed over namespaces, and this node's
 /// duties, AP keyspace and self-preservation. `"status":"UP"` is what clients check.
-fn metrics(ctx: &Context) -> HttpResponse {
+pub fn metrics(ctx: &Context) -> HttpResponse {
     let mut namespaces: std::collections::BTreeSet<String> =
         ctx.guests.replica().read().machine.namespaces_with_data(KIND).into_iter().collect();
     namespaces.extend(ctx.ap.store().namespaces(KIND));

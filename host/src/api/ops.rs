@@ -8,12 +8,15 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Context;
+use super::access::Caller;
 use crate::net;
 use crate::net::HttpResponse;
 use crate::net::Status;
 
 /// How long the members listing waits for each peer's state before calling it DOWN.
 const MEMBER_PROBE_TIMEOUT_MS: u64 = 500;
+/// Lifetime of the token a members listing probes the others with.
+const PROBE_TOKEN_TTL_S: u64 = 60;
 
 /// `GET /nacre/v1/state`: what this replica has applied, and the digest of its state there.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,12 +97,20 @@ pub fn readiness(ctx: &Context) -> HttpResponse {
 }
 
 /// `GET /nacos/v1/core/cluster/nodes`: every member with its state as it reports it.
-pub async fn cluster_nodes(ctx: &Context) -> HttpResponse {
+///
+/// Each member's state is read from its client port with a short-lived token of the same
+/// caller: the probe may see no more than the caller could.
+pub async fn cluster_nodes(ctx: &Context, caller: &Caller) -> HttpResponse {
+    let bearer = caller_token(ctx, caller);
     let probes = ctx.members.iter().map(|member| {
         let api_addr = member.api_addr();
+        let bearer = bearer.as_deref();
         async move {
-            let state =
-                if api_addr == ctx.me.api_addr() { Some(state_of(ctx)) } else { probe_state(ctx, &api_addr).await };
+            let state = if api_addr == ctx.me.api_addr() {
+                Some(state_of(ctx))
+            } else {
+                probe_state(ctx, &api_addr, bearer).await
+            };
             let (ip, port) = (member.ip.clone(), member.port);
             json!({
                 "ip": ip,
@@ -121,11 +132,19 @@ pub async fn cluster_nodes(ctx: &Context) -> HttpResponse {
     net::json(Status::OK, &json!({ "code": 200, "message": null, "data": members }))
 }
 
-async fn probe_state(ctx: &Context, api_addr: &str) -> Option<NodeState> {
+async fn probe_state(ctx: &Context, api_addr: &str, bearer: Option<&str>) -> Option<NodeState> {
     // The peer client speaks postcard; the state endpoint is JSON, so ask over plain HTTP.
     let url = format!("http://{api_addr}/nacre/v1/state");
-    let body = ctx.peers.get_text(&url, Duration::from_millis(MEMBER_PROBE_TIMEOUT_MS)).await.ok()?;
+    let body = ctx.peers.get_text(&url, bearer, Duration::from_millis(MEMBER_PROBE_TIMEOUT_MS)).await.ok()?;
     serde_json::from_str(&body).ok()
+}
+
+/// A token of `caller` good for [`PROBE_TOKEN_TTL_S`] (none with auth off).
+fn caller_token(ctx: &Context, caller: &Caller) -> Option<String> {
+    let name = caller.name()?;
+    let replica = ctx.guests.replica().read();
+    let (key, user) = (replica.machine.signing_key()?, replica.machine.user(name)?);
+    Some(crate::auth::token::issue(&key, name, user.epoch, crate::clock::now_ms() / 1000, PROBE_TOKEN_TTL_S))
 }
 
 /// `GET /nacre/v1/ap?namespaceId=&kind=naming&partition=`: where an AP partition lives in this

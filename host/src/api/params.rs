@@ -13,20 +13,27 @@ pub struct Params(BTreeMap<String, String>);
 
 impl Params {
     pub fn from_request(req: &HttpRequest) -> Params {
-        let mut map = BTreeMap::new();
-        let mut add = |pairs: form_urlencoded::Parse<'_>| {
-            for (name, value) in pairs {
-                map.entry(name.into_owned()).or_insert_with(|| value.into_owned());
-            }
-        };
-        add(form_urlencoded::parse(req.query.as_bytes()));
+        let mut params = Params::from_query(&req.query);
         let is_form = req
             .header(header::CONTENT_TYPE.as_str())
             .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
         if is_form {
-            add(form_urlencoded::parse(&req.body));
+            params.add(form_urlencoded::parse(&req.body));
         }
-        Params(map)
+        params
+    }
+
+    /// The parameters of a query string alone.
+    pub fn from_query(query: &str) -> Params {
+        let mut params = Params::default();
+        params.add(form_urlencoded::parse(query.as_bytes()));
+        params
+    }
+
+    fn add(&mut self, pairs: form_urlencoded::Parse<'_>) {
+        for (name, value) in pairs {
+            self.0.entry(name.into_owned()).or_insert_with(|| value.into_owned());
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

@@ -4,6 +4,7 @@ mod componentize;
 mod config;
 mod module;
 mod template;
+mod user;
 
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ pub use config::ConfigCommand;
 pub use config::run as run_config;
 pub use module::ModuleCommand;
 pub use module::run as run_module;
+pub use user::UserCommand;
+pub use user::run as run_user;
 
 use crate::net::HttpMethod;
 use crate::net::PeerClient;
@@ -21,17 +24,71 @@ use crate::net::PeerClient;
 /// How long one command waits for the node.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Call `url` and return the body of a 200 answer; any other status is an error with the
-/// node's message.
-async fn call(method: HttpMethod, url: &str) -> anyhow::Result<String> {
-    let (status, body) = PeerClient::default()
-        .request_text(method, url, REQUEST_TIMEOUT)
+/// Where the admin commands take credentials from, as a user's shell holds them: an access
+/// token, or a username and password the command logs in with first (through the form body,
+/// never the URL). With none, requests go without (a node with auth off).
+pub const TOKEN_ENV: &str = "NACRE_ACCESS_TOKEN";
+pub const USERNAME_ENV: &str = "NACRE_USERNAME";
+pub const PASSWORD_ENV: &str = "NACRE_PASSWORD";
+
+/// The token to call `server` with, from the environment (logging in once per command).
+async fn bearer(server: &str) -> anyhow::Result<Option<String>> {
+    static TOKEN: tokio::sync::OnceCell<Option<String>> = tokio::sync::OnceCell::const_new();
+    TOKEN
+        .get_or_try_init(|| async {
+            if let Ok(token) = std::env::var(TOKEN_ENV) {
+                return Ok(Some(token));
+            }
+            let (Ok(username), Ok(password)) = (std::env::var(USERNAME_ENV), std::env::var(PASSWORD_ENV)) else {
+                return Ok(None);
+            };
+            let form = form(&[("username", &username), ("password", &password)]);
+            let login = format!("http://{server}/nacos/v1/auth/login");
+            let answer = send(HttpMethod::POST, &login, None, Some(form)).await.context("logging in")?;
+            let answer: serde_json::Value = serde_json::from_str(&answer).context("the login answer")?;
+            Ok(answer["accessToken"].as_str().map(str::to_string))
+        })
         .await
-        .with_context(|| format!("calling {url}"))?;
+        .cloned()
+}
+
+/// Call `url` (on `server`) with the environment's credentials and return the body of a 200
+/// answer; any other status is an error with the node's message.
+async fn call(method: HttpMethod, url: &str) -> anyhow::Result<String> {
+    call_with_form(method, url, None).await
+}
+
+/// [`call`] with a form body.
+async fn call_with_form(method: HttpMethod, url: &str, form: Option<String>) -> anyhow::Result<String> {
+    let server = server_of(url);
+    let token = bearer(server).await?;
+    send(method, url, token.as_deref(), form).await
+}
+
+async fn send(method: HttpMethod, url: &str, bearer: Option<&str>, form: Option<String>) -> anyhow::Result<String> {
+    let (status, body) = PeerClient::default()
+        .request_text(method, url, bearer, form, REQUEST_TIMEOUT)
+        .await
+        .with_context(|| format!("calling {}", url.split('?').next().unwrap_or(url)))?;
     if status != 200 {
         bail!("HTTP {status}: {}", body.trim());
     }
     Ok(body)
+}
+
+/// The `host:port` of an `http://host:port/...` URL.
+fn server_of(url: &str) -> &str {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// Pairs as a form body.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        form.append_pair(name, value);
+    }
+    form.finish()
 }
 
 /// `http://{server}{path}?{query}` with the pairs form-encoded.

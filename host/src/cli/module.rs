@@ -231,9 +231,11 @@ async fn upload(url: &str, file: &Path) -> anyhow::Result<Value> {
         }
         let _ = std::io::stderr().flush();
     };
-    let (status, body) = crate::net::upload_with_progress(url, Bytes::from(bytes), UPLOAD_TIMEOUT, progress)
-        .await
-        .with_context(|| format!("calling {url}"))?;
+    let token = super::bearer(super::server_of(url)).await?;
+    let (status, body) =
+        crate::net::upload_with_progress(url, Bytes::from(bytes), token.as_deref(), UPLOAD_TIMEOUT, progress)
+            .await
+            .with_context(|| format!("calling {url}"))?;
     if status != 200 {
         bail!("HTTP {status}: {}", body.trim());
     }

@@ -167,23 +167,30 @@ fn decode_answer<Resp: DeserializeOwned>(addr: &str, body: &[u8]) -> Result<Resp
 
 impl PeerClient {
     /// GET `url` and return its body as text, within `timeout` (for JSON ops endpoints).
-    pub async fn get_text(&self, url: &str, timeout: Duration) -> Result<String, PeerError> {
-        self.request_text(HttpMethod::GET, url, timeout).await.map(|(_, body)| body)
+    pub async fn get_text(&self, url: &str, bearer: Option<&str>, timeout: Duration) -> Result<String, PeerError> {
+        self.request_text(HttpMethod::GET, url, bearer, None, timeout).await.map(|(_, body)| body)
     }
 
-    /// Send a body-less `method` request to `url`; the status and the body as text, within
-    /// `timeout` (for ops endpoints and the command-line client).
+    /// Send a `method` request to `url`, with `Authorization: Bearer <bearer>` and a form body
+    /// when given; the status and the body as text, within `timeout` (for ops endpoints and
+    /// the command-line client).
     pub async fn request_text(
         &self,
         method: HttpMethod,
         url: &str,
+        bearer: Option<&str>,
+        form: Option<String>,
         timeout: Duration,
     ) -> Result<(u16, String), PeerError> {
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(url)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| protocol(url, e.to_string()))?;
+        let mut request = hyper::Request::builder().method(method).uri(url);
+        if let Some(token) = bearer {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if form.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let request =
+            request.body(Full::new(Bytes::from(form.unwrap_or_default()))).map_err(|e| protocol(url, e.to_string()))?;
         let exchange = async {
             let (status, body) = self.exchange(url, request).await?;
             Ok((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
@@ -241,6 +248,7 @@ const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
 pub async fn upload_with_progress(
     url: &str,
     body: Bytes,
+    bearer: Option<&str>,
     timeout: Duration,
     progress: impl Fn(usize, usize) + Send + Sync + 'static,
 ) -> Result<(u16, String), PeerError> {
@@ -261,11 +269,13 @@ pub async fn upload_with_progress(
     }));
     let client: Client<HttpConnector, BoxBody<Bytes, std::convert::Infallible>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let request = hyper::Request::post(url)
+    let mut request = hyper::Request::post(url)
         .header(hyper::header::CONTENT_TYPE, "application/wasm")
-        .header(hyper::header::CONTENT_LENGTH, total)
-        .body(BoxBody::new(StreamBody::new(frames)))
-        .map_err(|e| protocol(url, e.to_string()))?;
+        .header(hyper::header::CONTENT_LENGTH, total);
+    if let Some(token) = bearer {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request.body(BoxBody::new(StreamBody::new(frames))).map_err(|e| protocol(url, e.to_string()))?;
     let exchange = async {
         let response = client
             .request(request)

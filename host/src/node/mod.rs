@@ -149,6 +149,8 @@ impl Node {
             self_preservation: config.self_preservation,
         };
         duties::spawn(Arc::new(duty_services), &tasks);
+        let bootstrapped = guests.replica().read().machine.auth_bootstrapped();
+        let gate = crate::api::access::Gate::new(config.auth, &config.data_dir, bootstrapped)?;
         let api = Arc::new(crate::api::Context {
             dispatch,
             guests,
@@ -163,6 +165,7 @@ impl Node {
             log_reader: log_store.clone(),
             data_dir: config.data_dir.clone(),
             stopping: tasks.clone(),
+            gate,
         });
         tasks.spawn_server(crate::api::serve(api, api_listener, client_connections, tasks.stopping()));
         Ok(Node { id, config, log, log_store, tasks })

@@ -162,6 +162,9 @@ async function configClient(serverAddr, namespace, role) {
   const client = new nacos.NacosConfigClient({
     serverAddr,
     namespace,
+    // Credentials as a user configures them: the npm client sends them with every request.
+    username: process.env.NACRE_USERNAME,
+    password: process.env.NACRE_PASSWORD,
     requestTimeout: CONFIG_REQUEST_TIMEOUT_MS,
     // Its own snapshot cache: the client falls back to snapshots when the server errs.
     cacheDir: path.join(process.cwd(), 'nacos-config-cache', role),
@@ -177,6 +180,8 @@ async function namingClient(serverList, namespace, role, hook) {
   const client = new nacos.NacosNamingClient({
     logger: logger(`naming ${role}`, hook),
     serverList,
+    username: process.env.NACRE_USERNAME,
+    password: process.env.NACRE_PASSWORD,
     // The naming client's own default namespace is 'public'.
     namespace: namespace || 'public',
   });

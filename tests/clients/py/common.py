@@ -46,7 +46,14 @@ def unique(prefix):
 
 
 def client(servers, namespace):
-    c = nacos.NacosClient(servers, namespace=namespace or None, logDir=LOG_DIR)
+    # Credentials as a user configures them: the client logs in and sends its token.
+    c = nacos.NacosClient(
+        servers,
+        namespace=namespace or None,
+        logDir=LOG_DIR,
+        username=os.environ.get("NACRE_USERNAME"),
+        password=os.environ.get("NACRE_PASSWORD"),
+    )
     c.set_options(default_timeout=REQUEST_TIMEOUT_S)
     return c
 
