@@ -72,6 +72,7 @@ fn admin_change(cluster: &Cluster, method: &str, path: &str, pairs: &[(&str, &st
 fn every_route_but_the_public_ones_refuses_a_caller_without_credentials_whatever_the_headers_say() {
     let cluster = Cluster::start(1);
     let addr = cluster.addr(0);
+    let before = cluster.wait_converged();
     // What Nacos trusted at one time or another, and what a proxy or a guess might add (every
     // request here also comes from loopback, with a loopback `Host`).
     let disguises: &[&[(&str, &str)]] = &[
@@ -100,6 +101,7 @@ fn every_route_but_the_public_ones_refuses_a_caller_without_credentials_whatever
     }
     assert!(checked >= ROUTES.len() * disguises.len());
     // Nothing was written by any of it.
+    assert_eq!(cluster.wait_converged(), before, "the state moved");
     let auth = bearer(&cluster.token());
     let probe = call_as(addr, "GET", &format!("{CONFIGS}?dataId=x&group=g"), &[("Authorization", &auth)], "");
     assert_eq!(probe.status, 404, "no config appeared: {}", probe.text());
@@ -136,6 +138,9 @@ fn tokens_travel_as_nacos_clients_send_them_and_forged_ones_are_refused() {
     let cluster = Cluster::start(3);
     let addr = cluster.addr(1);
     // Both login paths, the parameters in the query (Python client) or the form (Java 1.x).
+    wait_until("every node removed its bootstrap token", || {
+        cluster.nodes.iter().all(|node| !node.data_dir.join("bootstrap-token").exists())
+    });
     let query = format!("/nacos/v1/auth/users/login?username=nacos&password={ADMIN_PASSWORD}");
     let answered = call_as(addr, "POST", &query, &[], "");
     let token = token_of(&answered);
@@ -329,6 +334,10 @@ fn the_first_administrator_needs_the_bootstrap_token_and_is_made_once() {
     assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(!std::fs::read_to_string(node.dir.path().join("node.log")).unwrap().contains(bootstrap_token.trim()));
 
+    // No user ships: Nacos's old default pair is refused, like anything else.
+    assert_eq!(login(&node.addr, "nacos", "nacos").status, 403);
+    let anonymous = call_as(&node.addr, "GET", &format!("{CONFIGS}?dataId=a&group=b"), &[], "");
+    assert_refused(&anonymous, "unknown user!", "a read before any administrator exists");
     // Nacos 2.4's `/users/admin` made whoever came first the administrator.
     let claim =
         |pairs: &[(&str, &str)]| call_as(&node.addr, "POST", "/nacos/v1/auth/users/admin", &[FORM], &http::form(pairs));
@@ -344,6 +353,18 @@ fn the_first_administrator_needs_the_bootstrap_token_and_is_made_once() {
     assert!(!token_of(&login(&node.addr, "nacos", password)).is_empty());
     let state = call_as(&node.addr, "GET", "/nacos/v1/console/server/state", &[], "").json();
     assert_eq!(state["auth_admin_request"], "false");
+
+    // Guessing is throttled: past the failures one address may make on one name, even the
+    // right password (not verified lately) is refused there for the rest of the window.
+    let admin = bearer(&token_of(&login(&node.addr, "nacos", password)));
+    let create = http::form(&[("username", "guarded"), ("password", "guarded-pw")]);
+    let made = call_as(&node.addr, "POST", "/nacos/v1/auth/users", &[FORM, ("Authorization", &admin)], &create);
+    assert_eq!(made.status, 200, "{}", made.text());
+    for _ in 0..nacre::auth::throttle::MAX_FAILURES_PER_USER_AND_ADDRESS {
+        assert_eq!(login(&node.addr, "guarded", "a-guess").text(), "unknown user!");
+    }
+    let refused = login(&node.addr, "guarded", "guarded-pw");
+    assert_eq!((refused.status, refused.text().as_str()), (403, nacre::api::access::THROTTLED.0));
 }
 
 #[test]
@@ -358,15 +379,15 @@ fn the_command_line_creates_the_administrator_and_manages_users() {
             String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
         )
     };
-    let data_dir = node.dir.path().join("data");
+    let token_file = node.dir.path().join("data/bootstrap-token");
     let (ok, said) = nacre(
         &[
             "user",
             "bootstrap",
             "--server",
             &node.addr,
-            "--data-dir",
-            data_dir.to_str().unwrap(),
+            "--token-file",
+            token_file.to_str().unwrap(),
             "--password-file",
             password_file.to_str().unwrap(),
         ],

@@ -13,6 +13,7 @@
 //! the console act on (`unknown user!`, `token invalid!`, `token expired!`, `authorization
 //! failed!`).
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::path::PathBuf;
 
@@ -26,6 +27,7 @@ use crate::auth::permission::Action;
 use crate::auth::permission::Resource;
 use crate::auth::permission::ResourceType;
 use crate::auth::permission::RoleGrants;
+use crate::auth::throttle::Throttle;
 use crate::auth::token;
 use crate::clock::now_ms;
 use crate::guests::Guests;
@@ -38,6 +40,8 @@ use crate::net::Status;
 pub const BOOTSTRAP_TOKEN_FILE: &str = "bootstrap-token";
 /// Random bytes of a bootstrap token (written as hex).
 const BOOTSTRAP_TOKEN_BYTES: usize = 32;
+/// How often a node without an administrator looks whether one was made.
+const BOOTSTRAP_CHECK_INTERVAL_MS: u64 = 1_000;
 
 /// What a route asks of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +102,8 @@ pub struct Denied(pub &'static str);
 
 pub const UNKNOWN_USER: Denied = Denied("unknown user!");
 pub const NOT_ALLOWED: Denied = Denied("authorization failed!");
+/// Past `auth::throttle`'s limits (Nacre's; Nacos has no throttle).
+pub const THROTTLED: Denied = Denied("too many failed sign-ins from this address; retry in a minute");
 
 impl Denied {
     /// Spring's error document, as Nacos's filter answers (`sendError(403, message)`).
@@ -123,6 +129,7 @@ impl From<token::TokenError> for Denied {
 pub struct Gate {
     enabled: bool,
     cache: CredentialCache,
+    throttle: Throttle,
     bootstrap_token: PathBuf,
 }
 
@@ -148,7 +155,7 @@ impl Gate {
             );
         }
         let cache = CredentialCache::new().map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
-        Ok(Gate { enabled, cache, bootstrap_token })
+        Ok(Gate { enabled, cache, throttle: Throttle::default(), bootstrap_token })
     }
 
     pub fn enabled(&self) -> bool {
@@ -184,7 +191,9 @@ impl Gate {
             return self.by_token(guests, token);
         }
         match params.get("username").filter(|name| !name.is_empty()) {
-            Some(username) => self.by_password(guests, username, params.get("password").unwrap_or_default()),
+            Some(username) => {
+                self.by_password(guests, username, params.get("password").unwrap_or_default(), req.peer.ip())
+            }
             None => Ok(Caller::Anonymous),
         }
     }
@@ -200,19 +209,33 @@ impl Gate {
         Ok(Caller::User { roles: replica.machine.role_grants(&user.username), name: user.username })
     }
 
-    /// Verify a username and password: from the cache when this pair was verified lately at
-    /// the user's current epoch, else by its hash (off the async worker: tens of ms).
-    pub fn by_password(&self, guests: &Guests, username: &str, password: &str) -> Result<Caller, Denied> {
+    /// Verify a username and password from `address`: from the cache when this pair was
+    /// verified lately at the user's current epoch, else by its hash (off the async worker:
+    /// tens of ms) unless `address` failed too often lately (`auth::throttle`).
+    pub fn by_password(
+        &self,
+        guests: &Guests,
+        username: &str,
+        password: &str,
+        address: IpAddr,
+    ) -> Result<Caller, Denied> {
         let user = guests.replica().read().machine.user(username);
         let now = now_ms();
+        let cached = user.as_ref().is_some_and(|user| self.cache.hit(username, password, Some(user.epoch), now));
+        if !cached && !self.throttle.allows(username, address, now) {
+            return Err(THROTTLED);
+        }
         let verified = match &user {
-            Some(user) if self.cache.hit(username, password, Some(user.epoch), now) => true,
+            Some(_) if cached => true,
             Some(user) => crate::blocking::cpu_bound(|| password::verify(password, &user.password_hash)),
             None => {
                 crate::blocking::cpu_bound(|| password::verify_unknown(password));
                 false
             }
         };
+        if !verified {
+            self.throttle.failed(username, address, now);
+        }
         let user = user.filter(|_| verified).ok_or(UNKNOWN_USER)?;
         self.cache.insert(username, password, user.epoch, now);
         Ok(Caller::User { roles: guests.replica().read().machine.role_grants(username), name: user.username })
@@ -228,7 +251,23 @@ impl Gate {
 
     /// The bootstrap is done: this node's token is void, and its file goes.
     pub fn bootstrap_done(&self) {
-        let _ = std::fs::remove_file(&self.bootstrap_token);
+        if std::fs::remove_file(&self.bootstrap_token).is_ok() {
+            tracing::info!(path = %self.bootstrap_token.display(), "an administrator exists: removed the bootstrap token");
+        }
+    }
+
+    /// Remove this node's bootstrap token once the bootstrap is applied here, whichever node
+    /// it was made through (checked every [`BOOTSTRAP_CHECK_INTERVAL_MS`]).
+    pub async fn remove_token_once_bootstrapped(self: std::sync::Arc<Self>, guests: std::sync::Arc<Guests>) {
+        if !self.enabled {
+            return;
+        }
+        loop {
+            if guests.replica().read().machine.auth_bootstrapped() {
+                return self.bootstrap_done();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(BOOTSTRAP_CHECK_INTERVAL_MS)).await;
+        }
     }
 }
 

@@ -60,7 +60,7 @@ pub struct Context {
     /// The node's task set: a held long-poll answers at once when the node begins to stop.
     pub stopping: Tasks,
     /// Who may call what (`access`).
-    pub gate: access::Gate,
+    pub gate: Arc<access::Gate>,
 }
 
 /// Largest request body of a module upload (install, dry-run); other routes take at most

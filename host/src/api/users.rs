@@ -41,7 +41,8 @@ pub fn login(ctx: &Context, req: &HttpRequest) -> HttpResponse {
             "globalAdmin": true, "username": username });
         return net::json(Status::OK, &body);
     }
-    let caller = match ctx.gate.by_password(&ctx.guests, username, params.get("password").unwrap_or_default()) {
+    let password = params.get("password").unwrap_or_default();
+    let caller = match ctx.gate.by_password(&ctx.guests, username, password, req.peer.ip()) {
         Ok(caller) => caller,
         Err(Denied(message)) => return net::text(Status::FORBIDDEN, message),
     };

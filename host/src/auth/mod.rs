@@ -8,8 +8,10 @@
 //! - [`permission`]: Nacos resources and actions, glob grants, ROLE_ADMIN.
 //! - [`cache`]: recently verified username/password pairs, for clients that send them on
 //!   every request.
+//! - [`throttle`]: failed sign-ins per address and per username at an address.
 
 pub mod cache;
 pub mod password;
 pub mod permission;
+pub mod throttle;
 pub mod token;

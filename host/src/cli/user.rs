@@ -23,12 +23,16 @@ pub enum UserCommand {
     Bootstrap {
         #[command(flatten)]
         server: Server,
-        /// The data directory of the node at --server (its bootstrap token is read there).
+        /// The bootstrap token's file of the node at --server.
+        #[arg(long, required_unless_present = "data_dir", conflicts_with = "data_dir")]
+        token_file: Option<PathBuf>,
+        /// Or that node's data directory (its `bootstrap-token` is read).
         #[arg(long)]
-        data_dir: PathBuf,
+        data_dir: Option<PathBuf>,
         #[arg(long, default_value = crate::api::DEFAULT_ADMIN)]
         username: String,
-        /// A file holding the password; without it the node makes one up and it is printed.
+        /// A file holding the password; without it the first line of stdin, and when that is
+        /// empty the node makes one up and it is printed.
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
@@ -88,14 +92,26 @@ pub struct Server {
 pub async fn run(command: UserCommand) -> anyhow::Result<String> {
     let users = |server: &Server| format!("http://{}/nacos/v1/auth/users", server.server);
     match command {
-        UserCommand::Bootstrap { server, data_dir, username, password_file } => {
-            let token_file = data_dir.join(crate::api::access::BOOTSTRAP_TOKEN_FILE);
+        UserCommand::Bootstrap { server, token_file, data_dir, username, password_file } => {
+            let token_file = match (token_file, data_dir) {
+                (Some(file), _) => file,
+                (None, Some(dir)) => dir.join(crate::api::access::BOOTSTRAP_TOKEN_FILE),
+                (None, None) => anyhow::bail!("give --token-file or --data-dir"),
+            };
             let token = std::fs::read_to_string(&token_file).with_context(|| {
                 format!("reading {} (the node writes it while it has no administrator)", token_file.display())
             })?;
             let mut pairs = vec![("username", username.clone()), ("bootstrapToken", token.trim().to_string())];
-            if let Some(file) = &password_file {
-                pairs.push(("password", read_password(file)?));
+            let password = match &password_file {
+                Some(file) => read_password(file)?,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            if !password.is_empty() {
+                pairs.push(("password", password));
             }
             let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let url = format!("{}/admin", users(&server));

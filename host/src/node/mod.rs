@@ -150,7 +150,8 @@ impl Node {
         };
         duties::spawn(Arc::new(duty_services), &tasks);
         let bootstrapped = guests.replica().read().machine.auth_bootstrapped();
-        let gate = crate::api::access::Gate::new(config.auth, &config.data_dir, bootstrapped)?;
+        let gate = Arc::new(crate::api::access::Gate::new(config.auth, &config.data_dir, bootstrapped)?);
+        tasks.spawn(gate.clone().remove_token_once_bootstrapped(guests.clone()));
         let api = Arc::new(crate::api::Context {
             dispatch,
             guests,
