@@ -209,6 +209,13 @@ fn users_roles_and_permissions_decide_what_each_caller_may_do() {
     );
     let permit = [("role", "devs"), ("resource", "dev-ns:*:*"), ("action", "rw")];
     assert_eq!(admin_change(&cluster, "POST", "/nacos/v1/auth/permissions", &permit), "add permission ok!");
+    let known_here = |name: &str| {
+        let search = format!("/nacos/v1/auth/users/search?username={name}");
+        wait_until("the user is known on the node signed in to", || {
+            call_as(addr, "GET", &search, &[("Authorization", &auth)], "").text().contains(name)
+        });
+    };
+    known_here("dev");
     let dev = bearer(&token_of(&login(addr, "dev", "dev-pw")));
     let dev_headers = [FORM, ("Authorization", dev.as_str())];
 
@@ -234,8 +241,30 @@ fn users_roles_and_permissions_decide_what_each_caller_may_do() {
     );
     assert_eq!(call_as(addr, "POST", &format!("{register}&namespaceId=dev-ns"), &dev_headers, "").text(), "ok");
 
+    // A read-only grant reads and does not write.
+    admin_change(&cluster, "POST", "/nacos/v1/auth/users", &[("username", "viewer"), ("password", "viewer-pw")]);
+    admin_change(&cluster, "POST", "/nacos/v1/auth/roles", &[("role", "viewers"), ("username", "viewer")]);
+    admin_change(
+        &cluster,
+        "POST",
+        "/nacos/v1/auth/permissions",
+        &[("role", "viewers"), ("resource", "dev-ns:*:*"), ("action", "r")],
+    );
+    known_here("viewer");
+    let viewer = bearer(&token_of(&login(addr, "viewer", "viewer-pw")));
+    let read =
+        call_as(addr, "GET", &format!("{CONFIGS}?dataId=app&group=g&tenant=dev-ns"), &[("Authorization", &viewer)], "");
+    assert_eq!((read.status, read.text().as_str()), (200, "v1"));
+    let body = http::form(&[("dataId", "app"), ("group", "g"), ("content", "v2"), ("tenant", "dev-ns")]);
+    let write = call_as(addr, "POST", CONFIGS, &[FORM, ("Authorization", &viewer)], &body);
+    assert_refused(&write, "authorization failed!", "a write with a read-only grant");
+
     // Administration is for administrators, whatever a grant says.
     for (method, path) in [
+        ("POST", "/nacre/v1/modules"),
+        ("POST", "/nacre/v1/bindings?namespace=dev-ns&kind=naming&module=x"),
+        ("POST", "/nacre/v1/bindings/rollback?namespace=dev-ns&kind=naming"),
+        ("POST", "/nacre/v1/exec?namespace=dev-ns&kind=config&op=kv.get&key=k"),
         ("GET", "/nacos/v1/auth/users"),
         ("POST", "/nacos/v1/auth/roles?role=devs&username=nacos"),
         ("GET", "/nacre/v1/modules"),
@@ -252,7 +281,8 @@ fn users_roles_and_permissions_decide_what_each_caller_may_do() {
     // No password hash ever leaves the server.
     let users = call_as(addr, "GET", "/nacos/v1/auth/users?pageNo=1&pageSize=10", &[("Authorization", &auth)], "");
     let items = users.json()["pageItems"].clone();
-    assert_eq!(items, serde_json::json!([{"username": "dev"}, {"username": "nacos"}]), "{}", users.text());
+    let expected = serde_json::json!([{"username": "dev"}, {"username": "nacos"}, {"username": "viewer"}]);
+    assert_eq!(items, expected, "{}", users.text());
     assert!(!users.text().contains("argon2"));
 
     // A user changes their own password, not another's; the change voids their old token.
@@ -306,21 +336,27 @@ impl Drop for Fresh {
 }
 
 fn fresh_node() -> Fresh {
-    let dir = tempfile::tempdir().unwrap();
+    let node = spawn_fresh(&[], tempfile::tempdir().unwrap());
+    wait_until("the node serves", || {
+        http::anonymous("GET", &node.addr, "/nacos/v1/console/health/readiness", &[], b"")
+            .is_ok_and(|r| r.status == 200)
+    });
+    node
+}
+
+/// A single node with auth on and `extra` flags, in `dir` (not waited for).
+fn spawn_fresh(extra: &[&str], dir: tempfile::TempDir) -> Fresh {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let raft_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_nacre"))
         .args(["serve", "--port", &port.to_string(), "--raft-port", &raft_port.to_string(), "--data-dir"])
         .arg(dir.path().join("data"))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("node.log")).unwrap())
         .spawn()
         .unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    wait_until("the node serves", || {
-        http::anonymous("GET", &addr, "/nacos/v1/console/health/readiness", &[], b"").is_ok_and(|r| r.status == 200)
-    });
-    Fresh { child, addr, dir }
+    Fresh { child, addr: format!("127.0.0.1:{port}"), dir }
 }
 
 #[test]
@@ -407,4 +443,68 @@ fn the_command_line_creates_the_administrator_and_manages_users() {
     // Without credentials the command is refused, and says so.
     let (ok, said) = nacre(&["user", "list", "--server", &node.addr], &[]);
     assert!(!ok && said.contains("403"), "{said}");
+}
+
+#[test]
+fn the_client_port_speaks_tls_when_given_a_certificate_and_the_commands_check_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    // An operator's CA and the node's certificate from it, and another CA.
+    let ca = |name: &str| {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
+    };
+    let (ours, theirs) = (ca("our CA"), ca("their CA"));
+    let node_key = rcgen::KeyPair::generate().unwrap();
+    let node_cert =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&node_key, &ours).unwrap();
+    let (cert, key) = (pem("node.crt", node_cert.pem()), pem("node.key", node_key.serialize_pem()));
+    let (trusted, other_ca) = (pem("ca.crt", ours.pem()), pem("other.crt", theirs.pem()));
+    let password = pem("admin.password", "tls-admin-pw".into());
+    let node = spawn_fresh(&["--tls-cert", &cert, "--tls-key", &key], dir);
+    let server = format!("https://{}", node.addr);
+    let token_file = node.dir.path().join("data/bootstrap-token");
+    let nacre = |args: &[&str], ca: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_nacre"))
+            .args(args)
+            .env("NACRE_CA_FILE", ca)
+            .env("NACRE_USERNAME", "nacos")
+            .env("NACRE_PASSWORD", "tls-admin-pw")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let bootstrap = [
+        "user",
+        "bootstrap",
+        "--server",
+        &server,
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--password-file",
+        &password,
+    ];
+    wait_until("the administrator is created over TLS", || token_file.exists() && nacre(&bootstrap, &trusted).0);
+    let (ok, said) = nacre(&["user", "list", "--server", &server], &trusted);
+    assert!(ok && said.contains("nacos\tROLE_ADMIN"), "{said}");
+    // A certificate the command does not trust is refused before any credential is sent.
+    let (ok, said) = nacre(&["user", "list", "--server", &server], &other_ca);
+    assert!(!ok && said.to_lowercase().contains("certificate"), "{said}");
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = http::anonymous("GET", &node.addr, "/nacos/v1/console/health/readiness", &[], b"");
+    assert!(plain.is_err() || plain.is_ok_and(|r| r.status != 200), "plain HTTP answered");
+    // A bad key file stops a node at start; it never falls back to plain HTTP.
+    let broken = spawn_fresh(&["--tls-cert", &cert, "--tls-key", &cert], tempfile::tempdir().unwrap());
+    let mut broken = broken;
+    let status = broken.child.wait().unwrap();
+    assert!(!status.success(), "a node with a bad key serves");
 }

@@ -61,6 +61,14 @@ pub struct NodeConfig {
     /// Whether the client port checks who calls (`api::access`). On unless the operator
     /// turns it off, loudly.
     pub auth: bool,
+    /// The client port's certificate chain and key (PEM): it then speaks HTTPS only.
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// When a node suspects itself rather than its clients (Eureka's self-preservation): if more

@@ -95,6 +95,13 @@ struct ServeArgs {
     /// Nacos's auth does. `off` lets anyone who reaches the port do anything.
     #[arg(long, value_enum, default_value_t = AuthMode::On)]
     auth: AuthMode,
+    /// Serve the client port over TLS with this certificate chain (PEM, leaf first); needs
+    /// --tls-key. Tokens and passwords then never cross the network in clear.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -227,5 +234,6 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
             min_leases: args.self_preservation_min_leases,
         },
         auth: args.auth == AuthMode::On,
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()).map(|(cert, key)| config::TlsFiles { cert, key }),
     })
 }

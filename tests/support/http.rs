@@ -52,9 +52,7 @@ pub fn request_with_headers(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    exchange(method, addr, path_and_query, headers, body, REQUEST_TIMEOUT).map_err(|failure| match failure {
-        Failure::NotSent(e) | Failure::NoAnswer(e) => e,
-    })
+    exchange(method, addr, path_and_query, headers, body, REQUEST_TIMEOUT).map_err(Failure::into_io)
 }
 
 /// The access token each node address accepts: a test cluster's administrator signs in once
@@ -90,9 +88,7 @@ pub fn anonymous(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    send(method, addr, path_and_query, headers, body, REQUEST_TIMEOUT, None).map_err(|failure| match failure {
-        Failure::NotSent(e) | Failure::NoAnswer(e) => e,
-    })
+    send(method, addr, path_and_query, headers, body, REQUEST_TIMEOUT, None).map_err(Failure::into_io)
 }
 
 /// Why an [`exchange`] has no response. A request that was not sent had no effect; one that
@@ -103,6 +99,15 @@ pub enum Failure {
     NotSent(std::io::Error),
     /// The request was (at least partly) sent; no complete answer came back in time.
     NoAnswer(std::io::Error),
+}
+
+impl Failure {
+    /// The I/O error, whether or not the request left.
+    pub fn into_io(self) -> std::io::Error {
+        match self {
+            Failure::NotSent(e) | Failure::NoAnswer(e) => e,
+        }
+    }
 }
 
 /// One request with its own timeout, telling a request that never left from one whose fate

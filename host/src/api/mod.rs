@@ -22,6 +22,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use ops::NodeState;
+pub use ops::NodeStateRpc;
+pub use ops::node_state;
 pub use users::DEFAULT_ADMIN;
 
 use crate::ap::Ap;
@@ -89,6 +91,7 @@ const _: () = assert!(MAX_BODY_BYTES_IN_FLIGHT >= MAX_UPLOAD_BODY_BYTES, "the la
 pub async fn serve(
     ctx: Arc<Context>,
     listener: TcpListener,
+    transport: net::Transport,
     max_connections: usize,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -101,7 +104,7 @@ pub async fn serve(
         Ok((limit, ()))
     };
     let limits = net::ServerLimits { max_connections, body_budget_bytes: MAX_BODY_BYTES_IN_FLIGHT };
-    net::serve(listener, limits, admit, stop, move |req, ()| {
+    net::serve(listener, transport, limits, admit, stop, move |req, ()| {
         let ctx = ctx.clone();
         async move { route(&ctx, req).await }
     })
@@ -153,7 +156,7 @@ async fn route(ctx: &Context, req: HttpRequest) -> HttpResponse {
         H::Liveness => ops::liveness(),
         H::Readiness => ops::readiness(ctx),
         H::ServerState => users::server_state(ctx),
-        H::ClusterNodes => ops::cluster_nodes(ctx, &caller).await,
+        H::ClusterNodes => ops::cluster_nodes(ctx).await,
         H::State => ops::state(ctx),
         H::ApPartition => ops::ap_partition(ctx, &req),
         H::ModuleInstall => modules::install(ctx, req).await,

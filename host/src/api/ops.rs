@@ -8,15 +8,16 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Context;
-use super::access::Caller;
+use crate::ap::Ap;
+use crate::config::MemberAddr;
+use crate::guests::Guests;
 use crate::net;
 use crate::net::HttpResponse;
 use crate::net::Status;
+use crate::raft::log::Log;
 
 /// How long the members listing waits for each peer's state before calling it DOWN.
 const MEMBER_PROBE_TIMEOUT_MS: u64 = 500;
-/// Lifetime of the token a members listing probes the others with.
-const PROBE_TOKEN_TTL_S: u64 = 60;
 
 /// `GET /nacre/v1/state`: what this replica has applied, and the digest of its state there.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,10 +48,25 @@ pub struct NodeState {
     pub long_polls_held: usize,
 }
 
+/// A member's state, asked over the peer port (signed like every peer message), so that the
+/// members listing needs neither the caller's credentials nor the client port's scheme.
+pub struct NodeStateRpc;
+
+impl crate::net::Rpc for NodeStateRpc {
+    const PATH: &'static str = "/nacre/node-state";
+    type Request = ();
+    type Answer = NodeState;
+}
+
 pub fn state_of(ctx: &Context) -> NodeState {
-    let status = ctx.log.status();
+    node_state(&ctx.log, &ctx.guests, &ctx.ap, &ctx.me)
+}
+
+/// What this node has applied and holds, from the services that know it.
+pub fn node_state(log: &Log, guests: &Guests, ap: &Ap, me: &MemberAddr) -> NodeState {
+    let status = log.status();
     let (applied_index, digest, keys, bound) = {
-        let replica = ctx.guests.replica().read();
+        let replica = guests.replica().read();
         (
             replica.applied_index(),
             replica.machine.digest_hex(),
@@ -59,21 +75,21 @@ pub fn state_of(ctx: &Context) -> NodeState {
         )
     };
     NodeState {
-        node: ctx.log.id(),
-        address: ctx.me.api_addr(),
+        node: log.id(),
+        address: me.api_addr(),
         role: status.role,
         term: status.term,
         leader: status.leader,
-        leader_address: status.leader.and_then(|id| ctx.log.member(id)).map(|m| m.api_addr),
+        leader_address: status.leader.and_then(|id| log.member(id)).map(|m| m.api_addr),
         last_log_index: status.last_log_index,
         applied_index,
         snapshot_index: status.snapshot_index,
         purged_index: status.purged_index,
         digest,
         keys,
-        ready: bound && status.leader.is_some() && ctx.ap.is_ready(),
-        ap_digest: format!("{:016x}", ctx.ap.store().digest()),
-        ap_records: ctx.ap.store().live_records(),
+        ready: bound && status.leader.is_some() && ap.is_ready(),
+        ap_digest: format!("{:016x}", ap.store().digest()),
+        ap_records: ap.store().live_records(),
         long_polls_held: super::listener::held(),
     }
 }
@@ -97,19 +113,15 @@ pub fn readiness(ctx: &Context) -> HttpResponse {
 }
 
 /// `GET /nacos/v1/core/cluster/nodes`: every member with its state as it reports it.
-///
-/// Each member's state is read from its client port with a short-lived token of the same
-/// caller: the probe may see no more than the caller could.
-pub async fn cluster_nodes(ctx: &Context, caller: &Caller) -> HttpResponse {
-    let bearer = caller_token(ctx, caller);
+pub async fn cluster_nodes(ctx: &Context) -> HttpResponse {
     let probes = ctx.members.iter().map(|member| {
         let api_addr = member.api_addr();
-        let bearer = bearer.as_deref();
         async move {
             let state = if api_addr == ctx.me.api_addr() {
                 Some(state_of(ctx))
             } else {
-                probe_state(ctx, &api_addr, bearer).await
+                let timeout = Duration::from_millis(MEMBER_PROBE_TIMEOUT_MS);
+                ctx.peers.send::<NodeStateRpc>(&member.raft_addr(), &(), timeout).await.ok()
             };
             let (ip, port) = (member.ip.clone(), member.port);
             json!({
@@ -130,21 +142,6 @@ pub async fn cluster_nodes(ctx: &Context, caller: &Caller) -> HttpResponse {
     });
     let members = futures_util::future::join_all(probes).await;
     net::json(Status::OK, &json!({ "code": 200, "message": null, "data": members }))
-}
-
-async fn probe_state(ctx: &Context, api_addr: &str, bearer: Option<&str>) -> Option<NodeState> {
-    // The peer client speaks postcard; the state endpoint is JSON, so ask over plain HTTP.
-    let url = format!("http://{api_addr}/nacre/v1/state");
-    let body = ctx.peers.get_text(&url, bearer, Duration::from_millis(MEMBER_PROBE_TIMEOUT_MS)).await.ok()?;
-    serde_json::from_str(&body).ok()
-}
-
-/// A token of `caller` good for [`PROBE_TOKEN_TTL_S`] (none with auth off).
-fn caller_token(ctx: &Context, caller: &Caller) -> Option<String> {
-    let name = caller.name()?;
-    let replica = ctx.guests.replica().read();
-    let (key, user) = (replica.machine.signing_key()?, replica.machine.user(name)?);
-    Some(crate::auth::token::issue(&key, name, user.epoch, crate::clock::now_ms() / 1000, PROBE_TOKEN_TTL_S))
 }
 
 /// `GET /nacre/v1/ap?namespaceId=&kind=naming&partition=`: where an AP partition lives in this

@@ -53,7 +53,7 @@ impl ConfigTarget {
         for (name, value) in extra {
             query.append_pair(name, value);
         }
-        format!("http://{}{path}?{}", self.server, query.finish())
+        format!("{}{path}?{}", super::base(&self.server), query.finish())
     }
 }
 

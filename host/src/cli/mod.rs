@@ -19,7 +19,6 @@ pub use user::UserCommand;
 pub use user::run as run_user;
 
 use crate::net::HttpMethod;
-use crate::net::PeerClient;
 
 /// How long one command waits for the node.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -43,7 +42,7 @@ async fn bearer(server: &str) -> anyhow::Result<Option<String>> {
                 return Ok(None);
             };
             let form = form(&[("username", &username), ("password", &password)]);
-            let login = format!("http://{server}/nacos/v1/auth/login");
+            let login = format!("{server}/nacos/v1/auth/login");
             let answer = send(HttpMethod::POST, &login, None, Some(form)).await.context("logging in")?;
             let answer: serde_json::Value = serde_json::from_str(&answer).context("the login answer")?;
             Ok(answer["accessToken"].as_str().map(str::to_string))
@@ -52,34 +51,53 @@ async fn bearer(server: &str) -> anyhow::Result<Option<String>> {
         .cloned()
 }
 
-/// Call `url` (on `server`) with the environment's credentials and return the body of a 200
-/// answer; any other status is an error with the node's message.
+/// Call `url` with the environment's credentials and return the body of a 200 answer; any
+/// other status is an error with the node's message.
 async fn call(method: HttpMethod, url: &str) -> anyhow::Result<String> {
     call_with_form(method, url, None).await
 }
 
 /// [`call`] with a form body.
 async fn call_with_form(method: HttpMethod, url: &str, form: Option<String>) -> anyhow::Result<String> {
-    let server = server_of(url);
-    let token = bearer(server).await?;
+    let token = bearer(origin(url)).await?;
     send(method, url, token.as_deref(), form).await
 }
 
 async fn send(method: HttpMethod, url: &str, bearer: Option<&str>, form: Option<String>) -> anyhow::Result<String> {
-    let (status, body) = PeerClient::default()
-        .request_text(method, url, bearer, form, REQUEST_TIMEOUT)
+    let shown = url.split('?').next().unwrap_or(url);
+    let (status, body) = crate::net::request_text(&tls()?, method, url, bearer, form, REQUEST_TIMEOUT)
         .await
-        .with_context(|| format!("calling {}", url.split('?').next().unwrap_or(url)))?;
+        .with_context(|| format!("calling {shown}"))?;
     if status != 200 {
         bail!("HTTP {status}: {}", body.trim());
     }
     Ok(body)
 }
 
-/// The `host:port` of an `http://host:port/...` URL.
-fn server_of(url: &str) -> &str {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    rest.split('/').next().unwrap_or(rest)
+/// The certificates an `https://` server is checked against: the PEM file `NACRE_CA_FILE`
+/// names (an operator's CA, or a self-signed server certificate), else the Mozilla roots.
+pub const CA_FILE_ENV: &str = "NACRE_CA_FILE";
+
+fn tls() -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
+    let ca = std::env::var_os(CA_FILE_ENV).map(std::path::PathBuf::from);
+    crate::net::tls::client_config(ca.as_deref())
+}
+
+/// `scheme://host:port` of a URL.
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..].find('/').map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
+}
+
+/// The base URL of `--server`: as given when it names a scheme (`https://host:port`), else
+/// `http://host:port`.
+pub fn base(server: &str) -> String {
+    if server.starts_with("http://") || server.starts_with("https://") {
+        server.trim_end_matches('/').to_string()
+    } else {
+        format!("http://{server}")
+    }
 }
 
 /// Pairs as a form body.
@@ -91,11 +109,11 @@ fn form(pairs: &[(&str, &str)]) -> String {
     form.finish()
 }
 
-/// `http://{server}{path}?{query}` with the pairs form-encoded.
+/// `{base(server)}{path}?{query}` with the pairs form-encoded.
 fn url(server: &str, path: &str, pairs: &[(&str, &str)]) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
     for (name, value) in pairs {
         query.append_pair(name, value);
     }
-    format!("http://{server}{path}?{}", query.finish())
+    format!("{}{path}?{}", base(server), query.finish())
 }

@@ -231,9 +231,10 @@ async fn upload(url: &str, file: &Path) -> anyhow::Result<Value> {
         }
         let _ = std::io::stderr().flush();
     };
-    let token = super::bearer(super::server_of(url)).await?;
+    let token = super::bearer(super::origin(url)).await?;
+    let tls = super::tls()?;
     let (status, body) =
-        crate::net::upload_with_progress(url, Bytes::from(bytes), token.as_deref(), UPLOAD_TIMEOUT, progress)
+        crate::net::upload_with_progress(&tls, url, Bytes::from(bytes), token.as_deref(), UPLOAD_TIMEOUT, progress)
             .await
             .with_context(|| format!("calling {url}"))?;
     if status != 200 {

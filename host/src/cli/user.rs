@@ -83,14 +83,15 @@ pub enum UserCommand {
 
 #[derive(clap::Args)]
 pub struct Server {
-    /// Any node's client address, host:port. Credentials come from NACRE_ACCESS_TOKEN, or
+    /// Any node's client address, host:port (or https://host:port for a node serving TLS,
+    /// checked against NACRE_CA_FILE). Credentials come from NACRE_ACCESS_TOKEN, or
     /// NACRE_USERNAME and NACRE_PASSWORD.
     #[arg(long, default_value = "127.0.0.1:8848")]
     server: String,
 }
 
 pub async fn run(command: UserCommand) -> anyhow::Result<String> {
-    let users = |server: &Server| format!("http://{}/nacos/v1/auth/users", server.server);
+    let users = |server: &Server| format!("{}/nacos/v1/auth/users", super::base(&server.server));
     match command {
         UserCommand::Bootstrap { server, token_file, data_dir, username, password_file } => {
             let token_file = match (token_file, data_dir) {
@@ -115,8 +116,9 @@ pub async fn run(command: UserCommand) -> anyhow::Result<String> {
             }
             let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let url = format!("{}/admin", users(&server));
+            // Public, and made before any user exists: sent without the environment's credentials.
             let answer: Value =
-                serde_json::from_str(&call_with_form(HttpMethod::POST, &url, Some(form(&pairs))).await?)?;
+                serde_json::from_str(&super::send(HttpMethod::POST, &url, None, Some(form(&pairs))).await?)?;
             Ok(match answer["password"].as_str() {
                 Some(password) => format!("administrator {username} created; password: {password}\n"),
                 None => format!("administrator {username} created\n"),
@@ -137,12 +139,12 @@ pub async fn run(command: UserCommand) -> anyhow::Result<String> {
         ),
         UserCommand::Grant { server, role, username } => {
             let body = form(&[("role", &role), ("username", &username)]);
-            let url = format!("http://{}/nacos/v1/auth/roles", server.server);
+            let url = format!("{}/nacos/v1/auth/roles", super::base(&server.server));
             message(call_with_form(HttpMethod::POST, &url, Some(body)).await?)
         }
         UserCommand::Permit { server, role, resource, action } => {
             let body = form(&[("role", &role), ("resource", &resource), ("action", &action)]);
-            let url = format!("http://{}/nacos/v1/auth/permissions", server.server);
+            let url = format!("{}/nacos/v1/auth/permissions", super::base(&server.server));
             message(call_with_form(HttpMethod::POST, &url, Some(body)).await?)
         }
         UserCommand::List { server } => {

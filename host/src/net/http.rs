@@ -71,6 +71,14 @@ pub struct ServerLimits {
     pub body_budget_bytes: usize,
 }
 
+/// How a listener's connections speak: plain HTTP, or HTTP inside TLS (`net::tls`).
+#[derive(Clone, Default)]
+pub enum Transport {
+    #[default]
+    Plain,
+    Tls(Arc<rustls::ServerConfig>),
+}
+
 /// Accept connections until `stop` resolves, answering each request with `handler`; then
 /// stop accepting, let every request in flight finish (idle keep-alive connections close at
 /// once) for at most [`DRAIN_TIMEOUT_MS`], and return. Each request's head goes through
@@ -80,6 +88,7 @@ pub struct ServerLimits {
 /// with 503.
 pub async fn serve<H, F, A, T>(
     listener: TcpListener,
+    transport: Transport,
     limits: ServerLimits,
     admit: A,
     stop: impl Future<Output = ()>,
@@ -116,6 +125,7 @@ pub async fn serve<H, F, A, T>(
         };
         let _ = stream.set_nodelay(true);
         let (handler, admit, budget) = (handler.clone(), admit.clone(), budget.clone());
+        let transport = transport.clone();
         tokio::spawn(async move {
             let slot = Arc::new(slot);
             let in_slot = slot.clone();
@@ -128,26 +138,16 @@ pub async fn serve<H, F, A, T>(
                     Ok::<_, Infallible>(answer)
                 }
             });
-            let connection = http1::Builder::new()
-                .keep_alive(true)
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let mut closing = false;
-            let ended = loop {
-                tokio::select! {
-                    ended = connection.as_mut() => break ended,
-                    () = slot.close.cancelled(), if !closing => {
-                        // Evicted or stopping: an idle connection closes at once, one in a
-                        // request after answering it.
-                        connection.as_mut().graceful_shutdown();
-                        closing = true;
+            match transport {
+                Transport::Plain => drive(stream, service, &slot, peer).await,
+                Transport::Tls(config) => {
+                    let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+                    match tokio::time::timeout(super::tls::HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(tls)) => drive(tls, service, &slot, peer).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake not finished in time"),
                     }
                 }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
         });
     }
@@ -156,6 +156,37 @@ pub async fn serve<H, F, A, T>(
     let drained = tokio::time::timeout(Duration::from_millis(DRAIN_TIMEOUT_MS), connections.emptied()).await;
     if drained.is_err() {
         tracing::warn!(timeout_ms = DRAIN_TIMEOUT_MS, "requests still in flight at shutdown were cut off");
+    }
+}
+
+/// Serve one connection's requests until it ends, or until its slot is closed (evicted, or
+/// the server stopping): then an idle connection closes at once, one in a request after
+/// answering it.
+async fn drive<IO, S>(io: IO, service: S, slot: &super::connections::Slot, peer: SocketAddr)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = Full<Bytes>> + Send,
+    S::Future: Send,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = http1::Builder::new()
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut closing = false;
+    let ended = loop {
+        tokio::select! {
+            ended = connection.as_mut() => break ended,
+            () = slot.close.cancelled(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
     }
 }
 

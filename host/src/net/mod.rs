@@ -8,10 +8,12 @@ pub mod peer_auth;
 mod peer_client;
 mod peer_server;
 pub mod rpc;
+pub mod tls;
 
 pub use http::*;
 pub use peer_client::PeerClient;
 pub use peer_client::PeerError;
+pub use peer_client::request_text;
 pub use peer_client::upload_with_progress;
 pub use peer_server::serve_peers;
 pub use rpc::Rpc;

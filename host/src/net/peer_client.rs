@@ -166,49 +166,7 @@ fn decode_answer<Resp: DeserializeOwned>(addr: &str, body: &[u8]) -> Result<Resp
 }
 
 impl PeerClient {
-    /// GET `url` and return its body as text, within `timeout` (for JSON ops endpoints).
-    pub async fn get_text(&self, url: &str, bearer: Option<&str>, timeout: Duration) -> Result<String, PeerError> {
-        self.request_text(HttpMethod::GET, url, bearer, None, timeout).await.map(|(_, body)| body)
-    }
-
-    /// Send a `method` request to `url`, with `Authorization: Bearer <bearer>` and a form body
-    /// when given; the status and the body as text, within `timeout` (for ops endpoints and
-    /// the command-line client).
-    pub async fn request_text(
-        &self,
-        method: HttpMethod,
-        url: &str,
-        bearer: Option<&str>,
-        form: Option<String>,
-        timeout: Duration,
-    ) -> Result<(u16, String), PeerError> {
-        let mut request = hyper::Request::builder().method(method).uri(url);
-        if let Some(token) = bearer {
-            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        if form.is_some() {
-            request = request.header(hyper::header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        }
-        let request =
-            request.body(Full::new(Bytes::from(form.unwrap_or_default()))).map_err(|e| protocol(url, e.to_string()))?;
-        let exchange = async {
-            let (status, body) = self.exchange(url, request).await?;
-            Ok((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
-        };
-        within(url, timeout, exchange).await
-    }
-
-    /// Send `request` and read the whole (bounded) answer; errors name `addr`.
-    async fn exchange(
-        &self,
-        addr: &str,
-        request: hyper::Request<Full<Bytes>>,
-    ) -> Result<(hyper::StatusCode, Bytes), PeerError> {
-        let (status, _, body) = self.exchange_with_headers(addr, request).await?;
-        Ok((status, body))
-    }
-
-    /// [`PeerClient::exchange`], with the answer's headers.
+    /// Send `request` and read the whole (bounded) answer, headers included; errors name `addr`.
     async fn exchange_with_headers(
         &self,
         addr: &str,
@@ -243,9 +201,56 @@ impl PeerClient {
 /// Bytes sent between progress reports of an upload.
 const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
 
+/// A client of the client port for the command-line tools: `http://` as it is, `https://`
+/// checked with `tls` (`net::tls::client_config`).
+fn admin_client<B>(tls: &Arc<rustls::ClientConfig>) -> Client<hyper_rustls::HttpsConnector<HttpConnector>, B>
+where
+    B: hyper::body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((**tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// One request of a command-line tool to `url` (`http://` or `https://`), with `Authorization:
+/// Bearer <bearer>` and a form body when given: the status and the body as text.
+pub async fn request_text(
+    tls: &Arc<rustls::ClientConfig>,
+    method: HttpMethod,
+    url: &str,
+    bearer: Option<&str>,
+    form: Option<String>,
+    timeout: Duration,
+) -> Result<(u16, String), PeerError> {
+    let mut request = hyper::Request::builder().method(method).uri(url);
+    if let Some(token) = bearer {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if form.is_some() {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    let request =
+        request.body(Full::new(Bytes::from(form.unwrap_or_default()))).map_err(|e| protocol(url, e.to_string()))?;
+    let client = admin_client(tls);
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| PeerError::Unreachable { addr: url.to_string(), reason: format!("{e:?}") })?;
+        status_and_text(url, response).await
+    };
+    within(url, timeout, exchange).await
+}
+
 /// POST `body` to `url` in chunks, calling `progress(sent, total)` as each chunk is handed to
 /// the connection, and return the status and text of the answer (admin uploads of modules).
 pub async fn upload_with_progress(
+    tls: &Arc<rustls::ClientConfig>,
     url: &str,
     body: Bytes,
     bearer: Option<&str>,
@@ -267,8 +272,7 @@ pub async fn upload_with_progress(
         progress(sent, total);
         Ok::<_, std::convert::Infallible>(Frame::data(chunk))
     }));
-    let client: Client<HttpConnector, BoxBody<Bytes, std::convert::Infallible>> =
-        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let client: Client<_, BoxBody<Bytes, std::convert::Infallible>> = admin_client(tls);
     let mut request = hyper::Request::post(url)
         .header(hyper::header::CONTENT_TYPE, "application/wasm")
         .header(hyper::header::CONTENT_LENGTH, total);

@@ -43,7 +43,8 @@ pub async fn serve_peers<H, F>(
             Err(Box::new(super::text(Status::UNAUTHORIZED, why)))
         }
     };
-    super::serve(listener, limits, admit, stop, move |req: HttpRequest, admitted| {
+    // Peers authenticate every message themselves (`peer_auth`); no TLS here yet.
+    super::serve(listener, super::Transport::Plain, limits, admit, stop, move |req: HttpRequest, admitted| {
         let (key, handler) = (key.clone(), handler.clone());
         async move {
             if let Err((why, retry)) = key.accept(&admitted, &req.body, now_ms()) {

@@ -83,6 +83,12 @@ impl Node {
     /// Open storage, start Raft, the peer port and the client port (on `api_listener`), and
     /// join (or form) the cluster.
     pub async fn start(config: NodeConfig, api_listener: TcpListener) -> anyhow::Result<Node> {
+        // The client port's certificate is read first: a bad file stops the start, it does
+        // not fall back to plain HTTP.
+        let transport = match &config.tls {
+            Some(files) => crate::net::Transport::Tls(crate::net::tls::server_config(&files.cert, &files.key)?),
+            None => crate::net::Transport::Plain,
+        };
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let runtime = Runtime::new(Some(&config.data_dir.join("module-cache"))).context("starting the wasm runtime")?;
@@ -126,7 +132,13 @@ impl Node {
             Arc::new(Dispatch::new(guests.clone(), log.clone(), ap.clone(), leases.clone(), members.clone()));
 
         let tasks = Tasks::new();
-        let peer_port = Arc::new(peer_port::PeerPort { log: log.clone(), ap: ap.clone(), leases: leases.clone() });
+        let peer_port = Arc::new(peer_port::PeerPort {
+            log: log.clone(),
+            ap: ap.clone(),
+            leases: leases.clone(),
+            guests: guests.clone(),
+            me: config.me.clone(),
+        });
         let fd_limit = crate::net::connections::raise_fd_limit();
         let (client_connections, peer_connections) =
             crate::net::connections::connection_caps(fd_limit, crate::net::MAX_CONNECTIONS);
@@ -168,7 +180,7 @@ impl Node {
             stopping: tasks.clone(),
             gate,
         });
-        tasks.spawn_server(crate::api::serve(api, api_listener, client_connections, tasks.stopping()));
+        tasks.spawn_server(crate::api::serve(api, api_listener, transport, client_connections, tasks.stopping()));
         Ok(Node { id, config, log, log_store, tasks })
     }
 

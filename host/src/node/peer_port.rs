@@ -8,7 +8,10 @@ use tokio::net::TcpListener;
 
 use crate::ap::Ap;
 use crate::ap::rpc as ap_rpc;
+use crate::api::NodeStateRpc;
 use crate::clock::now_ms;
+use crate::config::MemberAddr;
+use crate::guests::Guests;
 use crate::leases::LeaseKey;
 use crate::leases::LeaseRenew;
 use crate::leases::Leases;
@@ -31,6 +34,8 @@ pub struct PeerPort {
     pub log: Arc<Log>,
     pub ap: Arc<Ap>,
     pub leases: Arc<Leases>,
+    pub guests: Arc<Guests>,
+    pub me: MemberAddr,
 }
 
 /// Bytes of peer request bodies held at once: the largest body, and room for the ordinary
@@ -104,6 +109,12 @@ impl PeerPort {
                         .map_err(|e| format!("refused lease renewals: {e}"))?;
                     self.leases.record(renewals, now_ms());
                     Ok(())
+                })
+                .await
+            }
+            NodeStateRpc::PATH => {
+                answer::<NodeStateRpc, _>(body, |()| async {
+                    Ok(crate::api::node_state(&self.log, &self.guests, &self.ap, &self.me))
                 })
                 .await
             }
