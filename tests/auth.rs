@@ -135,12 +135,13 @@ fn path_variants_reach_no_handler_and_unknown_paths_are_404() {
 
 #[test]
 fn tokens_travel_as_nacos_clients_send_them_and_forged_ones_are_refused() {
-    let cluster = Cluster::start(3);
-    let addr = cluster.addr(1);
-    // Both login paths, the parameters in the query (Python client) or the form (Java 1.x).
+    let mut cluster = Cluster::start(3);
+    let addr = cluster.addr(1).to_string();
+    let addr = addr.as_str();
     wait_until("every node removed its bootstrap token", || {
         cluster.nodes.iter().all(|node| !node.data_dir.join("bootstrap-token").exists())
     });
+    // Both login paths, the parameters in the query (Python client) or the form (Java 1.x).
     let query = format!("/nacos/v1/auth/users/login?username=nacos&password={ADMIN_PASSWORD}");
     let answered = call_as(addr, "POST", &query, &[], "");
     let token = token_of(&answered);
@@ -180,10 +181,22 @@ fn tokens_travel_as_nacos_clients_send_them_and_forged_ones_are_refused() {
     let (header, _) = signed.split_once('.').unwrap();
     let other_claims = nacre::auth::token::issue(&foreign_key, "someone-else", 1, now_s, 600);
     let swapped = format!("{header}.{}.{mac}", other_claims.split('.').nth(1).unwrap());
+    let before = cluster.wait_converged();
     for (forged, what) in [(foreign, "another cluster's key"), (alg_none, "alg none"), (swapped, "changed claims")] {
         let resp = call_as(addr, "GET", &read, &[("Authorization", &bearer(&forged))], "");
         assert_refused(&resp, "token invalid!", what);
+        let publish = http::form(&[("dataId", "forged"), ("group", "g"), ("content", "x")]);
+        let resp = call_as(addr, "POST", CONFIGS, &[FORM, ("Authorization", &bearer(&forged))], &publish);
+        assert_refused(&resp, "token invalid!", what);
     }
+    assert_eq!(cluster.wait_converged(), before, "a forged token changed the state");
+
+    // The token outlives a restart of the node that issued it (the key is replicated state,
+    // on disk): the Python client does not log in again for hours.
+    cluster.kill_node(1);
+    cluster.start_node(1);
+    cluster.wait_ready();
+    ok_404(call_as(addr, "GET", &read, &[("Authorization", &bearer(&token))], ""), "after a restart");
 }
 
 #[test]
