@@ -209,7 +209,7 @@ fn pairs() -> Vec<Pair> {
                     )),
                 ),
             ],
-            note: "Nacre: AP path (no log, no fsync), 128 services spread over the nodes responsible for them, replicated asynchronously; ZooKeeper: removed when the session closes",
+            note: "Nacre: AP path (no log; journaled, one fsync per group of writes, before the answer), 128 services spread over the nodes responsible for them, replicated asynchronously; ZooKeeper: removed when the session closes",
         },
         Pair {
             name: "ephemeral instance register, one service",
