@@ -359,8 +359,7 @@ fn fresh_node() -> Fresh {
 
 /// A single node with auth on and `extra` flags, in `dir` (not waited for).
 fn spawn_fresh(extra: &[&str], dir: tempfile::TempDir) -> Fresh {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let raft_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (port, raft_port) = (support::cluster::free_port(), support::cluster::free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_nacre"))
         .args(["serve", "--port", &port.to_string(), "--raft-port", &raft_port.to_string(), "--data-dir"])
         .arg(dir.path().join("data"))

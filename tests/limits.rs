@@ -38,13 +38,9 @@ impl Drop for Node {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn start_node(fd_limit: Option<u64>) -> Node {
     let dir = tempfile::tempdir().unwrap();
-    let (port, raft_port) = (free_port(), free_port());
+    let (port, raft_port) = (support::cluster::free_port(), support::cluster::free_port());
     let limit = fd_limit.map(|n| format!("ulimit -Sn {n} && ulimit -Hn {n} && ")).unwrap_or_default();
     let script = format!("{limit}exec \"$0\" serve --port {port} --raft-port {raft_port} --data-dir \"$1\"");
     let log = std::fs::File::create(dir.path().join("node.log")).unwrap();

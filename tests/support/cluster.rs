@@ -74,8 +74,39 @@ pub fn bootstrap_admin(addr: &str, data_dir: &std::path::Path, password: &str) -
     resp.json()["accessToken"].as_str().unwrap().to_string()
 }
 
-/// A free loopback port (bound and released; good enough on a test machine).
-fn free_port() -> u16 {
+/// The lowest port handed to test nodes.
+const FIRST_TEST_PORT: u16 = 20_000;
+
+/// A free loopback port for a node to bind later (bound and released). Taken below the
+/// kernel's ephemeral range (`ip_local_port_range`): a port from that range, once released,
+/// can be given to some outgoing connection before the node binds it (seen in CI: a node
+/// failed with "Address already in use"). Ports are handed out in turn from a random start,
+/// so one test process never hands out one twice.
+pub fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768)
+        .max(FIRST_TEST_PORT + 1_000);
+    let span = u32::from(ephemeral_low - FIRST_TEST_PORT);
+    if NEXT.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        let mut seed = [0u8; 4];
+        getrandom::getrandom(&mut seed).expect("randomness from the OS");
+        let _ = NEXT.compare_exchange(
+            0,
+            1 + u32::from_le_bytes(seed) % span,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % span;
+        let port = FIRST_TEST_PORT + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
