@@ -103,11 +103,6 @@ impl Journal {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The highest sequence number handed out so far (0: none).
-    pub fn last_seq(&self) -> u64 {
-        self.next_seq.load(Ordering::Relaxed).saturating_sub(1)
-    }
-
     /// Make `batch` durable under `seq`; resolves once it is fsynced.
     pub fn append(
         &self,

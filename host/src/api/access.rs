@@ -87,13 +87,6 @@ impl Caller {
             Caller::User { roles, .. } => permission::is_admin(roles),
         }
     }
-
-    pub fn name(&self) -> Option<&str> {
-        match self {
-            Caller::User { name, .. } => Some(name),
-            Caller::Unchecked | Caller::Anonymous => None,
-        }
-    }
 }
 
 /// A refusal, with one of Nacos's messages.
