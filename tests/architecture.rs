@@ -19,15 +19,39 @@ const EXTERNAL: &[Rule] = &[
     Rule { rooms: &["*"], forbidden: &["openraft"], why: "only raft/ and the composition root (node/) name openraft" },
     Rule { rooms: &["*"], forbidden: &["wasmtime"], why: "only runtime/ names wasmtime" },
     Rule { rooms: &["*"], forbidden: &["hyper", "hyper_util"], why: "only net/ names hyper; the API uses net's types" },
+    Rule {
+        rooms: &["*"],
+        forbidden: &["tonic", "prost"],
+        why: "only grpc/ names tonic and prost: the gRPC port's wire",
+    },
 ];
 
 /// Where each external crate may be named.
-const EXTERNAL_ALLOWED_IN: &[(&str, &[&str])] =
-    &[("openraft", &["raft", "node"]), ("wasmtime", &["runtime"]), ("hyper", &["net"]), ("hyper_util", &["net"])];
+const EXTERNAL_ALLOWED_IN: &[(&str, &[&str])] = &[
+    ("openraft", &["raft", "node"]),
+    ("wasmtime", &["runtime"]),
+    ("hyper", &["net"]),
+    ("hyper_util", &["net"]),
+    ("tonic", &["grpc"]),
+    ("prost", &["grpc"]),
+];
 
 const LAYERS: &[Rule] = &[
     Rule {
-        rooms: &["ap", "duties", "api", "dispatch", "guests", "leases", "members", "partition", "clock", "tasks"],
+        rooms: &[
+            "ap",
+            "duties",
+            "api",
+            "grpc",
+            "gate",
+            "dispatch",
+            "guests",
+            "leases",
+            "members",
+            "partition",
+            "clock",
+            "tasks",
+        ],
         forbidden: &["node"],
         why: "only main knows the composition root; every other part is handed the services it uses",
     },
@@ -67,6 +91,21 @@ const LAYERS: &[Rule] = &[
         why: "the small shared services stand at the bottom",
     },
     Rule { rooms: &["api"], forbidden: &["duties::leases", "raft::network"], why: "the API uses services, not tasks" },
+    Rule {
+        rooms: &["api"],
+        forbidden: &["grpc"],
+        why: "the two client ports stand side by side: neither reaches into the other",
+    },
+    Rule {
+        rooms: &["grpc"],
+        forbidden: &["api", "duties", "raft", "ap", "leases", "members", "net"],
+        why: "the gRPC port stands on the plan's interpreter, guest calls and the gate, as the API does",
+    },
+    Rule {
+        rooms: &["gate"],
+        forbidden: &["api", "grpc", "dispatch", "duties", "raft", "ap", "net", "leases", "members"],
+        why: "the gate stands below both client ports, on guests (the replicated users) and auth",
+    },
     Rule {
         rooms: &["auth"],
         forbidden: &[

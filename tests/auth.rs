@@ -412,7 +412,7 @@ fn the_first_administrator_needs_the_bootstrap_token_and_is_made_once() {
         assert_eq!(login(&node.addr, "guarded", "a-guess").text(), "unknown user!");
     }
     let refused = login(&node.addr, "guarded", "guarded-pw");
-    assert_eq!((refused.status, refused.text().as_str()), (403, nacre::api::access::THROTTLED.0));
+    assert_eq!((refused.status, refused.text().as_str()), (403, nacre::gate::THROTTLED.0));
 }
 
 #[test]

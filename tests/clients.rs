@@ -47,6 +47,9 @@ const LOG_TAIL_LINES: usize = 40;
 enum Client {
     Python,
     Node,
+    /// The Nacos 2.x gRPC clients: PyPI nacos-sdk-python 3.2.0 (its `v2` package) and
+    /// nacos-sdk-rust-binding-py 0.8.0 (nacos-sdk-rust), in a venv of their own.
+    Grpc,
 }
 
 impl Client {
@@ -54,13 +57,15 @@ impl Client {
         match self {
             Client::Python => "python",
             Client::Node => "node",
+            Client::Grpc => "grpc",
         }
     }
 
     fn command(self, script: &Path) -> Command {
         let mut cmd = match self {
-            Client::Python => {
-                let mut cmd = Command::new(clients_dir().join(".venv/bin/python"));
+            Client::Python | Client::Grpc => {
+                let venv = if matches!(self, Client::Grpc) { ".venv-grpc" } else { ".venv" };
+                let mut cmd = Command::new(clients_dir().join(venv).join("bin/python"));
                 // Unbuffered, so a killed script still shows how far it got; no __pycache__ in
                 // the source tree.
                 cmd.env("PYTHONUNBUFFERED", "1").env("PYTHONDONTWRITEBYTECODE", "1");
@@ -76,6 +81,7 @@ impl Client {
         match self {
             Client::Python => "py",
             Client::Node => "js",
+            Client::Grpc => "grpc",
         }
     }
 }
@@ -90,9 +96,11 @@ fn setup(client: Client) -> Result<()> {
     // for it (and Node tests need not wait for pip).
     static PYTHON: Mutex<Option<Result<(), String>>> = Mutex::new(None);
     static NODE: Mutex<Option<Result<(), String>>> = Mutex::new(None);
+    static GRPC: Mutex<Option<Result<(), String>>> = Mutex::new(None);
     let slot = match client {
         Client::Python => &PYTHON,
         Client::Node => &NODE,
+        Client::Grpc => &GRPC,
     };
     let mut done = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let outcome = done.get_or_insert_with(|| run_setup(client).map_err(|e| format!("{e:#}")));
@@ -157,10 +165,15 @@ struct ScriptRun {
 
 impl ScriptRun {
     fn spawn(client: Client, script: &str, servers: &str, namespace: &str) -> Result<ScriptRun> {
+        Self::spawn_with(client, script, &[servers, namespace])
+    }
+
+    fn spawn_with(client: Client, script: &str, args: &[&str]) -> Result<ScriptRun> {
+        let namespace = args.get(1).copied().unwrap_or_default();
         let path = clients_dir().join(client.script_dir()).join(script);
         let dir = tempfile::tempdir()?;
         let mut cmd = client.command(&path);
-        cmd.arg(servers).arg(namespace).current_dir(dir.path());
+        cmd.args(args).current_dir(dir.path());
         cmd.env("NACRE_USERNAME", "nacos").env("NACRE_PASSWORD", support::cluster::ADMIN_PASSWORD);
         cmd.stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("stdout"))?)
@@ -169,6 +182,35 @@ impl ScriptRun {
         let child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
         let label = format!("{}/{script} (namespace {namespace:?})", client.script_dir());
         Ok(ScriptRun { label, child, dir, started: Instant::now() })
+    }
+
+    /// What the script printed so far.
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout")).unwrap_or_default()
+    }
+
+    /// Wait (at most `timeout`) until the script prints a line starting with `prefix`; that line.
+    fn wait_for_line(&self, prefix: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.stdout().lines().find(|line| line.trim_start().starts_with(prefix)) {
+                return Ok(line.to_string());
+            }
+            if Instant::now() >= deadline {
+                let stderr = std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default();
+                bail!(
+                    "{} printed no {prefix:?} in {timeout:?}\n--- stdout ---\n{}--- stderr ---\n{stderr}",
+                    self.label,
+                    self.stdout()
+                );
+            }
+            std::thread::sleep(CHILD_POLL);
+        }
+    }
+
+    /// SIGKILL the script's whole process group, as a crash would end it.
+    fn kill(self) {
+        let _ = wait_or_kill(self.child, Duration::ZERO);
     }
 
     /// Wait for the script; `Err` with its output when it failed or overran.
@@ -280,4 +322,121 @@ fn node_naming() {
 #[test]
 fn node_naming_push() {
     run(Client::Node, "naming_push.js");
+}
+
+#[test]
+fn grpc_python_naming() {
+    run(Client::Grpc, "naming.py");
+}
+
+#[test]
+fn grpc_python_config() {
+    run(Client::Grpc, "config.py");
+}
+
+#[test]
+fn grpc_rust_naming() {
+    run(Client::Grpc, "rust_naming.py");
+}
+
+#[test]
+fn grpc_rust_config() {
+    run(Client::Grpc, "rust_config.py");
+}
+
+/// Instances `owner.py` registers, and how long an ended connection's instances may stay
+/// listed on any node (deregistered at once by the connection's node, on the AP path).
+const OWNED_INSTANCES: usize = 3;
+const ENDED_CONNECTION_BOUND: Duration = Duration::from_secs(10);
+/// How long a dead node's instances stay before the others expire them: no beats for the
+/// delete timeout (30 s) and a sweep.
+const DEAD_OWNER_EXPIRY: Duration = Duration::from_secs(36);
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// (listed, healthy) instances of `service` on node `i`.
+fn listed(cluster: &Cluster, i: usize, service: &str) -> Option<(usize, usize)> {
+    let resp = cluster.get(i, &format!("/nacos/v1/ns/instance/list?serviceName={service}")).ok()?;
+    let hosts = resp.json()["hosts"].as_array()?.clone();
+    Some((hosts.len(), hosts.iter().filter(|h| h["healthy"] == true).count()))
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<Duration> {
+    let started = Instant::now();
+    while !cond() {
+        if started.elapsed() >= timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(started.elapsed())
+}
+
+/// A gRPC client is killed: the end of its connection removes its instances from every node.
+#[test]
+fn grpc_a_killed_clients_instances_go_from_every_node() {
+    let outcome = (|| -> Result<()> {
+        setup(Client::Grpc)?;
+        let cluster = Cluster::start(3);
+        cluster.wait_leader();
+        let service = format!("owned-{}", std::process::id());
+        let owner = ScriptRun::spawn_with(Client::Grpc, "owner.py", &[cluster.addr(0), "", &service])?;
+        owner.wait_for_line("REGISTERED", REGISTER_TIMEOUT)?;
+        for i in 0..3 {
+            wait_for(&format!("node {i} to list the instances"), ENDED_CONNECTION_BOUND, || {
+                listed(&cluster, i, &service) == Some((OWNED_INSTANCES, OWNED_INSTANCES))
+            })
+            .with_context(|| node_log_tails(&cluster))?;
+        }
+        owner.kill();
+        for i in 0..3 {
+            let took = wait_for(&format!("node {i} to drop the instances"), ENDED_CONNECTION_BOUND, || {
+                listed(&cluster, i, &service) == Some((0, 0))
+            })
+            .with_context(|| node_log_tails(&cluster))?;
+            eprintln!("node {i} dropped the killed client's instances within {took:.1?}");
+        }
+        Ok(())
+    })();
+    if let Err(e) = outcome {
+        panic!("{e:#}");
+    }
+}
+
+/// The node a gRPC client is connected to dies: the client reconnects to another, registers
+/// again, and its instances outlive the dead node's expiry on the survivors.
+#[test]
+fn grpc_a_client_whose_node_dies_moves_and_keeps_its_instances() {
+    let outcome = (|| -> Result<()> {
+        setup(Client::Grpc)?;
+        let mut cluster = Cluster::start(3);
+        cluster.wait_leader();
+        let servers = (0..3).map(|i| cluster.addr(i).to_string()).collect::<Vec<_>>().join(",");
+        let service = format!("moving-{}", std::process::id());
+        let owner = ScriptRun::spawn_with(Client::Grpc, "owner.py", &[&servers, "", &service])?;
+        owner.wait_for_line("REGISTERED", REGISTER_TIMEOUT)?;
+        let line = owner.stdout().lines().find(|l| l.contains("connected to")).map(str::to_string);
+        let addr = line.as_deref().and_then(|l| l.rsplit(' ').next()).context("owner.py named no node")?;
+        let victim = (0..3).find(|i| cluster.addr(*i) == addr).with_context(|| format!("no node at {addr}"))?;
+        for i in 0..3 {
+            wait_for(&format!("node {i} to list the instances"), ENDED_CONNECTION_BOUND, || {
+                listed(&cluster, i, &service) == Some((OWNED_INSTANCES, OWNED_INSTANCES))
+            })?;
+        }
+        cluster.kill_node(victim);
+        let killed = Instant::now();
+        let survivors: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+        // Past the dead node's expiry, every survivor lists them healthy: re-registered by the
+        // client through its new connection, which now renews them.
+        let bound = DEAD_OWNER_EXPIRY + REGISTER_TIMEOUT;
+        wait_for("the instances to outlive the dead node's expiry, healthy on every survivor", bound, || {
+            killed.elapsed() >= DEAD_OWNER_EXPIRY
+                && survivors.iter().all(|i| listed(&cluster, *i, &service) == Some((OWNED_INSTANCES, OWNED_INSTANCES)))
+        })
+        .with_context(|| format!("{}\n{}", owner.stdout(), node_log_tails(&cluster)))?;
+        owner.kill();
+        Ok(())
+    })();
+    if let Err(e) = outcome {
+        panic!("{e:#}");
+    }
 }

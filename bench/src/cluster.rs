@@ -31,7 +31,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 pub const ETCD_BIN: &str = "/usr/bin/etcd";
 const ETCD_PACKAGE: &str = "etcd-server";
 
-/// Ports of one node: the client port, then up to two peer ports (Nacre: Raft; etcd: peer;
+/// Ports of one node: the client port, then two more (Nacre: Raft, gRPC; etcd: peer;
 /// ZooKeeper: quorum, election).
 pub type Ports = [u16; 3];
 
@@ -370,10 +370,11 @@ fn nacre_nodes(dir: &Path, ports: &[Ports], node_args: NodeArgs<'_>) -> Result<V
         bail!("nacre secret new: {}", String::from_utf8_lossy(&made.stderr));
     }
     let mut nodes = Vec::new();
-    for (i, [api, raft, _]) in ports.iter().enumerate() {
+    for (i, [api, raft, grpc]) in ports.iter().enumerate() {
         let data_dir = dir.join(format!("nacre{i}"));
         let mut cmd = vec![bin.display().to_string(), "serve".into()];
-        for arg in ["--bind", "127.0.0.1", "--port", &api.to_string(), "--raft-port", &raft.to_string()] {
+        let (api, raft, grpc) = (api.to_string(), raft.to_string(), grpc.to_string());
+        for arg in ["--bind", "127.0.0.1", "--port", &api, "--raft-port", &raft, "--grpc-port", &grpc] {
             cmd.push(arg.into());
         }
         cmd.extend(["--data-dir".into(), data_dir.display().to_string()]);

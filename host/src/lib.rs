@@ -14,6 +14,8 @@ pub mod dispatch;
 pub mod duties;
 #[cfg(test)]
 mod fuzz;
+pub mod gate;
+pub mod grpc;
 pub mod guests;
 pub mod heap;
 pub mod leases;

@@ -58,6 +58,10 @@ struct ServeArgs {
     /// Client API port (Nacos's 8848).
     #[arg(long, default_value_t = config::DEFAULT_API_PORT)]
     port: u16,
+    /// Nacos 2.x gRPC port; defaults to the API port plus 1000 (Nacos's 9848), where every
+    /// 2.x client looks for it.
+    #[arg(long)]
+    grpc_port: Option<u16>,
     /// Raft peer port; defaults to the API port minus 1000 (Nacos's 7848).
     #[arg(long)]
     raft_port: Option<u16>,
@@ -153,10 +157,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Bind the client port before starting Raft so a port clash fails fast and clearly.
     let api_listener =
         TcpListener::bind(&api_addr).await.with_context(|| format!("binding the client API port {api_addr}"))?;
-    let node = Node::start(node_config, api_listener).await?;
+    let grpc_port = match args.grpc_port {
+        Some(port) => port,
+        None => args
+            .port
+            .checked_add(nacre::grpc::PORT_OFFSET)
+            .context("--port is too high for a gRPC port 1000 above it; give --grpc-port")?,
+    };
+    let grpc_addr = format!("{}:{grpc_port}", node_config.me.ip);
+    let grpc_listener =
+        TcpListener::bind(&grpc_addr).await.with_context(|| format!("binding the gRPC port {grpc_addr}"))?;
+    let node = Node::start(node_config, api_listener, grpc_listener).await?;
     tracing::info!(
         node = node.id,
         api = %api_addr,
+        grpc = %grpc_addr,
         raft = %node.config.me.raft_addr(),
         members = node.config.members.len(),
         "nacre node serving"

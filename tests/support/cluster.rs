@@ -1,6 +1,7 @@
 //! Real Nacre nodes for tests: `nacre serve` processes on loopback ports, each with its own
 //! data directory in a temp dir, killed (SIGKILL) on drop.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Child;
@@ -74,6 +75,9 @@ pub fn bootstrap_admin(addr: &str, data_dir: &std::path::Path, password: &str) -
     resp.json()["accessToken"].as_str().unwrap().to_string()
 }
 
+/// A node's gRPC port above its client port (`nacre serve` default, Nacos's rule).
+pub const GRPC_PORT_OFFSET: u16 = 1000;
+
 /// The lowest port handed to test nodes.
 const FIRST_TEST_PORT: u16 = 20_000;
 
@@ -82,14 +86,19 @@ const FIRST_TEST_PORT: u16 = 20_000;
 /// can be given to some outgoing connection before the node binds it (seen in CI: a node
 /// failed with "Address already in use"). Ports are handed out in turn from a random start,
 /// so one test process never hands out one twice.
+///
+/// A node also binds its port + 1000 (the gRPC port every Nacos 2.x client derives), so a
+/// port is handed out only when that one is free too, and that one is never handed out.
 pub fn free_port() -> u16 {
+    static GRPC_PORTS: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32_768)
-        .max(FIRST_TEST_PORT + 1_000);
-    let span = u32::from(ephemeral_low - FIRST_TEST_PORT);
+        .max(FIRST_TEST_PORT + GRPC_PORT_OFFSET + 1_000);
+    // Both a port and its gRPC port stay below the ephemeral range.
+    let span = u32::from(ephemeral_low - FIRST_TEST_PORT - GRPC_PORT_OFFSET);
     if NEXT.load(std::sync::atomic::Ordering::Relaxed) == 0 {
         let mut seed = [0u8; 4];
         getrandom::getrandom(&mut seed).expect("randomness from the OS");
@@ -103,7 +112,13 @@ pub fn free_port() -> u16 {
     for _ in 0..span {
         let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % span;
         let port = FIRST_TEST_PORT + offset as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let grpc_port = port + GRPC_PORT_OFFSET;
+        let mut grpc_ports = GRPC_PORTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if grpc_ports.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("127.0.0.1", grpc_port)).is_ok() {
+            grpc_ports.insert(grpc_port);
             return port;
         }
     }

@@ -129,7 +129,7 @@ pub fn delete(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestErro
 }
 
 /// The content a client at this IP sees (the beta variant for its audience), with
-/// `Content-MD5`, `Config-Type`, `Content-Type` (and `isBeta`) headers; with `show=all`, the
+/// `Content-MD5`, `Config-Type`, `Content-Type`, `Last-Modified` (and `isBeta`) headers; with `show=all`, the
 /// whole record as Nacos's `ConfigAllInfo` JSON.
 pub fn get(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     refuse_unsupported(req)?;
@@ -140,16 +140,19 @@ pub fn get(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestEr
         return Ok(views::json(&views::config_all_info(&ctx.namespace, group, data_id, &meta, &content)));
     }
     if let Some((meta, content)) = beta::for_client(group, data_id, &req.client_ip)? {
-        return Ok(content_reply(content, meta.md5, &meta.config_type).header("isBeta", "true"));
+        return Ok(content_reply(content, meta.md5, &meta.config_type, meta.modified_ms).header("isBeta", "true"));
     }
     let meta = load_meta(group, data_id)?.ok_or_else(not_found)?;
     let content = load_content(&keys::content(group, data_id), group, data_id)?;
-    Ok(content_reply(content, meta.md5, &meta.config_type))
+    Ok(content_reply(content, meta.md5, &meta.config_type, meta.modified_ms))
 }
 
-fn content_reply(content: String, md5: String, config_type: &str) -> GuestReply {
+/// Nacos's headers of a served config; `Last-Modified` is the leader time of the change, in
+/// milliseconds (what the 2.x clients' `lastModified` carries).
+fn content_reply(content: String, md5: String, config_type: &str, modified_ms: u64) -> GuestReply {
     GuestReply::text(content)
         .header("Content-MD5", md5)
+        .header("Last-Modified", modified_ms.to_string())
         .header("Config-Type", config_type)
         .header("Content-Type", content_type(config_type))
 }

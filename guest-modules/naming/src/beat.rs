@@ -102,6 +102,7 @@ pub fn apply(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError
                 service_name: target.service.grouped(),
                 metadata: body.metadata.unwrap_or_default(),
                 app: None,
+                owner: fields::owner(req)?,
                 registered_ms: cmd.timestamp_ms,
             };
             instance::insert(cmd, &target.service, record.clone())?;

@@ -82,6 +82,19 @@ pub fn app(req: &GuestRequest) -> Result<Option<String>, GuestError> {
     Ok(Some(app.to_owned()))
 }
 
+/// Longest `connectionId` (Nacos's ids are `<ms>_<ip>_<port>`, under 64 characters).
+pub const MAX_OWNER_CHARS: usize = 128;
+
+/// `connectionId`: the Nacos 2.x connection that owns an ephemeral instance (set by the host's
+/// gRPC port, never by a v1 client).
+pub fn owner(req: &GuestRequest) -> Result<Option<String>, GuestError> {
+    let Some(owner) = req.optional("connectionId") else { return Ok(None) };
+    if owner.chars().count() > MAX_OWNER_CHARS {
+        return Err(bad("connectionId", format!("longer than {MAX_OWNER_CHARS} characters")));
+    }
+    Ok(Some(owner.to_owned()))
+}
+
 /// `metadata`: a JSON object (`{"k":"v"}`) or Nacos's legacy `k1=v1,k2=v2`.
 pub fn metadata(req: &GuestRequest, field: &str) -> Result<Option<Metadata>, GuestError> {
     req.optional(field).map(|text| parse_metadata(field, text)).transpose()

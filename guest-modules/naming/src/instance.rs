@@ -65,6 +65,7 @@ fn registration(req: &GuestRequest, registered_ms: u64) -> Result<(Target, Insta
         service_name: target.service.grouped(),
         metadata: fields::metadata(req, "metadata")?.unwrap_or_default(),
         app: fields::app(req)?,
+        owner: fields::owner(req)?,
         registered_ms,
     };
     Ok((target, record))
@@ -208,9 +209,13 @@ pub fn remove(cmd: &Command, name: &ServiceName, record: &InstanceRecord) -> Res
 pub fn deregister(cmd: &Command, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let target = Target::parse(req)?;
     let ephemeral = fields::optional_bool(req, "ephemeral")?;
+    // The end of a connection removes what that connection registered, not what another one
+    // registered since (a client that reconnected elsewhere and registered again).
+    let owner = fields::owner(req)?;
     match target.find_kind(ephemeral)? {
+        Some(found) if owner.is_some() && found.owner.is_some() && found.owner != owner => {}
         Some(found) => remove(cmd, &target.service, &found)?,
-        None if cmd.is_ap() && ephemeral != Some(false) => {
+        None if cmd.is_ap() && ephemeral != Some(false) && owner.is_none() => {
             let addr = target.addr();
             store::delete(&record::ephemeral_instance_key(&addr));
             emit(TOPIC, &target.service.grouped());

@@ -3,6 +3,10 @@
 //! The reply is the union of Nacos 1.4's `doSrvIpxt` JSON and 2.x's `ServiceInfo`, so that both
 //! generations of clients find the fields they read (`name`, `clusters` echoed exactly, `hosts`,
 //! `cacheMillis`, `checksum`, `lastRefTime`, ...).
+//!
+//! With `view=v2` it is the `ServiceInfo` of Nacos 2.x's gRPC protocol (queries, subscriptions
+//! and pushes): the bare service name beside `groupName` (the client rebuilds the grouped name
+//! from the two), `allIps` beside `allIPs`, the push cache time.
 
 use nacre_guest_sdk::md5::md5_hex;
 use nacre_guest_sdk::{GuestError, GuestReply, GuestRequest, QueryContext, RequestExt, directive};
@@ -39,6 +43,9 @@ struct ServiceInfo<'a> {
     checksum: String,
     #[serde(rename = "allIPs")]
     all_ips: bool,
+    /// The 3.x spelling, in the 2.x view only (Python and Java 3.x read it).
+    #[serde(rename = "allIps", skip_serializing_if = "Option::is_none")]
+    all_ips_v3: Option<bool>,
     reach_protection_threshold: bool,
     valid: bool,
     dom: String,
@@ -120,6 +127,7 @@ pub fn list(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestE
     let wanted = names::cluster_filter(req);
     let healthy_only = req.bool_or("healthyOnly", false)?;
     let udp_port = req.parsed::<u16>("udpPort")?.unwrap_or(0);
+    let v2 = req.optional("view") == Some("v2");
     // The record, when there is one, holds the settings; a service known only by its
     // ephemeral instances lists them with the defaults, and an unknown one lists no hosts.
     let service = record::load_service(&name)?;
@@ -145,13 +153,14 @@ pub fn list(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestE
     let hosts = serde_json::to_string(&hosts).expect("hosts serialize");
     let empty = Metadata::new();
     let info = ServiceInfo {
-        name: name.grouped(),
+        name: if v2 { name.service.clone() } else { name.grouped() },
         group_name: &name.group,
         clusters: clusters_param,
-        cache_millis: if udp_port > 0 { PUSH_CACHE_MILLIS } else { POLL_CACHE_MILLIS },
+        cache_millis: if udp_port > 0 || v2 { PUSH_CACHE_MILLIS } else { POLL_CACHE_MILLIS },
         last_ref_time: ctx.timestamp_ms,
         checksum,
         all_ips: false,
+        all_ips_v3: v2.then_some(false),
         reach_protection_threshold: protected,
         valid: true,
         dom: name.grouped(),

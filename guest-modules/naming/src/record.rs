@@ -174,6 +174,11 @@ pub struct InstanceRecord {
     pub metadata: Metadata,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
+    /// The Nacos 2.x connection that registered this instance (the `connectionId` parameter
+    /// the host's gRPC port adds): the end of that connection removes it, unless another
+    /// connection has registered it since ([`crate::instance::deregister`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Leader time of the last registration: the heartbeat sweep's floor, and the guard that
     /// stops an expiry computed before a re-registration from removing the new registration.
     pub registered_ms: u64,

@@ -80,9 +80,13 @@ pub struct Node {
 }
 
 impl Node {
-    /// Open storage, start Raft, the peer port and the client port (on `api_listener`), and
-    /// join (or form) the cluster.
-    pub async fn start(config: NodeConfig, api_listener: TcpListener) -> anyhow::Result<Node> {
+    /// Open storage, start Raft, the peer port and the client ports (HTTP on `api_listener`,
+    /// Nacos 2.x gRPC on `grpc_listener`), and join (or form) the cluster.
+    pub async fn start(
+        config: NodeConfig,
+        api_listener: TcpListener,
+        grpc_listener: TcpListener,
+    ) -> anyhow::Result<Node> {
         // The client port's certificate is read first: a bad file stops the start, it does
         // not fall back to plain HTTP.
         let transport = match &config.tls {
@@ -162,8 +166,17 @@ impl Node {
         };
         duties::spawn(Arc::new(duty_services), &tasks);
         let bootstrapped = guests.replica().read().machine.auth_bootstrapped();
-        let gate = Arc::new(crate::api::access::Gate::new(config.auth, &config.data_dir, bootstrapped)?);
+        let gate = Arc::new(crate::gate::Gate::new(config.auth, &config.data_dir, bootstrapped)?);
         tasks.spawn(gate.clone().remove_token_once_bootstrapped(guests.clone()));
+        let (grpc_connections, ended) = crate::grpc::connections::Connections::new();
+        let grpc = Arc::new(crate::grpc::Context {
+            dispatch: dispatch.clone(),
+            guests: guests.clone(),
+            gate: gate.clone(),
+            connections: grpc_connections,
+            tasks: tasks.clone(),
+        });
+        tasks.spawn_server(crate::grpc::serve(grpc, grpc_listener, ended, tasks.stopping()));
         let api = Arc::new(crate::api::Context {
             dispatch,
             guests,
