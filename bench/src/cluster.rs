@@ -168,6 +168,8 @@ pub fn ensure_package(package: &str, installed: &str) -> Result<()> {
 pub struct Node {
     /// `127.0.0.1:port` of the client API.
     pub addr: String,
+    /// Nacre: `127.0.0.1:port` of the Nacos 2.x gRPC port.
+    pub grpc_addr: Option<String>,
     pub data_dir: PathBuf,
     proc: Option<Proc>,
     cmd: Vec<String>,
@@ -289,12 +291,20 @@ impl Cluster {
         let token = answer["accessToken"].as_str().context("a login answer without a token")?;
         for node in &self.nodes {
             http::sign_in(&node.addr, token);
+            if let Some(grpc_addr) = &node.grpc_addr {
+                http::sign_in(grpc_addr, token);
+            }
         }
         Ok(())
     }
 
     pub fn addrs(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// Nacre: every node's gRPC address.
+    pub fn grpc_addrs(&self) -> Vec<String> {
+        self.nodes.iter().filter_map(|n| n.grpc_addr.clone()).collect()
     }
 
     pub async fn node_ready(&self, i: usize) -> bool {
@@ -383,6 +393,7 @@ fn nacre_nodes(dir: &Path, ports: &[Ports], node_args: NodeArgs<'_>) -> Result<V
         cmd.extend(node_args(i, ports)?);
         nodes.push(Node {
             addr: format!("127.0.0.1:{api}"),
+            grpc_addr: Some(format!("127.0.0.1:{grpc}")),
             log: dir.join(format!("nacre{i}.log")),
             data_dir,
             proc: None,
@@ -428,6 +439,7 @@ fn etcd_nodes(dir: &Path, ports: &[Ports]) -> Result<Vec<Node>> {
         ];
         nodes.push(Node {
             addr: format!("127.0.0.1:{client}"),
+            grpc_addr: None,
             log: dir.join(format!("etcd{i}.log")),
             data_dir,
             proc: None,
@@ -443,6 +455,7 @@ fn zookeeper_nodes(dir: &Path, ports: &[Ports]) -> Result<Vec<Node>> {
         let data_dir = dir.join(format!("zk{i}"));
         nodes.push(Node {
             addr: format!("127.0.0.1:{client}"),
+            grpc_addr: None,
             log: dir.join(format!("zk{i}.log")),
             cmd: zookeeper::node_command(&data_dir, ports, i)?,
             data_dir,

@@ -87,6 +87,11 @@ pub fn sign_in(addr: &str, token: &str) {
     TOKENS.write().unwrap_or_else(|p| p.into_inner()).insert(addr.to_string(), token.to_string());
 }
 
+/// The token requests to `addr` carry, once signed in.
+pub fn token(addr: &str) -> Option<String> {
+    TOKENS.read().unwrap_or_else(|p| p.into_inner()).get(addr).cloned()
+}
+
 fn builder(method: Method, addr: &str, path: &str) -> hyper::http::request::Builder {
     let builder = Request::builder().method(method).uri(path).header(hyper::header::HOST, addr);
     match TOKENS.read().unwrap_or_else(|p| p.into_inner()).get(addr) {

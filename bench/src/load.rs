@@ -15,6 +15,8 @@ use anyhow::Result;
 use anyhow::bail;
 use zookeeper_client as zk;
 
+use nacre::grpc::client::GrpcClient;
+
 use crate::http;
 use crate::http::Conn;
 use crate::http::Req;
@@ -30,17 +32,23 @@ pub type ZkFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 /// Performs operation `op` in a session (the client is a cheap handle on it).
 pub type ZkOp = Arc<dyn Fn(zk::Client, u64) -> ZkFuture + Send + Sync>;
 
+/// Builds the Nacos gRPC request (its type and body) for operation `op`.
+pub type GrpcOp = Arc<dyn Fn(u64) -> (&'static str, serde_json::Value) + Send + Sync>;
+
 /// What one workload sends, by protocol.
 #[derive(Clone)]
 pub enum Load {
     Http(MakeReq),
     Zk(ZkOp),
+    /// Nacre's Nacos 2.x gRPC port (addresses are the nodes' gRPC addresses).
+    Grpc(GrpcOp),
 }
 
 /// One benchmark client: a connection and what it sends.
 pub enum Client {
     Http(Conn, MakeReq),
     Zk(zk::Client, ZkOp),
+    Grpc(GrpcClient, GrpcOp),
 }
 
 impl Client {
@@ -57,6 +65,14 @@ impl Client {
             Client::Zk(session, run) => {
                 let call = run(session.clone(), op);
                 tokio::time::timeout(http::REQUEST_TIMEOUT, call).await.map_err(|_| anyhow::anyhow!("timed out"))?
+            }
+            Client::Grpc(conn, make) => {
+                let (kind, body) = make(op);
+                let call = conn.request(kind, body);
+                tokio::time::timeout(http::REQUEST_TIMEOUT, call)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("timed out"))?
+                    .map(drop)
             }
         }
     }
@@ -76,6 +92,7 @@ pub async fn connect(addrs: &[String], clients: usize, load: &Load) -> Result<Ve
         out.push(match load {
             Load::Http(make) => Client::Http(Conn::connect(addr).await?, make.clone()),
             Load::Zk(run) => Client::Zk(zookeeper::connect(addr).await?, run.clone()),
+            Load::Grpc(make) => Client::Grpc(GrpcClient::connect(addr, http::token(addr)).await?, make.clone()),
         });
     }
     Ok(out)

@@ -173,7 +173,7 @@ pub async fn run(
     }
     if want.notify {
         eprintln!("== notify latency");
-        report.rows.push(notify::run(settings, &nacre, &peers).await?);
+        report.rows.extend(notify::run(settings, &nacre, &peers).await?);
     }
     if want.module {
         eprintln!("== module switch (warm and cold compiled-module cache)");

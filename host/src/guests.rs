@@ -22,10 +22,40 @@ use crate::raft::state_machine::Replica;
 use crate::raft::state_machine::Shared;
 use crate::runtime::Budget;
 use crate::runtime::GuestError;
+use crate::runtime::ModuleKind;
 use crate::runtime::OverInlineBudget;
 use crate::runtime::Runtime;
 use crate::scope::Scope;
 use crate::state::ChangeEvent;
+
+/// What a watcher (a UDP or gRPC subscriber, a config listener) waits for: a guest event in
+/// one namespace and module kind. Guests name the events that would make an answer stale in
+/// its `Nacre-Watch` directive; every change applied on this node fires its events.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WatchKey {
+    pub namespace: String,
+    pub kind: ModuleKind,
+    pub topic: String,
+    pub key: String,
+}
+
+impl WatchKey {
+    pub fn of(change: &ChangeEvent) -> WatchKey {
+        WatchKey {
+            namespace: change.namespace.clone(),
+            kind: change.kind,
+            topic: change.event.topic.clone(),
+            key: change.event.key.clone(),
+        }
+    }
+
+    /// The keys a `Nacre-Watch` directive names (`[[topic, key], ...]`), in order; none for a
+    /// reply without one (or a malformed one).
+    pub fn from_directive(namespace: &str, kind: ModuleKind, directive: Option<&String>) -> Vec<WatchKey> {
+        let pairs: Vec<(String, String)> = directive.and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
+        pairs.into_iter().map(|(topic, key)| WatchKey { namespace: namespace.to_string(), kind, topic, key }).collect()
+    }
+}
 
 pub struct Guests {
     replica: Arc<Shared>,

@@ -1,7 +1,9 @@
 //! Change notification latency: Nacre config publish → a long-poll listener held on another
-//! node answers, against etcd put → a watch event on another member and ZooKeeper `setData`
-//! → a data watch set through another node fires. All measured from the moment the write is
-//! sent to the moment the notification is read; the systems take turns, one sample each.
+//! node answers, and an instance registered over HTTP on one node → a Nacos 2.x gRPC
+//! subscriber on another is pushed it, against etcd put → a watch event on another member and
+//! ZooKeeper `setData` → a data watch set through another node fires. All measured from the
+//! moment the write is sent to the moment the notification is read; the systems take turns,
+//! one sample each.
 
 use std::time::Duration;
 use std::time::Instant;
@@ -14,6 +16,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::Full;
+use nacre::grpc::client::GrpcClient;
 use nacre_guest_sdk::md5::md5_hex;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -21,6 +24,7 @@ use zookeeper_client as zk;
 
 use super::throughput::etcd_put;
 use super::throughput::nacre_publish;
+use super::throughput::nacre_register;
 use super::throughput::value;
 use crate::Settings;
 use crate::cluster::Cluster;
@@ -83,6 +87,57 @@ impl NacreSide {
         }
         self.md5 = md5_hex(content.as_bytes());
         Ok(at - sent)
+    }
+}
+
+/// The service the gRPC subscribers watch.
+const PUSH_SERVICE: &str = "bench.push";
+
+/// Nacre: an ephemeral instance registered (new metadata each time) over HTTP on node 0 →
+/// `NotifySubscriberRequest` read by a gRPC subscriber on node 1 or 2.
+struct ServicePushSide {
+    writer: Conn,
+    subscribers: Vec<GrpcClient>,
+}
+
+impl ServicePushSide {
+    async fn open(writer_addr: &str, subscriber_addrs: &[String]) -> Result<ServicePushSide> {
+        let mut subscribers = Vec::new();
+        for addr in subscriber_addrs {
+            let mut subscriber = GrpcClient::connect(addr, http::token(addr)).await?;
+            let subscribe = json!({"namespace": "public", "serviceName": PUSH_SERVICE, "groupName": "DEFAULT_GROUP",
+                "subscribe": true, "clusters": ""});
+            subscriber.request("SubscribeServiceRequest", subscribe).await?;
+            subscribers.push(subscriber);
+        }
+        Ok(ServicePushSide { writer: Conn::connect(writer_addr).await?, subscribers })
+    }
+
+    async fn sample(&mut self, i: u64) -> Result<Duration> {
+        for subscriber in &mut self.subscribers {
+            while subscriber.pushes.try_recv().is_ok() {}
+        }
+        tokio::time::sleep(SETTLE).await;
+        let marker = format!("{i:016x}");
+        let addr = self.writer.addr().to_string();
+        let pairs = nacre_register(PUSH_SERVICE, 0, true, i);
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let sent = Instant::now();
+        http::expect_ok(&mut self.writer, http::post_form(&addr, "/nacos/v1/ns/instance", &pairs)).await?;
+        let n = self.subscribers.len();
+        let subscriber = &mut self.subscribers[i as usize % n];
+        let deadline = tokio::time::Instant::now() + NOTIFY_TIMEOUT;
+        loop {
+            let push = tokio::time::timeout_at(deadline, subscriber.pushes.recv())
+                .await
+                .context("gRPC push timed out")?
+                .context("gRPC stream ended")?;
+            let carries_it = push.message.kind == "NotifySubscriberRequest"
+                && push.message.field("serviceInfo").is_some_and(|info| info.to_string().contains(&marker));
+            if carries_it {
+                return Ok(push.at.saturating_duration_since(sent));
+            }
+        }
     }
 }
 
@@ -196,12 +251,14 @@ impl PeerSide {
     }
 }
 
-pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Result<Row> {
+pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Result<Vec<Row>> {
     let naddrs = nacre.addrs();
     let mut writer = Conn::connect(&naddrs[0]).await?;
     let first = value(0);
     http::expect_ok(&mut writer, nacre_publish(&naddrs[0], DATA_ID, &first)).await?;
     let mut n = NacreSide { writer, listen_addrs: naddrs[1..].to_vec(), md5: md5_hex(first.as_bytes()) };
+    let mut pushed = ServicePushSide::open(&naddrs[0], &nacre.grpc_addrs()[1..]).await?;
+    let mut pl = Vec::new();
     let mut sides = Vec::new();
     for peer in peers {
         sides.push((peer.system, PeerSide::open(peer).await?, Vec::new()));
@@ -211,8 +268,10 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
     // Sample 0 of each is warm-up; the systems take turns, one sample each.
     for i in 0..=samples {
         let a = n.sample(i + 1).await?;
+        let p = pushed.sample(i + 1).await?;
         if i > 0 {
             nl.push(a);
+            pl.push(p);
         }
         for (_, side, latencies) in &mut sides {
             let b = side.sample(i + 1).await?;
@@ -222,14 +281,22 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
         }
     }
     let summary = |l: Vec<Duration>| stats::summarize(l, Duration::from_secs(1));
-    let peer_runs = sides
+    let peer_runs: Vec<_> = sides
         .into_iter()
         .map(|(system, side, l)| (system.name().to_string(), side.operation().to_string(), Some(summary(l))))
         .collect();
-    Ok(Row::latency(
-        "config change → listener notified",
-        summary(nl),
-        peer_runs,
-        "write on node 0; long-poll listener / watch on node 1-2",
-    ))
+    Ok(vec![
+        Row::latency(
+            "config change → listener notified",
+            summary(nl),
+            peer_runs.clone(),
+            "write on node 0; long-poll listener / watch on node 1-2",
+        ),
+        Row::latency(
+            "instance change → gRPC subscriber pushed",
+            summary(pl),
+            peer_runs,
+            "HTTP register on node 0 (AP path), NotifySubscriberRequest on node 1-2; peers: the watch samples above",
+        ),
+    ])
 }

@@ -42,6 +42,10 @@ const EPHEMERAL_POOL: u64 = 1_000;
 /// (the single-service row shows that ceiling).
 const EPHEMERAL_SERVICES: u64 = 128;
 const EPHEMERAL_ONE_SERVICE: &str = "bench.ephemeral.one";
+/// Services of the gRPC registrations. A connection keeps one registration per service (Nacos
+/// 2.x), re-registered with new metadata by each operation, and deregistered when the round's
+/// connections close: few services keep that cleanup small.
+const GRPC_SERVICES: u64 = 16;
 /// Configs published in the publish scenario cycle over this many data ids (etcd: keys).
 const PUBLISH_POOL: u64 = 1_000;
 /// The list scenario's service holds this many instances (etcd: keys under one prefix).
@@ -109,6 +113,10 @@ fn http(make: impl Fn(&str, u64) -> http::Req + Send + Sync + 'static) -> Load {
     Load::Http(Arc::new(make))
 }
 
+fn grpc(make: impl Fn(u64) -> (&'static str, serde_json::Value) + Send + Sync + 'static) -> Load {
+    Load::Grpc(Arc::new(make))
+}
+
 fn zk(run: impl Fn(zk::Client, u64) -> ZkFuture + Send + Sync + 'static) -> ZkOp {
     Arc::new(run)
 }
@@ -167,6 +175,42 @@ struct Pair {
     note: &'static str,
 }
 
+/// What an ephemeral registration is compared with: an etcd put, a ZooKeeper ephemeral znode.
+fn ephemeral_peers(etcd_put_req: &Load) -> Vec<(System, &'static str, Load)> {
+    vec![
+        (System::Etcd, "put", etcd_put_req.clone()),
+        (
+            System::ZooKeeper,
+            "create ephemeral",
+            Load::Zk(zk_create(
+                |op| format!("/bench/eph/s{}/{op}", op % EPHEMERAL_SERVICES),
+                zk::CreateMode::Ephemeral,
+            )),
+        ),
+    ]
+}
+
+/// What a config get is compared with: local reads of a key and a znode.
+fn config_get_peers() -> Vec<(System, &'static str, Load)> {
+    vec![
+        (
+            System::Etcd,
+            "get serializable",
+            http(|addr, op| etcd_range(addr, &format!("bench/get/{}", op % GET_POOL), None, true)),
+        ),
+        (
+            System::ZooKeeper,
+            "getData",
+            Load::Zk(zk(|session, op| {
+                Box::pin(async move {
+                    session.get_data(&format!("/bench/get/{}", op % GET_POOL)).await?;
+                    Ok(())
+                })
+            })),
+        ),
+    ]
+}
+
 fn pairs() -> Vec<Pair> {
     let etcd_put_req = http(|addr, op| etcd_put(addr, &format!("bench/put/{}", op % PUBLISH_POOL), &value(op)));
     vec![
@@ -198,17 +242,7 @@ fn pairs() -> Vec<Pair> {
                 let service = format!("bench.ephemeral.{}", n % EPHEMERAL_SERVICES);
                 form_req(addr, "/nacos/v1/ns/instance", &nacre_register(&service, n, true, op))
             }),
-            peers: vec![
-                (System::Etcd, "put", etcd_put_req.clone()),
-                (
-                    System::ZooKeeper,
-                    "create ephemeral",
-                    Load::Zk(zk_create(
-                        |op| format!("/bench/eph/s{}/{op}", op % EPHEMERAL_SERVICES),
-                        zk::CreateMode::Ephemeral,
-                    )),
-                ),
-            ],
+            peers: ephemeral_peers(&etcd_put_req),
             note: "Nacre: AP path (no log; journaled, one fsync per group of writes, before the answer), 128 services spread over the nodes responsible for them, replicated asynchronously; ZooKeeper: removed when the session closes",
         },
         Pair {
@@ -220,6 +254,24 @@ fn pairs() -> Vec<Pair> {
             }),
             peers: Vec::new(),
             note: "Nacre alone: every write applied by the one node responsible for the service",
+        },
+        Pair {
+            name: "ephemeral instance register (gRPC)",
+            write: true,
+            nacre: grpc(|op| {
+                let n = op % GRPC_SERVICES;
+                let metadata: serde_json::Value = serde_json::from_str(&metadata(op)).expect("metadata is JSON");
+                let instance = json!({"ip": ip(n), "port": 8080, "weight": 1.0, "healthy": true, "enabled": true,
+                    "ephemeral": true, "metadata": metadata});
+                let service = format!("bench.grpc.{n}");
+                (
+                    "InstanceRequest",
+                    json!({"namespace": "public", "serviceName": service, "groupName": "DEFAULT_GROUP",
+                    "type": "registerInstance", "instance": instance}),
+                )
+            }),
+            peers: ephemeral_peers(&etcd_put_req),
+            note: "Nacos 2.x InstanceRequest over gRPC, the instance owned by its connection; AP path as above, 16 services",
         },
         Pair {
             name: "config publish",
@@ -267,24 +319,18 @@ fn pairs() -> Vec<Pair> {
             nacre: http(|addr, op| {
                 http::get(addr, &format!("/nacos/v1/cs/configs?dataId=bench.get.{}&group={GROUP}", op % GET_POOL))
             }),
-            peers: vec![
-                (
-                    System::Etcd,
-                    "get serializable",
-                    http(|addr, op| etcd_range(addr, &format!("bench/get/{}", op % GET_POOL), None, true)),
-                ),
-                (
-                    System::ZooKeeper,
-                    "getData",
-                    Load::Zk(zk(|session, op| {
-                        Box::pin(async move {
-                            session.get_data(&format!("/bench/get/{}", op % GET_POOL)).await?;
-                            Ok(())
-                        })
-                    })),
-                ),
-            ],
+            peers: config_get_peers(),
             note: "local replica reads on all three",
+        },
+        Pair {
+            name: "config get (gRPC)",
+            write: false,
+            nacre: grpc(|op| {
+                let data_id = format!("bench.get.{}", op % GET_POOL);
+                ("ConfigQueryRequest", json!({"dataId": data_id, "group": GROUP, "tenant": ""}))
+            }),
+            peers: config_get_peers(),
+            note: "Nacos 2.x ConfigQueryRequest over gRPC; local replica reads on all three",
         },
     ]
 }
@@ -340,15 +386,23 @@ async fn preload(nacre: &Cluster, peers: &[Cluster]) -> Result<()> {
 pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Result<Vec<Row>> {
     preload(nacre, peers).await?;
     let op_counter = AtomicU64::new(1_000_000);
-    let nacre_addrs = match settings.leader_only {
-        true => vec![nacre.addrs()[nacre.nacre_leader().await.context("a Nacre leader")?].clone()],
-        false => nacre.addrs(),
+    let leader = match settings.leader_only {
+        true => Some(nacre.nacre_leader().await.context("a Nacre leader")?),
+        false => None,
+    };
+    // A gRPC load dials the nodes' gRPC ports.
+    let nacre_addrs = |load: &Load| {
+        let addrs = if matches!(load, Load::Grpc(_)) { nacre.grpc_addrs() } else { nacre.addrs() };
+        match leader {
+            Some(i) => vec![addrs[i].clone()],
+            None => addrs,
+        }
     };
     let mut rows = Vec::new();
     let selected = pairs().into_iter().filter(|p| settings.only.as_deref().is_none_or(|only| p.name.contains(only)));
     for pair in selected {
         // Nacre first, then each peer that runs: (system, its operation, load, addresses).
-        let mut sides = vec![(System::Nacre, "", pair.nacre.clone(), nacre_addrs.clone())];
+        let mut sides = vec![(System::Nacre, "", pair.nacre.clone(), nacre_addrs(&pair.nacre))];
         for (system, op, load) in &pair.peers {
             if let Some(cluster) = peers.iter().find(|c| c.system == *system) {
                 sides.push((*system, op, load.clone(), cluster.addrs()));

@@ -26,7 +26,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::clock::now_ms;
 use crate::guests::Guests;
-use crate::runtime::ModuleKind;
+use crate::guests::WatchKey;
 use crate::scope::Scope;
 
 /// How long one read keeps a client subscribed (Nacos's `pushCacheMillis`).
@@ -39,15 +39,6 @@ pub const GZIP_OVER_BYTES: usize = 1024;
 pub const MAX_DATAGRAM_BYTES: usize = 65_000;
 /// Events arriving this close together are pushed once.
 const COALESCE_MS: u64 = 5;
-
-/// What a subscriber watches: a guest event in one namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct WatchKey {
-    namespace: String,
-    kind: ModuleKind,
-    topic: String,
-    key: String,
-}
 
 struct Subscription {
     /// The read to re-run for this client.
@@ -82,10 +73,10 @@ impl Push {
         addr: SocketAddr,
         request: GuestRequest,
     ) {
-        let Scope { namespace, kind } = scope;
-        let Some(pairs) = watch_directive.and_then(|w| serde_json::from_str::<Vec<(String, String)>>(w).ok()) else {
+        let watches = WatchKey::from_directive(scope.namespace, scope.kind, watch_directive);
+        if watches.is_empty() {
             return;
-        };
+        }
         let expires_at = Instant::now() + Duration::from_millis(SUBSCRIPTION_TTL_MS);
         let mut subscriptions = self.subscriptions.lock().expect("subscriptions lock");
         let mut total: usize = subscriptions.values().map(HashMap::len).sum();
@@ -98,8 +89,7 @@ impl Push {
             subscriptions.retain(|_, clients| !clients.is_empty());
             total = subscriptions.values().map(HashMap::len).sum();
         }
-        for (topic, key) in pairs {
-            let watch = WatchKey { namespace: namespace.to_string(), kind, topic, key };
+        for watch in watches {
             let clients = subscriptions.entry(watch).or_default();
             if total >= MAX_SUBSCRIPTIONS && !clients.contains_key(&addr) {
                 tracing::warn!(limit = MAX_SUBSCRIPTIONS, "push subscriptions full; client left to poll");
@@ -149,7 +139,7 @@ pub async fn push_on_events(guests: Arc<Guests>, push: Arc<Push>) {
     loop {
         let mut changed = BTreeSet::new();
         match events.recv().await {
-            Ok(event) => changed.insert(watch_key(&event)),
+            Ok(event) => changed.insert(WatchKey::of(&event)),
             Err(RecvError::Lagged(skipped)) => {
                 tracing::warn!(skipped, "push fell behind; clients repair by polling");
                 continue;
@@ -159,7 +149,7 @@ pub async fn push_on_events(guests: Arc<Guests>, push: Arc<Push>) {
         // One committed batch fires many events for the same key: push once.
         tokio::time::sleep(Duration::from_millis(COALESCE_MS)).await;
         while let Ok(event) = events.try_recv() {
-            changed.insert(watch_key(&event));
+            changed.insert(WatchKey::of(&event));
         }
         for watch in changed {
             for (addr, request) in push.subscribers(&watch) {
@@ -169,15 +159,6 @@ pub async fn push_on_events(guests: Arc<Guests>, push: Arc<Push>) {
                 }
             }
         }
-    }
-}
-
-fn watch_key(event: &crate::state::ChangeEvent) -> WatchKey {
-    WatchKey {
-        namespace: event.namespace.clone(),
-        kind: event.kind,
-        topic: event.event.topic.clone(),
-        key: event.event.key.clone(),
     }
 }
 

@@ -12,7 +12,6 @@ use serde_json::json;
 
 use super::Call;
 use super::connections::ListenedConfig;
-use super::connections::WatchKey;
 use super::naming::Refusal;
 use super::wire;
 use super::wire::Payload;
@@ -20,6 +19,7 @@ use crate::auth::permission::Action;
 use crate::auth::permission::Resource;
 use crate::auth::permission::ResourceType;
 use crate::gate::Caller;
+use crate::guests::WatchKey;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
 use crate::scope::Scope;

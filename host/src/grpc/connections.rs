@@ -37,7 +37,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use super::wire;
 use super::wire::Payload;
 use crate::clock::now_ms;
-use crate::runtime::ModuleKind;
+use crate::guests::WatchKey;
 
 /// Connections one node serves at once; past it a new transport is closed at accept (the
 /// client tries the next server).
@@ -55,23 +55,6 @@ pub struct Setup {
     pub client_version: String,
     pub tenant: String,
     pub labels: BTreeMap<String, String>,
-}
-
-/// What a pushed change is about: a guest event (namespace, module kind, topic, key).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WatchKey {
-    pub namespace: String,
-    pub kind: ModuleKind,
-    pub topic: String,
-    pub key: String,
-}
-
-impl WatchKey {
-    /// The keys a guest's `Nacre-Watch` directive names (`[[topic, key], ...]`), in order.
-    pub fn from_directive(namespace: &str, kind: ModuleKind, directive: Option<&String>) -> Vec<WatchKey> {
-        let pairs: Vec<(String, String)> = directive.and_then(|d| serde_json::from_str(d).ok()).unwrap_or_default();
-        pairs.into_iter().map(|(topic, key)| WatchKey { namespace: namespace.to_string(), kind, topic, key }).collect()
-    }
 }
 
 /// A config a connection listens to, as the client named it (echoed in pushes).

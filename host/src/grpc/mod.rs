@@ -12,6 +12,7 @@
 //! registrations carrying the connection's id, renewed by this node while the connection
 //! lives and deregistered when it ends (`lifecycle`).
 
+pub mod client;
 mod config;
 pub mod connections;
 mod lifecycle;
@@ -52,6 +53,8 @@ pub const PORT_OFFSET: u16 = 1000;
 /// when the ping is not answered in time (a client host that vanished without a FIN).
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// At shutdown, how long the `ConnectResetRequest`s have to leave before connections are cut.
+const RESET_FLUSH: Duration = Duration::from_millis(100);
 
 /// What the gRPC port stands on, handed over by the node.
 pub struct Context {
@@ -80,7 +83,13 @@ pub async fn serve(
     let service = NacosService { ctx };
     let stop = async move {
         stop.await;
-        // Open bi-streams would hold a graceful shutdown forever: cut them.
+        // Java and Go clients move to another server when asked; Python and Rust ones when
+        // their stream ends. Open bi-streams would hold a graceful shutdown forever: cut them.
+        for connection in connections.live() {
+            let id = connections.next_request_id();
+            connection.send(wire::server_request("ConnectResetRequest", &id, "internal", json!({})));
+        }
+        tokio::time::sleep(RESET_FLUSH).await;
         connections.close_all();
     };
     let served = tonic::transport::Server::builder()

@@ -16,13 +16,13 @@ use serde_json::Value;
 use serde_json::json;
 
 use super::Call;
-use super::connections::WatchKey;
 use super::wire;
 use super::wire::Payload;
 use crate::auth::permission::Action;
 use crate::auth::permission::Resource;
 use crate::auth::permission::ResourceType;
 use crate::gate::Caller;
+use crate::guests::WatchKey;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
 use crate::scope::Scope;
@@ -188,8 +188,16 @@ async fn instance(call: &Call<'_>, caller: &Caller, ephemeral: bool) -> Result<V
         for old in previous.unwrap_or_default().iter().filter(|old| identity(old) != identity(&request)) {
             deregister(call, service.scope(), old).await?;
         }
+        orphan_check(call, service.scope(), &request).await?;
     }
     Ok(json!({ "type": kind }))
+}
+
+/// A connection that ended while its registration was being applied may have been cleaned
+/// up before the registration was recorded: then nothing would renew or remove it, and it
+/// would linger until it expires. Remove it here instead.
+async fn orphan_check(call: &Call<'_>, scope: Scope<'_>, registered: &GuestRequest) -> Result<(), GuestError> {
+    if call.connection.is_closed() { deregister(call, scope, registered).await } else { Ok(()) }
 }
 
 /// Deregister what `registered` (a registration of this connection) registered.
@@ -231,9 +239,8 @@ async fn batch(call: &Call<'_>, caller: &Caller) -> Result<Value, Refusal> {
     }
     let previous =
         call.connection.owned.lock().expect("owned lock").instances.remove(&service.key()).unwrap_or_default();
-    let (kept, dropped): (Vec<_>, Vec<_>) =
-        previous.into_iter().partition(|old| registered.iter().any(|new| identity(new) == identity(old)));
-    drop(kept);
+    let dropped: Vec<GuestRequest> =
+        previous.into_iter().filter(|old| !registered.iter().any(|new| identity(new) == identity(old))).collect();
     // On a failure the previous registrations stay (the client retries the batch).
     let mut now_held = registered;
     if let Some(error) = failure {
@@ -244,7 +251,10 @@ async fn batch(call: &Call<'_>, caller: &Caller) -> Result<Value, Refusal> {
     for old in &dropped {
         deregister(call, service.scope(), old).await?;
     }
-    call.connection.owned.lock().expect("owned lock").instances.insert(service.key(), now_held);
+    call.connection.owned.lock().expect("owned lock").instances.insert(service.key(), now_held.clone());
+    for registered in &now_held {
+        orphan_check(call, service.scope(), registered).await?;
+    }
     Ok(json!({ "type": kind }))
 }
 

@@ -20,9 +20,9 @@ use tokio::sync::broadcast::error::TryRecvError;
 use super::Context;
 use super::connections::Connection;
 use super::connections::ListenedConfig;
-use super::connections::WatchKey;
 use super::wire;
 use super::wire::Payload;
+use crate::guests::WatchKey;
 use crate::runtime::ModuleKind;
 use crate::scope::Scope;
 
@@ -49,7 +49,7 @@ pub async fn push_on_events(ctx: Arc<Context>) {
         let mut everything = false;
         match events.recv().await {
             Ok(event) => {
-                changed.insert(watch_key(&event));
+                changed.insert(WatchKey::of(&event));
             }
             Err(RecvError::Lagged(skipped)) => {
                 tracing::warn!(skipped, "gRPC push fell behind; pushing every subscription");
@@ -61,7 +61,7 @@ pub async fn push_on_events(ctx: Arc<Context>) {
         loop {
             match events.try_recv() {
                 Ok(event) => {
-                    changed.insert(watch_key(&event));
+                    changed.insert(WatchKey::of(&event));
                 }
                 Err(TryRecvError::Lagged(_)) => everything = true,
                 Err(_) => break,
@@ -72,15 +72,6 @@ pub async fn push_on_events(ctx: Arc<Context>) {
                 ctx.tasks.spawn(deliver(ctx.clone(), connection.clone(), notice));
             }
         }
-    }
-}
-
-fn watch_key(event: &crate::state::ChangeEvent) -> WatchKey {
-    WatchKey {
-        namespace: event.namespace.clone(),
-        kind: event.kind,
-        topic: event.event.topic.clone(),
-        key: event.event.key.clone(),
     }
 }
 
