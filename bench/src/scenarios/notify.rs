@@ -13,9 +13,7 @@ use anyhow::Result;
 use anyhow::bail;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use bytes::Bytes;
 use http_body_util::BodyExt;
-use http_body_util::Full;
 use nacre::grpc::client::GrpcClient;
 use nacre_guest_sdk::md5::md5_hex;
 use serde_json::json;
@@ -47,17 +45,12 @@ const GROUP: &str = "BENCH";
 const WATCH_KEY: &str = "bench/watch";
 const ZK_WATCH_PATH: &str = "/bench/watch";
 
+/// The long-poll, signed in like every other request of the bench.
 fn listener_req(addr: &str, md5: &str) -> http::Req {
     let field = format!("{DATA_ID}\u{2}{GROUP}\u{2}{md5}\u{1}");
-    let body = http::form(&[("Listening-Configs", &field)]);
-    hyper::Request::builder()
-        .method(hyper::Method::POST)
-        .uri("/nacos/v1/cs/configs/listener")
-        .header(hyper::header::HOST, addr)
-        .header(hyper::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header("Long-Pulling-Timeout", LONG_POLL_TIMEOUT_MS.to_string())
-        .body(Full::new(Bytes::from(body)))
-        .expect("valid request")
+    let mut req = http::post_form(addr, "/nacos/v1/cs/configs/listener", &[("Listening-Configs", &field)]);
+    req.headers_mut().insert("Long-Pulling-Timeout", LONG_POLL_TIMEOUT_MS.into());
+    req
 }
 
 struct NacreSide {
