@@ -19,6 +19,10 @@ use support::cluster::GRPC_PORT_OFFSET;
 /// removals it does make are awaited with `wait_until`).
 const CLEANUP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// A transport without setup is closed after `grpc::connections::SETUP_DEADLINE_MS`, checked
+/// every renewal round (5 s).
+const SETUP_DEADLINE_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn grpc_addr(cluster: &Cluster, i: usize) -> String {
     let port: u16 = cluster.addr(i).rsplit(':').next().unwrap().parse().unwrap();
     format!("127.0.0.1:{}", port + GRPC_PORT_OFFSET)
@@ -211,5 +215,28 @@ fn a_connections_end_removes_its_instance_unless_another_connection_took_it_over
         let listed = cluster.get(0, "/nacos/v1/ns/instance/list?serviceName=replaced").unwrap().json();
         let ips: Vec<&str> = listed["hosts"].as_array().unwrap().iter().map(|h| h["ip"].as_str().unwrap()).collect();
         assert_eq!(ips, ["10.9.0.2"]);
+    });
+}
+
+#[test]
+fn a_transport_whose_client_never_sets_up_is_closed() {
+    let cluster = Cluster::start(1);
+    cluster.wait_leader();
+    let addr = grpc_addr(&cluster, 0);
+    runtime().block_on(async {
+        let mut client = GrpcClient::open(&addr, None).await.unwrap();
+        let first = client.call("ServerCheckRequest", json!({})).await.unwrap().str("connectionId");
+        let deadline = std::time::Instant::now() + SETUP_DEADLINE_BOUND;
+        // The channel dials again after its transport is cut: a new connection id says the old
+        // transport was closed.
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if let Ok(check) = client.call("ServerCheckRequest", json!({})).await
+                && check.str("connectionId") != first
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the transport without setup is still open");
+        }
     });
 }

@@ -39,9 +39,9 @@ use super::wire::Payload;
 use crate::clock::now_ms;
 use crate::guests::WatchKey;
 
-/// Connections one node serves at once; past it a new transport is closed at accept (the
-/// client tries the next server).
-pub const MAX_CONNECTIONS: usize = 10_000;
+/// How long a transport may stay without its client's setup before it is closed: a stranger
+/// cannot hold connection slots by opening transports and saying nothing.
+pub const SETUP_DEADLINE_MS: u64 = 10_000;
 /// Pushes queued on one connection's stream; a client that lets this many pile up is
 /// disconnected (it reconnects and re-syncs everything, which a lost push would not).
 pub const PUSH_QUEUE_DEPTH: usize = 256;
@@ -197,8 +197,11 @@ impl Connection {
     }
 }
 
-/// Every live connection of this node.
+/// Every live connection of this node, at most `cap` (the node derives it from its open-file
+/// limit, `net::connections::connection_caps`); past it a new transport is closed at accept
+/// and the client tries the next server.
 pub struct Connections {
+    cap: usize,
     live: Mutex<HashMap<String, Arc<Connection>>>,
     /// Connections whose transport is gone, for the cleanup.
     ended: mpsc::UnboundedSender<Arc<Connection>>,
@@ -207,9 +210,10 @@ pub struct Connections {
 }
 
 impl Connections {
-    pub fn new() -> (Arc<Connections>, mpsc::UnboundedReceiver<Arc<Connection>>) {
+    pub fn new(cap: usize) -> (Arc<Connections>, mpsc::UnboundedReceiver<Arc<Connection>>) {
         let (ended, ended_rx) = mpsc::unbounded_channel();
         let table = Connections {
+            cap,
             live: Mutex::new(HashMap::new()),
             ended,
             next_request_id: AtomicU64::new(1),
@@ -218,10 +222,10 @@ impl Connections {
         (Arc::new(table), ended_rx)
     }
 
-    /// A new transport from `remote`, or `None` past [`MAX_CONNECTIONS`].
+    /// A new transport from `remote`, or `None` past the cap.
     fn open(&self, remote: SocketAddr) -> Option<Arc<Connection>> {
         let mut live = self.live.lock().expect("connections lock");
-        if live.len() >= MAX_CONNECTIONS {
+        if live.len() >= self.cap {
             return None;
         }
         let connection = Arc::new(Connection::new(remote));
@@ -278,7 +282,7 @@ impl Connections {
                 match listener.accept().await {
                     Ok((stream, remote)) => {
                         let Some(connection) = table.open(remote) else {
-                            tracing::warn!(%remote, limit = MAX_CONNECTIONS, "gRPC connection refused: too many connections");
+                            tracing::warn!(%remote, limit = table.cap, "gRPC connection refused: too many connections");
                             continue;
                         };
                         let _ = stream.set_nodelay(true);
@@ -373,14 +377,19 @@ pub fn setup_of(inbound: &wire::Inbound) -> Setup {
 mod tests {
     use super::*;
 
+    const TEST_CAP: usize = 2;
+
     #[test]
     fn a_connection_is_named_as_nacos_names_it_and_the_table_is_bounded_by_its_limit() {
-        let (table, _ended) = Connections::new();
+        let (table, _ended) = Connections::new(TEST_CAP);
         let remote: SocketAddr = "127.0.0.1:41444".parse().unwrap();
         let connection = table.open(remote).unwrap();
         assert!(connection.id.ends_with("_127.0.0.1_41444"), "{}", connection.id);
         assert!(connection.id.split('_').next().unwrap().parse::<u64>().is_ok());
         assert_eq!(table.count(), 1);
+        let second = table.open(remote).unwrap();
+        assert!(table.open(remote).is_none(), "past the cap");
+        table.release(&second);
         table.release(&connection);
         assert_eq!(table.count(), 0);
         assert!(connection.is_closed());
@@ -388,7 +397,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_push_queue_closes_the_connection() {
-        let (table, _ended) = Connections::new();
+        let (table, _ended) = Connections::new(TEST_CAP);
         let connection = table.open("127.0.0.1:1".parse().unwrap()).unwrap();
         let (sender, _receiver) = mpsc::channel(PUSH_QUEUE_DEPTH);
         connection.attach_stream(sender);
@@ -402,7 +411,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_push_waits_for_the_ack_with_its_request_id() {
-        let (table, _ended) = Connections::new();
+        let (table, _ended) = Connections::new(TEST_CAP);
         let connection = Arc::new(Connection::new("127.0.0.1:2".parse().unwrap()));
         let (sender, mut receiver) = mpsc::channel(PUSH_QUEUE_DEPTH);
         connection.attach_stream(sender);

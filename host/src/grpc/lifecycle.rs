@@ -28,6 +28,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::Context;
+use super::connections;
 use super::connections::Connection;
 use super::naming;
 use super::wire;
@@ -52,7 +53,17 @@ pub async fn renew_and_probe(ctx: Arc<Context>) {
         ticks.tick().await;
         let now = now_ms();
         let mut beats = Vec::new();
-        for connection in ctx.connections.live().into_iter().filter(|c| c.is_set_up() && !c.is_closed()) {
+        for connection in ctx.connections.live() {
+            if connection.is_closed() {
+                continue;
+            }
+            if !connection.is_set_up() {
+                if connection.idle_ms(now) >= connections::SETUP_DEADLINE_MS {
+                    tracing::info!(connection = %connection.id, "no setup in time; closing the transport");
+                    connection.close();
+                }
+                continue;
+            }
             if connection.idle_ms(now) >= IDLE_PROBE_AFTER_MS {
                 ctx.tasks.spawn(probe(ctx.clone(), connection.clone()));
             }

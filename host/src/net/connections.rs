@@ -44,14 +44,24 @@ pub fn raise_fd_limit() -> u64 {
     limit.rlim_cur
 }
 
+/// How many connections each listener may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    /// The client port (HTTP).
+    pub http: usize,
+    /// The Nacos 2.x gRPC port: one long-lived connection per client process and module.
+    pub grpc: usize,
+    pub peer: usize,
+}
+
 /// How many connections each listener may hold with `fd_limit` open files: what is left after
-/// [`RESERVED_FDS`] and the eviction headroom, three quarters to clients and a quarter to
-/// peers (a member has a few pooled connections to each other), each at most `max`.
-pub fn connection_caps(fd_limit: u64, max: usize) -> (usize, usize) {
+/// [`RESERVED_FDS`] and the eviction headroom, half to HTTP clients, a quarter to gRPC clients
+/// and a quarter to peers (a member has a few pooled connections to each other), each at most
+/// `max` and at least a working minimum.
+pub fn connection_caps(fd_limit: u64, max: usize) -> ConnectionCaps {
     let usable = fd_limit.saturating_sub(RESERVED_FDS + 2 * EVICTION_HEADROOM as u64) as usize;
-    let client = (usable * 3 / 4).clamp(16, max);
-    let peer = (usable / 4).clamp(16, max);
-    (client, peer)
+    let share = |quarters: usize| (usable * quarters / 4).clamp(16, max);
+    ConnectionCaps { http: share(2), grpc: share(1), peer: share(1) }
 }
 
 /// A listener's connections.
@@ -266,9 +276,10 @@ mod tests {
 
     #[test]
     fn caps_follow_the_fd_limit() {
-        assert_eq!(connection_caps(1024, 16_384), (288, 96));
-        assert_eq!(connection_caps(1 << 20, 16_384), (16_384, 16_384));
-        assert_eq!(connection_caps(100, 16_384), (16, 16), "never below a working minimum");
+        let caps = |http, grpc, peer| ConnectionCaps { http, grpc, peer };
+        assert_eq!(connection_caps(1024, 16_384), caps(192, 96, 96));
+        assert_eq!(connection_caps(1 << 20, 16_384), caps(16_384, 16_384, 16_384));
+        assert_eq!(connection_caps(100, 16_384), caps(16, 16, 16), "never below a working minimum");
     }
 
     #[test]

@@ -144,10 +144,9 @@ impl Node {
             me: config.me.clone(),
         });
         let fd_limit = crate::net::connections::raise_fd_limit();
-        let (client_connections, peer_connections) =
-            crate::net::connections::connection_caps(fd_limit, crate::net::MAX_CONNECTIONS);
-        tracing::info!(fd_limit, client_connections, peer_connections, "connection caps");
-        tasks.spawn_server(peer_port::serve(peer_port, peer_key, raft_listener, peer_connections, tasks.stopping()));
+        let caps = crate::net::connections::connection_caps(fd_limit, crate::net::MAX_CONNECTIONS);
+        tracing::info!(fd_limit, http = caps.http, grpc = caps.grpc, peer = caps.peer, "connection caps");
+        tasks.spawn_server(peer_port::serve(peer_port, peer_key, raft_listener, caps.peer, tasks.stopping()));
         let members_list: BTreeMap<NodeId, Member> = config.members.iter().map(|m| (m.node_id(), m.member())).collect();
         log.initialize(members_list).await.context("initializing raft")?;
         tasks.spawn(snapshot_policy::run(raft, log_store.clone(), replica.clone(), config.snapshot_every_entries));
@@ -168,7 +167,7 @@ impl Node {
         let bootstrapped = guests.replica().read().machine.auth_bootstrapped();
         let gate = Arc::new(crate::gate::Gate::new(config.auth, &config.data_dir, bootstrapped)?);
         tasks.spawn(gate.clone().remove_token_once_bootstrapped(guests.clone()));
-        let (grpc_connections, ended) = crate::grpc::connections::Connections::new();
+        let (grpc_connections, ended) = crate::grpc::connections::Connections::new(caps.grpc);
         let grpc = Arc::new(crate::grpc::Context {
             dispatch: dispatch.clone(),
             guests: guests.clone(),
@@ -193,7 +192,7 @@ impl Node {
             stopping: tasks.clone(),
             gate,
         });
-        tasks.spawn_server(crate::api::serve(api, api_listener, transport, client_connections, tasks.stopping()));
+        tasks.spawn_server(crate::api::serve(api, api_listener, transport, caps.http, tasks.stopping()));
         Ok(Node { id, config, log, log_store, tasks })
     }
 

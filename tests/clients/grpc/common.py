@@ -210,10 +210,10 @@ def rust_client(cls, servers, namespace, **options):
         fail("%s(%s) raised %s: %s" % (cls.__name__, servers, type(e).__name__, e))
 
 
-def _http(method, server, path, params, form):
+def _http(method, server, path, params, form, headers):
     url = "http://%s%s?%s" % (server, path, urllib.parse.urlencode(params))
     data = urllib.parse.urlencode(form).encode() if form is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
             return response.status, response.read().decode()
@@ -221,12 +221,12 @@ def _http(method, server, path, params, form):
         return e.code, e.read().decode(errors="replace")
 
 
-async def http(method, server, path, params, token, form=None):
+async def http(method, server, path, params, token, form=None, headers=None):
     """One HTTP v1 call (off the event loop): (status, body). `token` from http_login, or None."""
     if token:
         params = dict(params, accessToken=token)
     return await call("%s %s on %s" % (method, path, server),
-                      asyncio.to_thread(_http, method, server, path, params, form))
+                      asyncio.to_thread(_http, method, server, path, params, form, headers))
 
 
 async def http_login(server):

@@ -1,6 +1,7 @@
 """nacos-sdk-python 3.2.0 config over gRPC, across nodes and against HTTP v1: publish_config through
 node A and get_config through node C; a listener (add_listener) on C called for a gRPC publish and
-for an HTTP v1 publish through A; a gRPC publish through C read over HTTP v1 through A; CAS
+for an HTTP v1 publish through A; a gRPC publish through C answers an HTTP v1 long-poll held on A
+and is read over HTTP v1 through A; CAS
 publishes (cas_md5) wrong and right; remove_config, after which get_config gives "" and the
 listener is called with "".
 
@@ -17,6 +18,7 @@ seen through a push.
 
 import asyncio
 import hashlib
+import urllib.parse
 
 from v2.nacos import ConfigParam, NacosException
 
@@ -24,6 +26,10 @@ from common import (CALL_TIMEOUT_S, PUSH_WAIT_S, args, call, check, check_eq, co
                     step, unique, wait_content, wait_until)
 
 GROUP = "NACRE_GRPC_TEST"
+# The HTTP v1 long-poll asks to be held this long (Nacos clients' default), and is given this
+# long to be held before the publish that should answer it.
+LONG_POLL_MS = 30_000
+LONG_POLL_SETTLE_S = 0.5
 V1, V2, V3, V4, V5 = "v1 first", "v2 é中文 with spaces", "v3 via HTTP v1", "v4\nmulti\nline\n", "v5 after CAS"
 
 
@@ -70,8 +76,18 @@ async def scenario():
     check(status == 200 and body == "true", "POST /nacos/v1/cs/configs answered %s: %s" % (status, body))
     await notified(V3, "an HTTP v1 publish through %s" % node_a)
 
-    step("C publishes %r over gRPC; HTTP v1 GET through %s reads it" % (V4, node_a))
+    step("C publishes %r over gRPC; an HTTP v1 long-poll held on %s answers with the key, a GET reads it"
+         % (V4, node_a))
+    tenant_field = ("\x02" + namespace) if namespace else ""
+    probe = "%s\x02%s\x02%s%s\x01" % (data_id, GROUP, hashlib.md5(V3.encode()).hexdigest(), tenant_field)
+    long_poll = asyncio.ensure_future(http("POST", node_a, "/nacos/v1/cs/configs/listener", {}, token,
+                                           form={"Listening-Configs": probe},
+                                           headers={"Long-Pulling-Timeout": str(LONG_POLL_MS)}))
+    await asyncio.sleep(LONG_POLL_SETTLE_S)  # held by then (if not, its first check answers: fine too)
     check(await call("publish_config", c.publish_config(param(V4))) is True, "publish_config did not return True")
+    status, body = await long_poll
+    check(status == 200 and data_id in urllib.parse.unquote(body),
+          "the long-poll on %s answered %s %r instead of the changed key" % (node_a, status, body))
     await wait_content(read_a_http, V4, "%r from GET /nacos/v1/cs/configs through %s" % (V4, node_a))
 
     step("a CAS publish through C with a wrong cas_md5 fails and changes nothing")
