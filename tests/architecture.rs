@@ -98,7 +98,7 @@ const LAYERS: &[Rule] = &[
     },
     Rule {
         rooms: &["grpc"],
-        forbidden: &["api", "duties", "raft", "ap", "leases", "members", "net"],
+        forbidden: &["api", "duties", "raft", "ap", "leases", "members", "net::http", "net::peer_client"],
         why: "the gRPC port stands on the plan's interpreter, guest calls and the gate, as the API does",
     },
     Rule {

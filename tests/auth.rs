@@ -13,9 +13,12 @@ use std::process::Stdio;
 
 use nacre::api::routes::ROUTES;
 use nacre::api::routes::Verb;
+use nacre::grpc::client::GrpcClient;
 use serde_json::Value;
+use serde_json::json;
 use support::cluster::ADMIN_PASSWORD;
 use support::cluster::Cluster;
+use support::cluster::GRPC_PORT_OFFSET;
 use support::cluster::wait_until;
 use support::http;
 use support::http::Response;
@@ -514,6 +517,25 @@ fn the_client_port_speaks_tls_when_given_a_certificate_and_the_commands_check_it
     // Plain HTTP on the TLS port gets no answer.
     let plain = http::anonymous("GET", &node.addr, "/nacos/v1/console/health/readiness", &[], b"");
     assert!(plain.is_err() || plain.is_ok_and(|r| r.status != 200), "plain HTTP answered");
+    // The gRPC port speaks TLS with the same certificate: trusted, it serves; under another
+    // CA, or in clear, it does not.
+    let grpc_port: u16 = node.addr.rsplit(':').next().unwrap().parse::<u16>().unwrap() + GRPC_PORT_OFFSET;
+    let grpc_addr = format!("127.0.0.1:{grpc_port}");
+    let (trusted_pem, other_pem) = (std::fs::read(&trusted).unwrap(), std::fs::read(&other_ca).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let check = json!({});
+        let mut client = GrpcClient::open_tls(&grpc_addr, None, &trusted_pem).await.unwrap();
+        let answer = client.call("ServerCheckRequest", check.clone()).await.unwrap();
+        assert_eq!(answer.kind, "ServerCheckResponse");
+        let untrusted = async {
+            GrpcClient::open_tls(&grpc_addr, None, &other_pem).await?.call("ServerCheckRequest", check.clone()).await
+        };
+        assert!(untrusted.await.is_err(), "a gRPC client trusting another CA got an answer");
+        let in_clear =
+            async { GrpcClient::open(&grpc_addr, None).await?.call("ServerCheckRequest", check.clone()).await };
+        assert!(in_clear.await.is_err(), "the gRPC port answered in clear");
+    });
     // A bad key file stops a node at start; it never falls back to plain HTTP.
     let broken = spawn_fresh(&["--tls-cert", &cert, "--tls-key", &cert], tempfile::tempdir().unwrap());
     let mut broken = broken;

@@ -78,9 +78,30 @@ pub fn payload(kind: &str, headers: &[(&str, &str)], body: Value) -> Payload {
 impl GrpcClient {
     /// Open a transport to the gRPC port at `addr` (not set up yet); requests carry `token`.
     pub async fn open(addr: &str, token: Option<String>) -> Result<GrpcClient> {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        GrpcClient::dial(addr, token, None).await
+    }
+
+    /// [`GrpcClient::open`] over TLS, trusting the certificates in `ca_pem`.
+    pub async fn open_tls(addr: &str, token: Option<String>, ca_pem: &[u8]) -> Result<GrpcClient> {
+        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+            .domain_name(host);
+        GrpcClient::dial(addr, token, Some(tls)).await
+    }
+
+    async fn dial(
+        addr: &str,
+        token: Option<String>,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Result<GrpcClient> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls)?;
+        }
         let channel = endpoint.connect().await.with_context(|| format!("gRPC connect {addr}"))?;
         let (_, pushes) = mpsc::channel(1);
         Ok(GrpcClient {

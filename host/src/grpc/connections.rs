@@ -13,22 +13,15 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
-use std::task::Context;
-use std::task::Poll;
 use std::time::Duration;
 
 use nacre_protocol::GuestRequest;
 use serde_json::Value;
-use tokio::io::AsyncRead;
-use tokio::io::AsyncWrite;
-use tokio::io::ReadBuf;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -81,6 +74,9 @@ pub struct Owned {
 pub struct Connection {
     /// `<accept ms>_<ip>_<port>`, as Nacos names connections.
     pub id: String,
+    /// The table's key: unique for the node's life (two transports may share an id: the same
+    /// address and port reused within a millisecond).
+    key: u64,
     pub remote: SocketAddr,
     setup: OnceLock<Setup>,
     close: CancellationToken,
@@ -91,10 +87,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn new(remote: SocketAddr) -> Connection {
+    fn new(key: u64, remote: SocketAddr) -> Connection {
         let now = now_ms();
         Connection {
             id: format!("{now}_{}_{}", remote.ip(), remote.port()),
+            key,
             remote,
             setup: OnceLock::new(),
             close: CancellationToken::new(),
@@ -202,7 +199,8 @@ impl Connection {
 /// and the client tries the next server.
 pub struct Connections {
     cap: usize,
-    live: Mutex<HashMap<String, Arc<Connection>>>,
+    live: Mutex<HashMap<u64, Arc<Connection>>>,
+    next_key: AtomicU64,
     /// Connections whose transport is gone, for the cleanup.
     ended: mpsc::UnboundedSender<Arc<Connection>>,
     next_request_id: AtomicU64,
@@ -215,6 +213,7 @@ impl Connections {
         let table = Connections {
             cap,
             live: Mutex::new(HashMap::new()),
+            next_key: AtomicU64::new(0),
             ended,
             next_request_id: AtomicU64::new(1),
             last_stamp_ms: AtomicU64::new(0),
@@ -223,26 +222,30 @@ impl Connections {
     }
 
     /// A new transport from `remote`, or `None` past the cap.
-    fn open(&self, remote: SocketAddr) -> Option<Arc<Connection>> {
+    pub(super) fn open(&self, remote: SocketAddr) -> Option<Arc<Connection>> {
         let mut live = self.live.lock().expect("connections lock");
         if live.len() >= self.cap {
             return None;
         }
-        let connection = Arc::new(Connection::new(remote));
-        live.insert(connection.id.clone(), connection.clone());
+        let connection = Arc::new(Connection::new(self.next_key.fetch_add(1, Ordering::Relaxed), remote));
+        live.insert(connection.key, connection.clone());
         Some(connection)
     }
 
     /// The transport of `connection` is gone.
-    fn release(&self, connection: &Arc<Connection>) {
+    pub(super) fn release(&self, connection: &Arc<Connection>) {
         connection.close();
-        if self.live.lock().expect("connections lock").remove(&connection.id).is_some() {
+        if self.live.lock().expect("connections lock").remove(&connection.key).is_some() {
             let _ = self.ended.send(connection.clone());
         }
     }
 
     pub fn live(&self) -> Vec<Arc<Connection>> {
         self.live.lock().expect("connections lock").values().cloned().collect()
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
     }
 
     pub fn count(&self) -> usize {
@@ -268,99 +271,6 @@ impl Connections {
         let now = now_ms();
         let previous = self.last_stamp_ms.fetch_max(now, Ordering::Relaxed);
         if previous < now { now } else { self.last_stamp_ms.fetch_add(1, Ordering::Relaxed) + 1 }
-    }
-
-    /// Accepted transports as tonic takes them, each tracked as a connection; past the limit
-    /// a transport is dropped (closed) at once. Accept errors (out of descriptors, say) are
-    /// logged and retried after a pause rather than ending the server.
-    pub fn incoming(
-        self: Arc<Self>,
-        listener: tokio::net::TcpListener,
-    ) -> impl futures_util::Stream<Item = Result<Tracked, std::io::Error>> {
-        futures_util::stream::unfold((self, listener), |(table, listener)| async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, remote)) => {
-                        let Some(connection) = table.open(remote) else {
-                            tracing::warn!(%remote, limit = table.cap, "gRPC connection refused: too many connections");
-                            continue;
-                        };
-                        let _ = stream.set_nodelay(true);
-                        let cut = Box::pin(connection.closed());
-                        let tracked = Tracked { stream, connection, table: table.clone(), cut };
-                        return Some((Ok(tracked), (table, listener)));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "gRPC accept failed; retrying");
-                        tokio::time::sleep(ACCEPT_RETRY).await;
-                    }
-                }
-            }
-        })
-    }
-}
-
-/// Pause after a failed accept.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-
-/// An accepted transport that knows its connection: it names the connection to every call
-/// on it (tonic's connect info), fails its reads and writes once the connection is closed (so
-/// the server can cut a transport it does not otherwise reach), and releases the connection
-/// when dropped (the transport is gone).
-pub struct Tracked {
-    stream: TcpStream,
-    connection: Arc<Connection>,
-    table: Arc<Connections>,
-    cut: Pin<Box<WaitForCancellationFutureOwned>>,
-}
-
-impl Tracked {
-    fn poll_cut(&mut self, cx: &mut Context<'_>) -> Option<std::io::Error> {
-        self.cut
-            .as_mut()
-            .poll(cx)
-            .is_ready()
-            .then(|| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "connection closed by the server"))
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.table.release(&self.connection);
-    }
-}
-
-impl tonic::transport::server::Connected for Tracked {
-    type ConnectInfo = Arc<Connection>;
-
-    fn connect_info(&self) -> Arc<Connection> {
-        self.connection.clone()
-    }
-}
-
-impl AsyncRead for Tracked {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        if let Some(cut) = self.poll_cut(cx) {
-            return Poll::Ready(Err(cut));
-        }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Tracked {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        if let Some(cut) = self.poll_cut(cx) {
-            return Poll::Ready(Err(cut));
-        }
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -412,7 +322,7 @@ mod tests {
     #[tokio::test]
     async fn a_push_waits_for_the_ack_with_its_request_id() {
         let (table, _ended) = Connections::new(TEST_CAP);
-        let connection = Arc::new(Connection::new("127.0.0.1:2".parse().unwrap()));
+        let connection = Arc::new(Connection::new(0, "127.0.0.1:2".parse().unwrap()));
         let (sender, mut receiver) = mpsc::channel(PUSH_QUEUE_DEPTH);
         connection.attach_stream(sender);
         let id = table.next_request_id();

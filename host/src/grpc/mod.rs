@@ -18,6 +18,7 @@ pub mod connections;
 mod lifecycle;
 mod naming;
 mod push;
+mod transport;
 pub mod wire;
 
 use std::convert::Infallible;
@@ -68,10 +69,12 @@ pub struct Context {
 }
 
 /// Serve the gRPC port until `stop` resolves, then close every connection; starts the push,
-/// renewal and cleanup tasks in the node's task set.
+/// renewal and cleanup tasks in the node's task set. With `tls` (the client port's
+/// certificate), only TLS (ALPN `h2`) is spoken.
 pub async fn serve(
     ctx: Arc<Context>,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     ended: tokio::sync::mpsc::UnboundedReceiver<Arc<Connection>>,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -79,7 +82,7 @@ pub async fn serve(
     ctx.tasks.spawn(lifecycle::renew_and_probe(ctx.clone()));
     ctx.tasks.spawn(lifecycle::clean_up_ended(ctx.clone(), ended));
     let connections = ctx.connections.clone();
-    let incoming = connections.clone().incoming(listener);
+    let incoming = transport::incoming(connections.clone(), listener, tls);
     let service = NacosService { ctx };
     let stop = async move {
         stop.await;

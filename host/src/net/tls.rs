@@ -48,6 +48,13 @@ pub fn server_config(cert_pem: &Path, key_pem: &Path) -> anyhow::Result<Arc<rust
     Ok(Arc::new(config))
 }
 
+/// `config` announcing `protocols` in ALPN (`h2` for gRPC, whose clients insist on it).
+pub fn with_alpn(config: &rustls::ServerConfig, protocols: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+    let mut config = config.clone();
+    config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
 /// A client configuration trusting the certificates in `ca_pem` (an operator's own CA or a
 /// self-signed server certificate), or the Mozilla roots (`webpki-roots`) without one.
 pub fn client_config(ca_pem: Option<&Path>) -> anyhow::Result<Arc<rustls::ClientConfig>> {

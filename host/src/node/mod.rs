@@ -89,8 +89,11 @@ impl Node {
     ) -> anyhow::Result<Node> {
         // The client port's certificate is read first: a bad file stops the start, it does
         // not fall back to plain HTTP.
-        let transport = match &config.tls {
-            Some(files) => crate::net::Transport::Tls(crate::net::tls::server_config(&files.cert, &files.key)?),
+        let tls =
+            config.tls.as_ref().map(|files| crate::net::tls::server_config(&files.cert, &files.key)).transpose()?;
+        let grpc_tls = tls.as_deref().map(|tls| crate::net::tls::with_alpn(tls, &[b"h2"]));
+        let transport = match tls {
+            Some(tls) => crate::net::Transport::Tls(tls),
             None => crate::net::Transport::Plain,
         };
         std::fs::create_dir_all(&config.data_dir)
@@ -175,7 +178,7 @@ impl Node {
             connections: grpc_connections,
             tasks: tasks.clone(),
         });
-        tasks.spawn_server(crate::grpc::serve(grpc, grpc_listener, ended, tasks.stopping()));
+        tasks.spawn_server(crate::grpc::serve(grpc, grpc_listener, grpc_tls, ended, tasks.stopping()));
         let api = Arc::new(crate::api::Context {
             dispatch,
             guests,
