@@ -325,3 +325,44 @@ fn bad_input_gets_400_naming_the_field_and_oversized_bodies_413() {
     // Nothing of the refused requests was applied.
     assert_eq!(cluster.get(0, &format!("{CONFIGS}?dataId=a&group=G")).unwrap().status, 404);
 }
+
+#[test]
+fn nacos_ops_endpoints_name_the_leader_on_every_node_and_a_dead_member_as_down() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader();
+    let leader_addr = cluster.addr(leader).to_string();
+    let json = |cluster: &Cluster, i: usize, path: &str| {
+        let resp = cluster.get(i, path).unwrap();
+        assert_eq!(resp.status, 200, "{path} on node {i}: {}", resp.text());
+        resp.json()
+    };
+    for i in 0..3 {
+        let state = json(&cluster, i, "/nacos/v1/ns/raft/state");
+        assert_eq!(state["leader"], leader_addr.as_str(), "node {i}: {state}");
+        let peers = state["peers"].as_array().unwrap();
+        assert_eq!(peers.len(), 3, "{state}");
+        let leaders: Vec<_> = peers.iter().filter(|p| p["state"] == "LEADER").collect();
+        assert_eq!(leaders.len(), 1, "{state}");
+        assert_eq!(leaders[0]["ip"], leader_addr.as_str());
+        let term = &leaders[0]["term"];
+        assert!(peers.iter().all(|p| p["voteFor"] == leader_addr.as_str() && p["term"] == *term), "{state}");
+
+        let said = json(&cluster, i, "/nacos/v1/ns/raft/leader");
+        let peer: serde_json::Value = serde_json::from_str(said["leader"].as_str().unwrap()).unwrap();
+        assert_eq!((peer["ip"].as_str(), peer["state"].as_str()), (Some(leader_addr.as_str()), Some("LEADER")));
+
+        let servers = json(&cluster, i, "/nacos/v1/ns/operator/servers");
+        let states: Vec<_> = servers["servers"].as_array().unwrap().iter().map(|s| s["state"].clone()).collect();
+        assert_eq!(states, ["UP", "UP", "UP"], "{servers}");
+    }
+
+    let follower = cluster.follower();
+    cluster.kill_node(follower);
+    let witness = (0..3).find(|i| *i != follower).unwrap();
+    let state = json(&cluster, witness, "/nacos/v1/ns/raft/state");
+    let dead = state["peers"].as_array().unwrap().iter().find(|p| p["ip"] == cluster.addr(follower)).cloned();
+    assert_eq!(dead.map(|p| p["state"].clone()), Some("DOWN".into()), "{state}");
+    let servers = json(&cluster, witness, "/nacos/v1/ns/operator/servers");
+    let dead = servers["servers"].as_array().unwrap().iter().find(|s| s["address"] == cluster.addr(follower)).cloned();
+    assert_eq!(dead.map(|s| s["state"].clone()), Some("DOWN".into()), "{servers}");
+}

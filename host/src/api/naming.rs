@@ -69,9 +69,9 @@ pub async fn handle(ctx: &Context, req: HttpRequest, path: &str, op: &str, reach
     }
 }
 
-/// `GET /nacos/v1/ns/operator/metrics`: counts summed over namespaces, and this node's
-/// duties, AP keyspace and self-preservation. `"status":"UP"` is what clients check.
-pub fn metrics(ctx: &Context) -> HttpResponse {
+/// Services and instances summed over every namespace with naming data, as each namespace's
+/// guest counts them (`naming.metrics`); and how many namespaces that is.
+pub fn counts(ctx: &Context) -> (u64, u64, usize) {
     let mut namespaces: std::collections::BTreeSet<String> =
         ctx.guests.replica().read().machine.namespaces_with_data(KIND).into_iter().collect();
     namespaces.extend(ctx.ap.store().namespaces(KIND));
@@ -86,6 +86,13 @@ pub fn metrics(ctx: &Context) -> HttpResponse {
         services += counts["serviceCount"].as_u64().unwrap_or(0);
         instances += counts["instanceCount"].as_u64().unwrap_or(0);
     }
+    (services, instances, namespaces.len())
+}
+
+/// `GET /nacos/v1/ns/operator/metrics`: counts summed over namespaces, and this node's
+/// duties, AP keyspace and self-preservation. `"status":"UP"` is what clients check.
+pub fn metrics(ctx: &Context) -> HttpResponse {
+    let (services, instances, namespace_count) = counts(ctx);
     net::json(
         Status::OK,
         &json!({
@@ -96,7 +103,7 @@ pub fn metrics(ctx: &Context) -> HttpResponse {
             "pushesSent": ctx.push.pushes_sent(),
             "pushAcksReceived": ctx.push.acks_received(),
             "leasesTracked": ctx.leases.tracked(),
-            "namespaceCount": namespaces.len(),
+            "namespaceCount": namespace_count,
             "selfPreservation": ctx.leases.preservation(),
             "apRecords": ctx.ap.store().live_records(),
             "apRecordsWaiting": ctx.ap.outbox.waiting(),

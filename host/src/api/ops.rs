@@ -112,36 +112,83 @@ pub fn readiness(ctx: &Context) -> HttpResponse {
     }
 }
 
+/// Every member with its state as it reports it over the peer port (`None`: it did not
+/// answer within [`MEMBER_PROBE_TIMEOUT_MS`]).
+async fn member_states(ctx: &Context) -> Vec<(&MemberAddr, Option<NodeState>)> {
+    let probes = ctx.members.iter().map(|member| async move {
+        let state = if member.api_addr() == ctx.me.api_addr() {
+            Some(state_of(ctx))
+        } else {
+            let timeout = Duration::from_millis(MEMBER_PROBE_TIMEOUT_MS);
+            ctx.peers.send::<NodeStateRpc>(&member.raft_addr(), &(), timeout).await.ok()
+        };
+        (member, state)
+    });
+    futures_util::future::join_all(probes).await
+}
+
+/// A member as Nacos's `Member` JSON: UP when it answered, DOWN when not.
+fn member_json(member: &MemberAddr, state: Option<&NodeState>) -> serde_json::Value {
+    json!({
+        "ip": member.ip,
+        "port": member.port,
+        "address": member.api_addr(),
+        "state": if state.is_some() { "UP" } else { "DOWN" },
+        "extendInfo": {
+            "raftPort": member.raft_port.to_string(),
+            "raftMetaData": state.map(|s| json!({
+                "role": s.role, "term": s.term, "leader": s.leader_address,
+                "appliedIndex": s.applied_index,
+            })),
+        },
+        "failAccessCnt": 0,
+    })
+}
+
 /// `GET /nacos/v1/core/cluster/nodes`: every member with its state as it reports it.
 pub async fn cluster_nodes(ctx: &Context) -> HttpResponse {
-    let probes = ctx.members.iter().map(|member| {
-        let api_addr = member.api_addr();
-        async move {
-            let state = if api_addr == ctx.me.api_addr() {
-                Some(state_of(ctx))
-            } else {
-                let timeout = Duration::from_millis(MEMBER_PROBE_TIMEOUT_MS);
-                ctx.peers.send::<NodeStateRpc>(&member.raft_addr(), &(), timeout).await.ok()
-            };
-            let (ip, port) = (member.ip.clone(), member.port);
-            json!({
-                "ip": ip,
-                "port": port,
-                "address": api_addr,
-                "state": if state.is_some() { "UP" } else { "DOWN" },
-                "extendInfo": {
-                    "raftPort": member.raft_port.to_string(),
-                    "raftMetaData": state.as_ref().map(|s| json!({
-                        "role": s.role, "term": s.term, "leader": s.leader_address,
-                        "appliedIndex": s.applied_index,
-                    })),
-                },
-                "failAccessCnt": 0,
-            })
-        }
-    });
-    let members = futures_util::future::join_all(probes).await;
+    let members: Vec<_> = member_states(ctx).await.iter().map(|(m, s)| member_json(m, s.as_ref())).collect();
     net::json(Status::OK, &json!({ "code": 200, "message": null, "data": members }))
+}
+
+/// `GET /nacos/v1/ns/operator/servers` (Nacos 1.x): the members, as `{"servers": [Member]}`.
+pub async fn operator_servers(ctx: &Context) -> HttpResponse {
+    let members: Vec<_> = member_states(ctx).await.iter().map(|(m, s)| member_json(m, s.as_ref())).collect();
+    net::json(Status::OK, &json!({ "servers": members }))
+}
+
+/// A member as Nacos 1.x's `RaftPeer`: its address, the leader it follows (`voteFor`), its term
+/// and role (`LEADER`, `FOLLOWER`, `CANDIDATE`, or `LEARNER`; `DOWN` when it did not answer).
+/// Nacos's election timers (`leaderDueMs`, `heartbeatDueMs`) are openraft's own here and left out.
+fn raft_peer(member: &MemberAddr, state: Option<&NodeState>) -> serde_json::Value {
+    json!({
+        "ip": member.api_addr(),
+        "voteFor": state.and_then(|s| s.leader_address.clone()).unwrap_or_default(),
+        "term": state.map_or(0, |s| s.term),
+        "state": state.map_or("DOWN", |s| s.role.as_str()),
+    })
+}
+
+/// `GET /nacos/v1/ns/raft/state` (Nacos 1.x): every member as a `RaftPeer`, the leader this node
+/// knows (`leader`, its client address; `null` while there is none) and the service count.
+pub async fn raft_state(ctx: &Context) -> HttpResponse {
+    let members = member_states(ctx).await;
+    let peers: Vec<_> = members.iter().map(|(m, s)| raft_peer(m, s.as_ref())).collect();
+    let (services, _, _) = super::naming::counts(ctx);
+    net::json(Status::OK, &json!({ "services": services, "leader": state_of(ctx).leader_address, "peers": peers }))
+}
+
+/// `GET /nacos/v1/ns/raft/leader` (Nacos 1.x): `{"leader": "<the leader's RaftPeer as JSON>"}`
+/// (a string, as Nacos sends it); 503 while no leader is known.
+pub async fn raft_leader(ctx: &Context) -> HttpResponse {
+    let Some(leader) = state_of(ctx).leader_address else {
+        return net::text(Status::SERVICE_UNAVAILABLE, "no leader yet; retry");
+    };
+    let members = member_states(ctx).await;
+    match members.iter().find(|(m, _)| m.api_addr() == leader) {
+        Some((m, s)) => net::json(Status::OK, &json!({ "leader": raft_peer(m, s.as_ref()).to_string() })),
+        None => net::text(Status::SERVICE_UNAVAILABLE, "the leader is not a listed member; retry"),
+    }
 }
 
 /// `GET /nacre/v1/ap?namespaceId=&kind=naming&partition=`: where an AP partition lives in this
