@@ -102,6 +102,14 @@ const LAYERS: &[Rule] = &[
         why: "the gRPC port stands on the plan's interpreter, guest calls and the gate, as the API does",
     },
     Rule {
+        rooms: &["telemetry"],
+        forbidden: &[
+            "state", "raft", "node", "api", "grpc", "ap", "duties", "dispatch", "guests", "leases", "members", "runtime",
+            "net",
+        ],
+        why: "metrics are recorded by the ports and read from the services by the API; they know neither",
+    },
+    Rule {
         rooms: &["gate"],
         forbidden: &["api", "grpc", "dispatch", "duties", "raft", "ap", "net", "leases", "members"],
         why: "the gate stands below both client ports, on guests (the replicated users) and auth",

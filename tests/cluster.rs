@@ -366,3 +366,59 @@ fn nacos_ops_endpoints_name_the_leader_on_every_node_and_a_dead_member_as_down()
     let dead = servers["servers"].as_array().unwrap().iter().find(|s| s["address"] == cluster.addr(follower)).cloned();
     assert_eq!(dead.map(|s| s["state"].clone()), Some("DOWN".into()), "{servers}");
 }
+
+/// The samples of an OpenMetrics text, `name{labels}` → value; panics on a line that is not a
+/// comment, a sample or the closing `# EOF`.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics text ends with # EOF");
+    let mut samples = BTreeMap::new();
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "metric name in {line:?}"
+        );
+        if name_end < series.len() {
+            let labels = &series[name_end..];
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "labels in {line:?}");
+            for pair in labels[1..labels.len() - 1].split("\",").filter(|p| !p.is_empty()) {
+                let (key, quoted) = pair.split_once('=').unwrap_or_else(|| panic!("label in {line:?}"));
+                assert!(!key.is_empty() && quoted.starts_with('"'), "label {pair:?} in {line:?}");
+            }
+        }
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("value in {line:?}"));
+        samples.insert(series.to_string(), value);
+    }
+    samples
+}
+
+#[test]
+fn metrics_parse_as_openmetrics_and_move_with_the_cluster() {
+    let cluster = Cluster::start(3);
+    let leader = cluster.wait_leader();
+    let scrape = |i: usize| {
+        let resp = cluster.get(i, "/metrics").unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert!(resp.header("content-type").is_some_and(|t| t.starts_with("application/openmetrics-text")));
+        parse_metrics(&resp.text())
+    };
+    let leaders: f64 = (0..3).map(|i| scrape(i)["nacre_raft_is_leader"]).sum();
+    assert_eq!(leaders, 1.0, "exactly one node says it leads");
+    let before = scrape(leader);
+    let publishes = r#"nacre_http_requests_total{method="POST",route="/nacos/v1/cs/configs",status="200"}"#;
+    for n in 0..5 {
+        let resp = publish(&cluster, leader, &format!("metrics-{n}"), "v").unwrap();
+        assert_eq!(resp.status, 200);
+    }
+    let after = scrape(leader);
+    assert_eq!(after[publishes] - before.get(publishes).copied().unwrap_or(0.0), 5.0);
+    assert!(after["nacre_raft_applied_index"] >= before["nacre_raft_applied_index"] + 5.0);
+    assert!(after["nacre_raft_committed_index"] >= after["nacre_raft_applied_index"]);
+    assert!(after["nacre_resident_memory_bytes"] > 0.0);
+    let lags: Vec<_> = after.keys().filter(|k| k.starts_with("nacre_raft_follower_lag_entries{")).collect();
+    assert_eq!(lags.len(), 2, "the leader reports both followers: {lags:?}");
+    let latency = r#"nacre_http_request_seconds_count{method="POST",route="/nacos/v1/cs/configs",status="200"}"#;
+    assert_eq!(after[latency], after[publishes], "every request has its latency observed");
+}

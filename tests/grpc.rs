@@ -82,6 +82,15 @@ fn only_a_server_check_is_answered_before_setup_and_setup_may_come_first() {
         let mut rust_order = GrpcClient::connect(&addr, Some(cluster.token())).await.unwrap();
         let after = rust_order.call("ServerCheckRequest", json!({})).await.unwrap();
         assert_ne!(after.str("connectionId"), id, "each transport is its own connection");
+
+        // The port's requests and connections are in the node's metrics.
+        let metrics = cluster.get(0, "/metrics").unwrap().text();
+        let sample = |series: &str| {
+            metrics.lines().find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok()).unwrap_or(0.0)
+        };
+        assert!(sample(r#"nacre_grpc_requests_total{request="ServerCheckRequest",success="true"} "#) >= 2.0, "{metrics}");
+        assert!(sample(r#"nacre_grpc_requests_total{request="HealthCheckRequest",success="false"} "#) >= 1.0, "{metrics}");
+        assert!(sample("nacre_grpc_connections ") >= 2.0, "{metrics}");
     });
 }
 

@@ -28,3 +28,4 @@ pub mod runtime;
 pub mod scope;
 pub mod state;
 pub mod tasks;
+pub mod telemetry;

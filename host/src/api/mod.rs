@@ -63,6 +63,8 @@ pub struct Context {
     pub stopping: Tasks,
     /// Who may call what (`access`).
     pub gate: Arc<access::Gate>,
+    /// Requests observed, metrics served (`GET /metrics`).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// Largest request body of a module upload (install, dry-run); other routes take at most
@@ -138,9 +140,20 @@ fn body_limit(method: &HttpMethod, path: &str) -> usize {
     if is_upload { MAX_UPLOAD_BODY_BYTES } else { MAX_REQUEST_BODY_BYTES }
 }
 
+/// Serve a request, and count it by route and status with its latency.
+async fn route(ctx: &Context, req: HttpRequest) -> HttpResponse {
+    let started = std::time::Instant::now();
+    let method = req.method.to_string();
+    let matched = routes::find(&req.method, &req.path).map_or("unmatched", |route| route.path);
+    let resp = run_route(ctx, req).await;
+    let labels = crate::telemetry::HttpLabels { method, route: matched.to_string(), status: resp.status().as_u16() };
+    ctx.telemetry.observe_http(labels, started.elapsed());
+    resp
+}
+
 /// Find the request's route, admit its caller for it, and run it: one table for both
 /// (`routes`).
-async fn route(ctx: &Context, req: HttpRequest) -> HttpResponse {
+async fn run_route(ctx: &Context, req: HttpRequest) -> HttpResponse {
     let Some(route) = routes::find(&req.method, &req.path) else { return not_found(&req) };
     let caller = match ctx.gate.admit(&ctx.guests, &req, route.access) {
         Ok(caller) => caller,
@@ -160,6 +173,7 @@ async fn route(ctx: &Context, req: HttpRequest) -> HttpResponse {
         H::RaftState => ops::raft_state(ctx).await,
         H::RaftLeader => ops::raft_leader(ctx).await,
         H::OperatorServers => ops::operator_servers(ctx).await,
+        H::Metrics => ops::metrics(ctx),
         H::State => ops::state(ctx),
         H::ApPartition => ops::ap_partition(ctx, &req),
         H::ModuleInstall => modules::install(ctx, req).await,

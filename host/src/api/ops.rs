@@ -191,6 +191,42 @@ pub async fn raft_leader(ctx: &Context) -> HttpResponse {
     }
 }
 
+/// `GET /metrics`: the node's metrics as OpenMetrics text (`telemetry`), Raft and the AP
+/// path as its services know them now.
+pub fn metrics(ctx: &Context) -> HttpResponse {
+    let status = ctx.log.status();
+    let applied_index = ctx.guests.replica().read().applied_index();
+    let follower_lag = status
+        .replication
+        .iter()
+        .map(|(id, matched)| {
+            let address = ctx.log.member(*id).map_or_else(|| id.to_string(), |m| m.api_addr);
+            (address, status.last_log_index.saturating_sub(*matched))
+        })
+        .collect();
+    let snapshot = crate::telemetry::Snapshot {
+        term: status.term,
+        is_leader: status.role == "LEADER",
+        last_log_index: status.last_log_index,
+        committed_index: status.committed_index,
+        applied_index,
+        snapshot_index: status.snapshot_index,
+        follower_lag,
+        ap_records: ctx.ap.store().live_records() as u64,
+        ap_outbox_waiting: ctx.ap.outbox.waiting() as u64,
+        live_members: ctx.ap.members().live().len() as u64,
+        leases_tracked: ctx.leases.tracked() as u64,
+        long_polls_held: super::listener::held() as u64,
+        udp_subscriptions: ctx.push.subscriber_count() as u64,
+        udp_pushes_sent: ctx.push.pushes_sent(),
+        resident_bytes: crate::telemetry::resident_bytes(),
+    };
+    net::response(Status::OK, OPENMETRICS_CONTENT_TYPE, ctx.telemetry.encode(&snapshot))
+}
+
+/// What `GET /metrics` answers in (Prometheus negotiates it).
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// `GET /nacre/v1/ap?namespaceId=&kind=naming&partition=`: where an AP partition lives in this
 /// node's view (its responsible member, the live members) and this node's checksum of it.
 pub fn ap_partition(ctx: &Context, req: &crate::net::HttpRequest) -> HttpResponse {

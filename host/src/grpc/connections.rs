@@ -199,6 +199,7 @@ impl Connection {
 /// and the client tries the next server.
 pub struct Connections {
     cap: usize,
+    telemetry: Arc<crate::telemetry::Telemetry>,
     live: Mutex<HashMap<u64, Arc<Connection>>>,
     next_key: AtomicU64,
     /// Connections whose transport is gone, for the cleanup.
@@ -208,10 +209,14 @@ pub struct Connections {
 }
 
 impl Connections {
-    pub fn new(cap: usize) -> (Arc<Connections>, mpsc::UnboundedReceiver<Arc<Connection>>) {
+    pub fn new(
+        cap: usize,
+        telemetry: Arc<crate::telemetry::Telemetry>,
+    ) -> (Arc<Connections>, mpsc::UnboundedReceiver<Arc<Connection>>) {
         let (ended, ended_rx) = mpsc::unbounded_channel();
         let table = Connections {
             cap,
+            telemetry,
             live: Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(0),
             ended,
@@ -229,13 +234,20 @@ impl Connections {
         }
         let connection = Arc::new(Connection::new(self.next_key.fetch_add(1, Ordering::Relaxed), remote));
         live.insert(connection.key, connection.clone());
+        self.telemetry.set_grpc_connections(live.len());
         Some(connection)
     }
 
     /// The transport of `connection` is gone.
     pub(super) fn release(&self, connection: &Arc<Connection>) {
         connection.close();
-        if self.live.lock().expect("connections lock").remove(&connection.key).is_some() {
+        let removed = {
+            let mut live = self.live.lock().expect("connections lock");
+            let removed = live.remove(&connection.key).is_some();
+            self.telemetry.set_grpc_connections(live.len());
+            removed
+        };
+        if removed {
             let _ = self.ended.send(connection.clone());
         }
     }
@@ -291,7 +303,7 @@ mod tests {
 
     #[test]
     fn a_connection_is_named_as_nacos_names_it_and_the_table_is_bounded_by_its_limit() {
-        let (table, _ended) = Connections::new(TEST_CAP);
+        let (table, _ended) = Connections::new(TEST_CAP, Default::default());
         let remote: SocketAddr = "127.0.0.1:41444".parse().unwrap();
         let connection = table.open(remote).unwrap();
         assert!(connection.id.ends_with("_127.0.0.1_41444"), "{}", connection.id);
@@ -307,7 +319,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_push_queue_closes_the_connection() {
-        let (table, _ended) = Connections::new(TEST_CAP);
+        let (table, _ended) = Connections::new(TEST_CAP, Default::default());
         let connection = table.open("127.0.0.1:1".parse().unwrap()).unwrap();
         let (sender, _receiver) = mpsc::channel(PUSH_QUEUE_DEPTH);
         connection.attach_stream(sender);
@@ -321,7 +333,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_push_waits_for_the_ack_with_its_request_id() {
-        let (table, _ended) = Connections::new(TEST_CAP);
+        let (table, _ended) = Connections::new(TEST_CAP, Default::default());
         let connection = Arc::new(Connection::new(0, "127.0.0.1:2".parse().unwrap()));
         let (sender, mut receiver) = mpsc::channel(PUSH_QUEUE_DEPTH);
         connection.attach_stream(sender);

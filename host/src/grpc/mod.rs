@@ -66,6 +66,8 @@ pub struct Context {
     /// The node's task set: pushes and renewals run in it; when it stops, connections close
     /// without their instances being removed (their clients re-register elsewhere).
     pub tasks: Tasks,
+    /// Requests observed (`GET /metrics` on the client port).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// Serve the gRPC port until `stop` resolves, then close every connection; starts the push,
@@ -158,7 +160,14 @@ impl tonic::server::UnaryService<Payload> for Unary {
         let ctx = self.0.clone();
         Box::pin(async move {
             let connection = connection_of(&request)?;
-            Ok(tonic::Response::new(answer(&ctx, &connection, request.into_inner()).await))
+            let started = std::time::Instant::now();
+            let payload = request.into_inner();
+            let kind = payload.metadata.as_ref().map(|m| m.r#type.clone()).unwrap_or_default();
+            let answered = answer(&ctx, &connection, payload).await;
+            let success = Inbound::decode(&answered).is_ok_and(|a| wire::is_success(&a));
+            let labels = crate::telemetry::GrpcLabels { request: metric_label(&kind).to_string(), success };
+            ctx.telemetry.observe_grpc(labels, started.elapsed());
+            Ok(tonic::Response::new(answered))
         })
     }
 }
@@ -224,6 +233,14 @@ async fn read_stream(ctx: Arc<Context>, connection: Arc<Connection>, mut inbound
         }
     }
     connection.close();
+}
+
+/// A request type as a metric label: the known ones, else `other` (a client's string must not
+/// grow the metric's label set).
+fn metric_label(kind: &str) -> &str {
+    let known =
+        matches!(kind, "ServerCheckRequest" | "HealthCheckRequest") || naming::handles(kind) || config::handles(kind);
+    if known { kind } else { "other" }
 }
 
 /// Answer one unary request.

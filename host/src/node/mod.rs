@@ -170,13 +170,15 @@ impl Node {
         let bootstrapped = guests.replica().read().machine.auth_bootstrapped();
         let gate = Arc::new(crate::gate::Gate::new(config.auth, &config.data_dir, bootstrapped)?);
         tasks.spawn(gate.clone().remove_token_once_bootstrapped(guests.clone()));
-        let (grpc_connections, ended) = crate::grpc::connections::Connections::new(caps.grpc);
+        let telemetry = Arc::new(crate::telemetry::Telemetry::new());
+        let (grpc_connections, ended) = crate::grpc::connections::Connections::new(caps.grpc, telemetry.clone());
         let grpc = Arc::new(crate::grpc::Context {
             dispatch: dispatch.clone(),
             guests: guests.clone(),
             gate: gate.clone(),
             connections: grpc_connections,
             tasks: tasks.clone(),
+            telemetry: telemetry.clone(),
         });
         tasks.spawn_server(crate::grpc::serve(grpc, grpc_listener, grpc_tls, ended, tasks.stopping()));
         let api = Arc::new(crate::api::Context {
@@ -194,6 +196,7 @@ impl Node {
             data_dir: config.data_dir.clone(),
             stopping: tasks.clone(),
             gate,
+            telemetry,
         });
         tasks.spawn_server(crate::api::serve(api, api_listener, transport, caps.http, tasks.stopping()));
         Ok(Node { id, config, log, log_store, tasks })

@@ -110,6 +110,10 @@ pub struct LogStatus {
     pub snapshot_index: u64,
     /// Highest log index purged behind a snapshot (0: none).
     pub purged_index: u64,
+    /// Highest index this node knows committed.
+    pub committed_index: u64,
+    /// On the leader: each other member and the highest index it has acknowledged.
+    pub replication: Vec<(NodeId, u64)>,
 }
 
 pub struct Log {
@@ -185,6 +189,14 @@ impl Log {
             last_log_index: metrics.last_log_index.unwrap_or(0),
             snapshot_index: metrics.snapshot.as_ref().map_or(0, |id| id.index),
             purged_index: metrics.purged.as_ref().map_or(0, |id| id.index),
+            committed_index: metrics.local_committed.as_ref().map_or(0, |id| id.index),
+            replication: metrics
+                .replication
+                .iter()
+                .flatten()
+                .filter(|(id, _)| **id != self.id)
+                .map(|(id, matched)| (*id, matched.as_ref().map_or(0, |m| m.index)))
+                .collect(),
         }
     }
 
