@@ -104,8 +104,8 @@ const LAYERS: &[Rule] = &[
     Rule {
         rooms: &["telemetry"],
         forbidden: &[
-            "state", "raft", "node", "api", "grpc", "ap", "duties", "dispatch", "guests", "leases", "members", "runtime",
-            "net",
+            "state", "raft", "node", "api", "grpc", "ap", "duties", "dispatch", "guests", "leases", "members",
+            "runtime", "net",
         ],
         why: "metrics are recorded by the ports and read from the services by the API; they know neither",
     },

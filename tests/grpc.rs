@@ -88,8 +88,14 @@ fn only_a_server_check_is_answered_before_setup_and_setup_may_come_first() {
         let sample = |series: &str| {
             metrics.lines().find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok()).unwrap_or(0.0)
         };
-        assert!(sample(r#"nacre_grpc_requests_total{request="ServerCheckRequest",success="true"} "#) >= 2.0, "{metrics}");
-        assert!(sample(r#"nacre_grpc_requests_total{request="HealthCheckRequest",success="false"} "#) >= 1.0, "{metrics}");
+        assert!(
+            sample(r#"nacre_grpc_requests_total{request="ServerCheckRequest",success="true"} "#) >= 2.0,
+            "{metrics}"
+        );
+        assert!(
+            sample(r#"nacre_grpc_requests_total{request="HealthCheckRequest",success="false"} "#) >= 1.0,
+            "{metrics}"
+        );
         assert!(sample("nacre_grpc_connections ") >= 2.0, "{metrics}");
     });
 }
