@@ -10,7 +10,6 @@
 //! types, never a client's raw path or string.
 
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -65,8 +64,6 @@ pub struct Snapshot {
     pub resident_bytes: u64,
 }
 
-type FloatGauge = Gauge<f64, AtomicU64>;
-
 pub struct Telemetry {
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
@@ -74,30 +71,32 @@ pub struct Telemetry {
     grpc_requests: Family<GrpcLabels, Counter>,
     grpc_seconds: Family<GrpcLabels, Histogram>,
     grpc_connections: Gauge,
-    scraped: Scraped,
+    /// One gauge per [`SCRAPED`] entry, in its order.
+    scraped: Vec<Gauge>,
+    follower_lag: Family<FollowerLabels, Gauge>,
     /// One scrape at a time sets the scraped gauges and encodes them.
     encoding: Mutex<()>,
 }
 
-/// The gauges set from a [`Snapshot`] at each scrape.
-#[derive(Default)]
-struct Scraped {
-    term: Gauge,
-    is_leader: Gauge,
-    last_log_index: Gauge,
-    committed_index: Gauge,
-    applied_index: Gauge,
-    snapshot_index: Gauge,
-    follower_lag: Family<FollowerLabels, Gauge>,
-    ap_records: Gauge,
-    ap_outbox_waiting: Gauge,
-    live_members: Gauge,
-    leases_tracked: Gauge,
-    long_polls_held: Gauge,
-    udp_subscriptions: Gauge,
-    udp_pushes_sent: Gauge,
-    resident_bytes: FloatGauge,
-}
+/// The gauges set from a [`Snapshot`] at each scrape: name (after the `nacre_` prefix), help,
+/// and the value.
+type ScrapedGauge = (&'static str, &'static str, fn(&Snapshot) -> u64);
+const SCRAPED: &[ScrapedGauge] = &[
+    ("raft_term", "Current Raft term", |s| s.term),
+    ("raft_is_leader", "1 while this node leads", |s| u64::from(s.is_leader)),
+    ("raft_last_log_index", "Last log index", |s| s.last_log_index),
+    ("raft_committed_index", "Highest index known committed", |s| s.committed_index),
+    ("raft_applied_index", "Highest index applied here", |s| s.applied_index),
+    ("raft_snapshot_index", "Index of the latest snapshot", |s| s.snapshot_index),
+    ("ap_records", "Live records of the AP keyspace here", |s| s.ap_records),
+    ("ap_outbox_waiting", "AP records waiting to ship to peers", |s| s.ap_outbox_waiting),
+    ("live_members", "Members this node sees alive", |s| s.live_members),
+    ("leases_tracked", "Leases this node keeps renewals of", |s| s.leases_tracked),
+    ("long_polls_held", "Config long-polls held now", |s| s.long_polls_held),
+    ("udp_subscriptions", "Nacos 1.x UDP push subscriptions", |s| s.udp_subscriptions),
+    ("udp_pushes_sent", "UDP pushes sent since start", |s| s.udp_pushes_sent),
+    ("resident_memory_bytes", "Resident set size", |s| s.resident_bytes),
+];
 
 fn latency_histogram() -> Histogram {
     let (start, factor, count) = LATENCY_BUCKETS;
@@ -124,35 +123,25 @@ impl Telemetry {
         let grpc_seconds =
             Family::<GrpcLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let grpc_connections = Gauge::default();
-        let scraped = Scraped::default();
+        let follower_lag = Family::<FollowerLabels, Gauge>::default();
         registry.register("http_requests", "Client-port HTTP requests by route and status", http_requests.clone());
         registry.register("http_request_seconds", "Client-port HTTP request latency", http_seconds.clone());
         registry.register("grpc_requests", "Nacos gRPC requests by type and outcome", grpc_requests.clone());
         registry.register("grpc_request_seconds", "Nacos gRPC request latency", grpc_seconds.clone());
         registry.register("grpc_connections", "Open Nacos gRPC connections", grpc_connections.clone());
-        registry.register("raft_term", "Current Raft term", scraped.term.clone());
-        registry.register("raft_is_leader", "1 while this node leads", scraped.is_leader.clone());
-        registry.register("raft_last_log_index", "Last log index", scraped.last_log_index.clone());
-        registry.register("raft_committed_index", "Highest index known committed", scraped.committed_index.clone());
-        registry.register("raft_applied_index", "Highest index applied here", scraped.applied_index.clone());
-        registry.register("raft_snapshot_index", "Index of the latest snapshot", scraped.snapshot_index.clone());
         registry.register(
             "raft_follower_lag_entries",
             "On the leader: entries each follower is behind",
-            scraped.follower_lag.clone(),
+            follower_lag.clone(),
         );
-        registry.register("ap_records", "Live records of the AP keyspace here", scraped.ap_records.clone());
-        registry.register(
-            "ap_outbox_waiting",
-            "AP records waiting to ship to peers",
-            scraped.ap_outbox_waiting.clone(),
-        );
-        registry.register("live_members", "Members this node sees alive", scraped.live_members.clone());
-        registry.register("leases_tracked", "Leases this node keeps renewals of", scraped.leases_tracked.clone());
-        registry.register("long_polls_held", "Config long-polls held now", scraped.long_polls_held.clone());
-        registry.register("udp_subscriptions", "Nacos 1.x UDP push subscriptions", scraped.udp_subscriptions.clone());
-        registry.register("udp_pushes_sent", "UDP pushes sent since start", scraped.udp_pushes_sent.clone());
-        registry.register("resident_memory_bytes", "Resident set size", scraped.resident_bytes.clone());
+        let scraped = SCRAPED
+            .iter()
+            .map(|(name, help, _)| {
+                let gauge = Gauge::default();
+                registry.register(*name, *help, gauge.clone());
+                gauge
+            })
+            .collect();
         Telemetry {
             registry,
             http_requests,
@@ -161,6 +150,7 @@ impl Telemetry {
             grpc_seconds,
             grpc_connections,
             scraped,
+            follower_lag,
             encoding: Mutex::new(()),
         }
     }
@@ -182,25 +172,13 @@ impl Telemetry {
     /// The metrics as OpenMetrics text, with the scraped gauges set from `snapshot`.
     pub fn encode(&self, snapshot: &Snapshot) -> String {
         let _one_at_a_time = self.encoding.lock().expect("encoding lock");
-        let s = &self.scraped;
-        s.term.set(gauge_of(snapshot.term));
-        s.is_leader.set(i64::from(snapshot.is_leader));
-        s.last_log_index.set(gauge_of(snapshot.last_log_index));
-        s.committed_index.set(gauge_of(snapshot.committed_index));
-        s.applied_index.set(gauge_of(snapshot.applied_index));
-        s.snapshot_index.set(gauge_of(snapshot.snapshot_index));
-        s.follower_lag.clear();
-        for (follower, lag) in &snapshot.follower_lag {
-            s.follower_lag.get_or_create(&FollowerLabels { follower: follower.clone() }).set(gauge_of(*lag));
+        for ((_, _, read), gauge) in SCRAPED.iter().zip(&self.scraped) {
+            gauge.set(gauge_of(read(snapshot)));
         }
-        s.ap_records.set(gauge_of(snapshot.ap_records));
-        s.ap_outbox_waiting.set(gauge_of(snapshot.ap_outbox_waiting));
-        s.live_members.set(gauge_of(snapshot.live_members));
-        s.leases_tracked.set(gauge_of(snapshot.leases_tracked));
-        s.long_polls_held.set(gauge_of(snapshot.long_polls_held));
-        s.udp_subscriptions.set(gauge_of(snapshot.udp_subscriptions));
-        s.udp_pushes_sent.set(gauge_of(snapshot.udp_pushes_sent));
-        s.resident_bytes.set(snapshot.resident_bytes as f64);
+        self.follower_lag.clear();
+        for (follower, lag) in &snapshot.follower_lag {
+            self.follower_lag.get_or_create(&FollowerLabels { follower: follower.clone() }).set(gauge_of(*lag));
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text

@@ -144,17 +144,20 @@ fn body_limit(method: &HttpMethod, path: &str) -> usize {
 async fn route(ctx: &Context, req: HttpRequest) -> HttpResponse {
     let started = std::time::Instant::now();
     let method = req.method.to_string();
-    let matched = routes::find(&req.method, &req.path).map_or("unmatched", |route| route.path);
-    let resp = run_route(ctx, req).await;
+    let found = routes::find(&req.method, &req.path);
+    let resp = match found {
+        Some(route) => run_route(ctx, route, req).await,
+        None => not_found(&req),
+    };
+    let matched = found.map_or("unmatched", |route| route.path);
     let labels = crate::telemetry::HttpLabels { method, route: matched.to_string(), status: resp.status().as_u16() };
     ctx.telemetry.observe_http(labels, started.elapsed());
     resp
 }
 
-/// Find the request's route, admit its caller for it, and run it: one table for both
-/// (`routes`).
-async fn run_route(ctx: &Context, req: HttpRequest) -> HttpResponse {
-    let Some(route) = routes::find(&req.method, &req.path) else { return not_found(&req) };
+/// Admit the request's caller for its route and run it: the table that dispatches is the one
+/// that authorizes (`routes`).
+async fn run_route(ctx: &Context, route: &routes::Route, req: HttpRequest) -> HttpResponse {
     let caller = match ctx.gate.admit(&ctx.guests, &req, route.access) {
         Ok(caller) => caller,
         Err(denied) => return denied.response(&req.path),

@@ -14,7 +14,7 @@ use super::Call;
 use super::connections::ListenedConfig;
 use super::naming::Refusal;
 use super::wire;
-use super::wire::Payload;
+use super::wire::Reply;
 use crate::auth::permission::Action;
 use crate::auth::permission::Resource;
 use crate::auth::permission::ResourceType;
@@ -59,7 +59,7 @@ pub fn failure_fields(kind: &str) -> Value {
     }
 }
 
-pub async fn answer(call: &Call<'_>, caller: &Caller) -> Payload {
+pub async fn answer(call: &Call<'_>, caller: &Caller) -> Reply {
     let kind = call.inbound.kind.as_str();
     let result = match kind {
         "ConfigQueryRequest" => query(call, caller),
@@ -80,7 +80,7 @@ pub async fn answer(call: &Call<'_>, caller: &Caller) -> Payload {
         Err(Refusal::Guest(error)) if error.code == 409 => {
             wire::failure(response_type(kind), wire::code::SERVER_ERROR, &error.message, failure_fields(kind))
         }
-        Err(refusal) => refusal.into_payload(response_type(kind), failure_fields(kind)),
+        Err(refusal) => refusal.into_reply(response_type(kind), failure_fields(kind)),
     }
 }
 

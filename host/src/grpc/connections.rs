@@ -324,10 +324,10 @@ mod tests {
         let (sender, _receiver) = mpsc::channel(PUSH_QUEUE_DEPTH);
         connection.attach_stream(sender);
         for _ in 0..PUSH_QUEUE_DEPTH {
-            assert!(connection.send(wire::error_response(0, "")));
+            assert!(connection.send(wire::error_response(0, "").payload));
         }
         assert!(!connection.is_closed());
-        assert!(!connection.send(wire::error_response(0, "")));
+        assert!(!connection.send(wire::error_response(0, "").payload));
         assert!(connection.is_closed());
     }
 
@@ -347,7 +347,7 @@ mod tests {
         let sent = wire::Inbound::decode(&sent).unwrap();
         // Python answers a config push with the wrong type: only the id matters.
         let ack = wire::success("NotifySubscriberResponse", serde_json::json!({"requestId": sent.request_id()}));
-        connection.acked(&wire::Inbound::decode(&ack).unwrap());
+        connection.acked(&wire::Inbound::decode(&ack.payload).unwrap());
         assert!(waiting.await.unwrap());
     }
 }

@@ -35,6 +35,7 @@ use self::connections::Connection;
 use self::connections::Connections;
 use self::wire::Inbound;
 use self::wire::Payload;
+use self::wire::Reply;
 use self::wire::code;
 use crate::auth::permission::Action;
 use crate::auth::permission::Resource;
@@ -162,12 +163,12 @@ impl tonic::server::UnaryService<Payload> for Unary {
             let connection = connection_of(&request)?;
             let started = std::time::Instant::now();
             let payload = request.into_inner();
-            let kind = payload.metadata.as_ref().map(|m| m.r#type.clone()).unwrap_or_default();
-            let answered = answer(&ctx, &connection, payload).await;
-            let success = Inbound::decode(&answered).is_ok_and(|a| wire::is_success(&a));
-            let labels = crate::telemetry::GrpcLabels { request: metric_label(&kind).to_string(), success };
+            let kind = payload.metadata.as_ref().map_or("", |m| m.r#type.as_str());
+            let request = metric_label(kind).to_string();
+            let reply = answer(&ctx, &connection, payload).await;
+            let labels = crate::telemetry::GrpcLabels { request, success: reply.success };
             ctx.telemetry.observe_grpc(labels, started.elapsed());
-            Ok(tonic::Response::new(answered))
+            Ok(tonic::Response::new(reply.payload))
         })
     }
 }
@@ -244,7 +245,7 @@ fn metric_label(kind: &str) -> &str {
 }
 
 /// Answer one unary request.
-async fn answer(ctx: &Context, connection: &Connection, payload: Payload) -> Payload {
+async fn answer(ctx: &Context, connection: &Connection, payload: Payload) -> Reply {
     let inbound = match Inbound::decode(&payload) {
         Ok(inbound) => inbound,
         Err(message) => return wire::error_response(code::BAD_GATEWAY, &message),
@@ -262,15 +263,14 @@ async fn answer(ctx: &Context, connection: &Connection, payload: Payload) -> Pay
         _ => {}
     }
     connection.touch();
-    let caller = |ctx: &Context| caller(ctx, connection, &inbound);
     let call = Call { ctx, connection, inbound: &inbound };
     match inbound.kind.as_str() {
         "HealthCheckRequest" => wire::success("HealthCheckResponse", json!({})),
-        kind if naming::handles(kind) => match caller(ctx) {
+        kind if naming::handles(kind) => match caller(ctx, connection, &inbound) {
             Ok(caller) => naming::answer(&call, &caller).await,
             Err(denied) => wire::failure(naming::response_type(kind), code::NO_RIGHT, denied, json!({})),
         },
-        kind if config::handles(kind) => match caller(ctx) {
+        kind if config::handles(kind) => match caller(ctx, connection, &inbound) {
             Ok(caller) => config::answer(&call, &caller).await,
             Err(denied) => {
                 wire::failure(config::response_type(kind), code::NO_RIGHT, denied, config::failure_fields(kind))

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::Call;
 use super::wire;
-use super::wire::Payload;
+use super::wire::Reply;
 use crate::auth::permission::Action;
 use crate::auth::permission::Resource;
 use crate::auth::permission::ResourceType;
@@ -57,7 +57,7 @@ pub fn response_type(kind: &str) -> &'static str {
     }
 }
 
-pub async fn answer(call: &Call<'_>, caller: &Caller) -> Payload {
+pub async fn answer(call: &Call<'_>, caller: &Caller) -> Reply {
     let kind = call.inbound.kind.as_str();
     let response = response_type(kind);
     let result = match kind {
@@ -71,7 +71,7 @@ pub async fn answer(call: &Call<'_>, caller: &Caller) -> Payload {
     };
     match result {
         Ok(fields) => wire::success(response, fields),
-        Err(refusal) => refusal.into_payload(response, json!({})),
+        Err(refusal) => refusal.into_reply(response, json!({})),
     }
 }
 
@@ -88,7 +88,7 @@ impl From<GuestError> for Refusal {
 }
 
 impl Refusal {
-    pub fn into_payload(self, response: &str, fields: Value) -> Payload {
+    pub fn into_reply(self, response: &str, fields: Value) -> Reply {
         match self {
             Refusal::Denied(message) => wire::failure(response, wire::code::NO_RIGHT, message, fields),
             Refusal::Guest(error) => wire::failure(response, u32::from(error.code), &error.message, fields),

@@ -153,8 +153,16 @@ fn payload(kind: &str, body: Value) -> Payload {
     }
 }
 
+/// A response to a unary request, and whether it says success (what the metrics count,
+/// known when it is built rather than read back from its JSON).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub payload: Payload,
+    pub success: bool,
+}
+
 /// A successful response of type `kind` with `fields` (an object) besides the common ones.
-pub fn success(kind: &str, fields: Value) -> Payload {
+pub fn success(kind: &str, fields: Value) -> Reply {
     let mut body = match fields {
         Value::Object(map) => map,
         _ => Map::new(),
@@ -162,12 +170,12 @@ pub fn success(kind: &str, fields: Value) -> Payload {
     body.insert("resultCode".into(), json!(200));
     body.insert("errorCode".into(), json!(0));
     body.insert("success".into(), json!(true));
-    payload(kind, Value::Object(body))
+    Reply { payload: payload(kind, Value::Object(body)), success: true }
 }
 
 /// A failed response of type `kind`: Nacos's `resultCode` 500 with `error_code` and `message`,
 /// and `fields` some clients require even on failure (Rust's `lastModified` and `beta`).
-pub fn failure(kind: &str, error_code: u32, message: &str, fields: Value) -> Payload {
+pub fn failure(kind: &str, error_code: u32, message: &str, fields: Value) -> Reply {
     let mut body = match fields {
         Value::Object(map) => map,
         _ => Map::new(),
@@ -176,11 +184,11 @@ pub fn failure(kind: &str, error_code: u32, message: &str, fields: Value) -> Pay
     body.insert("errorCode".into(), json!(error_code));
     body.insert("message".into(), json!(message));
     body.insert("success".into(), json!(false));
-    payload(kind, Value::Object(body))
+    Reply { payload: payload(kind, Value::Object(body)), success: false }
 }
 
 /// Nacos's generic failure (framework errors: unregistered connection, unknown type).
-pub fn error_response(error_code: u32, message: &str) -> Payload {
+pub fn error_response(error_code: u32, message: &str) -> Reply {
     failure("ErrorResponse", error_code, message, json!({}))
 }
 
@@ -246,7 +254,7 @@ mod tests {
 
     #[test]
     fn responses_carry_the_three_success_fields_consistently() {
-        let read = |p: &Payload| -> Value { serde_json::from_slice(&p.body.as_ref().unwrap().value).unwrap() };
+        let read = |r: &Reply| -> Value { serde_json::from_slice(&r.payload.body.as_ref().unwrap().value).unwrap() };
         let ok = read(&success("HealthCheckResponse", json!({})));
         assert_eq!(
             (ok["resultCode"].clone(), ok["errorCode"].clone(), ok["success"].clone()),
