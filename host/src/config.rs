@@ -33,11 +33,37 @@ impl MemberAddr {
     /// A stable id derived from the API address: every node computes the same id for the
     /// same member without coordination, whatever the order of the lines.
     pub fn node_id(&self) -> NodeId {
-        fnv1a_64(self.api_addr().as_bytes())
+        crate::members::node_id_of(&self.api_addr())
     }
 
     pub fn member(&self) -> Member {
         Member { api_addr: self.api_addr(), raft_addr: self.raft_addr() }
+    }
+
+    /// A member as the log knows it (`host:port` addresses), back into its parts; `None` for an
+    /// address without a port.
+    pub fn of_member(member: &Member) -> Option<MemberAddr> {
+        let (ip, port) = member.api_addr.rsplit_once(':')?;
+        let (_, raft_port) = member.raft_addr.rsplit_once(':')?;
+        Some(MemberAddr { ip: ip.to_string(), port: port.parse().ok()?, raft_port: raft_port.parse().ok()? })
+    }
+}
+
+/// How a node started with `--join` becomes a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinPlan {
+    /// The member it asks to add it; `None`: it waits for an operator's `nacre cluster add`.
+    pub seed: Option<MemberAddr>,
+    /// Stay a non-voting read replica instead of becoming a voter once caught up.
+    pub learner: bool,
+}
+
+/// A `--join` address: a cluster.conf line (`host[:port][?raft_port=N]`).
+pub fn parse_member(text: &str) -> Result<MemberAddr, ConfigError> {
+    let mut members = parse_cluster_conf(text)?;
+    match members.len() {
+        1 => Ok(members.remove(0)),
+        _ => Err(ConfigError::BadLine { line: 1, reason: format!("expected one address: {text:?}") }),
     }
 }
 
@@ -47,8 +73,12 @@ pub struct NodeConfig {
     /// The secret this cluster's members share; every peer message is signed with it.
     pub cluster_secret: crate::net::peer_auth::ClusterSecret,
     pub data_dir: PathBuf,
-    /// Every voting member, this node included.
+    /// Every voting member, this node included, as cluster.conf lists them: the membership a
+    /// new cluster starts with. The log's membership replaces it once the cluster is formed.
     pub members: Vec<MemberAddr>,
+    /// Join a running cluster instead of forming one from `members` (which then lists this
+    /// node alone).
+    pub join: Option<JoinPlan>,
     /// Take a snapshot after this many entries since the last one (and, with a large state,
     /// a share of its size in log: `raft::snapshot_policy`).
     pub snapshot_every_entries: u64,
@@ -177,12 +207,6 @@ pub fn find_self(members: &[MemberAddr], bind_ip: &str, port: u16) -> Result<Mem
         .find(|m| m.ip == bind_ip && m.port == port)
         .cloned()
         .ok_or_else(|| ConfigError::NotAMember(format!("{bind_ip}:{port}")))
-}
-
-fn fnv1a_64(bytes: &[u8]) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET_BASIS, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(PRIME))
 }
 
 #[cfg(test)]

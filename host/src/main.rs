@@ -38,6 +38,9 @@ enum Command {
     /// grant, permit, list, against any node.
     #[command(subcommand)]
     User(nacre::cli::UserCommand),
+    /// Cluster membership against any node: members, add, promote, remove, transfer-leader.
+    #[command(subcommand)]
+    Cluster(nacre::cli::ClusterCommand),
     /// The cluster secret every member shares.
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -72,6 +75,17 @@ struct ServeArgs {
     /// the node forms a cluster of one.
     #[arg(long)]
     cluster_conf: Option<PathBuf>,
+    /// Join a running cluster instead of forming one: ask the member at HOST:PORT (its client
+    /// address, as a cluster.conf line: `host[:port][?raft_port=N]`) to add this node. It joins
+    /// as a learner, catches up, then becomes a voter unless --learner. Without an address it
+    /// waits for an operator's `nacre cluster add`. A node restarted later takes its
+    /// membership from its log, whatever this says.
+    #[arg(long, value_name = "HOST:PORT", num_args = 0..=1, default_missing_value = "", conflicts_with = "cluster_conf")]
+    join: Option<String>,
+    /// With --join: stay a non-voting read replica (etcd's learner, ZooKeeper's observer):
+    /// reads scale out, writes never wait for it.
+    #[arg(long, requires = "join")]
+    learner: bool,
     /// The cluster's shared secret (`nacre secret new PATH`), needed with --cluster-conf: every
     /// peer message is signed with it, and a node without it cannot join. A single node
     /// without one uses a secret of its own that nobody else holds.
@@ -138,6 +152,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::User(command) => {
             print!("{}", runtime.block_on(nacre::cli::run_user(command))?);
+            Ok(())
+        }
+        Command::Cluster(command) => {
+            print!("{}", runtime.block_on(nacre::cli::run_cluster(command))?);
             Ok(())
         }
         Command::Secret(SecretCommand::New { path }) => {
@@ -224,10 +242,18 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
         let (peer, via) = route.split_once('=').with_context(|| format!("--peer-via {route:?}: expected PEER=VIA"))?;
         peer_routes.insert(peer.to_string(), via.to_string());
     }
-    let cluster_secret = match (&args.cluster_secret_file, &args.cluster_conf) {
+    let join = match &args.join {
+        None => None,
+        Some(seed) if seed.is_empty() => Some(config::JoinPlan { seed: None, learner: args.learner }),
+        Some(seed) => {
+            let seed = config::parse_member(seed).with_context(|| format!("--join {seed:?}"))?;
+            Some(config::JoinPlan { seed: Some(seed), learner: args.learner })
+        }
+    };
+    let cluster_secret = match (&args.cluster_secret_file, args.cluster_conf.is_some() || join.is_some()) {
         (Some(path), _) => ClusterSecret::load(path)?,
-        (None, None) => ClusterSecret::generate(),
-        (None, Some(_)) => anyhow::bail!(
+        (None, false) => ClusterSecret::generate(),
+        (None, true) => anyhow::bail!(
             "a cluster needs a shared secret: run `nacre secret new PATH` once, copy the file to every member, \
              and start each with --cluster-secret-file PATH"
         ),
@@ -241,6 +267,7 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
         cluster_secret,
         data_dir: args.data_dir.clone(),
         members,
+        join,
         snapshot_every_entries: args.snapshot_every,
         log_kept_behind_snapshot: args.log_kept_behind_snapshot,
         peer_routes,

@@ -8,12 +8,21 @@
 //! partitions it wins, and every node with the same view picks the same member.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use crate::partition::PartitionId;
 
-/// A node is known by a stable hash of its advertised `ip:port` (see `config::MemberAddr::node_id`).
+/// A node is known by a stable hash of its advertised client address ([`node_id_of`]).
 pub type NodeId = u64;
+
+/// A node's id from its client address (`ip:port` or `host:port`): every node computes the same
+/// id for the same member without coordination, whatever the order it learned of it.
+pub fn node_id_of(api_addr: &str) -> NodeId {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    api_addr.bytes().fold(OFFSET_BASIS, |hash, b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
+}
 
 /// How often each node pings each peer.
 pub const PING_INTERVAL_MS: u64 = 500;
@@ -23,13 +32,17 @@ pub const LIVENESS_TIMEOUT_MS: u64 = 2_000;
 #[derive(Debug)]
 pub struct Members {
     me: NodeId,
-    /// Peer id → peer address, every member of the cluster but this node.
-    peers: BTreeMap<NodeId, String>,
     state: Mutex<LiveState>,
 }
 
 #[derive(Debug)]
 struct LiveState {
+    /// Peer id → peer address: every member of the cluster but this node, voters and learners,
+    /// as the log's membership says (`set_membership`).
+    peers: BTreeMap<NodeId, String>,
+    /// The voting members (this node among them when it votes): a majority of these is what a
+    /// write needs.
+    voters: BTreeSet<NodeId>,
     /// Last successful ping of each peer (local ms).
     last_seen_ms: BTreeMap<NodeId, u64>,
     /// The live set as last computed, and since when it has been that.
@@ -38,26 +51,58 @@ struct LiveState {
 }
 
 impl Members {
-    pub fn new(me: NodeId, peers: BTreeMap<NodeId, String>, now_ms: u64) -> Members {
-        let state = LiveState { last_seen_ms: BTreeMap::new(), live: vec![me], since_ms: now_ms };
-        Members { me, peers, state: Mutex::new(state) }
+    /// `peers` are the other members and `voters` the voting ones, as this node knows them at
+    /// start; the log's membership replaces them as it changes.
+    pub fn new(me: NodeId, peers: BTreeMap<NodeId, String>, voters: BTreeSet<NodeId>, now_ms: u64) -> Members {
+        let state = LiveState { peers, voters, last_seen_ms: BTreeMap::new(), live: vec![me], since_ms: now_ms };
+        Members { me, state: Mutex::new(state) }
     }
 
     pub fn me(&self) -> NodeId {
         self.me
     }
 
-    pub fn peers(&self) -> &BTreeMap<NodeId, String> {
-        &self.peers
+    /// Every other member and its peer address.
+    pub fn peers(&self) -> BTreeMap<NodeId, String> {
+        self.lock().peers.clone()
     }
 
-    pub fn addr(&self, id: NodeId) -> Option<&str> {
-        self.peers.get(&id).map(String::as_str)
+    pub fn addr(&self, id: NodeId) -> Option<String> {
+        self.lock().peers.get(&id).cloned()
+    }
+
+    /// The membership changed (a member joined, left, or was promoted): peers no longer listed
+    /// leave the live view at once. Returns whether anything changed.
+    pub fn set_membership(&self, peers: BTreeMap<NodeId, String>, voters: BTreeSet<NodeId>, now_ms: u64) -> bool {
+        let mut state = self.lock();
+        if state.peers == peers && state.voters == voters {
+            return false;
+        }
+        tracing::info!(peers = ?peers.keys().collect::<Vec<_>>(), voters = ?voters, "membership changed");
+        state.last_seen_ms.retain(|id, _| peers.contains_key(id));
+        state.peers = peers;
+        state.voters = voters;
+        drop(state);
+        self.refresh(now_ms);
+        true
+    }
+
+    /// How many voters this node reaches (itself included when it votes), and how many there
+    /// are: what a write's majority check needs.
+    pub fn reachable_voters(&self) -> (usize, usize) {
+        let state = self.lock();
+        let reachable = state.live.iter().filter(|id| state.voters.contains(id)).count();
+        (reachable, state.voters.len())
     }
 
     /// A peer answered now.
     pub fn seen(&self, peer: NodeId, now_ms: u64) {
-        self.lock().last_seen_ms.insert(peer, now_ms);
+        let mut state = self.lock();
+        if !state.peers.contains_key(&peer) {
+            return;
+        }
+        state.last_seen_ms.insert(peer, now_ms);
+        drop(state);
         self.refresh(now_ms);
     }
 
@@ -74,7 +119,7 @@ impl Members {
         let mut live: Vec<NodeId> = state
             .last_seen_ms
             .iter()
-            .filter(|(_, seen)| now_ms.saturating_sub(**seen) <= LIVENESS_TIMEOUT_MS)
+            .filter(|(id, seen)| now_ms.saturating_sub(**seen) <= LIVENESS_TIMEOUT_MS && state.peers.contains_key(id))
             .map(|(id, _)| *id)
             .collect();
         live.push(self.me);
@@ -153,7 +198,7 @@ mod tests {
     /// AP write succeeds while any node serves it.
     #[test]
     fn an_unreachable_responsible_member_hands_its_partitions_to_the_next_and_finally_to_me() {
-        let members = Members::new(1, BTreeMap::from([(2, "b".into()), (3, "c".into())]), 0);
+        let members = Members::new(1, BTreeMap::from([(2, "b".into()), (3, "c".into())]), BTreeSet::from([1, 2, 3]), 0);
         members.seen(2, 10);
         members.seen(3, 10);
         let owned_by_2 = (0..100).map(partition).find(|p| members.responsible(p) == 2).expect("2 owns some");
@@ -169,7 +214,7 @@ mod tests {
 
     #[test]
     fn the_view_follows_pings_and_records_when_it_changed() {
-        let members = Members::new(1, BTreeMap::from([(2, "b".into()), (3, "c".into())]), 0);
+        let members = Members::new(1, BTreeMap::from([(2, "b".into()), (3, "c".into())]), BTreeSet::from([1, 2, 3]), 0);
         assert_eq!(members.live(), [1]);
         members.seen(2, 100);
         members.seen(3, 100);
@@ -180,5 +225,23 @@ mod tests {
         assert_eq!((members.live(), members.view_since_ms()), (vec![1, 2], 100 + LIVENESS_TIMEOUT_MS + 1));
         members.lost(2, 2_200);
         assert_eq!(members.live(), [1]);
+    }
+
+    #[test]
+    fn the_view_follows_the_membership_and_counts_voters_only() {
+        let members = Members::new(1, BTreeMap::from([(2, "b".into())]), BTreeSet::from([1, 2]), 0);
+        members.seen(2, 10);
+        members.seen(4, 10);
+        assert_eq!(members.live(), [1, 2], "a ping from a non-member does not make it live");
+        assert_eq!(members.reachable_voters(), (2, 2));
+        let grown = BTreeMap::from([(2, "b".into()), (3, "c".into()), (4, "d".into())]);
+        assert!(members.set_membership(grown.clone(), BTreeSet::from([1, 2, 3]), 20));
+        assert!(!members.set_membership(grown, BTreeSet::from([1, 2, 3]), 20), "the same membership again");
+        members.seen(4, 30);
+        assert_eq!(members.live(), [1, 2, 4]);
+        assert_eq!(members.reachable_voters(), (2, 3), "learner 4 is live but does not vote");
+        assert!(members.set_membership(BTreeMap::from([(4, "d".into())]), BTreeSet::from([1, 4]), 40));
+        assert_eq!(members.live(), [1, 4], "removed members leave the view at once");
+        assert_eq!(members.addr(2), None);
     }
 }

@@ -30,6 +30,8 @@ pub struct NodeProc {
     pub data_dir: PathBuf,
     /// Flags for this node only (its routes through the link proxies).
     args: Vec<String>,
+    /// `--join` flags for a node added after the cluster formed (it has no cluster.conf).
+    join: Option<Vec<String>>,
     child: Option<Child>,
 }
 
@@ -167,6 +169,7 @@ impl Cluster {
                 raft_port: *raft,
                 data_dir: dir.path().join(format!("node{i}")),
                 args: Vec::new(),
+                join: None,
                 child: None,
             })
             .collect();
@@ -210,6 +213,32 @@ impl Cluster {
         http::token_for(self.addr(0)).expect("the cluster has an administrator")
     }
 
+    /// Start a new node that asks node `seed` to add it (`nacre serve --join`), as a voter or,
+    /// with `learner`, a non-voting replica; its index. It is not in cluster.conf: the log's
+    /// membership is its only record, as after a restart.
+    pub fn join_node(&mut self, seed: usize, learner: bool) -> usize {
+        let i = self.nodes.len();
+        let mut join =
+            vec!["--join".to_string(), format!("{}?raft_port={}", self.addr(seed), self.nodes[seed].raft_port)];
+        if learner {
+            join.push("--learner".to_string());
+        }
+        let port = free_port();
+        self.nodes.push(NodeProc {
+            api_addr: format!("127.0.0.1:{port}"),
+            raft_port: free_port(),
+            data_dir: self.dir.path().join(format!("node{i}")),
+            args: Vec::new(),
+            join: Some(join),
+            child: None,
+        });
+        if let Some(token) = http::token_for(self.addr(0)) {
+            http::remember_token(&self.nodes[i].api_addr, &token);
+        }
+        self.start_node(i);
+        i
+    }
+
     pub fn start_node(&mut self, i: usize) {
         let (secret, data_dir) = (self.secret_path.clone(), self.nodes[i].data_dir.clone());
         self.spawn_node(i, &secret, &data_dir);
@@ -233,13 +262,16 @@ impl Cluster {
         // Appended, not truncated: a restarted node's log follows its earlier runs.
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(node.data_dir.with_extension("log")).unwrap();
+        let membership = match &node.join {
+            Some(join) => join.clone(),
+            None => vec!["--cluster-conf".to_string(), self.conf_path.display().to_string()],
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_nacre"))
             .args(["serve", "--bind", "127.0.0.1", "--port", &port])
             .args(["--raft-port", &node.raft_port.to_string()])
             .arg("--data-dir")
             .arg(data_dir)
-            .arg("--cluster-conf")
-            .arg(&self.conf_path)
+            .args(&membership)
             .arg("--cluster-secret-file")
             .arg(secret)
             .args(&self.extra_args)

@@ -29,7 +29,9 @@ pub mod replicate;
 pub mod rpc;
 pub mod store;
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -75,9 +77,11 @@ pub struct Ap {
     /// queue of commands holds no threads.
     apply_turn: tokio::sync::Mutex<()>,
     pub outbox: Outbox,
-    /// Where this node's writes are made durable before they are acknowledged; `None` for a
-    /// node without peers, whose AP keyspace no one else holds (a restart starts it empty).
-    journal: Option<Journal>,
+    /// Where this node's writes are made durable before they are acknowledged; unset on a
+    /// node without peers, whose AP keyspace no one else holds (a restart starts it empty),
+    /// and opened at [`Ap::open_journal`] before its first peer is added.
+    journal: OnceLock<Journal>,
+    journal_path: PathBuf,
     /// Set once the first pull from a peer is done (or none answered): before that this
     /// node's AP keyspace may lack what the others hold, and it does not report ready.
     ready: AtomicBool,
@@ -108,21 +112,17 @@ pub struct ForwardedCommand {
 }
 
 impl Ap {
-    /// `members` knows every peer; `keyspace` is the AP store `guests` reads too; `journal`
-    /// (with what it replayed) is where writes become durable, required when there are peers.
+    /// `members` knows every peer; `keyspace` is the AP store `guests` reads too;
+    /// `journal_path` is where writes become durable, opened now when there are peers.
     pub fn new(
         members: Arc<Members>,
         guests: Arc<Guests>,
         keyspace: Arc<Keyspace>,
         peers: PeerClient,
-        journal: Option<(Journal, Vec<Replayed>)>,
-    ) -> Ap {
-        assert!(
-            journal.is_some() || members.peers().is_empty(),
-            "a node with peers acknowledges AP writes only once they are journaled"
-        );
+        journal_path: PathBuf,
+    ) -> std::io::Result<Ap> {
         let outbox = Outbox::new(members.peers().keys().copied());
-        let (journal, replayed) = journal.unzip();
+        let has_peers = !members.peers().is_empty();
         let ap = Ap {
             members,
             guests,
@@ -130,11 +130,31 @@ impl Ap {
             peers,
             apply_turn: tokio::sync::Mutex::new(()),
             outbox,
-            journal,
+            journal: OnceLock::new(),
+            journal_path,
             ready: AtomicBool::new(false),
         };
-        ap.replay(replayed.unwrap_or_default());
-        ap
+        if has_peers {
+            ap.open_journal()?;
+        }
+        Ok(ap)
+    }
+
+    /// Open the journal (once) and take back what it holds: a node must before it has peers,
+    /// since it then acknowledges AP writes only once they are journaled.
+    pub fn open_journal(&self) -> std::io::Result<()> {
+        if self.journal.get().is_some() {
+            return Ok(());
+        }
+        let (journal, replayed) = Journal::open(&self.journal_path)?;
+        if self.journal.set(journal).is_ok() {
+            self.replay(replayed);
+        }
+        Ok(())
+    }
+
+    fn journal(&self) -> Option<&Journal> {
+        self.journal.get()
     }
 
     /// Take back this node's journaled writes after a restart: into the store, and queued
@@ -153,7 +173,7 @@ impl Ap {
 
     /// Every peer has taken this node's writes up to `seq`: the journal may let them go.
     pub(crate) fn journal_delivered(&self, seq: u64) {
-        if let Some(journal) = &self.journal {
+        if let Some(journal) = self.journal() {
             journal.set_delivered_through(seq);
         }
     }
@@ -192,6 +212,7 @@ impl Ap {
             let Some(addr) = self.members.addr(owner).filter(|_| owner != self.members.me()) else {
                 return self.apply_here(id, request, Origin::Client).await;
             };
+            let addr = addr.as_str();
             let deadline_ms = now_ms() + FORWARD_TIMEOUT_MS - FORWARD_DEADLINE_MARGIN_MS;
             let forwarded = ForwardedCommand { id: id.clone(), request: request.clone(), deadline_ms };
             let timeout = Duration::from_millis(FORWARD_TIMEOUT_MS);
@@ -252,7 +273,7 @@ impl Ap {
                 .write(id, version, writes, events.clone(), now, origin)
                 .map_err(|e| GuestError { code: 503, message: e.to_string() })?;
             drop(store);
-            if let Some(journal) = &self.journal {
+            if let Some(journal) = self.journal() {
                 let seq = journal.next_seq();
                 self.outbox.queue(seq, &batch);
                 durable = Some(journal.append(seq, now, &batch));

@@ -4,8 +4,10 @@
 //! node's first pull.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::RwLock;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -52,6 +54,20 @@ struct Link {
     delivered_through: AtomicU64,
 }
 
+impl Link {
+    fn queue(&self, batch: PartitionRecords) {
+        let mut pending = self.pending.lock().expect("outbox lock");
+        let held: usize = pending.values().map(Pending::len).sum();
+        if held + batch.records.len() > MAX_OUTBOX_RECORDS {
+            tracing::debug!(held, "outbox full; verification will repair this peer");
+            return;
+        }
+        pending.entry(batch.id.clone()).or_default().add(batch);
+        drop(pending);
+        self.wake.notify_one();
+    }
+}
+
 #[derive(Default)]
 struct Pending {
     events: Vec<Event>,
@@ -77,23 +93,44 @@ impl Pending {
 }
 
 pub struct Outbox {
-    links: BTreeMap<NodeId, Link>,
+    /// One link per peer; the membership adds and removes them (`follow_membership`).
+    links: RwLock<BTreeMap<NodeId, Arc<Link>>>,
     /// The journal sequence number of the last write queued for every peer.
     last_queued_seq: AtomicU64,
 }
 
 impl Outbox {
     pub fn new(peers: impl Iterator<Item = NodeId>) -> Outbox {
-        let links =
-            peers.map(|peer| (peer, Link { their_digest: AtomicU64::new(u64::MAX), ..Link::default() })).collect();
-        Outbox { links, last_queued_seq: AtomicU64::new(0) }
+        let outbox = Outbox { links: RwLock::new(BTreeMap::new()), last_queued_seq: AtomicU64::new(0) };
+        outbox.set_peers(&peers.collect());
+        outbox
+    }
+
+    /// A link for each of `peers`, and none for anyone else; the peers that are new.
+    fn set_peers(&self, peers: &BTreeSet<NodeId>) -> Vec<NodeId> {
+        let mut links = self.links.write().expect("outbox links lock");
+        links.retain(|peer, _| peers.contains(peer));
+        let added: Vec<NodeId> = peers.iter().copied().filter(|peer| !links.contains_key(peer)).collect();
+        for peer in &added {
+            let link = Link { their_digest: AtomicU64::new(u64::MAX), ..Link::default() };
+            links.insert(*peer, Arc::new(link));
+        }
+        added
+    }
+
+    fn link(&self, peer: NodeId) -> Option<Arc<Link>> {
+        self.links.read().expect("outbox links lock").get(&peer).cloned()
+    }
+
+    fn all_links(&self) -> Vec<(NodeId, Arc<Link>)> {
+        self.links.read().expect("outbox links lock").iter().map(|(peer, link)| (*peer, link.clone())).collect()
     }
 
     /// Queue a batch this node wrote, journaled under `seq`, for every peer. Writes are
     /// queued in the order of their sequence numbers (the caller holds the AP apply turn).
     pub fn queue(&self, seq: u64, batch: &PartitionRecords) {
-        for peer in self.links.keys() {
-            self.queue_for(*peer, batch.clone());
+        for (_, link) in self.all_links() {
+            link.queue(batch.clone());
         }
         self.last_queued_seq.fetch_max(seq, Ordering::Release);
     }
@@ -102,26 +139,19 @@ impl Outbox {
     /// full outbox, for verification to repair).
     pub fn delivered_through(&self) -> u64 {
         let all = self.last_queued_seq.load(Ordering::Acquire);
-        self.links.values().map(|link| link.delivered_through.load(Ordering::Acquire)).min().unwrap_or(all)
+        self.all_links().iter().map(|(_, link)| link.delivered_through.load(Ordering::Acquire)).min().unwrap_or(all)
     }
 
     fn queue_for(&self, peer: NodeId, batch: PartitionRecords) {
-        let Some(link) = self.links.get(&peer) else { return };
-        let mut pending = link.pending.lock().expect("outbox lock");
-        let held: usize = pending.values().map(Pending::len).sum();
-        if held + batch.records.len() > MAX_OUTBOX_RECORDS {
-            tracing::debug!(peer, held, "outbox full; verification will repair this peer");
-            return;
+        if let Some(link) = self.link(peer) {
+            link.queue(batch);
         }
-        pending.entry(batch.id.clone()).or_default().add(batch);
-        drop(pending);
-        link.wake.notify_one();
     }
 
     /// Up to about [`MAX_SYNC_BATCH_RECORDS`] records for `peer`, whole partitions, and
     /// whether they are all that waited.
     fn take(&self, peer: NodeId) -> (Vec<PartitionRecords>, bool) {
-        let Some(link) = self.links.get(&peer) else { return (Vec::new(), true) };
+        let Some(link) = self.link(peer) else { return (Vec::new(), true) };
         let mut pending = link.pending.lock().expect("outbox lock");
         let mut taken = Vec::new();
         let mut count = 0;
@@ -135,7 +165,7 @@ impl Outbox {
 
     /// The peer did not take `batches`: put them back under anything newer queued since.
     fn put_back(&self, peer: NodeId, batches: Vec<PartitionRecords>) {
-        let Some(link) = self.links.get(&peer) else { return };
+        let Some(link) = self.link(peer) else { return };
         let mut pending = link.pending.lock().expect("outbox lock");
         for batch in batches {
             pending.entry(batch.id.clone()).or_default().add(batch);
@@ -144,16 +174,17 @@ impl Outbox {
 
     /// Records waiting, over all peers (for metrics).
     pub fn waiting(&self) -> usize {
-        self.links
-            .values()
-            .map(|link| link.pending.lock().expect("outbox lock").values().map(Pending::len).sum::<usize>())
+        self.all_links()
+            .iter()
+            .map(|(_, link)| link.pending.lock().expect("outbox lock").values().map(Pending::len).sum::<usize>())
             .sum()
     }
 }
 
-/// Start the AP tasks: first pull, pings, one shipper per peer, verification.
-pub fn spawn(ap: &Arc<Ap>, tasks: &Tasks) {
-    tasks.spawn(first_pull(ap.clone()));
+/// Start the AP tasks: first pull, pings, one shipper per peer, verification. A node that
+/// is `joining` (no members yet) makes its first pull once it has peers.
+pub fn spawn(ap: &Arc<Ap>, tasks: &Tasks, joining: bool) {
+    tasks.spawn(first_pull(ap.clone(), joining));
     tasks.spawn(ping_forever(ap.clone()));
     for peer in ap.members.peers().keys() {
         tasks.spawn(ship_forever(ap.clone(), *peer));
@@ -161,15 +192,46 @@ pub fn spawn(ap: &Arc<Ap>, tasks: &Tasks) {
     tasks.spawn(verify_forever(ap.clone()));
 }
 
+/// The membership changed: the peers (every member but this node, with its peer address) and
+/// the voters. The journal is opened before the first peer is added (a node with peers
+/// acknowledges only journaled writes), new peers get a link and a shipper, and removed ones
+/// lose theirs (their shippers end).
+pub fn follow_membership(ap: &Arc<Ap>, peers: BTreeMap<NodeId, String>, voters: BTreeSet<NodeId>, tasks: &Tasks) {
+    if !peers.is_empty()
+        && let Err(e) = ap.open_journal()
+    {
+        tracing::error!(error = %e, "could not open the AP journal; this node's AP writes are not durable");
+    }
+    let ids: BTreeSet<NodeId> = peers.keys().copied().collect();
+    if !ap.members.set_membership(peers, voters, now_ms()) {
+        return;
+    }
+    for peer in ap.outbox.set_peers(&ids) {
+        tasks.spawn(ship_forever(ap.clone(), peer));
+    }
+}
+
+/// How long a joining node waits for its first peers before it reports ready without a pull.
+const JOIN_PULL_WAIT_MS: u64 = 600_000;
+const JOIN_PULL_POLL_MS: u64 = 200;
+
 /// A starting node learns who is up, then pulls the whole AP keyspace from the first peer
 /// that answers, a page of whole partitions at a time, before it reports ready. With no peer
 /// up it is ready at once: it is the first, and the others will pull from it.
-async fn first_pull(ap: Arc<Ap>) {
+async fn first_pull(ap: Arc<Ap>, joining: bool) {
+    if joining {
+        for _ in 0..JOIN_PULL_WAIT_MS / JOIN_PULL_POLL_MS {
+            if !ap.members.peers().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(JOIN_PULL_POLL_MS)).await;
+        }
+    }
     ping_all(&ap).await;
     let live = ap.members.live();
     for peer in live.iter().filter(|id| **id != ap.members.me()) {
         let Some(addr) = ap.members.addr(*peer) else { continue };
-        match pull_all(&ap, addr).await {
+        match pull_all(&ap, &addr).await {
             Ok(count) => {
                 tracing::info!(peer, records = count, "pulled the AP keyspace from a peer");
                 break;
@@ -205,7 +267,8 @@ async fn ping_forever(ap: Arc<Ap>) {
 /// Ping every peer at once; record who answered and their digests.
 async fn ping_all(ap: &Ap) {
     let digest = ap.store().digest();
-    let pings = ap.members.peers().iter().map(|(peer, addr)| async move {
+    let peers = ap.members.peers();
+    let pings = peers.iter().map(|(peer, addr)| async move {
         let timeout = Duration::from_millis(PING_TIMEOUT_MS);
         (*peer, ap.peers.send::<rpc::PingRpc>(addr, &Ping { digest }, timeout).await)
     });
@@ -213,7 +276,7 @@ async fn ping_all(ap: &Ap) {
         match answer {
             Ok(pong) => {
                 ap.members.seen(peer, now_ms());
-                if let Some(link) = ap.outbox.links.get(&peer) {
+                if let Some(link) = ap.outbox.link(peer) {
                     link.their_digest.store(pong.digest, Ordering::Relaxed);
                 }
             }
@@ -224,11 +287,15 @@ async fn ping_all(ap: &Ap) {
     ap.members.refresh(now_ms());
 }
 
-/// Ship what waits for `peer`, retrying every [`SYNC_RETRY_INTERVAL_MS`] until it is taken.
+/// Ship what waits for `peer`, retrying every [`SYNC_RETRY_INTERVAL_MS`] until it is taken,
+/// for as long as `peer` is a member.
 async fn ship_forever(ap: Arc<Ap>, peer: NodeId) {
-    let Some(addr) = ap.members.addr(peer).map(str::to_string) else { return };
-    let link = &ap.outbox.links[&peer];
+    let Some(link) = ap.outbox.link(peer) else { return };
     loop {
+        if ap.outbox.link(peer).is_none_or(|now| !Arc::ptr_eq(&now, &link)) {
+            return tracing::debug!(peer, "no longer a member; its shipper ends");
+        }
+        let Some(addr) = ap.members.addr(peer) else { return };
         let retry = Duration::from_millis(SYNC_RETRY_INTERVAL_MS);
         let _ = tokio::time::timeout(retry, link.wake.notified()).await;
         loop {
@@ -269,7 +336,7 @@ async fn verify_forever(ap: Arc<Ap>) {
 }
 
 async fn verify_with(ap: &Ap, peer: NodeId) {
-    let (Some(addr), Some(link)) = (ap.members.addr(peer), ap.outbox.links.get(&peer)) else { return };
+    let (Some(addr), Some(link)) = (ap.members.addr(peer), ap.outbox.link(peer)) else { return };
     let (ours, digest) = {
         let store = ap.store();
         (store.checksums(), store.digest())
@@ -278,7 +345,7 @@ async fn verify_with(ap: &Ap, peer: NodeId) {
         return;
     }
     let timeout = Duration::from_millis(PEER_CALL_TIMEOUT_MS);
-    let theirs = match ap.peers.send::<rpc::Verify>(addr, &ours, timeout).await {
+    let theirs = match ap.peers.send::<rpc::Verify>(&addr, &ours, timeout).await {
         Ok(theirs) => theirs,
         Err(e) => return tracing::debug!(peer, error = %e, "AP verification failed; next round"),
     };

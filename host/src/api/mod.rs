@@ -5,6 +5,7 @@
 //! or an instance is.
 
 pub mod access;
+pub mod cluster;
 mod config;
 pub(crate) mod guest;
 mod listener;
@@ -52,9 +53,8 @@ pub struct Context {
     pub push: Arc<Push>,
     pub leases: Arc<Leases>,
     pub peers: PeerClient,
-    /// This node and every member, as `cluster.conf` lists them.
+    /// This node's addresses (the members are the log's: `log.membership()`).
     pub me: MemberAddr,
-    pub members: Vec<MemberAddr>,
     /// What a dry run replays: the replica (for its runtime), the log, the snapshots.
     pub replica: Arc<Shared>,
     pub log_reader: LogStore,
@@ -176,6 +176,8 @@ async fn run_route(ctx: &Context, route: &routes::Route, req: HttpRequest) -> Ht
         H::RaftState => ops::raft_state(ctx).await,
         H::RaftLeader => ops::raft_leader(ctx).await,
         H::OperatorServers => ops::operator_servers(ctx).await,
+        H::ClusterMembers => cluster::members(ctx).await,
+        H::ClusterChange(action) => cluster::change(ctx, &req, action).await,
         H::Metrics => ops::metrics(ctx),
         H::State => ops::state(ctx),
         H::ApPartition => ops::ap_partition(ctx, &req),

@@ -87,7 +87,8 @@ pub fn node_state(log: &Log, guests: &Guests, ap: &Ap, me: &MemberAddr) -> NodeS
         purged_index: status.purged_index,
         digest,
         keys,
-        ready: bound && status.leader.is_some() && ap.is_ready(),
+        // A node not (or no longer) in the membership serves nothing a client should use.
+        ready: bound && status.leader.is_some() && ap.is_ready() && log.is_member(),
         ap_digest: format!("{:016x}", ap.store().digest()),
         ap_records: ap.store().live_records(),
         long_polls_held: super::listener::held(),
@@ -112,10 +113,11 @@ pub fn readiness(ctx: &Context) -> HttpResponse {
     }
 }
 
-/// Every member with its state as it reports it over the peer port (`None`: it did not
-/// answer within [`MEMBER_PROBE_TIMEOUT_MS`]).
-async fn member_states(ctx: &Context) -> Vec<(&MemberAddr, Option<NodeState>)> {
-    let probes = ctx.members.iter().map(|member| async move {
+/// Every member, as the log's membership lists them, with its state as it reports it over
+/// the peer port (`None`: it did not answer within [`MEMBER_PROBE_TIMEOUT_MS`]).
+pub(super) async fn member_states(ctx: &Context) -> Vec<(MemberAddr, Option<NodeState>)> {
+    let members: Vec<MemberAddr> = ctx.log.membership().nodes.values().filter_map(MemberAddr::of_member).collect();
+    let probes = members.into_iter().map(|member| async move {
         let state = if member.api_addr() == ctx.me.api_addr() {
             Some(state_of(ctx))
         } else {
@@ -244,7 +246,7 @@ pub fn ap_partition(ctx: &Context, req: &crate::net::HttpRequest) -> HttpRespons
         return net::text(Status::BAD_REQUEST, "missing partition");
     };
     let id = crate::ap::store::PartitionId { namespace, kind, partition: partition.to_string() };
-    let api_addr = |id: u64| ctx.members.iter().find(|m| m.node_id() == id).map(|m| m.api_addr()).unwrap_or_default();
+    let api_addr = |id: u64| ctx.log.member(id).map(|m| m.api_addr).unwrap_or_default();
     let live: Vec<String> = ctx.ap.members().live().into_iter().map(api_addr).collect();
     net::json(
         Status::OK,

@@ -7,6 +7,10 @@
 //! before anything runs. `tests` below enumerate the table.
 
 use super::access::Access;
+use super::cluster::Action::Add;
+use super::cluster::Action::Promote;
+use super::cluster::Action::Remove;
+use super::cluster::Action::TransferLeader;
 use super::naming::Reach;
 use crate::auth::permission::Action::Read;
 use crate::auth::permission::Action::Write;
@@ -36,6 +40,8 @@ pub enum Handler {
     RaftLeader,
     Metrics,
     OperatorServers,
+    ClusterMembers,
+    ClusterChange(super::cluster::Action),
     State,
     ApPartition,
     ModuleInstall,
@@ -156,6 +162,22 @@ pub const ROUTES: &[Route] = &[
     route(Get, "/nacos/v1/ns/operator/servers", Access::Admin(NACRE_CLUSTER, Read), Handler::OperatorServers),
     route(Get, "/nacre/v1/state", Access::Admin(NACRE_CLUSTER, Read), Handler::State),
     route(Get, "/nacre/v1/ap", Access::Admin(NACRE_CLUSTER, Read), Handler::ApPartition),
+    // Membership: who votes, who replicates; changed through the log.
+    route(Get, "/nacre/v1/cluster/members", Access::Admin(NACRE_CLUSTER, Read), Handler::ClusterMembers),
+    route(Post, "/nacre/v1/cluster/members", Access::Admin(NACRE_CLUSTER, Write), Handler::ClusterChange(Add)),
+    route(Delete, "/nacre/v1/cluster/members", Access::Admin(NACRE_CLUSTER, Write), Handler::ClusterChange(Remove)),
+    route(
+        Post,
+        "/nacre/v1/cluster/members/promote",
+        Access::Admin(NACRE_CLUSTER, Write),
+        Handler::ClusterChange(Promote),
+    ),
+    route(
+        Post,
+        "/nacre/v1/cluster/leader",
+        Access::Admin(NACRE_CLUSTER, Write),
+        Handler::ClusterChange(TransferLeader),
+    ),
     // Modules: what the registry means, so administrators only.
     route(Post, "/nacre/v1/modules", Access::Admin(NACRE_MODULES, Write), Handler::ModuleInstall),
     route(Get, "/nacre/v1/modules", Access::Admin(NACRE_MODULES, Read), Handler::ModuleList),

@@ -1,5 +1,6 @@
 //! The admin subcommands of `nacre`: small HTTP clients of any running node (`--server`).
 
+mod cluster;
 mod componentize;
 mod config;
 mod module;
@@ -11,6 +12,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use anyhow::bail;
 
+pub use cluster::ClusterCommand;
+pub use cluster::run as run_cluster;
 pub use config::ConfigCommand;
 pub use config::run as run_config;
 pub use module::ModuleCommand;
@@ -22,6 +25,16 @@ use crate::net::HttpMethod;
 
 /// How long one command waits for the node.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The node an admin command talks to.
+#[derive(clap::Args)]
+pub struct Server {
+    /// Any node's client address, host:port (or https://host:port for a node serving TLS,
+    /// checked against NACRE_CA_FILE). Credentials come from NACRE_ACCESS_TOKEN, or
+    /// NACRE_USERNAME and NACRE_PASSWORD.
+    #[arg(long, default_value = "127.0.0.1:8848")]
+    pub server: String,
+}
 
 /// Where the admin commands take credentials from, as a user's shell holds them: an access
 /// token, or a username and password the command logs in with first (through the form body,
@@ -43,7 +56,8 @@ async fn bearer(server: &str) -> anyhow::Result<Option<String>> {
             };
             let form = form(&[("username", &username), ("password", &password)]);
             let login = format!("{server}/nacos/v1/auth/login");
-            let answer = send(HttpMethod::POST, &login, None, Some(form)).await.context("logging in")?;
+            let answer =
+                send(HttpMethod::POST, &login, None, Some(form), REQUEST_TIMEOUT).await.context("logging in")?;
             let answer: serde_json::Value = serde_json::from_str(&answer).context("the login answer")?;
             Ok(answer["accessToken"].as_str().map(str::to_string))
         })
@@ -59,13 +73,29 @@ async fn call(method: HttpMethod, url: &str) -> anyhow::Result<String> {
 
 /// [`call`] with a form body.
 async fn call_with_form(method: HttpMethod, url: &str, form: Option<String>) -> anyhow::Result<String> {
-    let token = bearer(origin(url)).await?;
-    send(method, url, token.as_deref(), form).await
+    call_waiting(method, url, form, REQUEST_TIMEOUT).await
 }
 
-async fn send(method: HttpMethod, url: &str, bearer: Option<&str>, form: Option<String>) -> anyhow::Result<String> {
+/// [`call_with_form`] for a request that may take up to `timeout` (a membership change).
+async fn call_waiting(
+    method: HttpMethod,
+    url: &str,
+    form: Option<String>,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let token = bearer(origin(url)).await?;
+    send(method, url, token.as_deref(), form, timeout).await
+}
+
+async fn send(
+    method: HttpMethod,
+    url: &str,
+    bearer: Option<&str>,
+    form: Option<String>,
+    timeout: Duration,
+) -> anyhow::Result<String> {
     let shown = url.split('?').next().unwrap_or(url);
-    let (status, body) = crate::net::request_text(&tls()?, method, url, bearer, form, REQUEST_TIMEOUT)
+    let (status, body) = crate::net::request_text(&tls()?, method, url, bearer, form, timeout)
         .await
         .with_context(|| format!("calling {shown}"))?;
     if status != 200 {

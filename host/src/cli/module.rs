@@ -11,6 +11,7 @@ use anyhow::bail;
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::Server;
 use super::call;
 use super::componentize;
 use super::template;
@@ -19,13 +20,6 @@ use crate::net::HttpMethod;
 
 /// Uploads may carry a module of many megabytes and wait for its compilation.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
-
-#[derive(clap::Args)]
-pub struct Server {
-    /// Any node's client address, host:port.
-    #[arg(long, default_value = "127.0.0.1:8848", global = true)]
-    server: String,
-}
 
 /// Which binding a command changes.
 #[derive(clap::Args)]

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use serde_json::Value;
 
+use super::Server;
 use super::call;
 use super::call_with_form;
 use super::form;
@@ -81,15 +82,6 @@ pub enum UserCommand {
     },
 }
 
-#[derive(clap::Args)]
-pub struct Server {
-    /// Any node's client address, host:port (or https://host:port for a node serving TLS,
-    /// checked against NACRE_CA_FILE). Credentials come from NACRE_ACCESS_TOKEN, or
-    /// NACRE_USERNAME and NACRE_PASSWORD.
-    #[arg(long, default_value = "127.0.0.1:8848")]
-    server: String,
-}
-
 pub async fn run(command: UserCommand) -> anyhow::Result<String> {
     let users = |server: &Server| format!("{}/nacos/v1/auth/users", super::base(&server.server));
     match command {
@@ -117,8 +109,9 @@ pub async fn run(command: UserCommand) -> anyhow::Result<String> {
             let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let url = format!("{}/admin", users(&server));
             // Public, and made before any user exists: sent without the environment's credentials.
-            let answer: Value =
-                serde_json::from_str(&super::send(HttpMethod::POST, &url, None, Some(form(&pairs))).await?)?;
+            let answer: Value = serde_json::from_str(
+                &super::send(HttpMethod::POST, &url, None, Some(form(&pairs)), super::REQUEST_TIMEOUT).await?,
+            )?;
             Ok(match answer["password"].as_str() {
                 Some(password) => format!("administrator {username} created; password: {password}\n"),
                 None => format!("administrator {username} created\n"),

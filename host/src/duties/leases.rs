@@ -75,9 +75,7 @@ pub async fn forward_renewals(services: Arc<Services>) {
                 continue;
             }
             let addr = match &holder {
-                LeaseHolder::Partition(id) => {
-                    services.members.addr(services.members.responsible(id)).map(str::to_string)
-                }
+                LeaseHolder::Partition(id) => services.members.addr(services.members.responsible(id)),
                 LeaseHolder::Leader => services.log.remote_leader_addr(),
             };
             if let Some(addr) = addr {

@@ -20,6 +20,7 @@
 mod peer_port;
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +66,13 @@ const _: () = assert!(ELECTION_TIMEOUT_MIN_MS < ELECTION_TIMEOUT_MAX_MS, "electi
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 30_000;
 /// How often a node checks whether the built-in modules still need to be bound.
 const BOOTSTRAP_CHECK_INTERVAL_MS: u64 = 200;
+/// How often a node compares the log's membership with the one its services use.
+const MEMBERSHIP_CHECK_INTERVAL_MS: u64 = 250;
+/// Every this many checks (2 s), a node asks the leader whether it was removed.
+const REMOVED_CHECK_EVERY_ROUNDS: u64 = 8;
+/// How often, and how many times, a joining node asks to be added before it gives up.
+const JOIN_RETRY_INTERVAL_MS: u64 = 1_000;
+const MAX_JOIN_ATTEMPTS: u32 = 600;
 /// How long shutdown waits for the background tasks to end after they were told to stop.
 const TASKS_STOP_TIMEOUT_MS: u64 = 3_000;
 /// The AP journal's file in the data directory (`ap::journal`).
@@ -119,20 +127,24 @@ impl Node {
             .await
             .with_context(|| format!("binding the raft port {}", config.me.raft_addr()))?;
 
-        // The services, each from the ones below it.
-        let member_peers =
-            config.members.iter().filter(|m| m.node_id() != id).map(|m| (m.node_id(), m.raft_addr())).collect();
-        let members = Arc::new(Members::new(id, member_peers, now_ms()));
+        // The services, each from the ones below it. The members start as cluster.conf lists
+        // them (none but this node when it joins); `follow_membership` then keeps them as the
+        // log's membership says.
+        let (member_peers, voters) = if config.join.is_some() {
+            (BTreeMap::new(), BTreeSet::new())
+        } else {
+            let peers = config.members.iter().filter(|m| m.node_id() != id).map(|m| (m.node_id(), m.raft_addr()));
+            (peers.collect(), config.members.iter().map(|m| m.node_id()).collect())
+        };
+        let members = Arc::new(Members::new(id, member_peers, voters, now_ms()));
         let keyspace = Arc::new(Keyspace::default());
         let guests = Arc::new(Guests::new(replica.clone(), keyspace.clone()));
         let log = Arc::new(Log::new(id, raft.clone(), replica.clone(), peers.clone(), members.clone()));
-        let journal = if members.peers().is_empty() {
-            None
-        } else {
-            let path = config.data_dir.join(AP_JOURNAL_FILE);
-            Some(crate::ap::journal::Journal::open(&path).context("opening the AP journal")?)
-        };
-        let ap = Arc::new(Ap::new(members.clone(), guests.clone(), keyspace, peers.clone(), journal));
+        let journal_path = config.data_dir.join(AP_JOURNAL_FILE);
+        let ap = Arc::new(
+            Ap::new(members.clone(), guests.clone(), keyspace, peers.clone(), journal_path)
+                .context("opening the AP journal")?,
+        );
         let leases = Arc::new(Leases::default());
         let push = Arc::new(Push::open(&config.me.ip).await.context("opening the push socket")?);
         let dispatch =
@@ -150,11 +162,20 @@ impl Node {
         let caps = crate::net::connections::connection_caps(fd_limit, crate::net::MAX_CONNECTIONS);
         tracing::info!(fd_limit, http = caps.http, grpc = caps.grpc, peer = caps.peer, "connection caps");
         tasks.spawn_server(peer_port::serve(peer_port, peer_key, raft_listener, caps.peer, tasks.stopping()));
-        let members_list: BTreeMap<NodeId, Member> = config.members.iter().map(|m| (m.node_id(), m.member())).collect();
-        log.initialize(members_list).await.context("initializing raft")?;
+        match &config.join {
+            None => {
+                let members_list: BTreeMap<NodeId, Member> =
+                    config.members.iter().map(|m| (m.node_id(), m.member())).collect();
+                log.initialize(members_list).await.context("initializing raft")?;
+            }
+            Some(plan) => {
+                tasks.spawn(join(log.clone(), peers.clone(), config.me.member(), plan.clone()));
+            }
+        }
+        tasks.spawn(follow_membership(log.clone(), ap.clone(), tasks.clone()));
         tasks.spawn(snapshot_policy::run(raft, log_store.clone(), replica.clone(), config.snapshot_every_entries));
         tasks.spawn(bind_builtins_when_leader(log.clone(), guests.clone()));
-        crate::ap::replicate::spawn(&ap, &tasks);
+        crate::ap::replicate::spawn(&ap, &tasks, config.join.is_some());
         let duty_services = duties::Services {
             guests: guests.clone(),
             log: log.clone(),
@@ -190,7 +211,6 @@ impl Node {
             leases,
             peers,
             me: config.me.clone(),
-            members: config.members.clone(),
             replica,
             log_reader: log_store.clone(),
             data_dir: config.data_dir.clone(),
@@ -260,4 +280,73 @@ async fn bind_builtins_when_leader(log: Arc<Log>, guests: Arc<Guests>) {
         }
         tokio::time::sleep(Duration::from_millis(BOOTSTRAP_CHECK_INTERVAL_MS)).await;
     }
+}
+
+/// Keep the services' view of the members (liveness, AP responsibility, the AP outbox and the
+/// majority a write needs) as the log's membership says: it changes when a member is added,
+/// promoted or removed, on every node at the entry's index.
+async fn follow_membership(log: Arc<Log>, ap: Arc<Ap>, tasks: crate::tasks::Tasks) {
+    let mut warned_removed = false;
+    for round in 0u64.. {
+        if round % REMOVED_CHECK_EVERY_ROUNDS == 0 {
+            log.check_removed().await;
+        }
+        let membership = log.membership();
+        // Empty until Raft has loaded its state (or, joining, until this node is added).
+        if !membership.nodes.is_empty() {
+            let peers = membership
+                .nodes
+                .iter()
+                .filter(|(id, _)| **id != log.id())
+                .map(|(id, member)| (*id, member.raft_addr.clone()))
+                .collect();
+            crate::ap::replicate::follow_membership(&ap, peers, membership.voters.clone(), &tasks);
+            let removed = !membership.contains(log.id());
+            if removed && !warned_removed {
+                tracing::warn!("this node is not a member of the cluster (removed?): it serves nothing ready; stop it");
+            }
+            warned_removed = removed;
+        }
+        tokio::time::sleep(Duration::from_millis(MEMBERSHIP_CHECK_INTERVAL_MS)).await;
+    }
+}
+
+/// A node started with `--join` asks its seed (any member, which forwards to the leader) to
+/// add it, until it is a member in the role it asked for. Refusals end the attempts; anything
+/// else (no leader yet, the seed down, a learner still catching up) is retried, boundedly.
+async fn join(log: Arc<Log>, peers: PeerClient, me: Member, plan: crate::config::JoinPlan) {
+    use crate::raft::membership::Change;
+    use crate::raft::reconfigure::ChangeMembership;
+    use crate::raft::reconfigure::MembershipError;
+    let id = log.id();
+    let joined = |log: &Log| {
+        let membership = log.membership();
+        if plan.learner { membership.contains(id) } else { membership.voters.contains(&id) }
+    };
+    let Some(seed) = plan.seed else {
+        tracing::info!(
+            address = %me.api_addr,
+            "waiting to be added to a cluster: run `nacre cluster add {}` against any member", me.api_addr
+        );
+        return;
+    };
+    let change = Change::Add { id, member: me, learner: plan.learner };
+    for attempt in 1..=MAX_JOIN_ATTEMPTS {
+        if joined(&log) {
+            return tracing::info!(learner = plan.learner, "this node is a member of the cluster");
+        }
+        let timeout = Duration::from_millis(crate::raft::reconfigure::CHANGE_TIMEOUT_MS);
+        match peers.send::<ChangeMembership>(&seed.raft_addr(), &change, timeout).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(MembershipError::Refused(refused))) => {
+                return tracing::error!(seed = %seed.api_addr(), %refused, "the cluster refused to add this node");
+            }
+            Ok(Err(e)) => tracing::info!(attempt, error = %e, "not added yet; asking again"),
+            Err(e) => {
+                tracing::info!(attempt, seed = %seed.api_addr(), error = %e, "the seed did not answer; asking again")
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(JOIN_RETRY_INTERVAL_MS)).await;
+    }
+    tracing::error!(attempts = MAX_JOIN_ATTEMPTS, "gave up asking to join the cluster; restart to try again");
 }

@@ -24,6 +24,8 @@ use crate::raft::log::ForwardWrite;
 use crate::raft::log::Log;
 use crate::raft::log::ReadIndex;
 use crate::raft::peer_server;
+use crate::raft::reconfigure::ChangeMembership;
+use crate::raft::reconfigure::MembershipOf;
 
 /// Largest body the peer port accepts: a snapshot or a batch of entries carrying modules.
 pub const MAX_PEER_BODY_BYTES: usize = 256 * 1024 * 1024;
@@ -98,6 +100,13 @@ impl PeerPort {
             ForwardWrite::PATH => {
                 answer::<ForwardWrite, _>(body, |op| async { Ok(self.log.write_as_leader(op).await) }).await
             }
+            ChangeMembership::PATH => {
+                answer::<ChangeMembership, _>(body, |change| async { Ok(self.log.change_membership(change).await) })
+                    .await
+            }
+            MembershipOf::PATH => {
+                answer::<MembershipOf, _>(body, |()| async { Ok(self.log.membership_with_index()) }).await
+            }
             ReadIndex::PATH => {
                 answer::<ReadIndex, _>(body, |()| async { Ok(self.log.read_index_as_leader().await) }).await
             }
@@ -146,8 +155,10 @@ mod tests {
     use super::*;
 
     /// Every path the peer port serves but batches (a test keeps them distinct).
-    const PATHS: [&str; 13] = [
+    const PATHS: [&str; 15] = [
         ForwardWrite::PATH,
+        ChangeMembership::PATH,
+        MembershipOf::PATH,
         ReadIndex::PATH,
         LeaseRenew::PATH,
         ap_rpc::Apply::PATH,

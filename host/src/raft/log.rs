@@ -117,16 +117,18 @@ pub struct LogStatus {
 }
 
 pub struct Log {
-    id: NodeId,
-    raft: Raft,
+    pub(super) id: NodeId,
+    pub(super) raft: Raft,
     replica: Arc<Shared>,
-    peers: PeerClient,
-    members: Arc<Members>,
+    pub(super) peers: PeerClient,
+    pub(super) members: Arc<Members>,
+    /// Set once a later membership than this node's own was seen without it.
+    pub(super) removed: std::sync::atomic::AtomicBool,
 }
 
 impl Log {
     pub fn new(id: NodeId, raft: Raft, replica: Arc<Shared>, peers: PeerClient, members: Arc<Members>) -> Log {
-        Log { id, raft, replica, peers, members }
+        Log { id, raft, replica, peers, members, removed: std::sync::atomic::AtomicBool::new(false) }
     }
 
     /// The openraft handle, for the peer port's Raft RPCs and the snapshot policy.
@@ -201,16 +203,22 @@ impl Log {
     }
 
     /// Wait (bounded) until some leader is known.
-    async fn wait_for_leader(&self, wait: Duration) -> Option<NodeId> {
+    pub(super) async fn wait_for_leader(&self, wait: Duration) -> Option<NodeId> {
+        self.wait_leader_until(wait, |leader| leader.is_some()).await;
+        self.leader()
+    }
+
+    /// Wait (bounded) until the leader this node knows satisfies `cond`; whether it did.
+    pub(super) async fn wait_leader_until(&self, wait: Duration, cond: impl Fn(Option<NodeId>) -> bool) -> bool {
         let mut metrics = self.raft.metrics();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Some(leader) = metrics.borrow_and_update().current_leader {
-                return Some(leader);
+            if cond(metrics.borrow_and_update().current_leader) {
+                return true;
             }
             match tokio::time::timeout_at(deadline, metrics.changed()).await {
                 Ok(Ok(())) => continue,
-                _ => return None,
+                _ => return false,
             }
         }
     }
@@ -240,8 +248,12 @@ impl Log {
     /// Fail fast on the minority side of a partition: a write there could only time out.
     /// The view is this node's pings (`members`), refreshed every half second.
     fn check_quorum(&self) -> Result<(), WriteError> {
-        let (reachable, members) = (self.members.live().len(), self.members.peers().len() + 1);
-        let majority = members / 2 + 1;
+        let (reachable, members) = self.members.reachable_voters();
+        if members == 0 {
+            // Not a member yet (a joining node): the wait for a leader answers.
+            return Ok(());
+        }
+        let majority = super::membership::majority(members);
         if reachable < majority { Err(WriteError::NoQuorum { reachable, members, majority }) } else { Ok(()) }
     }
 

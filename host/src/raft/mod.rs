@@ -5,6 +5,8 @@
 //! - [`state_machine`]: openraft's state-machine trait over [`crate::state::Machine`], plus snapshots.
 //! - [`network`]: the peer-port RPC client; [`peer_server`]: its server side, which refuses
 //!   implausible messages ([`peer_guard`]) before openraft sees them.
+//! - [`membership`]: which step a membership change takes next, or why it is refused (no I/O);
+//!   [`reconfigure`]: the leader making those steps through openraft's joint consensus.
 //! - [`snapshot_policy`]: when to snapshot (entry count, and the log's growth against the state's size).
 //!
 //! Architecture Invariant: this layer knows how to order and persist entries, not what they
@@ -14,9 +16,11 @@
 pub mod dry_run;
 pub mod log;
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod peer_guard;
 pub mod peer_server;
+pub mod reconfigure;
 pub mod snapshot_policy;
 pub mod state_machine;
 pub mod types;

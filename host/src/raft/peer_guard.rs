@@ -7,8 +7,9 @@
 //! then panics, on every restart after. So a message is refused here when:
 //! - a term in it is more than [`MAX_TERM_AHEAD`] beyond this node's, or beyond [`MAX_TERM`];
 //! - a log index in it is beyond [`MAX_LOG_INDEX`];
-//! - its sender (the vote's node) is not a member: only voters lead or campaign, and a
-//!   transfer of leadership is only ever addressed to this node;
+//! - its sender (the vote's node) is not a member: only voters lead or campaign (a joining
+//!   node, which knows no members yet, takes the leader's word), and a transfer of leadership
+//!   is only ever addressed to this node;
 //! - it is inconsistent in itself (an entry of a later term than the vote that sends it,
 //!   entries that are not consecutive after `prev_log_id`).
 //!
@@ -72,7 +73,9 @@ impl LocalView {
     fn vote(&self, vote: &Vote) -> Result<(), Implausible> {
         self.term(vote.leader_id().term)?;
         let node = vote.leader_id().node_id;
-        if !self.voters.contains(&node) {
+        // A node that joins has no membership until the leader's first entries reach it: it
+        // takes them from any member (the peer authentication vouched for the sender).
+        if !self.voters.is_empty() && !self.voters.contains(&node) {
             return Err(Implausible::NotAVoter(node));
         }
         Ok(())
@@ -188,6 +191,8 @@ mod tests {
         let view = view();
         assert_eq!(view.vote_request(&VoteRequest::new(vote(6, 99), None)), Err(Implausible::NotAVoter(99)));
         assert_eq!(view.append_entries(&append(vote(6, 99), None, vec![])), Err(Implausible::NotAVoter(99)));
+        let joining = LocalView { voters: BTreeSet::new(), ..view };
+        assert!(joining.append_entries(&append(vote(6, 99), None, vec![])).is_ok(), "a joining node knows no members");
     }
 
     #[test]
