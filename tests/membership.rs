@@ -65,17 +65,28 @@ struct WriteLoad {
     targets: Arc<Mutex<Vec<String>>>,
     acked: Arc<Mutex<BTreeMap<String, String>>>,
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<(Vec<String>, usize)>>,
 }
 
 impl WriteLoad {
+    /// A load that tolerates requests cut off (a node removed or killed under it).
     fn start(targets: Vec<String>) -> WriteLoad {
+        Self::start_with(targets, false)
+    }
+
+    /// A load where only a 503 may fail: every node it writes through stays up while it is a
+    /// target (the test takes a node out of the targets before stopping it).
+    fn start_strict(targets: Vec<String>) -> WriteLoad {
+        Self::start_with(targets, true)
+    }
+
+    fn start_with(targets: Vec<String>, strict: bool) -> WriteLoad {
         let targets = Arc::new(Mutex::new(targets));
         let acked = Arc::new(Mutex::new(BTreeMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (t, a, s) = (targets.clone(), acked.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            let mut unexpected = Vec::new();
+            let (mut unexpected, mut retryable) = (Vec::new(), 0);
             for n in 0..MAX_WRITES {
                 if s.load(Ordering::Relaxed) {
                     break;
@@ -91,14 +102,15 @@ impl WriteLoad {
                     Ok(resp) if resp.status == 200 => {
                         a.lock().unwrap().insert(data_id, content);
                     }
-                    Ok(resp) if resp.status == 503 => {}
+                    Ok(resp) if resp.status == 503 => retryable += 1,
                     Ok(resp) => unexpected.push(format!("{addr}: {} {}", resp.status, resp.text())),
+                    Err(e) if strict => unexpected.push(format!("{addr}: {e}")),
                     // A request cut when a node stepped down or restarted: not acknowledged.
                     Err(_) => {}
                 }
                 std::thread::sleep(WRITE_PAUSE);
             }
-            unexpected
+            (unexpected, retryable)
         });
         WriteLoad { targets, acked, stop, thread: Some(thread) }
     }
@@ -114,8 +126,9 @@ impl WriteLoad {
     /// Stop, and return every acknowledged write.
     fn finish(mut self) -> BTreeMap<String, String> {
         self.stop.store(true, Ordering::Relaxed);
-        let unexpected = self.thread.take().unwrap().join().unwrap();
+        let (unexpected, retryable) = self.thread.take().unwrap().join().unwrap();
         assert!(unexpected.is_empty(), "writes failed with other than a retryable 503: {unexpected:?}");
+        eprintln!("{retryable} writes answered with a retryable 503");
         std::mem::take(&mut *self.acked.lock().unwrap())
     }
 }
@@ -147,6 +160,21 @@ fn a_cluster_grows_to_five_with_a_learner_and_shrinks_back_under_writes_without_
     let before = load.acked();
     wait_until("writes go on through all five", || load.acked() >= before + 50);
     cluster.wait_converged();
+
+    // The AP path spans the new members: an ephemeral instance registered through the learner
+    // is listed by an original member, and one registered there is listed by the new voter.
+    let register = |node: usize, ip: &str| {
+        let path = format!("/nacos/v1/ns/instance?serviceName=grown&ip={ip}&port=80");
+        assert_eq!(cluster.call(node, "POST", &path).unwrap().status, 200);
+    };
+    register(learner, "10.8.0.1");
+    register(0, "10.8.0.2");
+    wait_until("every member lists both ephemeral instances", || {
+        [0, voter, learner].iter().all(|i| {
+            let list = cluster.get(*i, "/nacos/v1/ns/instance/list?serviceName=grown").map(|r| r.json());
+            list.is_ok_and(|l| l["hosts"].as_array().is_some_and(|h| h.len() == 2))
+        })
+    });
 
     // The learner is a read replica: it knows the leader, and its raft state says what it is.
     let state = cluster.get(learner, "/nacos/v1/ns/raft/state").unwrap().json();
@@ -227,4 +255,113 @@ fn changes_that_would_lose_the_majority_are_refused_and_nothing_changes() {
         .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
     cluster.wait_converged();
+}
+
+#[test]
+fn a_backup_restores_into_a_new_cluster_with_the_same_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("cluster.backup");
+    let instance = "/nacos/v1/ns/instance?serviceName=kept&ip=10.9.0.1&port=80&ephemeral=false";
+    let (digest, token) = {
+        let cluster = Cluster::start(3);
+        for i in 0..30 {
+            let (data_id, content) = (format!("kept-{i}"), format!("content {i}"));
+            let pairs = [("dataId", data_id.as_str()), ("group", "DEFAULT_GROUP"), ("content", content.as_str())];
+            assert_eq!(cluster.post_form(i % 3, CONFIGS, &pairs).unwrap().status, 200);
+        }
+        assert_eq!(cluster.call(0, "POST", instance).unwrap().status, 200);
+        let digest = cluster.wait_converged();
+        let written = nacre_cluster(cluster.addr(1), &["snapshot", "--out", backup.to_str().unwrap()]).unwrap();
+        assert!(written.contains(&digest), "the backup is of the converged state: {written}");
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&backup).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "a backup holds the cluster's secrets: owner only");
+        let again = nacre_cluster(cluster.addr(1), &["snapshot", "--out", backup.to_str().unwrap()]).unwrap_err();
+        assert!(again.contains("must not exist"), "{again}");
+        (digest, cluster.token())
+    };
+
+    let restored = Cluster::start_restored(3, &backup, &token);
+    assert_eq!(restored.wait_converged(), digest, "the new cluster starts at the backup's state");
+    let read = restored.get(2, &format!("{CONFIGS}?dataId=kept-17&group=DEFAULT_GROUP")).unwrap();
+    assert_eq!((read.status, read.text()), (200, "content 17".to_string()));
+    let list = restored.get(1, "/nacos/v1/ns/instance/list?serviceName=kept").unwrap().json();
+    assert_eq!(list["hosts"].as_array().map(Vec::len), Some(1), "{list}");
+    let pairs = [("dataId", "after-restore"), ("group", "DEFAULT_GROUP"), ("content", "new")];
+    assert_eq!(restored.post_form(0, CONFIGS, &pairs).unwrap().status, 200, "the new cluster takes writes");
+    restored.wait_converged();
+}
+
+#[test]
+fn a_damaged_backup_or_a_used_data_dir_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.backup");
+    std::fs::write(&garbage, b"nacre-backup-v1\nnot postcard").unwrap();
+    let used = dir.path().join("used");
+    std::fs::create_dir_all(used.join("snapshots")).unwrap();
+    for (data_dir, expected) in [(dir.path().join("fresh"), "damaged backup"), (used, "empty --data-dir")] {
+        let port = support::cluster::free_port();
+        let out = Command::new(env!("CARGO_BIN_EXE_nacre"))
+            .args(["serve", "--bind", "127.0.0.1", "--port", &port.to_string(), "--auth", "off"])
+            .args(["--raft-port", &support::cluster::free_port().to_string()])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--restore")
+            .arg(&garbage)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(expected), "{stderr}");
+    }
+}
+
+#[test]
+fn members_known_by_host_name_form_a_cluster_and_take_a_joiner() {
+    let mut cluster = Cluster::start_named(3);
+    let leader = cluster.wait_leader();
+    let state = cluster.get(leader, "/nacos/v1/ns/raft/state").unwrap().json();
+    assert!(state["leader"].as_str().is_some_and(|l| l.starts_with("localhost:")), "{state}");
+    let pairs = [("dataId", "named"), ("group", "DEFAULT_GROUP"), ("content", "by name")];
+    assert_eq!(cluster.post_form((leader + 1) % 3, CONFIGS, &pairs).unwrap().status, 200);
+    let joiner = cluster.join_node(0, false);
+    wait_until("the joiner is a voter", || {
+        members(&cluster, 1).get(cluster.addr(joiner)).is_some_and(|(votes, _)| *votes)
+    });
+    cluster.wait_ready();
+    let read = cluster.get(joiner, &format!("{CONFIGS}?dataId=named&group=DEFAULT_GROUP")).unwrap();
+    assert_eq!((read.status, read.text()), (200, "by name".to_string()));
+    cluster.wait_converged();
+}
+
+/// The documented rolling restart: for each member in turn, hand leadership away if it leads,
+/// take it out of the clients' list, stop it with SIGTERM (it drains and flushes), start it
+/// again and wait until it is ready. No request fails but the retryable 503s of a leader change,
+/// and every acknowledged write survives.
+#[test]
+fn a_rolling_restart_under_writes_fails_nothing_but_retryable_503s() {
+    let mut cluster = Cluster::start(3);
+    let everyone = |cluster: &Cluster| (0..3).map(|i| cluster.addr(i).to_string()).collect::<Vec<_>>();
+    let load = WriteLoad::start_strict(everyone(&cluster));
+    wait_until("the load is acknowledged", || load.acked() >= 20);
+    for node in 0..3 {
+        if cluster.wait_leader() == node {
+            let to = (node + 1) % 3;
+            nacre_cluster(cluster.addr(node), &["transfer-leader", cluster.addr(to)]).unwrap();
+            wait_until("leadership moved away from the node to restart", || cluster.leader() == Some(to));
+        }
+        load.set_targets((0..3).filter(|i| *i != node).map(|i| cluster.addr(i).to_string()).collect());
+        // A request that picked this node just before the switch finishes first.
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, took) = cluster.terminate_node(node);
+        assert!(status.success(), "node {node} stopped cleanly: {status:?} after {took:?}");
+        cluster.start_node(node);
+        cluster.wait_ready();
+        load.set_targets(everyone(&cluster));
+        let before = load.acked();
+        wait_until("writes go on through every member", || load.acked() >= before + 20);
+    }
+    let acked = load.finish();
+    cluster.wait_converged();
+    for node in 0..3 {
+        assert_all_present(&cluster, node, &acked);
+    }
 }

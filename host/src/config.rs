@@ -69,7 +69,10 @@ pub fn parse_member(text: &str) -> Result<MemberAddr, ConfigError> {
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// This node as the members know it (its advertised host or address and its ports).
     pub me: MemberAddr,
+    /// The local address its ports listen on (`0.0.0.0` for every interface).
+    pub bind_ip: String,
     /// The secret this cluster's members share; every peer message is signed with it.
     pub cluster_secret: crate::net::peer_auth::ClusterSecret,
     pub data_dir: PathBuf,
@@ -79,6 +82,9 @@ pub struct NodeConfig {
     /// Join a running cluster instead of forming one from `members` (which then lists this
     /// node alone).
     pub join: Option<JoinPlan>,
+    /// Start a new cluster from this backup (`nacre cluster snapshot`): restored as this node's
+    /// snapshot before its first start, `members` as the membership.
+    pub restore: Option<PathBuf>,
     /// Take a snapshot after this many entries since the last one (and, with a large state,
     /// a share of its size in log: `raft::snapshot_policy`).
     pub snapshot_every_entries: u64,
@@ -149,7 +155,7 @@ pub enum ConfigError {
     Empty,
     #[error("cluster.conf lists {0} members; at most {MAX_CLUSTER_MEMBERS} are supported")]
     TooMany(usize),
-    #[error("this node ({0}) is not listed in cluster.conf; its --bind and --port must match a line")]
+    #[error("this node ({0}) is not listed in cluster.conf; its --advertise (or --bind) and --port must match a line")]
     NotAMember(String),
     #[error("cluster.conf lists {0} twice")]
     Duplicate(String),

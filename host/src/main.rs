@@ -55,9 +55,15 @@ enum SecretCommand {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// IP address to listen on; with --cluster-conf it must be this node's address there.
+    /// IP address to listen on (`0.0.0.0`: every interface, then give --advertise).
     #[arg(long, default_value = "127.0.0.1")]
     bind: String,
+    /// The host name or IP address the other members and clients reach this node by, as
+    /// cluster.conf lists it (under Kubernetes: the pod's DNS name in its headless service).
+    /// Names are resolved when a peer connects, so a member that moves keeps its name.
+    /// Defaults to --bind.
+    #[arg(long, value_name = "HOST")]
+    advertise: Option<String>,
     /// Client API port (Nacos's 8848).
     #[arg(long, default_value_t = config::DEFAULT_API_PORT)]
     port: u16,
@@ -82,6 +88,11 @@ struct ServeArgs {
     /// membership from its log, whatever this says.
     #[arg(long, value_name = "HOST:PORT", num_args = 0..=1, default_missing_value = "", conflicts_with = "cluster_conf")]
     join: Option<String>,
+    /// Start a new cluster from a backup (`nacre cluster snapshot --out FILE`): give the same
+    /// file to every member of the new cluster (cluster.conf lists them) on its first start,
+    /// with an empty --data-dir.
+    #[arg(long, value_name = "FILE", conflicts_with = "join")]
+    restore: Option<PathBuf>,
     /// With --join: stay a non-voting read replica (etcd's learner, ZooKeeper's observer):
     /// reads scale out, writes never wait for it.
     #[arg(long, requires = "join")]
@@ -172,9 +183,10 @@ fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let node_config = node_config(&args)?;
     let api_addr = node_config.me.api_addr();
+    let api_bind = format!("{}:{}", args.bind, args.port);
     // Bind the client port before starting Raft so a port clash fails fast and clearly.
     let api_listener =
-        TcpListener::bind(&api_addr).await.with_context(|| format!("binding the client API port {api_addr}"))?;
+        TcpListener::bind(&api_bind).await.with_context(|| format!("binding the client API port {api_bind}"))?;
     let grpc_port = match args.grpc_port {
         Some(port) => port,
         None => args
@@ -182,7 +194,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .checked_add(nacre::grpc::PORT_OFFSET)
             .context("--port is too high for a gRPC port 1000 above it; give --grpc-port")?,
     };
-    let grpc_addr = format!("{}:{grpc_port}", node_config.me.ip);
+    let grpc_addr = format!("{}:{grpc_port}", args.bind);
     let grpc_listener =
         TcpListener::bind(&grpc_addr).await.with_context(|| format!("binding the gRPC port {grpc_addr}"))?;
     let node = Node::start(node_config, api_listener, grpc_listener).await?;
@@ -222,15 +234,22 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
             .filter(|p| *p > 0)
             .context("the API port is too low to derive the Raft port; pass --raft-port")?,
     };
+    let advertised = args.advertise.clone().unwrap_or_else(|| args.bind.clone());
+    let unspecified = advertised.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified());
+    anyhow::ensure!(
+        !unspecified,
+        "--bind {} listens on every interface: give --advertise HOST, the name or address others reach this node by",
+        args.bind
+    );
     let (me, members) = match &args.cluster_conf {
         None => {
-            let me = MemberAddr { ip: args.bind.clone(), port: args.port, raft_port };
+            let me = MemberAddr { ip: advertised, port: args.port, raft_port };
             (me.clone(), vec![me])
         }
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let members = config::parse_cluster_conf(&text)?;
-            let mut me = config::find_self(&members, &args.bind, args.port)?;
+            let mut me = config::find_self(&members, &advertised, args.port)?;
             if let Some(port) = args.raft_port {
                 me.raft_port = port;
             }
@@ -264,10 +283,12 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
     );
     Ok(NodeConfig {
         me,
+        bind_ip: args.bind.clone(),
         cluster_secret,
         data_dir: args.data_dir.clone(),
         members,
         join,
+        restore: args.restore.clone(),
         snapshot_every_entries: args.snapshot_every,
         log_kept_behind_snapshot: args.log_kept_behind_snapshot,
         peer_routes,

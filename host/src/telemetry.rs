@@ -62,6 +62,16 @@ pub struct Snapshot {
     pub udp_subscriptions: u64,
     pub udp_pushes_sent: u64,
     pub resident_bytes: u64,
+    /// Times this node became a candidate, and a leader; vote requests it answered.
+    pub raft_campaigns: u64,
+    pub raft_leaderships: u64,
+    pub raft_votes_handled: u64,
+    pub ap_repairs: u64,
+    pub guest_calls: u64,
+    pub guest_fuel_consumed: u64,
+    pub guest_faults: u64,
+    pub module_compilations: u64,
+    pub module_compile_micros: u64,
 }
 
 pub struct Telemetry {
@@ -96,6 +106,15 @@ const SCRAPED: &[ScrapedGauge] = &[
     ("udp_subscriptions", "Nacos 1.x UDP push subscriptions", |s| s.udp_subscriptions),
     ("udp_pushes_sent", "UDP pushes sent since start", |s| s.udp_pushes_sent),
     ("resident_memory_bytes", "Resident set size", |s| s.resident_bytes),
+    ("raft_campaigns", "Times this node became a candidate since start", |s| s.raft_campaigns),
+    ("raft_leaderships", "Times this node became the leader since start", |s| s.raft_leaderships),
+    ("raft_votes_handled", "Vote requests this node answered since start", |s| s.raft_votes_handled),
+    ("ap_repairs", "AP verification rounds that repaired partitions since start", |s| s.ap_repairs),
+    ("guest_calls", "Guest (Wasm module) calls since start", |s| s.guest_calls),
+    ("guest_fuel_consumed", "Fuel guest calls consumed since start", |s| s.guest_fuel_consumed),
+    ("guest_faults", "Guest calls that trapped or ran out of fuel or memory", |s| s.guest_faults),
+    ("module_compilations", "Modules compiled from source since start", |s| s.module_compilations),
+    ("module_compile_microseconds", "Time spent compiling modules since start", |s| s.module_compile_micros),
 ];
 
 fn latency_histogram() -> Histogram {

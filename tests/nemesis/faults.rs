@@ -25,6 +25,11 @@ pub enum Kind {
     Isolate(Failure),
     /// One directed link fails: `from` cannot call `to`, `to` still calls `from`.
     CutLink(Failure),
+    /// Leadership handed from the leader to another member (`nacre cluster transfer-leader`).
+    TransferLeader,
+    /// A follower taken out of the membership (it keeps running), then added back: a learner
+    /// that catches up, then a voter again.
+    RemoveAndReadd,
 }
 
 impl Kind {
@@ -37,11 +42,13 @@ impl Kind {
             Kind::Isolate(Failure::Stall) => "isolate a node (silent stall)",
             Kind::CutLink(Failure::Reset) => "cut one directed link (reset)",
             Kind::CutLink(Failure::Stall) => "cut one directed link (silent stall)",
+            Kind::TransferLeader => "transfer leadership",
+            Kind::RemoveAndReadd => "remove a follower from the membership, add it back after 1-3 s",
         }
     }
 }
 
-const KINDS: [Kind; 7] = [
+const KINDS: [Kind; 9] = [
     Kind::KillQuickRestart,
     Kind::KillSlowRestart,
     Kind::Pause,
@@ -49,7 +56,14 @@ const KINDS: [Kind; 7] = [
     Kind::Isolate(Failure::Stall),
     Kind::CutLink(Failure::Reset),
     Kind::CutLink(Failure::Stall),
+    Kind::TransferLeader,
+    Kind::RemoveAndReadd,
 ];
+
+/// How long a membership fault waits for the change it asked for (each step is bounded by the
+/// node; a change refused under the cluster's state leaves it as it was).
+const MEMBERSHIP_WAIT: Duration = Duration::from_secs(60);
+const MEMBERS: &str = "/nacre/v1/cluster/members";
 
 /// One fault as it happened.
 #[derive(Debug, Clone)]
@@ -105,6 +119,33 @@ pub fn run(cluster: &mut Cluster, seed: u64, start: Instant, until: Instant, min
                 std::thread::sleep(rng.millis(2_000, 5_000));
                 cluster.heal();
             }
+            Kind::TransferLeader => {
+                if let Some(from) = leader {
+                    let to = (from + 1 + rng.index(size - 1)) % size;
+                    let asked =
+                        change(cluster, from, "POST", "/nacre/v1/cluster/leader", &[("address", cluster.addr(to))]);
+                    eprintln!("nemesis: transfer leadership {from} -> {to}: {asked}");
+                }
+            }
+            Kind::RemoveAndReadd => {
+                let follower = if leader == Some(node) { (node + 1 + rng.index(size - 1)) % size } else { node };
+                let asker = (follower + 1) % size;
+                let address = cluster.addr(follower).to_string();
+                let removed = change(cluster, asker, "DELETE", MEMBERS, &[("address", &address)]);
+                eprintln!("nemesis: remove {follower}: {removed}");
+                std::thread::sleep(rng.millis(1_000, 3_000));
+                let raft_port = cluster.nodes[follower].raft_port.to_string();
+                let deadline = Instant::now() + MEMBERSHIP_WAIT;
+                loop {
+                    let pairs = [("address", address.as_str()), ("raftPort", raft_port.as_str())];
+                    let added = change(cluster, asker, "POST", MEMBERS, &pairs);
+                    if added.starts_with("200") || Instant::now() > deadline {
+                        eprintln!("nemesis: add {follower} back: {added}");
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
         }
         let ended = Instant::now();
         faults.push(Fault {
@@ -116,6 +157,16 @@ pub fn run(cluster: &mut Cluster, seed: u64, start: Instant, until: Instant, min
         });
     }
     faults
+}
+
+/// A membership change asked of node `via`: the status and the first line of its answer.
+fn change(cluster: &Cluster, via: usize, method: &str, path: &str, pairs: &[(&str, &str)]) -> String {
+    let body = crate::support::http::form(pairs);
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    match crate::support::http::exchange(method, cluster.addr(via), path, &form, body.as_bytes(), MEMBERSHIP_WAIT) {
+        Ok(resp) => format!("{} {}", resp.status, resp.text().lines().next().unwrap_or_default()),
+        Err(e) => format!("no answer: {e:?}"),
+    }
 }
 
 /// The leader, by the nodes' own answers (a paused or dead node just does not answer).

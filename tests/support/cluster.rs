@@ -48,6 +48,8 @@ pub struct Cluster {
     extra_args: Vec<String>,
     /// Environment variables of every node process.
     env: Vec<(String, String)>,
+    /// With [`Cluster::start_restored`]: the backup each node restores on its first start.
+    restore: Option<PathBuf>,
     /// With [`Cluster::start_with_links`]: a proxy on every directed link `(from, to)`.
     links: Links,
     dir: tempfile::TempDir,
@@ -148,12 +150,37 @@ impl Cluster {
         Self::start_inner(size, extra_args, &[], true)
     }
 
+    /// Start `size` nodes of a new cluster, each restoring `backup` (`nacre serve --restore`) on
+    /// its first start. Its administrators are the backup's: requests carry `token`, issued by
+    /// the cluster the backup was taken from.
+    pub fn start_restored(size: usize, backup: &std::path::Path, token: &str) -> Cluster {
+        Self::start_full(size, &[], &[], false, Some((backup.to_path_buf(), token.to_string())), "127.0.0.1")
+    }
+
+    /// Start `size` nodes known by a host name (`localhost`) rather than an address: cluster.conf
+    /// lists names, each node advertises its name, and peers resolve it when they connect, as
+    /// in a Kubernetes StatefulSet behind a headless service.
+    pub fn start_named(size: usize) -> Cluster {
+        Self::start_full(size, &[], &[], false, None, "localhost")
+    }
+
     fn start_inner(size: usize, extra_args: &[&str], env: &[(&str, &str)], with_links: bool) -> Cluster {
+        Self::start_full(size, extra_args, env, with_links, None, "127.0.0.1")
+    }
+
+    fn start_full(
+        size: usize,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        with_links: bool,
+        restore: Option<(PathBuf, String)>,
+        host: &str,
+    ) -> Cluster {
         // A test that panicked while holding the lock leaves it poisoned; the next can go on.
         let turn = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
-        let conf: String = ports.iter().map(|(api, raft)| format!("127.0.0.1:{api}?raft_port={raft}\n")).collect();
+        let conf: String = ports.iter().map(|(api, raft)| format!("{host}:{api}?raft_port={raft}\n")).collect();
         let conf_path = dir.path().join("cluster.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let secret_path = dir.path().join("cluster.secret");
@@ -165,7 +192,7 @@ impl Cluster {
             .iter()
             .enumerate()
             .map(|(i, (api, raft))| NodeProc {
-                api_addr: format!("127.0.0.1:{api}"),
+                api_addr: format!("{host}:{api}"),
                 raft_port: *raft,
                 data_dir: dir.path().join(format!("node{i}")),
                 args: Vec::new(),
@@ -184,13 +211,18 @@ impl Cluster {
                 }
             }
         }
+        let mut extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        if host != "127.0.0.1" {
+            extra_args.extend(["--advertise".to_string(), host.to_string()]);
+        }
         let mut cluster = Cluster {
             nodes,
             conf_path,
             secret,
             secret_path,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_args,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            restore: restore.as_ref().map(|(backup, _)| backup.clone()),
             links,
             dir,
             _turn: turn,
@@ -198,7 +230,11 @@ impl Cluster {
         for i in 0..size {
             cluster.start_node(i);
         }
-        if !cluster.extra_args.windows(2).any(|pair| pair == ["--auth", "off"]) {
+        if let Some((_, token)) = &restore {
+            for node in &cluster.nodes {
+                http::remember_token(&node.api_addr, token);
+            }
+        } else if !cluster.extra_args.windows(2).any(|pair| pair == ["--auth", "off"]) {
             let token = bootstrap_admin(cluster.addr(0), &cluster.nodes[0].data_dir, ADMIN_PASSWORD);
             for node in &cluster.nodes {
                 http::remember_token(&node.api_addr, &token);
@@ -224,8 +260,9 @@ impl Cluster {
             join.push("--learner".to_string());
         }
         let port = free_port();
+        let host = self.addr(0).rsplit_once(':').expect("host:port").0.to_string();
         self.nodes.push(NodeProc {
-            api_addr: format!("127.0.0.1:{port}"),
+            api_addr: format!("{host}:{port}"),
             raft_port: free_port(),
             data_dir: self.dir.path().join(format!("node{i}")),
             args: Vec::new(),
@@ -262,10 +299,13 @@ impl Cluster {
         // Appended, not truncated: a restarted node's log follows its earlier runs.
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(node.data_dir.with_extension("log")).unwrap();
-        let membership = match &node.join {
+        let mut membership = match &node.join {
             Some(join) => join.clone(),
             None => vec!["--cluster-conf".to_string(), self.conf_path.display().to_string()],
         };
+        if let Some(backup) = self.restore.as_ref().filter(|_| !data_dir.exists()) {
+            membership.extend(["--restore".to_string(), backup.display().to_string()]);
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_nacre"))
             .args(["serve", "--bind", "127.0.0.1", "--port", &port])
             .args(["--raft-port", &node.raft_port.to_string()])

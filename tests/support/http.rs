@@ -134,7 +134,11 @@ fn send(
     timeout: Duration,
     bearer: Option<&str>,
 ) -> Result<Response, Failure> {
-    let socket = addr.parse().expect("test addresses are ip:port");
+    // A host name (`localhost:port`) resolves to its first address; nodes bind 127.0.0.1.
+    let socket = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .map_err(Failure::NotSent)?
+        .find(std::net::SocketAddr::is_ipv4)
+        .expect("test addresses resolve to an IPv4 address");
     let mut stream = TcpStream::connect_timeout(&socket, timeout).map_err(Failure::NotSent)?;
     let no_answer = Failure::NoAnswer;
     stream.set_read_timeout(Some(timeout)).map_err(no_answer)?;

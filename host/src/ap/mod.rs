@@ -33,6 +33,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -85,6 +86,8 @@ pub struct Ap {
     /// Set once the first pull from a peer is done (or none answered): before that this
     /// node's AP keyspace may lack what the others hold, and it does not report ready.
     ready: AtomicBool,
+    /// Verification rounds that found partitions differing from a peer's and repaired them.
+    repairs: AtomicU64,
 }
 
 /// What applying an AP command produced: the guest's encoded result, the module that ran and
@@ -133,6 +136,7 @@ impl Ap {
             journal: OnceLock::new(),
             journal_path,
             ready: AtomicBool::new(false),
+            repairs: AtomicU64::new(0),
         };
         if has_peers {
             ap.open_journal()?;
@@ -184,6 +188,15 @@ impl Ap {
 
     pub fn peers(&self) -> &PeerClient {
         &self.peers
+    }
+
+    /// Verification rounds that repaired partitions, since start (`replicate::verify_with`).
+    pub fn repairs(&self) -> u64 {
+        self.repairs.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_repair(&self) {
+        self.repairs.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn is_ready(&self) -> bool {

@@ -352,6 +352,7 @@ async fn verify_with(ap: &Ap, peer: NodeId) {
     let differing: Vec<PartitionId> = theirs.iter().map(|batch| batch.id.clone()).collect();
     if !differing.is_empty() {
         tracing::info!(peer, partitions = differing.len(), "AP partitions differ from a peer; repairing");
+        ap.count_repair();
     }
     ap.merge(theirs);
     let store = ap.store();

@@ -51,6 +51,25 @@ pub async fn members(ctx: &Context) -> HttpResponse {
     net::json(Status::OK, &json!({ "leader": leader, "term": ctx.log.status().term, "members": members }))
 }
 
+/// `GET /nacre/v1/cluster/snapshot`: a backup of the replicated state (`raft::backup`), at a
+/// committed index at least as new as the request: the read is confirmed with the leader
+/// first (ReadIndex), as a linearizable read is. `nacre serve --restore` makes a new cluster of
+/// it. It holds every secret the cluster keeps (password hashes, the token signing key):
+/// administrators only, and the command-line client writes it readable by its owner alone.
+pub async fn snapshot(ctx: &Context) -> HttpResponse {
+    if let Err(e) = ctx.log.linearize().await {
+        return net::text(Status::SERVICE_UNAVAILABLE, e.to_string());
+    }
+    let replica = ctx.replica.clone();
+    match crate::blocking::cpu_bound(move || crate::raft::backup::backup_of(&replica.read())) {
+        Ok(bytes) => net::response(Status::OK, "application/octet-stream", bytes),
+        Err(e) => {
+            tracing::error!(error = %e, "a backup could not be encoded");
+            net::text(Status::INTERNAL_SERVER_ERROR, "the backup could not be encoded; see the node's log")
+        }
+    }
+}
+
 /// `POST /nacre/v1/cluster/members` (`address`, `raftPort`, `learner`), `POST
 /// /nacre/v1/cluster/members/promote`, `DELETE /nacre/v1/cluster/members`, `POST
 /// /nacre/v1/cluster/leader` (`address`): one change, made through the leader; the members

@@ -178,6 +178,7 @@ async fn run_route(ctx: &Context, route: &routes::Route, req: HttpRequest) -> Ht
         H::OperatorServers => ops::operator_servers(ctx).await,
         H::ClusterMembers => cluster::members(ctx).await,
         H::ClusterChange(action) => cluster::change(ctx, &req, action).await,
+        H::ClusterSnapshot => cluster::snapshot(ctx).await,
         H::Metrics => ops::metrics(ctx),
         H::State => ops::state(ctx),
         H::ApPartition => ops::ap_partition(ctx, &req),

@@ -210,7 +210,7 @@ pub async fn dry_run(ctx: &Context, req: HttpRequest) -> HttpResponse {
     if req.body.is_empty() {
         return net::text(Status::BAD_REQUEST, "missing body: the candidate module's component bytes");
     }
-    let snapshots = ctx.data_dir.join("snapshots");
+    let snapshots = ctx.data_dir.join(crate::raft::state_machine::SNAPSHOTS_DIR);
     match dry_run::run(ctx.replica.clone(), ctx.log_reader.clone(), snapshots, namespace, req.body.to_vec(), last_n)
         .await
     {

@@ -129,13 +129,30 @@ pub(super) async fn member_states(ctx: &Context) -> Vec<(MemberAddr, Option<Node
     futures_util::future::join_all(probes).await
 }
 
-/// A member as Nacos's `Member` JSON: UP when it answered, DOWN when not.
-fn member_json(member: &MemberAddr, state: Option<&NodeState>) -> serde_json::Value {
+/// Nacos's `maxFailAccessCnt`: a member that failed this many checks in a row is DOWN.
+const NACOS_MAX_FAIL_ACCESS_COUNT: u32 = 3;
+
+/// A member's state as Nacos computes it, and its count of failed checks: UP when it answered
+/// now; SUSPICIOUS when it did not but this node's pings still saw it within the liveness
+/// timeout (one failure, as Nacos marks a member after a failed report); DOWN past that.
+fn nacos_member_state(ctx: &Context, member: &MemberAddr, state: Option<&NodeState>) -> (&'static str, u32) {
+    if state.is_some() {
+        ("UP", 0)
+    } else if ctx.ap.members().live().contains(&member.node_id()) {
+        ("SUSPICIOUS", 1)
+    } else {
+        ("DOWN", NACOS_MAX_FAIL_ACCESS_COUNT)
+    }
+}
+
+/// A member as Nacos's `Member` JSON.
+fn member_json(ctx: &Context, member: &MemberAddr, state: Option<&NodeState>) -> serde_json::Value {
+    let (nacos_state, failed_checks) = nacos_member_state(ctx, member, state);
     json!({
         "ip": member.ip,
         "port": member.port,
         "address": member.api_addr(),
-        "state": if state.is_some() { "UP" } else { "DOWN" },
+        "state": nacos_state,
         "extendInfo": {
             "raftPort": member.raft_port.to_string(),
             "raftMetaData": state.map(|s| json!({
@@ -143,19 +160,19 @@ fn member_json(member: &MemberAddr, state: Option<&NodeState>) -> serde_json::Va
                 "appliedIndex": s.applied_index,
             })),
         },
-        "failAccessCnt": 0,
+        "failAccessCnt": failed_checks,
     })
 }
 
 /// `GET /nacos/v1/core/cluster/nodes`: every member with its state as it reports it.
 pub async fn cluster_nodes(ctx: &Context) -> HttpResponse {
-    let members: Vec<_> = member_states(ctx).await.iter().map(|(m, s)| member_json(m, s.as_ref())).collect();
+    let members: Vec<_> = member_states(ctx).await.iter().map(|(m, s)| member_json(ctx, m, s.as_ref())).collect();
     net::json(Status::OK, &json!({ "code": 200, "message": null, "data": members }))
 }
 
 /// `GET /nacos/v1/ns/operator/servers` (Nacos 1.x): the members, as `{"servers": [Member]}`.
 pub async fn operator_servers(ctx: &Context) -> HttpResponse {
-    let members: Vec<_> = member_states(ctx).await.iter().map(|(m, s)| member_json(m, s.as_ref())).collect();
+    let members: Vec<_> = member_states(ctx).await.iter().map(|(m, s)| member_json(ctx, m, s.as_ref())).collect();
     net::json(Status::OK, &json!({ "servers": members }))
 }
 
@@ -206,6 +223,7 @@ pub fn metrics(ctx: &Context) -> HttpResponse {
             (address, status.last_log_index.saturating_sub(*matched))
         })
         .collect();
+    let (elections, guest) = (ctx.log.elections(), crate::runtime::guest_stats());
     let snapshot = crate::telemetry::Snapshot {
         term: status.term,
         is_leader: status.role == "LEADER",
@@ -222,6 +240,15 @@ pub fn metrics(ctx: &Context) -> HttpResponse {
         udp_subscriptions: ctx.push.subscriber_count() as u64,
         udp_pushes_sent: ctx.push.pushes_sent(),
         resident_bytes: crate::telemetry::resident_bytes(),
+        raft_campaigns: elections.campaigns,
+        raft_leaderships: elections.leaderships,
+        raft_votes_handled: elections.votes_handled,
+        ap_repairs: ctx.ap.repairs(),
+        guest_calls: guest.calls,
+        guest_fuel_consumed: guest.fuel_consumed,
+        guest_faults: guest.faults,
+        module_compilations: guest.compilations,
+        module_compile_micros: guest.compile_micros,
     };
     net::response(Status::OK, OPENMETRICS_CONTENT_TYPE, ctx.telemetry.encode(&snapshot))
 }

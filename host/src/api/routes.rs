@@ -42,6 +42,7 @@ pub enum Handler {
     OperatorServers,
     ClusterMembers,
     ClusterChange(super::cluster::Action),
+    ClusterSnapshot,
     State,
     ApPartition,
     ModuleInstall,
@@ -164,6 +165,7 @@ pub const ROUTES: &[Route] = &[
     route(Get, "/nacre/v1/ap", Access::Admin(NACRE_CLUSTER, Read), Handler::ApPartition),
     // Membership: who votes, who replicates; changed through the log.
     route(Get, "/nacre/v1/cluster/members", Access::Admin(NACRE_CLUSTER, Read), Handler::ClusterMembers),
+    route(Get, "/nacre/v1/cluster/snapshot", Access::Admin(NACRE_CLUSTER, Read), Handler::ClusterSnapshot),
     route(Post, "/nacre/v1/cluster/members", Access::Admin(NACRE_CLUSTER, Write), Handler::ClusterChange(Add)),
     route(Delete, "/nacre/v1/cluster/members", Access::Admin(NACRE_CLUSTER, Write), Handler::ClusterChange(Remove)),
     route(

@@ -57,6 +57,15 @@ pub enum ClusterCommand {
         server: Server,
         address: String,
     },
+    /// Write a backup of the replicated state (configs, services, users, modules) at a committed
+    /// index to FILE, readable by its owner only: `nacre serve --restore FILE` on each member
+    /// of a new cluster starts it from there.
+    Snapshot {
+        #[command(flatten)]
+        server: Server,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 pub async fn run(command: ClusterCommand) -> anyhow::Result<String> {
@@ -86,8 +95,49 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<String> {
         ClusterCommand::TransferLeader { server, address } => {
             change(&server, HttpMethod::POST, "/nacre/v1/cluster/leader", vec![("address", address)]).await?
         }
+        ClusterCommand::Snapshot { server, out } => return snapshot(&server, &out).await,
     };
     table(&serde_json::from_str(&answer)?)
+}
+
+/// How long a backup may take to come: a large state, encoded and sent.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
+
+async fn snapshot(server: &Server, out: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    use anyhow::Context as _;
+    let url = format!("{}/nacre/v1/cluster/snapshot", super::base(&server.server));
+    let token = super::bearer(super::origin(&url)).await?;
+    let (status, bytes) = crate::net::request_bytes(
+        &super::tls()?,
+        HttpMethod::GET,
+        &url,
+        token.as_deref(),
+        None,
+        SNAPSHOT_TIMEOUT,
+        crate::raft::backup::MAX_BACKUP_BYTES,
+    )
+    .await
+    .context("asking for the backup")?;
+    anyhow::ensure!(status == 200, "HTTP {status}: {}", String::from_utf8_lossy(&bytes).trim());
+    let info = crate::raft::backup::info(&bytes).context("the backup the node sent")?;
+    // It holds the cluster's secrets (password hashes, the token signing key): owner only.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {} (it must not exist yet)", out.display()))?;
+    file.write_all(&bytes).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", out.display()))?;
+    Ok(format!(
+        "wrote a backup of index {} (digest {}, {} bytes) to {}\n",
+        info.index,
+        info.digest,
+        bytes.len(),
+        out.display()
+    ))
 }
 
 /// The members answer as a table: one member a line, the leader marked.

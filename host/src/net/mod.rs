@@ -13,6 +13,7 @@ pub mod tls;
 pub use http::*;
 pub use peer_client::PeerClient;
 pub use peer_client::PeerError;
+pub use peer_client::request_bytes;
 pub use peer_client::request_text;
 pub use peer_client::upload_with_progress;
 pub use peer_server::serve_peers;

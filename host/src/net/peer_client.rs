@@ -227,6 +227,20 @@ pub async fn request_text(
     form: Option<String>,
     timeout: Duration,
 ) -> Result<(u16, String), PeerError> {
+    let (status, body) = request_bytes(tls, method, url, bearer, form, timeout, MAX_PEER_RESPONSE_BYTES).await?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// [`request_text`], with the answer's bytes as they came (a backup), at most `max_bytes`.
+pub async fn request_bytes(
+    tls: &Arc<rustls::ClientConfig>,
+    method: HttpMethod,
+    url: &str,
+    bearer: Option<&str>,
+    form: Option<String>,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<(u16, Bytes), PeerError> {
     let mut request = hyper::Request::builder().method(method).uri(url);
     if let Some(token) = bearer {
         request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
@@ -242,7 +256,7 @@ pub async fn request_text(
             .request(request)
             .await
             .map_err(|e| PeerError::Unreachable { addr: url.to_string(), reason: format!("{e:?}") })?;
-        status_and_text(url, response).await
+        status_and_bytes(url, response, max_bytes).await
     };
     within(url, timeout, exchange).await
 }
@@ -285,23 +299,25 @@ pub async fn upload_with_progress(
             .request(request)
             .await
             .map_err(|e| PeerError::Unreachable { addr: url.to_string(), reason: e.to_string() })?;
-        status_and_text(url, response).await
+        let (status, body) = status_and_bytes(url, response, MAX_PEER_RESPONSE_BYTES).await?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
     };
     within(url, timeout, exchange).await
 }
 
 /// A response's status and its body as text (bounded; invalid UTF-8 replaced).
-async fn status_and_text(
+async fn status_and_bytes(
     url: &str,
     response: hyper::Response<hyper::body::Incoming>,
-) -> Result<(u16, String), PeerError> {
+    max_bytes: usize,
+) -> Result<(u16, Bytes), PeerError> {
     let status = response.status().as_u16();
-    let body = http_body_util::Limited::new(response.into_body(), MAX_PEER_RESPONSE_BYTES)
+    let body = http_body_util::Limited::new(response.into_body(), max_bytes)
         .collect()
         .await
         .map_err(|e| PeerError::Protocol { addr: url.to_string(), reason: e.to_string() })?
         .to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok((status, body))
 }
 
 /// `exchange`'s outcome, or a timeout error naming `addr` when it takes longer than `timeout`.

@@ -49,6 +49,7 @@ use crate::raft::log::Log;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::PeerNetwork;
 use crate::raft::snapshot_policy;
+use crate::raft::state_machine::SNAPSHOTS_DIR;
 use crate::raft::state_machine::StateMachine;
 use crate::runtime::Runtime;
 use crate::tasks::Tasks;
@@ -104,12 +105,15 @@ impl Node {
             Some(tls) => crate::net::Transport::Tls(tls),
             None => crate::net::Transport::Plain,
         };
+        if let Some(backup) = &config.restore {
+            restore(&config, backup)?;
+        }
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let runtime = Runtime::new(Some(&config.data_dir.join("module-cache"))).context("starting the wasm runtime")?;
         let log_store = LogStore::open(&config.data_dir).context("opening the raft log")?;
         let (state_machine, replica) =
-            StateMachine::open(&config.data_dir.join("snapshots"), runtime).context("opening the state machine")?;
+            StateMachine::open(&config.data_dir.join(SNAPSHOTS_DIR), runtime).context("opening the state machine")?;
 
         let id = config.me.node_id();
         let peer_key = Arc::new(PeerKey::new(&config.cluster_secret, config.me.raft_addr(), now_ms()));
@@ -123,9 +127,9 @@ impl Node {
         )
         .await
         .context("starting raft")?;
-        let raft_listener = TcpListener::bind(config.me.raft_addr())
-            .await
-            .with_context(|| format!("binding the raft port {}", config.me.raft_addr()))?;
+        let raft_bind = format!("{}:{}", config.bind_ip, config.me.raft_port);
+        let raft_listener =
+            TcpListener::bind(&raft_bind).await.with_context(|| format!("binding the raft port {raft_bind}"))?;
 
         // The services, each from the ones below it. The members start as cluster.conf lists
         // them (none but this node when it joins); `follow_membership` then keeps them as the
@@ -140,13 +144,14 @@ impl Node {
         let keyspace = Arc::new(Keyspace::default());
         let guests = Arc::new(Guests::new(replica.clone(), keyspace.clone()));
         let log = Arc::new(Log::new(id, raft.clone(), replica.clone(), peers.clone(), members.clone()));
+        log.count_elections().await.context("installing the raft counters")?;
         let journal_path = config.data_dir.join(AP_JOURNAL_FILE);
         let ap = Arc::new(
             Ap::new(members.clone(), guests.clone(), keyspace, peers.clone(), journal_path)
                 .context("opening the AP journal")?,
         );
         let leases = Arc::new(Leases::default());
-        let push = Arc::new(Push::open(&config.me.ip).await.context("opening the push socket")?);
+        let push = Arc::new(Push::open(&config.bind_ip).await.context("opening the push socket")?);
         let dispatch =
             Arc::new(Dispatch::new(guests.clone(), log.clone(), ap.clone(), leases.clone(), members.clone()));
 
@@ -280,6 +285,23 @@ async fn bind_builtins_when_leader(log: Arc<Log>, guests: Arc<Guests>) {
         }
         tokio::time::sleep(Duration::from_millis(BOOTSTRAP_CHECK_INTERVAL_MS)).await;
     }
+}
+
+/// Make this node's first snapshot of a backup, with cluster.conf's members as the membership:
+/// only into an empty data directory (a node that has run keeps its own log).
+fn restore(config: &NodeConfig, backup: &std::path::Path) -> anyhow::Result<()> {
+    let used = std::fs::read_dir(&config.data_dir).map(|mut entries| entries.next().is_some()).unwrap_or(false);
+    anyhow::ensure!(
+        !used,
+        "--restore needs an empty --data-dir: {} holds a node's data already",
+        config.data_dir.display()
+    );
+    let bytes = std::fs::read(backup).with_context(|| format!("reading the backup {}", backup.display()))?;
+    let voters = config.members.iter().map(|m| (m.node_id(), m.member())).collect();
+    let info = crate::raft::backup::restore(&config.data_dir.join(SNAPSHOTS_DIR), &bytes, voters)
+        .with_context(|| format!("restoring {}", backup.display()))?;
+    tracing::info!(index = info.index, digest = %info.digest, members = config.members.len(), "restored a backup");
+    Ok(())
 }
 
 /// Keep the services' view of the members (liveness, AP responsibility, the AP outbox and the

@@ -30,6 +30,10 @@ use crate::raft::reconfigure::MembershipOf;
 /// Largest body the peer port accepts: a snapshot or a batch of entries carrying modules.
 pub const MAX_PEER_BODY_BYTES: usize = 256 * 1024 * 1024;
 const _: () = assert!(coalesce::MAX_BATCH_BYTES < MAX_PEER_BODY_BYTES, "a batch fits in a peer body");
+const _: () = assert!(
+    crate::raft::backup::MAX_BACKUP_BYTES <= MAX_PEER_BODY_BYTES,
+    "a state a client can back up can be sent to a member as a snapshot"
+);
 
 /// What the peer port serves from.
 pub struct PeerPort {

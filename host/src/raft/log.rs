@@ -122,13 +122,23 @@ pub struct Log {
     replica: Arc<Shared>,
     pub(super) peers: PeerClient,
     pub(super) members: Arc<Members>,
-    /// Set once a later membership than this node's own was seen without it.
-    pub(super) removed: std::sync::atomic::AtomicBool,
+    /// The index of a membership entry the leader held without this node (0: none seen).
+    pub(super) removed_at_index: std::sync::atomic::AtomicU64,
+    /// Elections as openraft reports them (installed by [`Log::count_elections`]).
+    counters: Arc<super::counters::RaftCounters>,
 }
 
 impl Log {
     pub fn new(id: NodeId, raft: Raft, replica: Arc<Shared>, peers: PeerClient, members: Arc<Members>) -> Log {
-        Log { id, raft, replica, peers, members, removed: std::sync::atomic::AtomicBool::new(false) }
+        Log {
+            id,
+            raft,
+            replica,
+            peers,
+            members,
+            removed_at_index: std::sync::atomic::AtomicU64::new(0),
+            counters: Arc::default(),
+        }
     }
 
     /// The openraft handle, for the peer port's Raft RPCs and the snapshot policy.
@@ -150,6 +160,17 @@ impl Log {
             tracing::info!(error = %e, "cluster already initialized");
         }
         Ok(())
+    }
+
+    /// Have openraft report its elections and votes to this log's counters.
+    pub async fn count_elections(&self) -> anyhow::Result<()> {
+        let recorder: Arc<dyn openraft::metrics::MetricsRecorder> = self.counters.clone();
+        self.raft.set_metrics_recorder(Some(recorder)).await?;
+        Ok(())
+    }
+
+    pub fn elections(&self) -> super::counters::ElectionCounts {
+        self.counters.counts()
     }
 
     /// Stop Raft on this node (its tasks, and with them the log's writer).

@@ -7,12 +7,15 @@
 //!   implausible messages ([`peer_guard`]) before openraft sees them.
 //! - [`membership`]: which step a membership change takes next, or why it is refused (no I/O);
 //!   [`reconfigure`]: the leader making those steps through openraft's joint consensus.
+//! - [`backup`]: a backup of the state at one index, and a new cluster's members restored from it.
 //! - [`snapshot_policy`]: when to snapshot (entry count, and the log's growth against the state's size).
 //!
 //! Architecture Invariant: this layer knows how to order and persist entries, not what they
 //! mean. It hands every committed entry to `state::Machine` and never looks inside a guest
 //! command.
 
+pub mod backup;
+pub mod counters;
 pub mod dry_run;
 pub mod log;
 pub mod log_store;

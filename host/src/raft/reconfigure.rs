@@ -107,15 +107,17 @@ impl Log {
         (index, membership)
     }
 
-    /// Whether this node is a member in good standing: listed in its log's membership, and not
-    /// found removed by [`Log::check_removed`].
+    /// Whether this node is a member in good standing: listed in its log's membership, and that
+    /// membership no older than one the leader was found to hold without it
+    /// ([`Log::check_removed`]; a node added back gets a newer entry that lists it).
     pub fn is_member(&self) -> bool {
-        !self.removed.load(std::sync::atomic::Ordering::Relaxed) && self.membership().contains(self.id)
+        let (index, membership) = self.membership_with_index();
+        membership.contains(self.id) && index >= self.removed_at_index.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Ask the leader this node knows for its membership: when it comes from a later entry and
     /// does not list this node, this node was removed (the leader stops replicating to a
-    /// removed node, so its own log may never say so). Once removed, always removed.
+    /// removed node, so its own log may never say so).
     pub async fn check_removed(&self) {
         let (mine, membership) = self.membership_with_index();
         let Some(leader) = self.leader().filter(|leader| *leader != self.id) else { return };
@@ -124,9 +126,12 @@ impl Log {
         if let Ok((theirs, their_membership)) = self.peers.send::<MembershipOf>(&member.raft_addr, &(), timeout).await
             && theirs > mine
             && !their_membership.contains(self.id)
-            && !self.removed.swap(true, std::sync::atomic::Ordering::Relaxed)
+            && self.removed_at_index.fetch_max(theirs, std::sync::atomic::Ordering::Relaxed) < theirs
         {
-            tracing::warn!(index = theirs, "this node was removed from the cluster: it reports not ready; stop it");
+            tracing::warn!(
+                index = theirs,
+                "this node was removed from the cluster: it reports not ready until it is added back; stop it"
+            );
         }
     }
 

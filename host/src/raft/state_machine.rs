@@ -43,6 +43,8 @@ use crate::state::Machine;
 use crate::state::MachineImage;
 
 const SNAPSHOT_FILE: &str = "snapshot.bin";
+/// The directory of a node's snapshot, in its data directory.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
 
 /// Changes a lagging watcher may fall behind by before it is told it lagged (and re-checks
 /// everything it watches).
@@ -182,6 +184,18 @@ fn read_snapshot_file(dir: &Path) -> io::Result<Option<SnapshotFile>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Write a restored backup as this node's snapshot (`raft::backup`): only where there is none.
+pub fn write_restored_snapshot(dir: &Path, meta: SnapshotMeta, image: Vec<u8>) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if dir.join(SNAPSHOT_FILE).exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "this node already has a snapshot; restore needs a new one",
+        ));
+    }
+    write_snapshot_file(dir, &SnapshotFile { meta, image })
 }
 
 /// Write the snapshot file atomically: a crash leaves either the old file or the new one.

@@ -1,6 +1,9 @@
 //! One guest call: a fresh store and instance, the fuel and limits of the call, and the
 //! classification of its failure into a deterministic guest fault or a host error.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+
 use wasmtime::component::InstancePre;
 use wasmtime::{Engine, OutOfMemory, PoolConcurrencyLimitError, Store, Trap};
 
@@ -77,6 +80,41 @@ thread_local! {
     pub(crate) static FUEL_OF_LAST_CALL: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
+/// Guest work counted for `/metrics`. Process-wide statics rather than a field of the runtime:
+/// every call runs here with only the engine at hand, and a node holds one runtime.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+static FUEL_CONSUMED: AtomicU64 = AtomicU64::new(0);
+static FAULTS: AtomicU64 = AtomicU64::new(0);
+static COMPILATIONS: AtomicU64 = AtomicU64::new(0);
+static COMPILE_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// Guest work since the process started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuestStats {
+    pub calls: u64,
+    pub fuel_consumed: u64,
+    /// Calls that ended in a fault: a trap, fuel or memory exhausted, a broken protocol.
+    pub faults: u64,
+    /// Modules compiled from source (not from the disk cache), and the time it took.
+    pub compilations: u64,
+    pub compile_micros: u64,
+}
+
+pub fn guest_stats() -> GuestStats {
+    GuestStats {
+        calls: CALLS.load(Ordering::Relaxed),
+        fuel_consumed: FUEL_CONSUMED.load(Ordering::Relaxed),
+        faults: FAULTS.load(Ordering::Relaxed),
+        compilations: COMPILATIONS.load(Ordering::Relaxed),
+        compile_micros: COMPILE_MICROS.load(Ordering::Relaxed),
+    }
+}
+
+pub(crate) fn record_compile(took: std::time::Duration) {
+    COMPILATIONS.fetch_add(1, Ordering::Relaxed);
+    COMPILE_MICROS.fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
 /// Runs `body` against a fresh instance of `pre` that reads `base` (under `prior`).
 ///
 /// This is the only place a [`BaseRef`] is made, and the store holding it never leaves this
@@ -102,6 +140,11 @@ pub(crate) fn run<T>(
         Ok(value) => Ok(value),
         Err(error) => Err(classify(error)?),
     };
+    CALLS.fetch_add(1, Ordering::Relaxed);
+    FUEL_CONSUMED.fetch_add(fuel.saturating_sub(store.get_fuel().unwrap_or(0)), Ordering::Relaxed);
+    if result.is_err() {
+        FAULTS.fetch_add(1, Ordering::Relaxed);
+    }
     #[cfg(test)]
     FUEL_OF_LAST_CALL.with(|used| used.set(fuel - store.get_fuel().unwrap_or(0)));
     let state = store.into_data();

@@ -312,8 +312,10 @@ impl Runtime {
                 "a core Wasm module, not a component of the nacre:machine/state-machine world".into(),
             ));
         }
+        let started = std::time::Instant::now();
         let component = Component::new(&self.inner.engine, bytes)
             .map_err(|e| RuntimeError::Invalid(format!("not a valid component: {e:#}")))?;
+        super::call::record_compile(started.elapsed());
         self.inner.compilations.fetch_add(1, Ordering::Relaxed);
         if let Some(disk) = disk {
             disk.write(id, &component);

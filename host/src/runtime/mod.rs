@@ -23,6 +23,7 @@ pub mod limits;
 #[cfg(test)]
 mod tests;
 
+pub use call::{GuestStats, guest_stats};
 pub use engine::{Runtime, module_id};
 
 /// Fuel the last guest call on this thread consumed: for tests that size a limit from what an
