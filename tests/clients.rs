@@ -249,6 +249,11 @@ fn node_log_tails(cluster: &Cluster) -> String {
 /// Install `client`, start a 3-node cluster, run `script` without a namespace and with one (at
 /// the same time), and fail with everything needed to see why if either run fails.
 fn scenario(client: Client, script: &str) -> Result<()> {
+    scenario_then(client, script, |_| Ok(()))
+}
+
+/// [`scenario`], then `check` on the cluster the scripts ran against.
+fn scenario_then(client: Client, script: &str, check: impl FnOnce(&Cluster) -> Result<()>) -> Result<()> {
     setup(client)?;
     let cluster = Cluster::start(3);
     let leader = cluster.wait_leader();
@@ -273,7 +278,7 @@ fn scenario(client: Client, script: &str) -> Result<()> {
             node_log_tails(&cluster)
         );
     }
-    Ok(())
+    check(&cluster)
 }
 
 /// The test body: `scenario` with its error shown in full (a returned `Err` would be printed
@@ -326,7 +331,19 @@ fn node_naming_push() {
 
 #[test]
 fn grpc_python_naming() {
-    run(Client::Grpc, "naming.py");
+    // The subscriptions' pushes are acked, and counted in every node's metrics.
+    let pushes_acked = |cluster: &Cluster| -> Result<()> {
+        let series = r#"nacre_grpc_pushes_total{kind="naming",acked="true"} "#;
+        let acked: f64 = (0..cluster.nodes.len())
+            .filter_map(|i| cluster.get(i, "/metrics").ok())
+            .filter_map(|resp| resp.text().lines().find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok()))
+            .sum();
+        anyhow::ensure!(acked >= 1.0, "no acked naming push counted in /metrics");
+        Ok(())
+    };
+    if let Err(e) = scenario_then(Client::Grpc, "naming.py", pushes_acked) {
+        panic!("{e:#}");
+    }
 }
 
 #[test]

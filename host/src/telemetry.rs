@@ -39,6 +39,14 @@ pub struct GrpcLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushLabels {
+    /// `naming` (NotifySubscriberRequest) or `config` (ConfigChangeNotifyRequest).
+    pub kind: &'static str,
+    /// Whether the client acked this attempt in time.
+    pub acked: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FollowerLabels {
     pub follower: String,
 }
@@ -81,6 +89,7 @@ pub struct Telemetry {
     grpc_requests: Family<GrpcLabels, Counter>,
     grpc_seconds: Family<GrpcLabels, Histogram>,
     grpc_connections: Gauge,
+    grpc_pushes: Family<PushLabels, Counter>,
     /// One gauge per [`SCRAPED`] entry, in its order.
     scraped: Vec<Gauge>,
     follower_lag: Family<FollowerLabels, Gauge>,
@@ -142,12 +151,14 @@ impl Telemetry {
         let grpc_seconds =
             Family::<GrpcLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let grpc_connections = Gauge::default();
+        let grpc_pushes = Family::<PushLabels, Counter>::default();
         let follower_lag = Family::<FollowerLabels, Gauge>::default();
         registry.register("http_requests", "Client-port HTTP requests by route and status", http_requests.clone());
         registry.register("http_request_seconds", "Client-port HTTP request latency", http_seconds.clone());
         registry.register("grpc_requests", "Nacos gRPC requests by type and outcome", grpc_requests.clone());
         registry.register("grpc_request_seconds", "Nacos gRPC request latency", grpc_seconds.clone());
         registry.register("grpc_connections", "Open Nacos gRPC connections", grpc_connections.clone());
+        registry.register("grpc_pushes", "Nacos gRPC server pushes by kind, acked or not", grpc_pushes.clone());
         registry.register(
             "raft_follower_lag_entries",
             "On the leader: entries each follower is behind",
@@ -168,6 +179,7 @@ impl Telemetry {
             grpc_requests,
             grpc_seconds,
             grpc_connections,
+            grpc_pushes,
             scraped,
             follower_lag,
             encoding: Mutex::new(()),
@@ -182,6 +194,10 @@ impl Telemetry {
     pub fn observe_grpc(&self, labels: GrpcLabels, elapsed: Duration) {
         self.grpc_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
         self.grpc_requests.get_or_create(&labels).inc();
+    }
+
+    pub fn count_grpc_push(&self, labels: PushLabels) {
+        self.grpc_pushes.get_or_create(&labels).inc();
     }
 
     pub fn set_grpc_connections(&self, count: usize) {

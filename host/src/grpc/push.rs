@@ -94,9 +94,9 @@ fn notices(connection: &Connection, changed: &BTreeSet<WatchKey>, everything: bo
 
 /// Push `notice` until the client acks it, [`PUSH_ATTEMPTS`] times at most.
 async fn deliver(ctx: Arc<Context>, connection: Arc<Connection>, notice: Notice) {
-    let timeout = match notice {
-        Notice::Service { .. } => NAMING_ACK_TIMEOUT,
-        Notice::Config(_) => CONFIG_ACK_TIMEOUT,
+    let (timeout, kind) = match notice {
+        Notice::Service { .. } => (NAMING_ACK_TIMEOUT, "naming"),
+        Notice::Config(_) => (CONFIG_ACK_TIMEOUT, "config"),
     };
     for _ in 0..PUSH_ATTEMPTS {
         if connection.is_closed() {
@@ -104,7 +104,9 @@ async fn deliver(ctx: Arc<Context>, connection: Arc<Connection>, notice: Notice)
         }
         let id = ctx.connections.next_request_id();
         let Some(payload) = payload(&ctx, &notice, &id) else { return };
-        if connection.request(id, payload, timeout).await {
+        let acked = connection.request(id, payload, timeout).await;
+        ctx.telemetry.count_grpc_push(crate::telemetry::PushLabels { kind, acked });
+        if acked {
             return;
         }
     }
