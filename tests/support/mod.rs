@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of it.
 
+pub mod browser;
 pub mod cluster;
 pub mod http;
 pub mod naming;

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod cluster;
 mod config;
+mod console;
 pub(crate) mod guest;
 mod listener;
 mod modules;
@@ -179,6 +180,8 @@ async fn run_route(ctx: &Context, route: &routes::Route, req: HttpRequest) -> Ht
         H::ClusterMembers => cluster::members(ctx).await,
         H::ClusterChange(action) => cluster::change(ctx, &req, action).await,
         H::ClusterSnapshot => cluster::snapshot(ctx).await,
+        H::ConsoleFile => console::file(&req.path),
+        H::ConsoleRedirect => console::redirect(),
         H::Metrics => ops::metrics(ctx),
         H::State => ops::state(ctx),
         H::ApPartition => ops::ap_partition(ctx, &req),

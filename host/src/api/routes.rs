@@ -43,6 +43,8 @@ pub enum Handler {
     ClusterMembers,
     ClusterChange(super::cluster::Action),
     ClusterSnapshot,
+    ConsoleFile,
+    ConsoleRedirect,
     State,
     ApPartition,
     ModuleInstall,
@@ -116,6 +118,21 @@ use Verb::Put;
 /// need ROLE_ADMIN; only health probes, the server state, login and the one-time bootstrap
 /// are public.
 pub const ROUTES: &[Route] = &[
+    // The web console's files (`api::console`): public, they hold no data; the pages sign in.
+    route(Get, "/", Access::Public, Handler::ConsoleRedirect),
+    route(Get, "/nacos", Access::Public, Handler::ConsoleFile),
+    route(Get, "/nacos/index.html", Access::Public, Handler::ConsoleFile),
+    route(Get, "/nacos/console/style.css", Access::Public, Handler::ConsoleFile),
+    route(Get, "/nacos/console/app.js", Access::Public, Handler::ConsoleFile),
+    route(Get, "/nacos/console/api.js", Access::Public, Handler::ConsoleFile),
+    route(Get, "/nacos/console/dom.js", Access::Public, Handler::ConsoleFile),
+    route(Get, "/nacos/console/login.js", Access::Public, Handler::ConsoleFile),
+    route(Get, "/nacos/console/cluster.js", Access::Public, Handler::ConsoleFile),
+    route(Get, "/nacos/console/configs.js", Access::Public, Handler::ConsoleFile),
+    route(Get, "/nacos/console/services.js", Access::Public, Handler::ConsoleFile),
+    route(Get, "/nacos/console/namespaces.js", Access::Public, Handler::ConsoleFile),
+    route(Get, "/nacos/console/users.js", Access::Public, Handler::ConsoleFile),
+    route(Get, "/nacos/console/modules.js", Access::Public, Handler::ConsoleFile),
     // Config.
     config(Get, "/nacos/v1/cs/configs", "config.get", Read),
     config(Post, "/nacos/v1/cs/configs", "config.publish", Write),
@@ -214,7 +231,9 @@ pub const ROUTES: &[Route] = &[
 /// a `;jsessionid=`, another case, is no route.
 pub fn find(method: &HttpMethod, path: &str) -> Option<&'static Route> {
     let verb = Verb::of(method)?;
-    let path = path.trim_end_matches('/');
+    let trimmed = path.trim_end_matches('/');
+    // `/` itself is a route (to the console); every other path is matched without its trailing `/`.
+    let path = if trimmed.is_empty() { "/" } else { trimmed };
     ROUTES.iter().find(|route| route.verb == verb && route.path == path)
 }
 
@@ -234,14 +253,21 @@ mod tests {
                 route.verb,
                 route.path
             );
-            assert!(route.path.starts_with('/') && !route.path.ends_with('/'), "{}", route.path);
+            assert!(route.path == "/" || (route.path.starts_with('/') && !route.path.ends_with('/')), "{}", route.path);
         }
     }
 
+    /// Public: the probes, the server state, login, the first administrator, and the console's
+    /// own files (which hold no data: the pages sign in and call the API like any client).
     #[test]
-    fn only_probes_state_login_and_bootstrap_are_public() {
-        let public: BTreeSet<&str> =
-            ROUTES.iter().filter(|route| route.access == Access::Public).map(|route| route.path).collect();
+    fn only_probes_state_login_bootstrap_and_console_files_are_public() {
+        let console = |route: &&Route| matches!(route.handler, Handler::ConsoleFile | Handler::ConsoleRedirect);
+        let public: BTreeSet<&str> = ROUTES
+            .iter()
+            .filter(|route| route.access == Access::Public && !console(route))
+            .map(|route| route.path)
+            .collect();
+        assert!(ROUTES.iter().filter(console).all(|route| route.access == Access::Public && route.verb == Verb::Get));
         let expected = BTreeSet::from([
             "/nacos/v1/console/health/liveness",
             "/nacos/v1/console/health/readiness",
