@@ -9,8 +9,8 @@
 
 use crate::net;
 use crate::net::HttpResponse;
-use crate::net::header;
 use crate::net::Status;
+use crate::net::header;
 
 /// Where the console is; `/` sends a browser there.
 pub const CONSOLE_PATH: &str = "/nacos/";
