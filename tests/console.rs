@@ -245,8 +245,12 @@ fn scenario(cluster: &Cluster, leader: usize, base: &str) -> Result<()> {
     console.wait_for(
         "[...document.querySelectorAll('[data-testid=service-link]')].some((a) => a.textContent === 'console-svc')",
     )?;
-    let row = "[data-testid=services] tr[data-row='console-svc'] [data-testid=instance-count]";
+    let row = "[data-testid=services] tr[data-row='DEFAULT_GROUP@@console-svc'] [data-testid=instance-count]";
     assert_eq!(console.texts(row)?, ["2"]);
+    let catalog = cluster.get(2, "/nacos/v1/ns/catalog/services?pageNo=1&pageSize=10&serviceNameParam=console")?.json();
+    assert_eq!(catalog["count"], 1, "{catalog}");
+    assert_eq!(catalog["serviceList"][0]["ipCount"], 2, "{catalog}");
+    assert_eq!(catalog["serviceList"][0]["triggerFlag"], "false", "{catalog}");
     console.screenshot("services")?;
     console.visit("#/service?name=console-svc&group=DEFAULT_GROUP")?;
     let addresses = console.texts("[data-testid=instance-address]")?;

@@ -5,8 +5,6 @@ import { api } from './api.js';
 import { h, fill, table, link, pager, tag, hash } from './dom.js';
 
 const DEFAULT_GROUP = 'DEFAULT_GROUP';
-/** Services one listing fetches at most (Nacos's v1 service list has no name filter). */
-const MAX_LISTED = 10000;
 
 async function instances(namespace, name, group) {
   const answer = await api('GET', '/nacos/v1/ns/instance/list', {
@@ -17,33 +15,40 @@ async function instances(namespace, name, group) {
 
 export async function render(main, params, { namespace }) {
   const name = params.get('name') || '';
-  const group = params.get('group') || DEFAULT_GROUP;
+  const group = params.get('group') || '';
+  const hideEmpty = params.get('hideEmpty') === '1';
   const pageNo = Number(params.get('pageNo') || 1);
   const pageSize = Number(params.get('pageSize') || 20);
-  const go = (p = {}) => { location.hash = hash('services', { namespace, name, group, pageNo, pageSize, ...p }); };
+  const go = (p = {}) => {
+    location.hash = hash('services', { namespace, name, group, hideEmpty: hideEmpty ? 1 : '', pageNo, pageSize, ...p });
+  };
   const nameInput = h('input', { placeholder: 'Service name contains', value: name, testid: 'search-service' });
-  const groupInput = h('input', { placeholder: 'Group', value: group, testid: 'search-service-group' });
-  const search = h('form', { class: 'bar' }, nameInput, groupInput, h('button', { type: 'submit' }, 'Search'));
-  search.addEventListener('submit', (e) => { e.preventDefault(); go({ name: nameInput.value, group: groupInput.value, pageNo: 1 }); });
-  const listed = await api('GET', '/nacos/v1/ns/service/list', {
-    pageNo: 1, pageSize: MAX_LISTED, groupName: group, namespaceId: namespace,
+  const groupInput = h('input', { placeholder: 'Group contains', value: group, testid: 'search-service-group' });
+  const hide = h('input', { type: 'checkbox', checked: hideEmpty, testid: 'hide-empty' });
+  const search = h('form', { class: 'bar' }, nameInput, groupInput,
+    h('label', {}, hide, ' hide services without instances'), h('button', { type: 'submit' }, 'Search'));
+  search.addEventListener('submit', (e) => {
+    e.preventDefault();
+    go({ name: nameInput.value, group: groupInput.value, hideEmpty: hide.checked ? 1 : '', pageNo: 1 });
   });
-  const matching = (listed.doms || []).filter((s) => s.includes(name)).sort();
-  const shown = matching.slice((pageNo - 1) * pageSize, pageNo * pageSize);
-  const rows = await Promise.all(shown.map(async (service) => {
-    const hosts = await instances(namespace, service, group);
-    return { __key: service, service, count: hosts.length, healthy: hosts.filter((i) => i.healthy).length };
-  }));
+  // Nacos's console call: search, counts and paging on the server.
+  const page = await api('GET', '/nacos/v1/ns/catalog/services', {
+    serviceNameParam: name, groupNameParam: group, hasIpCount: hideEmpty, withInstances: false,
+    pageNo, pageSize, namespaceId: namespace,
+  });
+  const rows = (page.serviceList || []).map((s) => ({ ...s, __key: `${s.groupName}@@${s.name}` }));
   fill(main,
     h('h1', {}, 'Services'),
     search,
     table([
-      ['Service', (r) => link(r.service, 'service', { namespace, name: r.service, group }, { testid: 'service-link' })],
-      ['Group', () => group],
-      ['Instances', (r) => h('span', { testid: 'instance-count' }, r.count), 'num'],
-      ['Healthy', (r) => (r.count > 0 && r.healthy === 0 ? tag('0', 'bad') : r.healthy), 'num'],
+      ['Service', (s) => link(s.name, 'service', { namespace, name: s.name, group: s.groupName }, { testid: 'service-link' })],
+      ['Group', (s) => s.groupName],
+      ['Clusters', (s) => s.clusterCount, 'num'],
+      ['Instances', (s) => h('span', { testid: 'instance-count' }, s.ipCount), 'num'],
+      ['Healthy', (s) => (s.ipCount > 0 && s.healthyInstanceCount === 0 ? tag('0', 'bad') : s.healthyInstanceCount), 'num'],
+      ['Protection', (s) => (s.triggerFlag === 'true' ? tag('threshold reached', 'warn') : '')],
     ], rows, { testid: 'services' }),
-    pager(matching.length, pageNo, pageSize, (n, size) => go({ pageNo: n, pageSize: size })));
+    pager(page.count || 0, pageNo, pageSize, (n, size) => go({ pageNo: n, pageSize: size })));
 }
 
 /** `#/service?name&group`: the instances of one service. */

@@ -36,6 +36,7 @@
 
 pub mod beat;
 pub mod catalog;
+pub mod console;
 pub mod fields;
 pub mod health;
 pub mod instance;

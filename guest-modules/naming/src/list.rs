@@ -57,7 +57,7 @@ struct ServiceInfo<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Host<'a> {
+pub(crate) struct Host<'a> {
     instance_id: String,
     ip: &'a str,
     port: u16,
@@ -77,7 +77,7 @@ struct Host<'a> {
     instance_id_generator: &'a str,
 }
 
-fn host(instance: &InstanceRecord, healthy: bool) -> Host<'_> {
+pub(crate) fn host(instance: &InstanceRecord, healthy: bool) -> Host<'_> {
     Host {
         instance_id: instance.instance_id(),
         ip: &instance.ip,

@@ -4,7 +4,7 @@
 use nacre_guest_sdk::{Command, GuestError, GuestReply, GuestRequest, QueryContext};
 use serde::Serialize;
 
-use crate::{beat, catalog, health, instance, lease, list, modify, plan, service};
+use crate::{beat, catalog, console, health, instance, lease, list, modify, plan, service};
 
 /// The event topic of every naming change; the key is the grouped service name.
 pub const TOPIC: &str = "naming";
@@ -28,6 +28,9 @@ pub const DETAIL: &str = "naming.detail";
 pub const SERVICE_GET: &str = "naming.service.get";
 pub const SERVICE_LIST: &str = "naming.service.list";
 pub const METRICS: &str = "naming.metrics";
+pub const CATALOG_SERVICES: &str = "naming.catalog.services";
+pub const CATALOG_SERVICE: &str = "naming.catalog.service";
+pub const CATALOG_INSTANCES: &str = "naming.catalog.instances";
 pub const SWEEP: &str = "naming.sweep";
 pub const HEALTH_TARGETS: &str = "naming.health.targets";
 
@@ -48,7 +51,19 @@ pub const COMMANDS: &[&str] = &[
 ];
 /// Reads, answered by `query` on the local replica. `naming.beat` is both: the read decides
 /// whether the host must commit it.
-pub const QUERIES: &[&str] = &[LIST, DETAIL, SERVICE_GET, SERVICE_LIST, METRICS, BEAT, SWEEP, HEALTH_TARGETS];
+pub const QUERIES: &[&str] = &[
+    LIST,
+    DETAIL,
+    SERVICE_GET,
+    SERVICE_LIST,
+    METRICS,
+    CATALOG_SERVICES,
+    CATALOG_SERVICE,
+    CATALOG_INSTANCES,
+    BEAT,
+    SWEEP,
+    HEALTH_TARGETS,
+];
 /// Whether a command also answers as a query: the plan the host runs before committing it.
 /// Every command but `naming.beat`, whose query is its own plan.
 pub fn is_planned(op: &str) -> bool {
@@ -79,6 +94,9 @@ pub fn query(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, Guest
         SERVICE_GET => catalog::get(ctx, req),
         SERVICE_LIST => catalog::list(req),
         METRICS => catalog::metrics(),
+        CATALOG_SERVICES => console::services(req),
+        CATALOG_SERVICE => console::service(req),
+        CATALOG_INSTANCES => console::instances(req),
         BEAT => beat::query(req),
         SWEEP => lease::sweep(req),
         HEALTH_TARGETS => health::targets(req),

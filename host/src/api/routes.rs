@@ -162,6 +162,9 @@ pub const ROUTES: &[Route] = &[
     naming(Put, "/nacos/v1/ns/service", "naming.service.update", Write),
     naming(Get, "/nacos/v1/ns/service", "naming.service.get", Read),
     naming(Get, "/nacos/v1/ns/service/list", "naming.service.list", Read),
+    naming(Get, "/nacos/v1/ns/catalog/services", "naming.catalog.services", Read),
+    naming(Get, "/nacos/v1/ns/catalog/service", "naming.catalog.service", Read),
+    naming(Get, "/nacos/v1/ns/catalog/instances", "naming.catalog.instances", Read),
     naming(Put, "/nacos/v1/ns/cluster", "naming.cluster.update", Write),
     route(Get, "/nacos/v1/ns/operator/metrics", Access::Admin(NACRE_CLUSTER, Read), Handler::NamingMetrics),
     // Namespaces: anyone signed in lists those they hold a grant in.

@@ -3,6 +3,7 @@
 //! `shared/reference/nacos-clients.md`).
 
 mod beat;
+mod catalog;
 mod health;
 mod implicit;
 mod instances;
