@@ -280,5 +280,22 @@ fn scenario(cluster: &Cluster, leader: usize, base: &str) -> Result<()> {
     assert!(bindings["bindings"].as_array().unwrap().iter().any(|b| b["namespace"] == "console-ns"), "{bindings}");
     console.screenshot("modules")?;
 
+    // A dry run of a candidate that requires metadata, over the namespace's recent commands: it
+    // answers a registration without metadata differently from the module in force.
+    let persistent = http::form(&[("serviceName", "dry"), ("ip", "10.7.0.1"), ("port", "1"), ("ephemeral", "false")]);
+    assert_eq!(cluster.call(0, "POST", &format!("/nacos/v1/ns/instance?{persistent}"))?.status, 200);
+    let candidate_dir = tempfile::tempdir()?;
+    let candidate = candidate_dir.path().join("require-metadata.wasm");
+    std::fs::write(&candidate, nacre::builtin::examples::REQUIRE_METADATA)?;
+    console.fill("[data-testid=dry-run-namespace]", "public")?;
+    console.browser.set_files("[data-testid=dry-run-file]", &[&candidate])?;
+    console.click("[data-testid=dry-run-submit]")?;
+    console.wait_for(
+        "document.querySelector('[data-testid=dry-run-summary]') && document.querySelector('[data-testid=differs]')",
+    )?;
+    let differing = console.texts("[data-testid=dry-run-entries] tbody tr")?;
+    assert!(differing.iter().any(|row| row.contains("naming.register")), "{differing:?}");
+    console.screenshot("dry-run")?;
+
     Ok(())
 }

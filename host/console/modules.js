@@ -54,11 +54,12 @@ export async function render(main, _params, { namespace, toast, rerender }) {
   });
 
   // Dry run a candidate against a namespace's recent commands.
-  const dryNs = h('input', { value: namespace || 'public', placeholder: 'namespace' });
-  const dryEntries = h('input', { type: 'number', value: 100, min: 1, max: 10000, size: 6 });
+  const dryNs = h('input', { value: namespace || 'public', placeholder: 'namespace', testid: 'dry-run-namespace' });
+  const dryEntries = h('input', { type: 'number', value: 100, min: 1, max: 10000, size: 6, testid: 'dry-run-entries-count' });
   const dryFile = h('input', { type: 'file', accept: '.wasm', testid: 'dry-run-file' });
   const report = h('div', { testid: 'dry-run-report' });
-  const dry = h('form', { class: 'bar' }, dryNs, dryEntries, dryFile, h('button', { type: 'submit' }, 'Dry run'));
+  const dry = h('form', { class: 'bar' }, dryNs, dryEntries, dryFile,
+    h('button', { type: 'submit', testid: 'dry-run-submit' }, 'Dry run'));
   dry.addEventListener('submit', async (e) => {
     e.preventDefault();
     if (!dryFile.files[0]) return;
@@ -126,7 +127,7 @@ function showReport(report, r) {
         ['Operation', (e) => e.op],
         ['Module in force', (e) => result(e.in_force)],
         ['Candidate', (e) => result(e.candidate)],
-        ['', (e) => (e.differs ? tag('differs', 'warn') : '')],
+        ['', (e) => (e.differs ? h('span', { testid: 'differs' }, tag('differs', 'warn')) : '')],
       ], entries, { testid: 'dry-run-entries' }));
   };
   draw();

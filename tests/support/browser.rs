@@ -132,6 +132,17 @@ impl Browser {
         Ok(())
     }
 
+    /// Choose `files` in the file input at `selector`, as a user picking them would.
+    pub fn set_files(&mut self, selector: &str, files: &[&Path]) -> Result<()> {
+        let root = self.call("DOM.getDocument", json!({ "depth": 0 }))?;
+        let root = root["root"]["nodeId"].clone();
+        let input = self.call("DOM.querySelector", json!({ "nodeId": root, "selector": selector }))?;
+        let node = input["nodeId"].as_u64().filter(|id| *id != 0).with_context(|| format!("no element {selector}"))?;
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        self.call("DOM.setFileInputFiles", json!({ "nodeId": node, "files": files }))?;
+        Ok(())
+    }
+
     /// The whole page as a PNG.
     pub fn screenshot(&mut self) -> Result<Vec<u8>> {
         let shot = self.call("Page.captureScreenshot", json!({ "format": "png", "captureBeyondViewport": true }))?;
