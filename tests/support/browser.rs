@@ -2,7 +2,7 @@
 //! the Chrome DevTools Protocol on a plain WebSocket: a command is a JSON message with an id,
 //! its answer the message with the same id; events in between are ignored.
 //!
-//! Why not the `chromiumoxide` crate: 0.9.1 with Chromium 148 stopped answering any command
+//! Why not the `chromiumoxide` crate: 0.9.1 with Chromium 156 stopped answering any command
 //! to a page once the page had changed its own URL fragment (a hash-routed app does on every
 //! click): its handler keeps the page's commands waiting on a navigation it never sees end. The
 //! protocol itself answers at once (checked with a raw client), and the few commands these
@@ -56,7 +56,7 @@ impl Browser {
     pub fn launch(executable: &Path) -> Result<Browser> {
         let profile = tempfile::tempdir()?;
         let port = super::cluster::free_port();
-        let child = Command::new(executable)
+        let mut child = Command::new(executable)
             .args(FLAGS)
             .arg(format!("--remote-debugging-port={port}"))
             .arg(format!("--user-data-dir={}", profile.path().display()))
@@ -66,25 +66,15 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", executable.display()))?;
-        let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + START_TIMEOUT;
-        let page = loop {
-            let page = targets(&addr).ok().and_then(|list| {
-                list.as_array()?.iter().find(|t| t["type"] == "page")?["webSocketDebuggerUrl"]
-                    .as_str()
-                    .map(str::to_string)
-            });
-            if let Some(page) = page {
-                break page;
+        let socket = match connect(port) {
+            Ok(socket) => socket,
+            Err(e) => {
+                // Not yet a `Browser`, whose drop would stop it: stop it here.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
             }
-            if Instant::now() > deadline {
-                bail!("chromium did not open its debugging port {port}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
         };
-        let stream = TcpStream::connect(&addr)?;
-        stream.set_read_timeout(Some(COMMAND_TIMEOUT))?;
-        let (socket, _) = tungstenite::client(page.as_str(), stream).context("the page's DevTools socket")?;
         let mut browser = Browser { child, socket, next_id: 0, _profile: profile };
         browser.call("Page.enable", json!({}))?;
         browser.call("Runtime.enable", json!({}))?;
@@ -149,6 +139,28 @@ impl Browser {
         let data = shot["data"].as_str().context("a screenshot without data")?;
         Ok(base64::engine::general_purpose::STANDARD.decode(data)?)
     }
+}
+
+/// Wait for the browser's debugging port, then open its page's DevTools socket.
+fn connect(port: u16) -> Result<WebSocket<TcpStream>> {
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + START_TIMEOUT;
+    let page = loop {
+        let page = targets(&addr).ok().and_then(|list| {
+            list.as_array()?.iter().find(|t| t["type"] == "page")?["webSocketDebuggerUrl"].as_str().map(str::to_string)
+        });
+        if let Some(page) = page {
+            break page;
+        }
+        if Instant::now() > deadline {
+            bail!("chromium did not open its debugging port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stream = TcpStream::connect(&addr)?;
+    stream.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+    let (socket, _) = tungstenite::client(page.as_str(), stream).context("the page's DevTools socket")?;
+    Ok(socket)
 }
 
 /// The browser's targets (`GET /json/list`). A request of its own: the DevTools HTTP server
