@@ -8,7 +8,7 @@ use nacre_guest_sdk::{GuestError, GuestReply, GuestRequest, QueryContext, Reques
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::names;
+use crate::names::{self, ServiceName};
 use crate::ops::json;
 use crate::record::{self, ClusterRecord, HealthChecker, Metadata, ServiceRecord};
 
@@ -41,16 +41,7 @@ struct ClusterDetail<'a> {
 /// instance's cluster is always configured (its registration adds it).
 pub fn get(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let name = names::service_name(req)?;
-    let stored = record::load_service(&name)?;
-    if !record::service_exists(&name, stored.as_ref()) {
-        return Err(GuestError::not_found(format!("service {} is not found!", name.grouped())));
-    }
-    let service = stored.unwrap_or_else(|| ServiceRecord::new(0));
-    let mut clusters: BTreeMap<String, ClusterRecord> = service.clusters.clone();
-    record::for_each_segment(&record::ephemeral_prefix(&name.grouped()), |cluster| {
-        clusters.entry(cluster.to_owned()).or_default();
-        Ok(true)
-    })?;
+    let (service, clusters) = service_and_clusters(&name)?;
     let clusters = clusters
         .iter()
         .map(|(name, c)| ClusterDetail { name, health_checker: &c.health_checker, metadata: &c.metadata })
@@ -64,6 +55,25 @@ pub fn get(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, GuestEr
         selector: &service.selector,
         clusters,
     }))
+}
+
+/// A service's record (the defaults for an implicit one) and its clusters: the configured
+/// ones, and those ephemeral instances are in (with the defaults); 404 `service G@@S is not
+/// found!` when it has neither a record nor an instance. Shared by every read of one service.
+pub(crate) fn service_and_clusters(
+    name: &ServiceName,
+) -> Result<(ServiceRecord, BTreeMap<String, ClusterRecord>), GuestError> {
+    let stored = record::load_service(name)?;
+    if !record::service_exists(name, stored.as_ref()) {
+        return Err(GuestError::not_found(format!("service {} is not found!", name.grouped())));
+    }
+    let service = stored.unwrap_or_else(|| ServiceRecord::new(0));
+    let mut clusters: BTreeMap<String, ClusterRecord> = service.clusters.clone();
+    record::for_each_segment(&record::ephemeral_prefix(&name.grouped()), |cluster| {
+        clusters.entry(cluster.to_owned()).or_default();
+        Ok(true)
+    })?;
+    Ok((service, clusters))
 }
 
 #[derive(Serialize)]

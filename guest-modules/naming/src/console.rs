@@ -8,7 +8,7 @@
 //! and a page past the end is empty (Nacos returns the whole set when it is smaller than a
 //! page, alibaba/nacos#3439).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use nacre_guest_sdk::{GuestError, GuestReply, GuestRequest, RequestExt};
 use serde::Serialize;
@@ -18,7 +18,7 @@ use crate::catalog::MAX_SERVICE_PAGE_SIZE;
 use crate::list::host;
 use crate::names::{self, ServiceName};
 use crate::ops::json;
-use crate::record::{self, ClusterRecord, HealthChecker, Metadata, ServiceRecord};
+use crate::record::{self, HealthChecker, Metadata};
 
 /// Instances one `catalog/instances` page may hold.
 pub const MAX_INSTANCE_PAGE_SIZE: u64 = 1_000;
@@ -146,15 +146,7 @@ struct ClusterSummary<'a> {
 /// holding an ephemeral instance, with the defaults); 404 `service G@@S is not found!`.
 pub fn service(req: &GuestRequest) -> Result<GuestReply, GuestError> {
     let name = names::service_name(req)?;
-    let stored = record::load_service(&name)?;
-    if !record::service_exists(&name, stored.as_ref()) {
-        return Err(GuestError::not_found(format!("service {} is not found!", name.grouped())));
-    }
-    let service = stored.unwrap_or_else(|| ServiceRecord::new(0));
-    let mut clusters: BTreeMap<String, ClusterRecord> = service.clusters.clone();
-    for instance in record::service_instances(&name)? {
-        clusters.entry(instance.cluster_name).or_default();
-    }
+    let (service, clusters) = crate::catalog::service_and_clusters(&name)?;
     let no_selector = serde_json::json!({ "type": "none" });
     let selector = if service.selector.is_null() { &no_selector } else { &service.selector };
     Ok(json(&CatalogService {
