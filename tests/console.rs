@@ -134,21 +134,131 @@ impl Console {
     }
 }
 
+/// Who watches, asked through any node: a real gRPC client subscribed to `console-svc` and
+/// listening to `console-demo` through node 0, a v1 reader subscribed to UDP pushes and a v1
+/// long-poll (from behind a proxy, `X-Real-IP`) held on node 2; the API (Nacos's answers) and
+/// the console (through node 1) list them all.
+fn watchers(cluster: &Cluster, console: &mut Console) -> Result<()> {
+    const POLLING_IP: &str = "10.20.30.40";
+    let (mut watcher, _watcher_dir) =
+        real_client("watcher.py", &[cluster.addr(0), "", "console-svc", "console-demo"], "WATCHING")?;
+    let md5 = cluster.get(0, "/nacos/v1/cs/configs?show=all&dataId=console-demo&group=DEFAULT_GROUP")?.json()["md5"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let poll_addr = cluster.addr(2).to_string();
+    let listening =
+        format!("Listening-Configs={}", http::encode(&format!("console-demo\u{2}DEFAULT_GROUP\u{2}{md5}\u{1}")));
+    let long_poll = std::thread::spawn(move || {
+        let headers = [
+            ("Long-Pulling-Timeout", "30000"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Real-IP", POLLING_IP),
+        ];
+        http::exchange("POST", &poll_addr, "/nacos/v1/cs/configs/listener", &headers, listening.as_bytes(), UI_TIMEOUT)
+    });
+    let udp_read = || {
+        let path =
+            "/nacos/v1/ns/instance/list?serviceName=console-svc&udpPort=55055&clientIP=127.0.0.1&app=console-test";
+        http::request_with_headers("GET", cluster.addr(2), path, &[("User-Agent", "Nacos-Java-Client:v1.4.8")], b"")
+    };
+    assert_eq!(udp_read()?.status, 200);
+
+    // Nacos's answers, from a node none of them talks to.
+    let deadline = Instant::now() + UI_TIMEOUT;
+    let subscribers = loop {
+        let answer =
+            cluster.get(1, "/nacos/v1/ns/service/subscribers?serviceName=console-svc&pageNo=1&pageSize=10")?.json();
+        if answer["count"] == 2 || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(POLL);
+    };
+    assert_eq!(subscribers["count"], 2, "{subscribers}");
+    let udp = subscribers["subscribers"].as_array().unwrap().iter().find(|s| s["port"] == 55055).cloned();
+    assert_eq!(
+        udp,
+        Some(serde_json::json!({
+            "addrStr": "127.0.0.1:55055", "agent": "Nacos-Java-Client:v1.4.8", "app": "console-test", "ip": "127.0.0.1",
+            "port": 55055, "namespaceId": "public", "serviceName": "DEFAULT_GROUP@@console-svc", "cluster": ""
+        })),
+        "{subscribers}"
+    );
+    // The gRPC client reports the md5 of what it has cached, which may not be the current one.
+    let deadline = Instant::now() + UI_TIMEOUT;
+    let listeners = loop {
+        let answer = cluster.get(1, "/nacos/v1/cs/configs/listener?dataId=console-demo&group=DEFAULT_GROUP")?.json();
+        let ips: Vec<&String> =
+            answer["lisentersGroupkeyStatus"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+        if ips == ["10.20.30.40", "127.0.0.1"] {
+            break answer;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the listeners of console-demo: {answer}");
+        std::thread::sleep(POLL);
+    };
+    assert_eq!(listeners["collectStatus"], 200);
+    assert_eq!(listeners["lisentersGroupkeyStatus"][POLLING_IP], md5, "{listeners}");
+    let by_ip = cluster.get(0, &format!("/nacos/v1/cs/listener?ip={POLLING_IP}"))?.json();
+    let wanted =
+        serde_json::json!({ "collectStatus": 200, "lisentersGroupkeyStatus": { "console-demo+DEFAULT_GROUP": md5 } });
+    assert_eq!(by_ip, wanted);
+    let of_grpc = cluster.get(2, "/nacos/v1/cs/listener?ip=127.0.0.1")?.json();
+    assert!(of_grpc["lisentersGroupkeyStatus"]["console-demo+DEFAULT_GROUP"].is_string(), "{of_grpc}");
+
+    // The console: the service's subscribers, the config's listeners and the listening query.
+    assert_eq!(udp_read()?.status, 200, "the UDP subscription renewed (it lasts 10 s)");
+    console.visit("#/subscribers?name=console-svc&group=DEFAULT_GROUP")?;
+    let mut addresses = console.texts("[data-testid=subscriber-address]")?;
+    addresses.sort();
+    assert_eq!(addresses, ["127.0.0.1", "127.0.0.1:55055"]);
+    console.screenshot("subscribers")?;
+    console.visit("#/config?dataId=console-demo&group=DEFAULT_GROUP")?;
+    let mut listener_ips = console.texts("[data-testid=listener-ip]")?;
+    listener_ips.sort();
+    assert_eq!(listener_ips, [POLLING_IP, "127.0.0.1"]);
+    console.visit(&format!("#/listeners?ip={POLLING_IP}"))?;
+    assert_eq!(console.texts("[data-testid=listened-key]")?, ["console-demo+DEFAULT_GROUP"]);
+    console.screenshot("listeners")?;
+
+    // A change answers the held long-poll with the key, and the watchers go with their client.
+    let published = cluster.post_form(
+        0,
+        "/nacos/v1/cs/configs",
+        &[("dataId", "console-demo"), ("group", "DEFAULT_GROUP"), ("content", "mode: red")],
+    )?;
+    assert_eq!(published.status, 200);
+    let answered = long_poll.join().expect("the long-poll thread").map_err(|e| e.into_io())?;
+    assert!(answered.text().starts_with("console-demo%02DEFAULT_GROUP"), "{}", answered.text());
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    let deadline = Instant::now() + UI_TIMEOUT;
+    loop {
+        let answer =
+            cluster.get(1, "/nacos/v1/ns/service/subscribers?serviceName=console-svc&aggregation=true")?.json();
+        if !answer["subscribers"].as_array().unwrap().iter().any(|s| s["port"] == 0) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "a dead client is still a subscriber: {answer}");
+        std::thread::sleep(POLL);
+    }
+    Ok(())
+}
+
 fn config_content(cluster: &Cluster, data_id: &str) -> Option<String> {
     let resp = cluster.get(0, &format!("/nacos/v1/cs/configs?dataId={data_id}&group=DEFAULT_GROUP")).ok()?;
     (resp.status == 200).then(|| resp.text())
 }
 
-/// A real Nacos 2.x client (nacos-sdk-python 3.x over gRPC, the suite's own scenario script)
-/// that registers two instances of `service` through `addr` and holds them until killed.
-fn client_registering(addr: &str, service: &str) -> Result<(Child, tempfile::TempDir)> {
+/// A real Nacos 2.x client (nacos-sdk-python 3.x over gRPC, one of the suite's scenario
+/// scripts) run with `args` until it prints `ready`; it holds what it did until killed.
+fn real_client(script: &str, args: &[&str], ready: &str) -> Result<(Child, tempfile::TempDir)> {
     let clients = repo_dir().join("tests/clients");
     let setup = Command::new(clients.join("setup.sh")).arg("grpc").status()?;
     anyhow::ensure!(setup.success(), "tests/clients/setup.sh grpc failed");
     let dir = tempfile::tempdir()?;
     let child = Command::new(clients.join(".venv-grpc/bin/python"))
-        .arg(clients.join("grpc/owner.py"))
-        .args([addr, "", service, "2"])
+        .arg(clients.join("grpc").join(script))
+        .args(args)
         .env("NACRE_USERNAME", "nacos")
         .env("NACRE_PASSWORD", ADMIN_PASSWORD)
         .current_dir(dir.path())
@@ -156,10 +266,10 @@ fn client_registering(addr: &str, service: &str) -> Result<(Child, tempfile::Tem
         .stderr(std::fs::File::create(dir.path().join("stderr"))?)
         .spawn()?;
     let deadline = Instant::now() + UI_TIMEOUT;
-    while !std::fs::read_to_string(dir.path().join("stdout"))?.contains("REGISTERED") {
+    while !std::fs::read_to_string(dir.path().join("stdout"))?.contains(ready) {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "the client never registered: {}",
+            "{script} never printed {ready}: {}",
             std::fs::read_to_string(dir.path().join("stderr"))?
         );
         std::thread::sleep(POLL);
@@ -240,7 +350,8 @@ fn scenario(cluster: &Cluster, leader: usize, base: &str) -> Result<()> {
     console.wait_for("document.querySelectorAll('[data-testid=history] tbody tr').length === 3")?;
 
     // An instance registered by a real client, seen in the service list and its detail.
-    let (mut client, _client_dir) = client_registering(cluster.addr(leader), "console-svc")?;
+    let (mut client, _client_dir) =
+        real_client("owner.py", &[cluster.addr(leader), "", "console-svc", "2"], "REGISTERED")?;
     console.visit("#/services")?;
     console.wait_for(
         "[...document.querySelectorAll('[data-testid=service-link]')].some((a) => a.textContent === 'console-svc')",
@@ -255,6 +366,9 @@ fn scenario(cluster: &Cluster, leader: usize, base: &str) -> Result<()> {
     console.visit("#/service?name=console-svc&group=DEFAULT_GROUP")?;
     let addresses = console.texts("[data-testid=instance-address]")?;
     assert_eq!(addresses, ["10.0.1.1:7001", "10.0.1.2:7002"]);
+
+    watchers(cluster, &mut console)?;
+    service_settings(cluster, &mut console)?;
     let _ = client.kill();
     let _ = client.wait();
 
@@ -297,5 +411,158 @@ fn scenario(cluster: &Cluster, leader: usize, base: &str) -> Result<()> {
     assert!(differing.iter().any(|row| row.contains("naming.register")), "{differing:?}");
     console.screenshot("dry-run")?;
 
+    config_tasks(cluster, &mut console)?;
+    namespaces_and_users(cluster, &mut console)?;
     Ok(())
+}
+
+/// Authorship, a conflicting edit, paging past 10 and content search.
+fn config_tasks(cluster: &Cluster, console: &mut Console) -> Result<()> {
+    // The history names who made each change: the signed-in administrator.
+    console.visit("#/history?dataId=console-demo&group=DEFAULT_GROUP")?;
+    let authors = console.texts("[data-testid=version-by]")?;
+    assert!(authors.len() >= 4 && authors.iter().all(|a| a == "nacos"), "{authors:?}");
+
+    // Someone else publishes while the editor is open: the editor's publish is refused, and says so.
+    console.visit("#/config?dataId=console-demo&group=DEFAULT_GROUP")?;
+    let theirs = [("dataId", "console-demo"), ("group", "DEFAULT_GROUP"), ("content", "mode: theirs")];
+    assert_eq!(cluster.post_form(2, "/nacos/v1/cs/configs", &theirs)?.status, 200);
+    console.fill("[data-testid=edit-content]", "mode: mine")?;
+    console.click("[data-testid=publish]")?;
+    console.wait_for("document.querySelector('[data-testid=confirm-publish]')")?;
+    console.click("[data-testid=confirm-publish]")?;
+    console.wait_for(
+        "document.querySelector('[data-testid=edit-error]').textContent.includes('Someone changed this config')",
+    )?;
+    assert_eq!(config_content(cluster, "console-demo").as_deref(), Some("mode: theirs"), "nothing was overwritten");
+
+    // 25 configs: pages of 10, then one page of 50; a content search finds the one with a needle.
+    for n in 0..25 {
+        let (data_id, content) =
+            (format!("paged-{n:02}"), if n == 17 { "haystack needle".to_string() } else { format!("n={n}") });
+        let form = [("dataId", data_id.as_str()), ("group", "PAGED"), ("content", content.as_str())];
+        assert_eq!(cluster.post_form(0, "/nacos/v1/cs/configs", &form)?.status, 200);
+    }
+    console.visit("#/configs?group=PAGED&pageSize=10")?;
+    assert_eq!(console.texts("[data-testid=config-link]")?.len(), 10);
+    assert_eq!(console.texts("[data-testid=page]")?, ["page 1 of 3 (25 in all)"]);
+    console.click_and_render("[data-testid=pager] button:last-of-type")?;
+    assert_eq!(console.texts("[data-testid=page]")?, ["page 2 of 3 (25 in all)"]);
+    assert_eq!(console.texts("[data-testid=config-link]")?.first().map(String::as_str), Some("paged-10"));
+    let before = console.renders();
+    console.eval::<bool>(
+        "(() => { const s = document.querySelector('[data-testid=page-size]'); s.value = '50'; \
+         s.dispatchEvent(new Event('change')); return true; })()",
+    )?;
+    console.wait_rendered_after(before)?;
+    assert_eq!(console.texts("[data-testid=config-link]")?.len(), 25);
+    console.fill("[data-testid=search-content]", "needle")?;
+    console.click_and_render("[data-testid=search-configs]")?;
+    assert_eq!(console.texts("[data-testid=config-link]")?, ["paged-17"]);
+    Ok(())
+}
+
+/// A namespace made in the console, switched to, and holding its own configs; a user with a
+/// role and a permission, made in the console, who can then sign in.
+fn namespaces_and_users(cluster: &Cluster, console: &mut Console) -> Result<()> {
+    console.visit("#/namespaces")?;
+    console.fill("[data-testid=ns-id]", "team-a")?;
+    console.fill("[data-testid=ns-name]", "Team A")?;
+    console.click_and_render("[data-testid=ns-create]")?;
+    assert!(console.texts("[data-testid=ns-row-name]")?.contains(&"Team A".to_string()));
+    let form = [("dataId", "only-in-team-a"), ("group", "DEFAULT_GROUP"), ("content", "a"), ("tenant", "team-a")];
+    assert_eq!(cluster.post_form(1, "/nacos/v1/cs/configs", &form)?.status, 200);
+    console.wait_for(
+        "[...document.querySelectorAll('[data-testid=namespace] option')].some((o) => o.value === 'team-a')",
+    )?;
+    console.visit("#/configs")?;
+    assert!(!console.texts("[data-testid=config-link]")?.contains(&"only-in-team-a".to_string()));
+    let before = console.renders();
+    console.eval::<bool>(
+        "(() => { const s = document.querySelector('[data-testid=namespace]'); s.value = 'team-a'; \
+         s.dispatchEvent(new Event('change')); return true; })()",
+    )?;
+    console.wait_rendered_after(before)?;
+    assert_eq!(console.texts("[data-testid=config-link]")?, ["only-in-team-a"]);
+
+    console.visit("#/users")?;
+    console.fill("[data-testid=user-name]", "reader")?;
+    console.fill("[data-testid=user-password]", "reader-Passw0rd-long")?;
+    console.click_and_render("[data-testid=user-submit]")?;
+    assert!(console.texts("[data-testid=user-row-name]")?.contains(&"reader".to_string()));
+    console.fill("[data-testid=role-name]", "team-a-readers")?;
+    console.fill("[data-testid=role-user]", "reader")?;
+    console.click_and_render("[data-testid=role-submit]")?;
+    console.fill("[data-testid=perm-role]", "team-a-readers")?;
+    console.fill("[data-testid=perm-resource]", "team-a:*:*")?;
+    console.fill("[data-testid=perm-action]", "r")?;
+    console.click_and_render("[data-testid=perm-submit]")?;
+    let permissions = console.texts("[data-testid=permissions] tbody tr")?;
+    assert!(permissions.iter().any(|p| p.contains("team-a-readers") && p.contains("team-a:*:*")), "{permissions:?}");
+    console.screenshot("users")?;
+
+    // The new user signs in and reads team A's config, and nothing of `public`.
+    let login = http::anonymous(
+        "POST",
+        cluster.addr(2),
+        "/nacos/v1/auth/login?username=reader&password=reader-Passw0rd-long",
+        &[],
+        b"",
+    )?;
+    assert_eq!(login.status, 200, "{}", login.text());
+    let token = login.json()["accessToken"].as_str().unwrap_or_default().to_string();
+    let read = |query: &str| {
+        http::anonymous("GET", cluster.addr(0), &format!("/nacos/v1/cs/configs?{query}&accessToken={token}"), &[], b"")
+    };
+    assert_eq!(read("dataId=only-in-team-a&group=DEFAULT_GROUP&tenant=team-a")?.status, 200);
+    assert_eq!(read("dataId=console-demo&group=DEFAULT_GROUP")?.status, 403);
+    Ok(())
+}
+
+/// A service's settings and a cluster's health check, edited in the service's page; a bad
+/// value is refused with the field named and changes nothing.
+fn service_settings(cluster: &Cluster, console: &mut Console) -> Result<()> {
+    console.visit("#/service?name=console-svc&group=DEFAULT_GROUP")?;
+    // Refused: a health checker the server does not know (its 400 names the field), metadata
+    // that is not a JSON object (the page says so before sending).
+    console.fill("[data-testid=edit-health-checker]", r#"{"type": "UDP"}"#)?;
+    console.click("[data-testid=save-cluster]")?;
+    console.wait_for("document.querySelector('[data-testid=edit-error]').textContent.includes('healthChecker')")?;
+    console.fill("[data-testid=edit-service-metadata]", "[1, 2]")?;
+    console.click("[data-testid=save-service]")?;
+    console.wait_for(
+        "document.querySelector('[data-testid=edit-error]').textContent.includes('metadata must be a JSON object')",
+    )?;
+    let unchanged =
+        cluster.get(0, "/nacos/v1/ns/catalog/service?serviceName=console-svc&groupName=DEFAULT_GROUP")?.json();
+    assert_eq!(unchanged["clusters"][0]["healthChecker"]["type"], "TCP", "{unchanged}");
+    console.fill("[data-testid=edit-threshold]", "0.6")?;
+    console.fill("[data-testid=edit-service-metadata]", r#"{"owner": "team-a"}"#)?;
+    console.click_and_render("[data-testid=save-service]")?;
+    console.fill("[data-testid=edit-health-checker]", r#"{"type": "HTTP", "path": "/health"}"#)?;
+    console.fill("[data-testid=edit-check-port]", "8080")?;
+    console.click_and_render("[data-testid=save-cluster]")?;
+    let service =
+        cluster.get(2, "/nacos/v1/ns/catalog/service?serviceName=console-svc&groupName=DEFAULT_GROUP")?.json();
+    let threshold = service["service"]["protectThreshold"].as_f64().unwrap_or_default();
+    assert!((threshold - 0.6).abs() < 1e-6, "{service}");
+    assert_eq!(service["service"]["metadata"]["owner"], "team-a", "{service}");
+    let cluster_settings = &service["clusters"][0];
+    assert_eq!(cluster_settings["healthChecker"]["type"], "HTTP", "{service}");
+    assert_eq!(cluster_settings["healthChecker"]["path"], "/health", "{service}");
+    assert_eq!(cluster_settings["defaultCheckPort"], 8080, "{service}");
+    console.screenshot("service")?;
+    Ok(())
+}
+
+#[test]
+fn a_node_started_with_the_console_off_serves_the_api_only() {
+    let cluster = Cluster::start_with(1, &["--console", "off"]);
+    cluster.wait_leader();
+    for path in ["/", "/nacos/", "/nacos/console/app.js"] {
+        assert_eq!(http::anonymous("GET", cluster.addr(0), path, &[], b"").unwrap().status, 404, "{path}");
+    }
+    assert_eq!(cluster.get(0, "/nacos/v1/console/health/liveness").unwrap().status, 200);
+    let published = cluster.post_form(0, "/nacos/v1/cs/configs", &[("dataId", "d"), ("group", "g"), ("content", "c")]);
+    assert_eq!(published.unwrap().status, 200);
 }

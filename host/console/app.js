@@ -18,8 +18,10 @@ const ROUTES = {
   configs: ['Configs', configs, false],
   config: [null, configs.editor, false],
   history: [null, configs.history, false],
+  listeners: ['Listeners', configs.listening, false],
   services: ['Services', services, false],
   service: [null, services.detail, false],
+  subscribers: ['Subscribers', services.subscribers, false],
   namespaces: ['Namespaces', namespaces, true],
   users: ['Users', users, true],
   modules: ['Modules', modules, true],
@@ -101,6 +103,8 @@ document.getElementById('logout').addEventListener('click', () => {
   location.hash = '#/login';
 });
 namespaceSelect.addEventListener('change', () => render());
+// A namespace created or deleted on the namespaces page: the selector follows.
+window.addEventListener('nacre:namespaces-changed', () => loadNamespaces());
 window.addEventListener('hashchange', render);
 window.addEventListener('nacre:signed-in', async () => {
   await loadNamespaces();

@@ -1,8 +1,10 @@
-// Configs: the list with search and paging, the editor (MD5 shown, a diff before every
-// publish, compare-and-set against the version the editor loaded, beta publish), and the
-// history with a side-by-side diff against the current content and rollback.
+// Configs: the list with search (by name, group and content) and paging, the editor (MD5
+// shown, a diff before every publish, compare-and-set against the version the editor loaded,
+// beta publish, the clients listening to it), the history with a side-by-side diff against
+// the current content and rollback, and the listening query (who listens to a config, what a
+// client listens to).
 import { api, ApiError } from './api.js';
-import { h, fill, table, link, pager, diff, when, hash, ask } from './dom.js';
+import { h, fill, table, link, pager, diff, when, hash, ask, tag } from './dom.js';
 
 const CONFIGS = '/nacos/v1/cs/configs';
 const FORMATS = ['text', 'json', 'xml', 'yaml', 'html', 'properties', 'toml'];
@@ -15,17 +17,25 @@ const fuzzy = (text) => (text ? `*${text}*` : '');
 export async function render(main, params, { namespace }) {
   const dataId = params.get('dataId') || '';
   const group = params.get('group') || '';
+  const content = params.get('content') || '';
   const pageNo = Number(params.get('pageNo') || 1);
   const pageSize = Number(params.get('pageSize') || 20);
-  const go = (p = {}) => { location.hash = hash('configs', { namespace, dataId, group, pageNo, pageSize, ...p }); };
+  const go = (p = {}) => { location.hash = hash('configs', { namespace, dataId, group, content, pageNo, pageSize, ...p }); };
   const dataIdInput = h('input', { placeholder: 'Data ID', value: dataId, testid: 'search-dataId' });
   const groupInput = h('input', { placeholder: 'Group', value: group, testid: 'search-group' });
+  const contentInput = h('input', { placeholder: 'Content contains', value: content, testid: 'search-content' });
   const search = h('form', { class: 'bar', testid: 'config-search' },
-    dataIdInput, groupInput, h('button', { type: 'submit' }, 'Search'),
-    link('New config', 'config', { namespace, new: 1 }, { testid: 'new-config' }));
-  search.addEventListener('submit', (e) => { e.preventDefault(); go({ dataId: dataIdInput.value, group: groupInput.value, pageNo: 1 }); });
+    dataIdInput, groupInput, contentInput, h('button', { type: 'submit', testid: 'search-configs' }, 'Search'),
+    link('New config', 'config', { namespace, new: 1 }, { testid: 'new-config' }),
+    link('Listening query', 'listeners', { namespace }, { testid: 'listeners-link' }));
+  search.addEventListener('submit', (e) => {
+    e.preventDefault();
+    go({ dataId: dataIdInput.value, group: groupInput.value, content: contentInput.value, pageNo: 1 });
+  });
+  // `config_detail` is Nacos's content search (a substring of the content).
   const page = await api('GET', CONFIGS, {
-    search: 'blur', dataId: fuzzy(dataId), group: fuzzy(group), tenant: namespace, pageNo, pageSize,
+    search: 'blur', dataId: fuzzy(dataId), group: fuzzy(group), config_detail: content || null,
+    tenant: namespace, pageNo, pageSize,
   });
   const rows = (page.pageItems || []).map((c) => ({ ...c, __key: `${c.group}/${c.dataId}` }));
   fill(main,
@@ -37,7 +47,8 @@ export async function render(main, params, { namespace }) {
       ['Format', (c) => c.type || 'text'],
       ['Application', (c) => c.appName || ''],
       ['MD5', (c) => h('code', {}, c.md5 || '')],
-      ['', (c) => link('History', 'history', { namespace, dataId: c.dataId, group: c.group })],
+      ['', (c) => h('span', {}, link('History', 'history', { namespace, dataId: c.dataId, group: c.group }), ' · ',
+        link('Listeners', 'listeners', { namespace, dataId: c.dataId, group: c.group }))],
     ], rows, { testid: 'configs' }),
     pager(page.totalCount || 0, pageNo, pageSize, (n, size) => go({ pageNo: n, pageSize: size })));
 }
@@ -104,6 +115,7 @@ export const editor = {
           h('button', { type: 'button', onclick: () => fill(review) }, 'Keep editing')));
     };
 
+    const listeners = current ? await listenersOf(namespace, dataId, group, current.md5) : '';
     fill(main,
       h('h1', {}, creating ? 'New config' : `${group} / ${dataId}`),
       current ? h('dl', { class: 'facts', testid: 'config-facts' },
@@ -117,7 +129,63 @@ export const editor = {
         betaIps,
         h('button', { type: 'button', testid: 'publish-beta', onclick: () => reviewThen(true) }, 'Publish beta…')),
       status,
-      review);
+      review,
+      listeners);
+  },
+};
+
+/** Who listens to one config (every member's clients), and whether each has its current md5. */
+async function listenersOf(namespace, dataId, group, md5) {
+  const answer = await api('GET', `${CONFIGS}/listener`, { dataId, group, tenant: namespace });
+  const rows = Object.entries(answer.lisentersGroupkeyStatus || {}).map(([ip, has]) => ({ ip, has, __key: ip }));
+  return h('section', { testid: 'config-listeners' },
+    h('h2', {}, `Listeners (${rows.length})`),
+    rows.length === 0 ? h('p', { class: 'muted' }, 'No client listens to this config now.') : table([
+      ['Client', (r) => h('span', { testid: 'listener-ip' }, r.ip)],
+      ['MD5 it has', (r) => h('code', {}, r.has)],
+      ['', (r) => (md5 === undefined ? '' : r.has === md5 ? tag('current', 'good') : tag('behind', 'warn'))],
+    ], rows, { testid: 'listeners' }));
+}
+
+/**
+ * `#/listeners?dataId&group` or `#/listeners?ip`: Nacos's listening query, by config (which
+ * clients listen to it, with the md5 each has) or by client IP (what it listens to).
+ */
+export const listening = {
+  async render(main, params, { namespace }) {
+    const dataId = params.get('dataId') || '';
+    const group = params.get('group') || DEFAULT_GROUP;
+    const ip = params.get('ip') || '';
+    const byConfig = h('form', { class: 'bar', testid: 'listen-by-config' },
+      h('input', { name: 'dataId', placeholder: 'Data ID', value: dataId, required: true, testid: 'listen-dataId' }),
+      h('input', { name: 'group', placeholder: 'Group', value: group, testid: 'listen-group' }),
+      h('button', { type: 'submit' }, 'Who listens'));
+    byConfig.addEventListener('submit', (e) => {
+      e.preventDefault();
+      location.hash = hash('listeners', { namespace, dataId: byConfig.dataId.value, group: byConfig.group.value });
+    });
+    const byClient = h('form', { class: 'bar', testid: 'listen-by-client' },
+      h('input', { name: 'ip', placeholder: 'Client IP', value: ip, required: true, testid: 'listen-ip' }),
+      h('button', { type: 'submit' }, 'What it listens to'));
+    byClient.addEventListener('submit', (e) => {
+      e.preventDefault();
+      location.hash = hash('listeners', { namespace, ip: byClient.ip.value });
+    });
+    let result = h('p', { class: 'muted' }, 'Ask by config or by client.');
+    if (ip) {
+      const answer = await api('GET', '/nacos/v1/cs/listener', { ip, tenant: namespace });
+      const rows = Object.entries(answer.lisentersGroupkeyStatus || {}).map(([key, md5]) => ({ key, md5, __key: key }));
+      result = h('section', {},
+        h('h2', {}, `${ip} listens to ${rows.length} config${rows.length === 1 ? '' : 's'}`),
+        table([
+          ['Config (dataId+group)', (r) => h('span', { testid: 'listened-key' }, r.key)],
+          ['MD5 it has', (r) => h('code', {}, r.md5)],
+        ], rows, { testid: 'listened' }));
+    } else if (dataId) {
+      const current = await load(namespace, dataId, group);
+      result = await listenersOf(namespace, dataId, group, current?.md5);
+    }
+    fill(main, h('h1', {}, 'Listening query'), byConfig, byClient, result);
   },
 };
 
@@ -164,7 +232,7 @@ export const history = {
       table([
         ['Version', (v) => h('span', { testid: 'version-id' }, v.id), 'num'],
         ['Change', (v) => op(v.opType)],
-        ['By', (v) => v.srcUser || ''],
+        ['By', (v) => h('span', { testid: 'version-by' }, v.srcUser || '')],
         ['From', (v) => v.srcIp || ''],
         ['When', (v) => when(v.lastModifiedTime || v.createdTime)],
         ['MD5', (v) => h('code', {}, v.md5 || '')],

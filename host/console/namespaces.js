@@ -7,12 +7,13 @@ export async function render(main, _params, { toast, rerender }) {
   const id = h('input', { placeholder: 'id (optional)', testid: 'ns-id' });
   const name = h('input', { placeholder: 'name', required: true, testid: 'ns-name' });
   const desc = h('input', { placeholder: 'description', testid: 'ns-desc' });
-  const create = h('form', { class: 'bar' }, id, name, desc, h('button', { type: 'submit', class: 'primary' }, 'Create'));
+  const create = h('form', { class: 'bar' }, id, name, desc, h('button', { type: 'submit', class: 'primary', testid: 'ns-create' }, 'Create'));
   create.addEventListener('submit', async (e) => {
     e.preventDefault();
     try {
       await api('POST', '/nacos/v1/console/namespaces', { customNamespaceId: id.value, namespaceName: name.value, namespaceDesc: desc.value });
       toast(`Namespace ${name.value} created`);
+      window.dispatchEvent(new Event('nacre:namespaces-changed'));
     } catch (err) {
       toast(`Not created: ${err.text || err.message}`);
     }
@@ -22,6 +23,7 @@ export async function render(main, _params, { toast, rerender }) {
     if (!await ask(`Delete namespace ${ns.namespace}?`)) return;
     try {
       await api('DELETE', '/nacos/v1/console/namespaces', { namespaceId: ns.namespace });
+      window.dispatchEvent(new Event('nacre:namespaces-changed'));
     } catch (err) {
       toast(`Not deleted: ${err.text || err.message}`);
     }
@@ -32,7 +34,7 @@ export async function render(main, _params, { toast, rerender }) {
     h('h1', {}, 'Namespaces'),
     create,
     table([
-      ['Name', (ns) => ns.namespaceShowName],
+      ['Name', (ns) => h('span', { testid: 'ns-row-name' }, ns.namespaceShowName)],
       ['ID', (ns) => h('code', {}, ns.namespace || '(public)')],
       ['Description', (ns) => ns.namespaceDesc || ''],
       ['Configs', (ns) => ns.configCount ?? '', 'num'],

@@ -97,6 +97,8 @@ pub struct NodeConfig {
     /// Whether the client port checks who calls (`api::access`). On unless the operator
     /// turns it off, loudly.
     pub auth: bool,
+    /// Whether the client port serves the web console at `/nacos/` (the API is served either way).
+    pub console: bool,
     /// The client port's certificate chain and key (PEM): it then speaks HTTPS only.
     pub tls: Option<TlsFiles>,
 }

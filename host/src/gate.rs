@@ -9,6 +9,7 @@
 //! (Nacos's CVE-2021-29441 was `User-Agent: Nacos-Server`). Each port reads the credentials
 //! from its own wire ([`Credentials`]) and answers a refusal in its own shape.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::path::PathBuf;
@@ -65,6 +66,27 @@ impl Caller {
         }
     }
 
+    /// The signed-in user's name; none with auth off or without credentials.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Caller::User { name, .. } => Some(name),
+            Caller::Unchecked | Caller::Anonymous => None,
+        }
+    }
+
+    /// Name the author of a config write, as Nacos's `RequestUtil.getSrcUserName` finds it:
+    /// the signed-in user, whatever the request says; with auth off, `src_user` or else
+    /// `username` as sent. The config's history shows it.
+    pub fn put_author(&self, params: &mut BTreeMap<String, String>) {
+        let author = match self.name() {
+            Some(name) => Some(name.to_string()),
+            None => params.get(SOURCE_USER_PARAM).filter(|u| !u.is_empty()).or_else(|| params.get("username")).cloned(),
+        };
+        if let Some(author) = author {
+            params.insert(SOURCE_USER_PARAM.to_string(), author);
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         match self {
             Caller::Unchecked => true,
@@ -73,6 +95,9 @@ impl Caller {
         }
     }
 }
+
+/// The parameter a config write names its author in (Nacos's).
+const SOURCE_USER_PARAM: &str = "src_user";
 
 /// A refusal, with one of Nacos's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,4 +257,24 @@ fn write_secret_file(path: &Path, text: &str) -> anyhow::Result<()> {
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_write_is_signed_by_its_caller_whatever_it_says() {
+        let user = Caller::User { name: "alice".into(), roles: Vec::new() };
+        let mut params: BTreeMap<String, String> =
+            [("src_user".to_string(), "mallory".to_string()), ("username".to_string(), "bob".to_string())].into();
+        user.put_author(&mut params);
+        assert_eq!(params["src_user"], "alice");
+        let mut params: BTreeMap<String, String> = [("username".to_string(), "bob".to_string())].into();
+        Caller::Unchecked.put_author(&mut params);
+        assert_eq!(params["src_user"], "bob", "auth off: the name sent");
+        let mut params = BTreeMap::new();
+        Caller::Unchecked.put_author(&mut params);
+        assert!(params.is_empty());
+    }
 }

@@ -29,3 +29,4 @@ pub mod scope;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;
+pub mod watching;

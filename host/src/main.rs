@@ -124,6 +124,9 @@ struct ServeArgs {
     /// Nacos's auth does. `off` lets anyone who reaches the port do anything.
     #[arg(long, value_enum, default_value_t = AuthMode::On)]
     auth: AuthMode,
+    /// Serve the web console at /nacos/ on the client port (`off`: the API only).
+    #[arg(long, value_enum, default_value_t = ConsoleMode::On)]
+    console: ConsoleMode,
     /// Serve the client port over TLS with this certificate chain (PEM, leaf first); needs
     /// --tls-key. Tokens and passwords then never cross the network in clear.
     #[arg(long, requires = "tls_key")]
@@ -135,6 +138,12 @@ struct ServeArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum AuthMode {
+    On,
+    Off,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ConsoleMode {
     On,
     Off,
 }
@@ -297,6 +306,7 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
             min_leases: args.self_preservation_min_leases,
         },
         auth: args.auth == AuthMode::On,
+        console: args.console == ConsoleMode::On,
         tls: args.tls_cert.clone().zip(args.tls_key.clone()).map(|(cert, key)| config::TlsFiles { cert, key }),
     })
 }

@@ -248,6 +248,12 @@ fn search_filters_pages_and_counts() {
     assert_eq!(ids(&search(&[("search", "accurate"), ("dataId", "a")])), Vec::<String>::new());
     assert_eq!(ids(&search(&[("search", "blur"), ("dataId", "a.*")])), vec!["a.yaml", "a.json"]);
     assert_eq!(ids(&search(&[("search", "blur"), ("config_tags", "y")])), vec!["a.yaml", "a.json"]);
+    // Content search (`config_detail`): the text anywhere in the content, counted before paging.
+    let by_content = search(&[("search", "blur"), ("config_detail", "c-a."), ("pageSize", "1")]);
+    assert_eq!((by_content["totalCount"].as_u64(), ids(&by_content)), (Some(2), vec!["a.yaml".to_owned()]));
+    assert_eq!(ids(&search(&[("search", "blur"), ("config_detail", "c-*json")])), vec!["a.json"]);
+    assert_eq!(ids(&search(&[("search", "accurate"), ("group", "G1"), ("config_detail", "b.y")])), vec!["b.yaml"]);
+    assert_eq!(ids(&search(&[("search", "blur"), ("config_detail", "nowhere")])), Vec::<String>::new());
     let paged = search(&[("search", "blur"), ("dataId", "*"), ("pageNo", "2"), ("pageSize", "2")]);
     assert_eq!((paged["pagesAvailable"].as_u64(), ids(&paged)), (Some(2), vec!["a.json".to_owned()]));
     assert_eq!(query(GuestRequest::new(GET).param("search", "fuzzy")).unwrap_err().code, 400);

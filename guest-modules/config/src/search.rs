@@ -1,5 +1,6 @@
 //! `GET /nacos/v1/cs/configs?search=accurate|blur`: a namespace's configs filtered by
-//! dataId, group, appName and tags, paged; and the count the namespace listing shows.
+//! dataId, group, appName, tags and content (`config_detail`, Nacos's content search), paged;
+//! and the count the namespace listing shows.
 
 use nacre_guest_sdk::{GuestError, GuestReply, GuestRequest, QueryContext, RequestExt, store};
 
@@ -34,16 +35,33 @@ pub fn search(ctx: &QueryContext, req: &GuestRequest) -> Result<GuestReply, Gues
         fields.iter().all(|(field, value)| req.optional(field).is_none_or(|pattern| mode.matches(pattern, value)))
             && (wanted_tags.is_empty() || meta.config_tags.split(',').any(|tag| wanted_tags.contains(&tag)))
     };
+    // Nacos's content search: the text anywhere in the content (`*` a wildcard in blur mode).
+    let content_pattern = req.optional("config_detail").map(|text| match mode {
+        Mode::Blur if text.contains('*') => text.to_string(),
+        _ => format!("*{text}*"),
+    });
     let mut total = 0u64;
     let mut items = paging::PageItems::default();
     for_each_config(|group, data_id, meta| {
-        if matches(group, data_id, &meta) {
-            if page.contains(total) {
-                let content = configs::load_content(&keys::content(group, data_id), group, data_id)?;
-                items.push(views::config_info(&ctx.namespace, group, data_id, &meta, &content))?;
-            }
-            total += 1;
+        if !matches(group, data_id, &meta) {
+            return Ok(());
         }
+        let mut content = None;
+        if let Some(pattern) = &content_pattern {
+            let loaded = configs::load_content(&keys::content(group, data_id), group, data_id)?;
+            if !glob(pattern.as_bytes(), loaded.as_bytes()) {
+                return Ok(());
+            }
+            content = Some(loaded);
+        }
+        if page.contains(total) {
+            let content = match content {
+                Some(content) => content,
+                None => configs::load_content(&keys::content(group, data_id), group, data_id)?,
+            };
+            items.push(views::config_info(&ctx.namespace, group, data_id, &meta, &content))?;
+        }
+        total += 1;
         Ok(())
     })?;
     Ok(views::json(&page.render(total, items.into_vec())))

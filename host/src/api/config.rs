@@ -3,6 +3,7 @@
 //! `search=`) is the guest's to decide from the parameters, as in Nacos's `ConfigController`.
 
 use super::Context;
+use super::access::Caller;
 use super::guest;
 use super::params;
 use super::params::Params;
@@ -18,8 +19,8 @@ use crate::scope::Scope;
 const MEANINGFUL_HEADERS: [&str; 2] = ["betaIps", "casMd5"];
 
 /// A config route of the table (`routes`): `op` is the guest operation it maps to; a write
-/// goes through the log.
-pub async fn handle(ctx: &Context, req: HttpRequest, op: &str, is_write: bool) -> HttpResponse {
+/// goes through the log, naming its author.
+pub async fn handle(ctx: &Context, req: HttpRequest, caller: &Caller, op: &str, is_write: bool) -> HttpResponse {
     let params = Params::from_request(&req);
     let namespace = match params::namespace(params.get("tenant"), "tenant") {
         Ok(ns) => ns,
@@ -32,6 +33,7 @@ pub async fn handle(ctx: &Context, req: HttpRequest, op: &str, is_write: bool) -
         }
     }
     if is_write {
+        caller.put_author(&mut request.params);
         guest::write(ctx, namespace, ModuleKind::Config, request).await
     } else if let Err(unavailable) = guest::linearize_if_asked(ctx, &req).await {
         unavailable

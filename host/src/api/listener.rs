@@ -9,8 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;
-use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use nacre_protocol::GuestRequest;
@@ -32,12 +30,11 @@ use crate::net::Status;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
 use crate::scope::Scope;
+use crate::watching::ConfigListener;
+use crate::watching::MAX_HELD_LISTENERS;
 
 /// Nacos's cap on the keys of one request (`invalid protocol, too much listener`).
 pub const MAX_LISTENED_KEYS: usize = 10_000;
-/// Requests held at once on this node (one process is one node); one more is told to retry
-/// elsewhere (503, which every Nacos client treats as "try the next server").
-pub const MAX_HELD_LISTENERS: usize = 10_000;
 /// Nacos answers this long before the client's timeout, so the answer beats the client's
 /// own timer (`fixedDelayTime`).
 pub const HOLD_MARGIN_MS: u64 = 500;
@@ -56,8 +53,6 @@ const LINE_SEPARATOR: char = '\u{1}';
 /// The config guest's long-poll check and the parameter it reads.
 const LISTEN_OP: &str = "config.listen";
 const PROBES_PARAM: &str = "probes";
-
-static HELD: AtomicUsize = AtomicUsize::new(0);
 
 /// One line of the request, as the client sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +103,7 @@ pub async fn listen(ctx: &Context, req: HttpRequest, caller: &Caller) -> HttpRes
     let Some(hold) = hold.filter(|_| check.changed.is_empty()) else {
         return answer(&probes, &check.changed);
     };
-    let Some(_slot) = HeldSlot::take() else {
+    let Some(_held) = ctx.watchers.polls.hold(listeners(&probes, &by_namespace, &client_ip)) else {
         let message = format!("this node holds {MAX_HELD_LISTENERS} long-poll listeners already; retry");
         return net::text(Status::SERVICE_UNAVAILABLE, message);
     };
@@ -194,6 +189,22 @@ fn hold_for(req: &HttpRequest) -> Result<Option<Duration>, String> {
     Ok(Some(Duration::from_millis(hold_ms)))
 }
 
+/// What a held poll listens to, as the listener pages show it.
+fn listeners(probes: &[Probe], by_namespace: &BTreeMap<String, Vec<usize>>, client_ip: &str) -> Vec<ConfigListener> {
+    let mut listeners = Vec::with_capacity(probes.len());
+    for (namespace, positions) in by_namespace {
+        listeners.extend(positions.iter().map(|&p| ConfigListener {
+            ip: client_ip.to_string(),
+            namespace: namespace.clone(),
+            tenant: probes[p].tenant.clone(),
+            group: probes[p].group.clone(),
+            data_id: probes[p].data_id.clone(),
+            md5: probes[p].md5.clone(),
+        }));
+    }
+    listeners
+}
+
 /// Ask each namespace's config guest which of its probes are stale.
 fn check(
     ctx: &Context,
@@ -266,28 +277,6 @@ fn url_encode(value: &str) -> String {
         }
     }
     out
-}
-
-/// A held-request slot, given back on drop (also when the client goes away mid-hold).
-struct HeldSlot;
-
-/// Long-polls this node holds now.
-pub fn held() -> usize {
-    HELD.load(Ordering::Acquire)
-}
-
-impl HeldSlot {
-    fn take() -> Option<HeldSlot> {
-        HELD.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| (held < MAX_HELD_LISTENERS).then_some(held + 1))
-            .ok()
-            .map(|_| HeldSlot)
-    }
-}
-
-impl Drop for HeldSlot {
-    fn drop(&mut self) {
-        HELD.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod ops;
 pub(crate) mod params;
 pub mod routes;
 mod users;
+pub mod watchers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,11 +28,13 @@ pub use ops::NodeState;
 pub use ops::NodeStateRpc;
 pub use ops::node_state;
 pub use users::DEFAULT_ADMIN;
+pub use watchers::ListenersOf;
+pub use watchers::SubscribersOf;
+pub use watchers::Watchers;
 
 use crate::ap::Ap;
 use crate::config::MemberAddr;
 use crate::dispatch::Dispatch;
-use crate::duties::Push;
 use crate::guests::Guests;
 use crate::leases::Leases;
 use crate::net;
@@ -51,7 +54,8 @@ pub struct Context {
     pub guests: Arc<Guests>,
     pub log: Arc<Log>,
     pub ap: Arc<Ap>,
-    pub push: Arc<Push>,
+    /// Who watches what on this node: UDP subscribers, gRPC connections, held long-polls.
+    pub watchers: Arc<watchers::Watchers>,
     pub leases: Arc<Leases>,
     pub peers: PeerClient,
     /// This node's addresses (the members are the log's: `log.membership()`).
@@ -64,6 +68,8 @@ pub struct Context {
     pub stopping: Tasks,
     /// Who may call what (`access`).
     pub gate: Arc<access::Gate>,
+    /// Whether the web console's files are served (`--console`).
+    pub console: bool,
     /// Requests observed, metrics served (`GET /metrics`).
     pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
@@ -165,8 +171,11 @@ async fn run_route(ctx: &Context, route: &routes::Route, req: HttpRequest) -> Ht
     };
     use routes::Handler as H;
     match route.handler {
-        H::Config { op, write } => config::handle(ctx, req, op, write).await,
+        H::Config { op, write } => config::handle(ctx, req, &caller, op, write).await,
         H::ConfigListen => listener::listen(ctx, req, &caller).await,
+        H::ConfigListeners => watchers::config_listeners(ctx, &req).await,
+        H::ClientListeners => watchers::client_listeners(ctx, &req, &caller).await,
+        H::Subscribers => watchers::subscribers(ctx, &req).await,
         H::Naming { op, reach } => naming::handle(ctx, req, route.path, op, reach).await,
         H::NamingMetrics => naming::metrics(ctx),
         H::Namespaces => namespaces::route(ctx, req, &caller).await,
@@ -180,6 +189,7 @@ async fn run_route(ctx: &Context, route: &routes::Route, req: HttpRequest) -> Ht
         H::ClusterMembers => cluster::members(ctx).await,
         H::ClusterChange(action) => cluster::change(ctx, &req, action).await,
         H::ClusterSnapshot => cluster::snapshot(ctx).await,
+        H::ConsoleFile | H::ConsoleRedirect if !ctx.console => not_found(&req),
         H::ConsoleFile => console::file(&req.path),
         H::ConsoleRedirect => console::redirect(),
         H::Metrics => ops::metrics(ctx),
@@ -188,9 +198,9 @@ async fn run_route(ctx: &Context, route: &routes::Route, req: HttpRequest) -> Ht
         H::ModuleInstall => modules::install(ctx, req).await,
         H::ModuleList => modules::list(ctx),
         H::ModuleRemove => modules::remove(ctx, req).await,
-        H::BindingActivate => modules::activate(ctx, req).await,
+        H::BindingActivate => modules::activate(ctx, req, &caller).await,
         H::BindingList => modules::bindings(ctx),
-        H::BindingRollback => modules::rollback(ctx, req).await,
+        H::BindingRollback => modules::rollback(ctx, req, &caller).await,
         H::ModuleDryRun => modules::dry_run(ctx, req).await,
         H::Exec => modules::exec(ctx, req).await,
         H::Login => users::login(ctx, &req),

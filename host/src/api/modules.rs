@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use super::Context;
+use super::access::Caller;
 use super::guest;
 use super::params;
 use super::params::Params;
@@ -130,7 +131,7 @@ fn list_loaded(ctx: &Context) -> HttpResponse {
 }
 
 /// `POST /nacre/v1/bindings?namespace=&kind=&module=`: bind through the log.
-pub async fn activate(ctx: &Context, req: HttpRequest) -> HttpResponse {
+pub async fn activate(ctx: &Context, req: HttpRequest, caller: &Caller) -> HttpResponse {
     let params = Params::from_request(&req);
     let namespace = match params.get("namespace") {
         Some(DEFAULT_NAMESPACE) => Ok(DEFAULT_NAMESPACE.to_string()),
@@ -143,9 +144,14 @@ pub async fn activate(ctx: &Context, req: HttpRequest) -> HttpResponse {
     let Some(module_id) = params.get("module").filter(|m| !m.is_empty()) else {
         return net::text(Status::BAD_REQUEST, "missing param: module");
     };
-    let by = guest::client_ip(&req);
-    let op = Operation::Activate { namespace, kind, module_id: module_id.to_string(), by };
+    let op = Operation::Activate { namespace, kind, module_id: module_id.to_string(), by: author(&req, caller) };
     commit_binding(ctx, op).await
+}
+
+/// Who a binding change names as its author: the signed-in user, else (auth off) the address
+/// it came from.
+fn author(req: &HttpRequest, caller: &Caller) -> String {
+    caller.name().map_or_else(|| guest::client_ip(req), str::to_string)
 }
 
 /// Commit an `Activate` and answer with the binding it made (JSON), or why it was refused.
@@ -162,7 +168,7 @@ async fn commit_binding(ctx: &Context, op: Operation) -> HttpResponse {
 /// `POST /nacre/v1/bindings/rollback?namespace=&kind=`: bind the module that was in force
 /// before the current one (the namespace's previous successful binding, or else the
 /// cluster-wide default's module), through the log like any activation.
-pub async fn rollback(ctx: &Context, req: HttpRequest) -> HttpResponse {
+pub async fn rollback(ctx: &Context, req: HttpRequest, caller: &Caller) -> HttpResponse {
     let params = Params::from_request(&req);
     let (namespace, kind) =
         match (params::namespace(params.get("namespace"), "namespace"), parse_kind(params.get("kind"))) {
@@ -190,7 +196,7 @@ pub async fn rollback(ctx: &Context, req: HttpRequest) -> HttpResponse {
             }
         }
     };
-    let op = Operation::Activate { namespace, kind, module_id: target, by: guest::client_ip(&req) };
+    let op = Operation::Activate { namespace, kind, module_id: target, by: author(&req, caller) };
     commit_binding(ctx, op).await
 }
 

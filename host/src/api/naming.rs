@@ -2,6 +2,9 @@
 //! adds what only it can: heartbeats renew leases in memory instead of reaching the log, and
 //! a list carrying `udpPort` subscribes the client to UDP pushes.
 
+use std::net::SocketAddr;
+
+use nacre_protocol::GuestRequest;
 use nacre_protocol::directive;
 use serde_json::json;
 
@@ -17,6 +20,8 @@ use crate::net::HttpResponse;
 use crate::net::Status;
 use crate::runtime::ModuleKind;
 use crate::scope::Scope;
+use crate::watching;
+use crate::watching::Subscriber;
 
 const KIND: ModuleKind = ModuleKind::Naming;
 
@@ -62,10 +67,30 @@ pub async fn handle(ctx: &Context, req: HttpRequest, path: &str, op: &str, reach
             if let (Ok(reply), Some(udp_port)) = (&reply, udp_port) {
                 let addr = push::push_addr(request.get("clientIP"), req.peer.ip(), udp_port);
                 let watch = reply.headers.get(directive::WATCH);
-                ctx.push.subscribe(Scope::new(&namespace, KIND), watch, addr, request.clone());
+                let subscriber = udp_subscriber(&req, &request, &namespace, addr);
+                ctx.watchers.push.subscribe(Scope::new(&namespace, KIND), watch, addr, request.clone(), subscriber);
             }
             guest::respond(reply)
         }
+    }
+}
+
+/// A v1 reader subscribing to UDP pushes, as Nacos lists it: `ip:port` it is pushed to, its
+/// version (`Client-Version`, else `User-Agent`), its `app` parameter.
+fn udp_subscriber(req: &HttpRequest, request: &GuestRequest, namespace: &str, addr: SocketAddr) -> Subscriber {
+    let agent = req.header("Client-Version").or_else(|| req.header("User-Agent")).unwrap_or_default();
+    Subscriber {
+        addr_str: addr.to_string(),
+        agent: agent.to_string(),
+        app: request.get("app").filter(|app| !app.is_empty()).unwrap_or("unknown").to_string(),
+        ip: addr.ip().to_string(),
+        port: addr.port(),
+        namespace_id: namespace.to_string(),
+        service_name: watching::grouped_service(
+            request.get("serviceName").unwrap_or_default(),
+            request.get("groupName"),
+        ),
+        cluster: request.get("clusters").unwrap_or_default().to_string(),
     }
 }
 
@@ -99,9 +124,9 @@ pub fn metrics(ctx: &Context) -> HttpResponse {
             "status": "UP",
             "serviceCount": services,
             "instanceCount": instances,
-            "subscribeCount": ctx.push.subscriber_count(),
-            "pushesSent": ctx.push.pushes_sent(),
-            "pushAcksReceived": ctx.push.acks_received(),
+            "subscribeCount": ctx.watchers.push.subscriber_count(),
+            "pushesSent": ctx.watchers.push.pushes_sent(),
+            "pushAcksReceived": ctx.watchers.push.acks_received(),
             "leasesTracked": ctx.leases.tracked(),
             "namespaceCount": namespace_count,
             "selfPreservation": ctx.leases.preservation(),

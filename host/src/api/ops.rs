@@ -15,6 +15,7 @@ use crate::net;
 use crate::net::HttpResponse;
 use crate::net::Status;
 use crate::raft::log::Log;
+use crate::watching::HeldPolls;
 
 /// How long the members listing waits for each peer's state before calling it DOWN.
 const MEMBER_PROBE_TIMEOUT_MS: u64 = 500;
@@ -43,7 +44,7 @@ pub struct NodeState {
     pub ap_digest: String,
     #[serde(default)]
     pub ap_records: usize,
-    /// Config long-polls this node holds now (at most `api::listener::MAX_HELD_LISTENERS`).
+    /// Config long-polls this node holds now (at most `watching::MAX_HELD_LISTENERS`).
     #[serde(default)]
     pub long_polls_held: usize,
 }
@@ -59,11 +60,11 @@ impl crate::net::Rpc for NodeStateRpc {
 }
 
 pub fn state_of(ctx: &Context) -> NodeState {
-    node_state(&ctx.log, &ctx.guests, &ctx.ap, &ctx.me)
+    node_state(&ctx.log, &ctx.guests, &ctx.ap, &ctx.me, &ctx.watchers.polls)
 }
 
 /// What this node has applied and holds, from the services that know it.
-pub fn node_state(log: &Log, guests: &Guests, ap: &Ap, me: &MemberAddr) -> NodeState {
+pub fn node_state(log: &Log, guests: &Guests, ap: &Ap, me: &MemberAddr, polls: &HeldPolls) -> NodeState {
     let status = log.status();
     let (applied_index, digest, keys, bound) = {
         let replica = guests.replica().read();
@@ -91,7 +92,7 @@ pub fn node_state(log: &Log, guests: &Guests, ap: &Ap, me: &MemberAddr) -> NodeS
         ready: bound && status.leader.is_some() && ap.is_ready() && log.is_member(),
         ap_digest: format!("{:016x}", ap.store().digest()),
         ap_records: ap.store().live_records(),
-        long_polls_held: super::listener::held(),
+        long_polls_held: polls.count(),
     }
 }
 
@@ -236,9 +237,9 @@ pub fn metrics(ctx: &Context) -> HttpResponse {
         ap_outbox_waiting: ctx.ap.outbox.waiting() as u64,
         live_members: ctx.ap.members().live().len() as u64,
         leases_tracked: ctx.leases.tracked() as u64,
-        long_polls_held: super::listener::held() as u64,
-        udp_subscriptions: ctx.push.subscriber_count() as u64,
-        udp_pushes_sent: ctx.push.pushes_sent(),
+        long_polls_held: ctx.watchers.polls.count() as u64,
+        udp_subscriptions: ctx.watchers.push.subscriber_count() as u64,
+        udp_pushes_sent: ctx.watchers.push.pushes_sent(),
         resident_bytes: crate::telemetry::resident_bytes(),
         raft_campaigns: elections.campaigns,
         raft_leaderships: elections.leaderships,

@@ -29,6 +29,9 @@ use crate::net::HttpMethod;
 pub enum Handler {
     Config { op: &'static str, write: bool },
     ConfigListen,
+    ConfigListeners,
+    ClientListeners,
+    Subscribers,
     Naming { op: &'static str, reach: Reach },
     NamingMetrics,
     Namespaces,
@@ -143,6 +146,10 @@ pub const ROUTES: &[Route] = &[
     config(Post, "/nacre/v1/config/promote-beta", "config.promoteBeta", Write),
     // Each listened config is checked by the listener.
     route(Post, "/nacos/v1/cs/configs/listener", Access::SignedIn, Handler::ConfigListen),
+    // Who listens: to one config (read on it), or what one client IP listens to (each config
+    // the caller may not read is left out by the handler).
+    route(Get, "/nacos/v1/cs/configs/listener", Access::Data(Config, Read), Handler::ConfigListeners),
+    route(Get, "/nacos/v1/cs/listener", Access::SignedIn, Handler::ClientListeners),
     // Naming.
     naming(Post, "/nacos/v1/ns/instance", "naming.register", Write),
     naming(Delete, "/nacos/v1/ns/instance", "naming.deregister", Write),
@@ -166,6 +173,7 @@ pub const ROUTES: &[Route] = &[
     naming(Get, "/nacos/v1/ns/catalog/service", "naming.catalog.service", Read),
     naming(Get, "/nacos/v1/ns/catalog/instances", "naming.catalog.instances", Read),
     naming(Put, "/nacos/v1/ns/cluster", "naming.cluster.update", Write),
+    route(Get, "/nacos/v1/ns/service/subscribers", Access::Data(Naming, Read), Handler::Subscribers),
     route(Get, "/nacos/v1/ns/operator/metrics", Access::Admin(NACRE_CLUSTER, Read), Handler::NamingMetrics),
     // Namespaces: anyone signed in lists those they hold a grant in.
     route(Get, "/nacos/v1/console/namespaces", Access::SignedIn, Handler::Namespaces),

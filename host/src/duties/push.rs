@@ -28,6 +28,8 @@ use crate::clock::now_ms;
 use crate::guests::Guests;
 use crate::guests::WatchKey;
 use crate::scope::Scope;
+use crate::watching::MAX_REPORTED_WATCHERS;
+use crate::watching::Subscriber;
 
 /// How long one read keeps a client subscribed (Nacos's `pushCacheMillis`).
 pub const SUBSCRIPTION_TTL_MS: u64 = 10_000;
@@ -43,6 +45,8 @@ const COALESCE_MS: u64 = 5;
 struct Subscription {
     /// The read to re-run for this client.
     request: GuestRequest,
+    /// Who the client is, as the subscriber lists show it.
+    subscriber: Subscriber,
     expires_at: Instant,
 }
 
@@ -72,6 +76,7 @@ impl Push {
         watch_directive: Option<&String>,
         addr: SocketAddr,
         request: GuestRequest,
+        subscriber: Subscriber,
     ) {
         let watches = WatchKey::from_directive(scope.namespace, scope.kind, watch_directive);
         if watches.is_empty() {
@@ -95,7 +100,7 @@ impl Push {
                 tracing::warn!(limit = MAX_SUBSCRIPTIONS, "push subscriptions full; client left to poll");
                 continue;
             }
-            clients.insert(addr, Subscription { request: request.clone(), expires_at });
+            clients.insert(addr, Subscription { request: request.clone(), subscriber: subscriber.clone(), expires_at });
         }
     }
 
@@ -110,6 +115,22 @@ impl Push {
 
     pub fn acks_received(&self) -> u64 {
         self.acks_received.load(Ordering::Relaxed)
+    }
+
+    /// The live subscribers of the service `grouped_service` in `namespace`, once per client
+    /// and clusters, at most [`MAX_REPORTED_WATCHERS`].
+    pub fn subscribers_of(&self, namespace: &str, grouped_service: &str) -> Vec<Subscriber> {
+        let now = Instant::now();
+        let subscriptions = self.subscriptions.lock().expect("subscriptions lock");
+        let found: BTreeSet<&Subscriber> = subscriptions
+            .iter()
+            .filter(|(watch, _)| watch.namespace == namespace)
+            .flat_map(|(_, clients)| clients.values())
+            .filter(|s| s.expires_at > now)
+            .map(|s| &s.subscriber)
+            .filter(|s| s.service_name == grouped_service)
+            .collect();
+        found.into_iter().take(MAX_REPORTED_WATCHERS).cloned().collect()
     }
 
     /// The live subscribers of `watch`, dropping expired ones.

@@ -156,6 +156,7 @@ async fn write(call: &Call<'_>, caller: &Caller, op: &str) -> Result<Value, Refu
             }
         }
     }
+    caller.put_author(&mut request.params);
     super::settle(call.ctx.dispatch.commit_log(Scope::new(&config.namespace, KIND), &request).await)?;
     Ok(json!({}))
 }
@@ -195,6 +196,14 @@ fn listen(call: &Call<'_>, caller: &Caller) -> Result<Value, Refusal> {
         let reply = call.ctx.guests.query(Scope::new(&namespace, KIND), &request)?;
         let watches = WatchKey::from_directive(&namespace, KIND, reply.headers.get(directive::WATCH));
         let mut owned = call.connection.owned.lock().expect("owned lock");
+        for (config, md5) in &configs {
+            let key = (namespace.clone(), config.clone());
+            if listen {
+                owned.listened_md5.insert(key, md5.clone());
+            } else {
+                owned.listened_md5.remove(&key);
+            }
+        }
         for ((config, _), watch) in configs.iter().zip(watches) {
             if listen {
                 owned.listens.entry(watch).or_default().insert(config.clone());

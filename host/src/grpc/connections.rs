@@ -31,6 +31,11 @@ use super::wire;
 use super::wire::Payload;
 use crate::clock::now_ms;
 use crate::guests::WatchKey;
+use crate::watching;
+use crate::watching::ConfigListener;
+use crate::watching::ListenerFilter;
+use crate::watching::MAX_REPORTED_WATCHERS;
+use crate::watching::Subscriber;
 
 /// How long a transport may stay without its client's setup before it is closed: a stranger
 /// cannot hold connection slots by opening transports and saying nothing.
@@ -69,6 +74,9 @@ pub struct Owned {
     pub subscriptions: BTreeMap<WatchKey, BTreeMap<String, GuestRequest>>,
     /// Listened configs, per watched event.
     pub listens: BTreeMap<WatchKey, BTreeSet<ListenedConfig>>,
+    /// Per listened config (and its namespace), the md5 the client last said it has: what the
+    /// console's listener pages show.
+    pub listened_md5: BTreeMap<(String, ListenedConfig), String>,
 }
 
 pub struct Connection {
@@ -269,6 +277,66 @@ impl Connections {
         for connection in self.live() {
             connection.close();
         }
+    }
+
+    /// The connections subscribed to the service `grouped_service` of `namespace`, as Nacos
+    /// lists a gRPC subscriber: its IP (port 0), its version, its app label.
+    pub fn subscribers_of(&self, namespace: &str, grouped_service: &str) -> Vec<Subscriber> {
+        let mut found = BTreeSet::new();
+        for connection in self.live() {
+            let owned = connection.owned.lock().expect("owned lock");
+            let queries = owned.subscriptions.iter().filter(|(watch, _)| watch.namespace == namespace);
+            for (clusters, request) in queries.flat_map(|(_, by_clusters)| by_clusters) {
+                let service = request.get("serviceName").unwrap_or_default();
+                if watching::grouped_service(service, request.get("groupName")) != grouped_service {
+                    continue;
+                }
+                let setup = connection.setup().cloned().unwrap_or_default();
+                let app = ["app", "AppName"].iter().find_map(|label| setup.labels.get(*label)).cloned();
+                let ip = connection.remote.ip().to_string();
+                found.insert(Subscriber {
+                    addr_str: ip.clone(),
+                    agent: setup.client_version,
+                    app: app.filter(|a| !a.is_empty()).unwrap_or_else(|| "unknown".to_string()),
+                    ip,
+                    port: 0,
+                    namespace_id: namespace.to_string(),
+                    service_name: grouped_service.to_string(),
+                    cluster: clusters.clone(),
+                });
+            }
+            if found.len() >= MAX_REPORTED_WATCHERS {
+                break;
+            }
+        }
+        found.into_iter().take(MAX_REPORTED_WATCHERS).collect()
+    }
+
+    /// The configs this node's connections listen to that `filter` admits.
+    pub fn listeners(&self, filter: &ListenerFilter) -> Vec<ConfigListener> {
+        let mut found = Vec::new();
+        for connection in self.live() {
+            let owned = connection.owned.lock().expect("owned lock");
+            let ip = connection.remote.ip().to_string();
+            for ((namespace, config), md5) in &owned.listened_md5 {
+                let listener = ConfigListener {
+                    ip: ip.clone(),
+                    namespace: namespace.clone(),
+                    tenant: config.tenant.clone(),
+                    group: config.group.clone(),
+                    data_id: config.data_id.clone(),
+                    md5: md5.clone(),
+                };
+                if filter.admits(&listener) {
+                    found.push(listener);
+                }
+            }
+            if found.len() >= MAX_REPORTED_WATCHERS {
+                break;
+            }
+        }
+        found.truncate(MAX_REPORTED_WATCHERS);
+        found
     }
 
     /// A fresh id for a server request (numeric, as Nacos's).

@@ -156,16 +156,24 @@ impl Node {
             Arc::new(Dispatch::new(guests.clone(), log.clone(), ap.clone(), leases.clone(), members.clone()));
 
         let tasks = Tasks::new();
+        let fd_limit = crate::net::connections::raise_fd_limit();
+        let caps = crate::net::connections::connection_caps(fd_limit, crate::net::MAX_CONNECTIONS);
+        tracing::info!(fd_limit, http = caps.http, grpc = caps.grpc, peer = caps.peer, "connection caps");
+        let telemetry = Arc::new(crate::telemetry::Telemetry::new());
+        let (grpc_connections, ended) = crate::grpc::connections::Connections::new(caps.grpc, telemetry.clone());
+        let watchers = Arc::new(crate::api::Watchers {
+            push: push.clone(),
+            connections: grpc_connections.clone(),
+            polls: Arc::default(),
+        });
         let peer_port = Arc::new(peer_port::PeerPort {
             log: log.clone(),
             ap: ap.clone(),
             leases: leases.clone(),
             guests: guests.clone(),
             me: config.me.clone(),
+            watchers: watchers.clone(),
         });
-        let fd_limit = crate::net::connections::raise_fd_limit();
-        let caps = crate::net::connections::connection_caps(fd_limit, crate::net::MAX_CONNECTIONS);
-        tracing::info!(fd_limit, http = caps.http, grpc = caps.grpc, peer = caps.peer, "connection caps");
         tasks.spawn_server(peer_port::serve(peer_port, peer_key, raft_listener, caps.peer, tasks.stopping()));
         match &config.join {
             None => {
@@ -196,8 +204,6 @@ impl Node {
         let bootstrapped = guests.replica().read().machine.auth_bootstrapped();
         let gate = Arc::new(crate::gate::Gate::new(config.auth, &config.data_dir, bootstrapped)?);
         tasks.spawn(gate.clone().remove_token_once_bootstrapped(guests.clone()));
-        let telemetry = Arc::new(crate::telemetry::Telemetry::new());
-        let (grpc_connections, ended) = crate::grpc::connections::Connections::new(caps.grpc, telemetry.clone());
         let grpc = Arc::new(crate::grpc::Context {
             dispatch: dispatch.clone(),
             guests: guests.clone(),
@@ -212,7 +218,7 @@ impl Node {
             guests,
             log: log.clone(),
             ap,
-            push,
+            watchers,
             leases,
             peers,
             me: config.me.clone(),
@@ -221,6 +227,7 @@ impl Node {
             data_dir: config.data_dir.clone(),
             stopping: tasks.clone(),
             gate,
+            console: config.console,
             telemetry,
         });
         tasks.spawn_server(crate::api::serve(api, api_listener, transport, caps.http, tasks.stopping()));

@@ -8,7 +8,10 @@ use tokio::net::TcpListener;
 
 use crate::ap::Ap;
 use crate::ap::rpc as ap_rpc;
+use crate::api::ListenersOf;
 use crate::api::NodeStateRpc;
+use crate::api::SubscribersOf;
+use crate::api::Watchers;
 use crate::clock::now_ms;
 use crate::config::MemberAddr;
 use crate::guests::Guests;
@@ -42,6 +45,8 @@ pub struct PeerPort {
     pub leases: Arc<Leases>,
     pub guests: Arc<Guests>,
     pub me: MemberAddr,
+    /// Who watches what here: asked by the member a console or tool asked (`api::watchers`).
+    pub watchers: Arc<Watchers>,
 }
 
 /// Bytes of peer request bodies held at once: the largest body, and room for the ordinary
@@ -127,9 +132,18 @@ impl PeerPort {
             }
             NodeStateRpc::PATH => {
                 answer::<NodeStateRpc, _>(body, |()| async {
-                    Ok(crate::api::node_state(&self.log, &self.guests, &self.ap, &self.me))
+                    Ok(crate::api::node_state(&self.log, &self.guests, &self.ap, &self.me, &self.watchers.polls))
                 })
                 .await
+            }
+            SubscribersOf::PATH => {
+                answer::<SubscribersOf, _>(body, |(namespace, service)| async move {
+                    Ok(self.watchers.subscribers_of(&namespace, &service))
+                })
+                .await
+            }
+            ListenersOf::PATH => {
+                answer::<ListenersOf, _>(body, |filter| async move { Ok(self.watchers.listeners(&filter)) }).await
             }
             ap_rpc::Apply::PATH => answer::<ap_rpc::Apply, _>(body, |command| self.ap.serve_apply(command)).await,
             ap_rpc::PingRpc::PATH => answer::<ap_rpc::PingRpc, _>(body, |_| async { Ok(self.ap.serve_ping()) }).await,
@@ -159,8 +173,11 @@ mod tests {
     use super::*;
 
     /// Every path the peer port serves but batches (a test keeps them distinct).
-    const PATHS: [&str; 15] = [
+    const PATHS: [&str; 18] = [
         ForwardWrite::PATH,
+        NodeStateRpc::PATH,
+        SubscribersOf::PATH,
+        ListenersOf::PATH,
         ChangeMembership::PATH,
         MembershipOf::PATH,
         ReadIndex::PATH,
