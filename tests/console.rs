@@ -1,9 +1,10 @@
-//! The web console in a real browser: Debian's headless Chromium (installed by
-//! `tests/console/setup.sh`, never downloaded), driven over the DevTools protocol with
-//! chromiumoxide, against a real 3-node cluster. Every check is on the DOM, never on pixels.
+//! The web console in real browsers: Debian's headless Chromium and Firefox ESR (installed by
+//! `tests/console/setup.sh`, never downloaded), driven over CDP and WebDriver BiDi
+//! (`support::browser`), each through the same tasks against a real 3-node cluster of its own.
+//! Every check is on the DOM, never on pixels.
 //!
-//! With `NACRE_SCREENSHOTS=DIR`, the main pages are also saved there as PNGs (the README's
-//! pictures come from `NACRE_SCREENSHOTS=docs/console`).
+//! With `NACRE_SCREENSHOTS=DIR`, the main pages (in Chromium) are also saved there as PNGs (the
+//! README's pictures come from `NACRE_SCREENSHOTS=docs/console`).
 
 mod support;
 
@@ -17,6 +18,7 @@ use std::time::Instant;
 use anyhow::Result;
 use anyhow::bail;
 use support::browser::Browser;
+use support::browser::Kind;
 use support::cluster::ADMIN_PASSWORD;
 use support::cluster::Cluster;
 use support::http;
@@ -30,8 +32,9 @@ fn repo_dir() -> PathBuf {
 }
 
 /// The browser, installed by the project's own set-up script if it is missing.
-fn chromium() -> Result<PathBuf> {
-    let out = Command::new(repo_dir().join("tests/console/setup.sh")).stderr(Stdio::inherit()).output()?;
+fn browser_path(kind: Kind) -> Result<PathBuf> {
+    let out =
+        Command::new(repo_dir().join("tests/console/setup.sh")).arg(kind.name()).stderr(Stdio::inherit()).output()?;
     if !out.status.success() {
         bail!("tests/console/setup.sh failed");
     }
@@ -41,12 +44,13 @@ fn chromium() -> Result<PathBuf> {
 /// The console in a browser tab, and what a test does with it.
 struct Console {
     browser: Browser,
+    kind: Kind,
     base: String,
 }
 
 impl Console {
-    fn open(base: &str) -> Result<Console> {
-        Ok(Console { browser: Browser::launch(&chromium()?)?, base: base.to_string() })
+    fn open(kind: Kind, base: &str) -> Result<Console> {
+        Ok(Console { browser: Browser::launch(kind, &browser_path(kind)?)?, kind, base: base.to_string() })
     }
 
     /// Go to a console route (`#/...`) and wait until it has rendered.
@@ -98,6 +102,12 @@ impl Console {
         Ok(())
     }
 
+    /// Wait for an element, then click it.
+    fn click_when_shown(&mut self, selector: &str) -> Result<()> {
+        self.wait_for(&format!("document.querySelector({})", serde_json::to_string(selector)?))?;
+        self.click(selector)
+    }
+
     /// Click and wait for the render it causes.
     fn click_and_render(&mut self, selector: &str) -> Result<()> {
         let before = self.renders();
@@ -125,7 +135,9 @@ impl Console {
     }
 
     fn screenshot(&mut self, name: &str) -> Result<()> {
-        let Some(dir) = std::env::var_os("NACRE_SCREENSHOTS") else { return Ok(()) };
+        let Some(dir) = std::env::var_os("NACRE_SCREENSHOTS").filter(|_| self.kind == Kind::Chromium) else {
+            return Ok(());
+        };
         let png = self.browser.screenshot()?;
         let dir = repo_dir().join(dir);
         std::fs::create_dir_all(&dir)?;
@@ -277,18 +289,38 @@ fn real_client(script: &str, args: &[&str], ready: &str) -> Result<(Child, tempf
     Ok((child, dir))
 }
 
+/// One browser test at a time: each runs a 3-node cluster, a browser and real clients, which is
+/// the most a 2-core machine should carry at once.
+static ONE_BROWSER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
-fn a_person_signs_in_and_works_the_console_in_a_real_browser() {
+fn a_person_signs_in_and_works_the_console_in_chromium() {
+    works_the_console(Kind::Chromium);
+}
+
+#[test]
+fn a_person_signs_in_and_works_the_console_in_firefox() {
+    works_the_console(Kind::Firefox);
+}
+
+fn works_the_console(kind: Kind) {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let cluster = Cluster::start(3);
     let leader = cluster.wait_leader();
     let base = format!("http://{}", cluster.addr(1));
-    if let Err(e) = scenario(&cluster, leader, &base) {
-        panic!("{e:#}");
+    if let Err(e) = scenario(&cluster, leader, &base, kind) {
+        panic!("in {kind:?}: {e:#}");
     }
 }
 
-fn scenario(cluster: &Cluster, leader: usize, base: &str) -> Result<()> {
-    let mut console = Console::open(base)?;
+fn scenario(cluster: &Cluster, leader: usize, base: &str, kind: Kind) -> Result<()> {
+    let mut console = Console::open(kind, base)?;
+    let agent: String = console.eval("navigator.userAgent")?;
+    let expected = match kind {
+        Kind::Chromium => "Chrome/",
+        Kind::Firefox => "Firefox/",
+    };
+    anyhow::ensure!(agent.contains(expected), "{kind:?} is driven, yet the page's browser says {agent}");
 
     // `/` leads to the console, which asks for a sign-in first.
     console.browser.navigate(&format!("{base}/"))?;
@@ -313,6 +345,11 @@ fn scenario(cluster: &Cluster, leader: usize, base: &str) -> Result<()> {
         "the token is kept for the session only"
     );
     console.screenshot("cluster")?;
+    // Adding a member: an address without a port is refused, with the reason.
+    console.fill("[data-testid=member-new-address]", "10.0.0.9")?;
+    console.click("[data-testid=member-add] button[type=submit]")?;
+    console.click_when_shown("[data-testid=confirm-yes]")?;
+    console.wait_for("document.querySelector('[data-testid=toast]').textContent.includes('host:port')")?;
 
     // Publish a config through the editor: it shows what changes before it publishes.
     console.visit("#/config?new=1")?;
@@ -435,6 +472,27 @@ fn config_tasks(cluster: &Cluster, console: &mut Console) -> Result<()> {
         "document.querySelector('[data-testid=edit-error]').textContent.includes('Someone changed this config')",
     )?;
     assert_eq!(config_content(cluster, "console-demo").as_deref(), Some("mode: theirs"), "nothing was overwritten");
+
+    // The editor colors the format chosen and says when the text is not valid in it; a publish
+    // of invalid text is reviewed with that said, and goes through when confirmed (as Nacos's).
+    console.visit("#/config?new=1")?;
+    console.fill("[data-testid=edit-dataId]", "colored.json")?;
+    console.fill("[data-testid=edit-format]", "json")?;
+    console.fill("[data-testid=edit-content]", r#"{"port": 8080, "on": true}"#)?;
+    console.wait_for(
+        r#"document.querySelector('[data-testid=highlight] .tok-key')?.textContent === '"port"' &&
+           document.querySelector('[data-testid=highlight] .tok-num')?.textContent === '8080' &&
+           document.querySelector('[data-testid=format-check]').textContent === 'Valid json.'"#,
+    )?;
+    console.screenshot("editor")?;
+    console.fill("[data-testid=edit-content]", r#"{"port": 8080,"#)?;
+    console
+        .wait_for("document.querySelector('[data-testid=format-check]').textContent.startsWith('Not valid JSON')")?;
+    console.click("[data-testid=publish]")?;
+    console
+        .wait_for("document.querySelector('[data-testid=review-format]')?.textContent.includes('Publish anyway?')")?;
+    console.click_and_render("[data-testid=confirm-publish]")?;
+    assert_eq!(config_content(cluster, "colored.json").as_deref(), Some(r#"{"port": 8080,"#));
 
     // 25 configs: pages of 10, then one page of 50; a content search finds the one with a needle.
     for n in 0..25 {

@@ -1,7 +1,8 @@
 // The cluster as the members report it: address, voter or learner, role, term, applied index,
 // state digest; the leader marked. Refreshed every two seconds while shown. Administrators
-// can hand leadership over or remove a member (the server refuses what would cost the
-// majority, and says why).
+// add a member (a voter or a learner: the node is started with `--join`), promote a learner,
+// hand leadership over or remove a member (the server refuses what would cost the majority,
+// and says why).
 import { api, session } from './api.js';
 import { h, fill, table, tag, ask } from './dom.js';
 
@@ -11,8 +12,8 @@ let timer = null;
 export async function render(main, _params, { toast }) {
   clearTimeout(timer);
   const body = h('div', { testid: 'cluster' });
-  fill(main, h('h1', {}, 'Cluster'), body);
   const admin = session.get()?.globalAdmin;
+  fill(main, h('h1', {}, 'Cluster'), body, admin ? addForm(toast, () => draw()) : '');
   const act = async (what, method, path, address) => {
     if (!await ask(`${what} ${address}?`)) return;
     try {
@@ -41,6 +42,7 @@ export async function render(main, _params, { toast }) {
         m.voter && !m.leader
           ? h('button', { type: 'button', onclick: () => act('Transfer leadership to', 'POST', '/nacre/v1/cluster/leader', m.address) }, 'Make leader')
           : '',
+        m.voter ? '' : h('button', { type: 'button', testid: 'promote', onclick: () => act('Promote to voter', 'POST', '/nacre/v1/cluster/members/promote', m.address) }, 'Make voter'),
         ' ',
         h('button', { type: 'button', class: 'danger', onclick: () => act('Remove', 'DELETE', '/nacre/v1/cluster/members', m.address) }, 'Remove'))]);
     }
@@ -56,4 +58,28 @@ export async function render(main, _params, { toast }) {
     timer = setTimeout(tick, REFRESH_MS);
   };
   timer = setTimeout(tick, REFRESH_MS);
+}
+
+/** Add a member by its client address (its Raft port: the client port - 1000 unless given, as Nacos). */
+function addForm(toast, redraw) {
+  const address = h('input', { placeholder: 'host:port of the new node', required: true, testid: 'member-new-address' });
+  const raftPort = h('input', { placeholder: 'raft port (optional)', type: 'number', min: 1, max: 65535, testid: 'member-new-raft-port' });
+  const learner = h('input', { type: 'checkbox', testid: 'member-new-learner' });
+  const form = h('form', { class: 'bar', testid: 'member-add' },
+    address, raftPort, h('label', {}, learner, ' learner (a read replica, no vote)'),
+    h('button', { type: 'submit' }, 'Add member'));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!await ask(`Add ${address.value} as a ${learner.checked ? 'learner' : 'voter'}?`)) return;
+    try {
+      await api('POST', '/nacre/v1/cluster/members', { address: address.value, raftPort: raftPort.value || null, learner: learner.checked });
+      toast(`Added ${address.value}`);
+    } catch (err) {
+      toast(`Add refused: ${err.text || err.message}`);
+    }
+    await redraw();
+  });
+  return h('section', {}, h('h2', {}, 'Add a member'),
+    h('p', { class: 'muted' }, 'Start the new node with --join first; it catches up as a learner, then votes unless it stays one.'),
+    form);
 }

@@ -5,6 +5,7 @@
 // client listens to).
 import { api, ApiError } from './api.js';
 import { h, fill, table, link, pager, diff, when, hash, ask, tag } from './dom.js';
+import * as highlight from './highlight.js';
 
 const CONFIGS = '/nacos/v1/cs/configs';
 const FORMATS = ['text', 'json', 'xml', 'yaml', 'html', 'properties', 'toml'];
@@ -106,8 +107,10 @@ export const editor = {
     // Every publish is reviewed first: what changes, from the version this editor loaded.
     const reviewThen = (beta) => {
       fill(status);
+      const invalid = highlight.problem(format.value, content.value);
       fill(review,
         h('h2', {}, beta ? 'Review the beta publish' : 'Review the change'),
+        invalid ? h('p', { class: 'error', testid: 'review-format' }, `${invalid}. Publish anyway?`) : '',
         diff(current ? `current (md5 ${current.md5})` : 'nothing (new config)', current?.content || '',
           'after publishing', content.value),
         h('div', { class: 'bar' },
@@ -123,7 +126,7 @@ export const editor = {
         h('dt', {}, 'Modified'), h('dd', {}, when(current.modifyTime)),
         h('dt', {}, 'History'), h('dd', {}, link('versions and rollback', 'history', { namespace, dataId, group }, { testid: 'history-link' }))) : '',
       h('div', { class: 'bar' }, idInput, groupInput, format, desc),
-      content,
+      highlight.editor(content, format),
       h('div', { class: 'bar' },
         h('button', { type: 'button', class: 'primary', testid: 'publish', onclick: () => reviewThen(false) }, 'Publish…'),
         betaIps,

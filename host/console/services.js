@@ -97,7 +97,7 @@ function clusterSettings(cluster, { name, group, namespace, save }) {
     h('h3', {}, `Cluster ${cluster.name}`),
     h('label', {}, 'Health checker (JSON: TCP, HTTP with path, NONE)', checker),
     h('label', {}, 'Check port ', checkPort),
-    h('label', {}, useInstancePort, ' check the instance\'s own port'),
+    h('label', { class: 'check' }, useInstancePort, ' check the instance\'s own port'),
     h('label', {}, 'Metadata (JSON)', metadata),
     h('button', { type: 'submit', testid: 'save-cluster' }, 'Save cluster'));
   form.addEventListener('submit', (e) => {

@@ -1,6 +1,8 @@
-//! A headless Chromium (Debian's `chromium`, installed by `tests/console/setup.sh`) driven over
-//! the Chrome DevTools Protocol on a plain WebSocket: a command is a JSON message with an id,
-//! its answer the message with the same id; events in between are ignored.
+//! A headless browser, installed by `tests/console/setup.sh` from Debian's packages, driven on a
+//! plain WebSocket: Chromium over the Chrome DevTools Protocol, Firefox over WebDriver BiDi (the
+//! W3C protocol Firefox speaks natively; it dropped CDP). Either way a command is a JSON message
+//! with an id and its answer the message with the same id; events in between are ignored. The
+//! tests see one `Browser` with the same few operations on both.
 //!
 //! Why not the `chromiumoxide` crate: 0.9.1 with Chromium 156 stopped answering any command
 //! to a page once the page had changed its own URL fragment (a hash-routed app does on every
@@ -44,16 +46,62 @@ const FLAGS: [&str; 10] = [
     "--window-size=1280,900",
 ];
 
+/// Preferences of Firefox's fresh profile: no first-run pages, updates or reports on a closed
+/// network (the remote agent sets its own recommended ones besides).
+const FIREFOX_PREFS: &str = r#"
+user_pref("app.update.disabledForTesting", true);
+user_pref("browser.shell.checkDefaultBrowser", false);
+user_pref("browser.startup.homepage_override.mstone", "ignore");
+user_pref("datareporting.policy.dataSubmissionEnabled", false);
+user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
+user_pref("network.captive-portal-service.enabled", false);
+user_pref("network.connectivity-service.enabled", false);
+user_pref("browser.safebrowsing.update.enabled", false);
+user_pref("extensions.update.enabled", false);
+"#;
+
+/// Which browser, and so which protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Chromium,
+    Firefox,
+}
+
+impl Kind {
+    /// The name `tests/console/setup.sh` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Chromium => "chromium",
+            Kind::Firefox => "firefox",
+        }
+    }
+}
+
+/// How commands reach the page: CDP talks to the page's own socket; BiDi to the session, naming
+/// the page's browsing context in each command.
+enum Protocol {
+    Cdp,
+    Bidi { context: String },
+}
+
 pub struct Browser {
     child: Child,
     socket: WebSocket<TcpStream>,
+    protocol: Protocol,
     next_id: u64,
     _profile: tempfile::TempDir,
 }
 
 impl Browser {
-    /// Start `executable` with one blank page and connect to that page.
-    pub fn launch(executable: &Path) -> Result<Browser> {
+    /// Start the browser at `executable` with one blank page and connect to that page.
+    pub fn launch(kind: Kind, executable: &Path) -> Result<Browser> {
+        match kind {
+            Kind::Chromium => Self::launch_chromium(executable),
+            Kind::Firefox => Self::launch_firefox(executable),
+        }
+    }
+
+    fn launch_chromium(executable: &Path) -> Result<Browser> {
         let profile = tempfile::tempdir()?;
         let port = super::cluster::free_port();
         let mut child = Command::new(executable)
@@ -75,10 +123,56 @@ impl Browser {
                 return Err(e);
             }
         };
-        let mut browser = Browser { child, socket, next_id: 0, _profile: profile };
+        let mut browser = Browser { child, socket, protocol: Protocol::Cdp, next_id: 0, _profile: profile };
         browser.call("Page.enable", json!({}))?;
         browser.call("Runtime.enable", json!({}))?;
         Ok(browser)
+    }
+
+    fn launch_firefox(executable: &Path) -> Result<Browser> {
+        let profile = tempfile::tempdir()?;
+        std::fs::write(profile.path().join("user.js"), FIREFOX_PREFS)?;
+        let port = super::cluster::free_port();
+        let mut child = Command::new(executable)
+            .args(["--headless", "--no-remote", "--width", "1280", "--height", "900"])
+            .arg("--profile")
+            .arg(profile.path())
+            .arg(format!("--remote-debugging-port={port}"))
+            .arg("about:blank")
+            .env("MOZ_CRASHREPORTER_DISABLE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", executable.display()))?;
+        let socket = match connect_bidi(port) {
+            Ok(socket) => socket,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
+        let mut browser = Browser {
+            child,
+            socket,
+            protocol: Protocol::Bidi { context: String::new() },
+            next_id: 0,
+            _profile: profile,
+        };
+        browser.call("session.new", json!({ "capabilities": {} }))?;
+        let tree = browser.call("browsingContext.getTree", json!({ "maxDepth": 0 }))?;
+        let context = tree["contexts"][0]["context"].as_str().context("firefox has no page")?.to_string();
+        browser.protocol = Protocol::Bidi { context };
+        Ok(browser)
+    }
+
+    /// The page's browsing context (BiDi only).
+    fn context(&self) -> Value {
+        match &self.protocol {
+            Protocol::Bidi { context } => Value::String(context.clone()),
+            Protocol::Cdp => Value::Null,
+        }
     }
 
     /// One protocol command; its `result`.
@@ -97,7 +191,7 @@ impl Browser {
                 continue;
             }
             if let Some(error) = answer.get("error") {
-                bail!("{method}: {error}");
+                bail!("{method}: {error} {}", answer["message"].as_str().unwrap_or_default());
             }
             return Ok(answer["result"].clone());
         }
@@ -106,36 +200,75 @@ impl Browser {
 
     /// Evaluate `expression` in the page (a promise is awaited); its value.
     pub fn eval<T: serde::de::DeserializeOwned>(&mut self, expression: &str) -> Result<T> {
-        let params = json!({ "expression": expression, "returnByValue": true, "awaitPromise": true });
-        let result = self.call("Runtime.evaluate", params)?;
-        if let Some(exception) = result.get("exceptionDetails") {
-            bail!("{expression} threw: {}", exception["exception"]["description"].as_str().unwrap_or("?"));
+        if let Protocol::Cdp = self.protocol {
+            let params = json!({ "expression": expression, "returnByValue": true, "awaitPromise": true });
+            let result = self.call("Runtime.evaluate", params)?;
+            if let Some(exception) = result.get("exceptionDetails") {
+                bail!("{expression} threw: {}", exception["exception"]["description"].as_str().unwrap_or("?"));
+            }
+            return Ok(serde_json::from_value(result["result"]["value"].clone())?);
         }
-        Ok(serde_json::from_value(result["result"]["value"].clone())?)
+        // BiDi answers with typed remote values; the page's own JSON of the value is simpler
+        // to take back (`undefined` has none: null).
+        let wrapped = format!("(async () => JSON.stringify(await ({expression})))()");
+        let params = json!({
+            "expression": wrapped, "target": { "context": self.context() }, "awaitPromise": true, "resultOwnership": "none",
+        });
+        let result = self.call("script.evaluate", params)?;
+        if result["type"] != "success" {
+            bail!("{expression} threw: {}", result["exceptionDetails"]["text"].as_str().unwrap_or("?"));
+        }
+        match result["result"]["value"].as_str() {
+            Some(json) => Ok(serde_json::from_str(json)?),
+            None => Ok(serde_json::from_value(Value::Null)?),
+        }
     }
 
     pub fn navigate(&mut self, url: &str) -> Result<()> {
-        let answer = self.call("Page.navigate", json!({ "url": url }))?;
-        if let Some(error) = answer["errorText"].as_str() {
-            bail!("navigating to {url}: {error}");
+        if let Protocol::Cdp = self.protocol {
+            let answer = self.call("Page.navigate", json!({ "url": url }))?;
+            if let Some(error) = answer["errorText"].as_str() {
+                bail!("navigating to {url}: {error}");
+            }
+            return Ok(());
         }
+        self.call("browsingContext.navigate", json!({ "context": self.context(), "url": url, "wait": "none" }))?;
         Ok(())
     }
 
     /// Choose `files` in the file input at `selector`, as a user picking them would.
     pub fn set_files(&mut self, selector: &str, files: &[&Path]) -> Result<()> {
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        if let Protocol::Bidi { .. } = self.protocol {
+            let find = json!({
+                "expression": format!("document.querySelector({})", serde_json::to_string(selector)?),
+                "target": { "context": self.context() }, "awaitPromise": false, "resultOwnership": "root",
+            });
+            let found = self.call("script.evaluate", find)?;
+            let element = found["result"]["sharedId"].as_str().with_context(|| format!("no element {selector}"))?;
+            let params = json!({ "context": self.context(), "element": { "sharedId": element }, "files": files });
+            self.call("input.setFiles", params)?;
+            return Ok(());
+        }
         let root = self.call("DOM.getDocument", json!({ "depth": 0 }))?;
         let root = root["root"]["nodeId"].clone();
         let input = self.call("DOM.querySelector", json!({ "nodeId": root, "selector": selector }))?;
         let node = input["nodeId"].as_u64().filter(|id| *id != 0).with_context(|| format!("no element {selector}"))?;
-        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         self.call("DOM.setFileInputFiles", json!({ "nodeId": node, "files": files }))?;
         Ok(())
     }
 
     /// The whole page as a PNG.
     pub fn screenshot(&mut self) -> Result<Vec<u8>> {
-        let shot = self.call("Page.captureScreenshot", json!({ "format": "png", "captureBeyondViewport": true }))?;
+        let shot = match self.protocol {
+            Protocol::Cdp => {
+                self.call("Page.captureScreenshot", json!({ "format": "png", "captureBeyondViewport": true }))?
+            }
+            Protocol::Bidi { .. } => self.call(
+                "browsingContext.captureScreenshot",
+                json!({ "context": self.context(), "origin": "document" }),
+            )?,
+        };
         let data = shot["data"].as_str().context("a screenshot without data")?;
         Ok(base64::engine::general_purpose::STANDARD.decode(data)?)
     }
@@ -161,6 +294,26 @@ fn connect(port: u16) -> Result<WebSocket<TcpStream>> {
     stream.set_read_timeout(Some(COMMAND_TIMEOUT))?;
     let (socket, _) = tungstenite::client(page.as_str(), stream).context("the page's DevTools socket")?;
     Ok(socket)
+}
+
+/// Wait for Firefox's remote agent, then open a WebDriver BiDi session socket.
+fn connect_bidi(port: u16) -> Result<WebSocket<TcpStream>> {
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(stream) = TcpStream::connect(&addr) {
+            stream.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+            match tungstenite::client(format!("ws://{addr}/session").as_str(), stream) {
+                Ok((socket, _)) => return Ok(socket),
+                Err(e) if Instant::now() > deadline => bail!("firefox's WebDriver BiDi socket: {e}"),
+                Err(_) => {}
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("firefox did not open its remote debugging port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The browser's targets (`GET /json/list`). A request of its own: the DevTools HTTP server

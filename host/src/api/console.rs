@@ -46,6 +46,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("/nacos/console/login.js", JS, "login.js"),
     asset!("/nacos/console/cluster.js", JS, "cluster.js"),
     asset!("/nacos/console/configs.js", JS, "configs.js"),
+    asset!("/nacos/console/highlight.js", JS, "highlight.js"),
     asset!("/nacos/console/services.js", JS, "services.js"),
     asset!("/nacos/console/namespaces.js", JS, "namespaces.js"),
     asset!("/nacos/console/users.js", JS, "users.js"),

@@ -132,6 +132,7 @@ pub const ROUTES: &[Route] = &[
     route(Get, "/nacos/console/login.js", Access::Public, Handler::ConsoleFile),
     route(Get, "/nacos/console/cluster.js", Access::Public, Handler::ConsoleFile),
     route(Get, "/nacos/console/configs.js", Access::Public, Handler::ConsoleFile),
+    route(Get, "/nacos/console/highlight.js", Access::Public, Handler::ConsoleFile),
     route(Get, "/nacos/console/services.js", Access::Public, Handler::ConsoleFile),
     route(Get, "/nacos/console/namespaces.js", Access::Public, Handler::ConsoleFile),
     route(Get, "/nacos/console/users.js", Access::Public, Handler::ConsoleFile),
