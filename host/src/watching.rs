@@ -4,9 +4,10 @@
 //! client watches through the one node it talks to, so a cluster-wide answer asks every member
 //! (`api::watchers`) and merges.
 //!
-//! This module holds the records and the long-poll book; each transport reports its own
-//! watchers in these records (`duties::push`, `grpc::connections`), so none of them knows the
-//! others.
+//! This module holds the records, the long-poll book and [`Watchers`], the one service that
+//! asks every transport; each transport reports its own watchers as a [`WatcherSource`]
+//! (`duties::push`, `grpc::connections`, the book here), so none of them, and none of their
+//! readers, knows the others.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -57,6 +58,51 @@ pub struct ConfigListener {
     pub group: String,
     pub data_id: String,
     pub md5: String,
+}
+
+/// One transport's watchers on this node. A transport without subscribers or listeners
+/// reports none of them.
+pub trait WatcherSource: Send + Sync {
+    /// The clients subscribed to the service `grouped_service` (`group@@service`) of `namespace`.
+    fn subscribers_of(&self, _namespace: &str, _grouped_service: &str) -> Vec<Subscriber> {
+        Vec::new()
+    }
+
+    /// The config listeners `filter` admits.
+    fn listeners(&self, _filter: &ListenerFilter) -> Vec<ConfigListener> {
+        Vec::new()
+    }
+}
+
+/// The watchers this node knows of, over every transport's records.
+pub struct Watchers {
+    sources: Vec<Arc<dyn WatcherSource>>,
+    /// The held v1 long-polls: also what the long-poll handler holds its requests in.
+    pub polls: Arc<HeldPolls>,
+}
+
+impl Watchers {
+    /// Over `sources` and a fresh long-poll book.
+    pub fn new(sources: Vec<Arc<dyn WatcherSource>>) -> Watchers {
+        Watchers { sources, polls: Arc::default() }
+    }
+
+    /// This node's subscribers of a service, in order, once each.
+    pub fn subscribers_of(&self, namespace: &str, grouped_service: &str) -> Vec<Subscriber> {
+        let found: std::collections::BTreeSet<Subscriber> =
+            self.sources.iter().flat_map(|source| source.subscribers_of(namespace, grouped_service)).collect();
+        found.into_iter().take(MAX_REPORTED_WATCHERS).collect()
+    }
+
+    /// This node's config listeners `filter` admits.
+    pub fn listeners(&self, filter: &ListenerFilter) -> Vec<ConfigListener> {
+        let mut found = self.polls.listeners(filter);
+        for source in &self.sources {
+            found.extend(source.listeners(filter));
+        }
+        found.truncate(MAX_REPORTED_WATCHERS);
+        found
+    }
 }
 
 /// Which listeners a question is about.

@@ -30,11 +30,11 @@ pub use ops::node_state;
 pub use users::DEFAULT_ADMIN;
 pub use watchers::ListenersOf;
 pub use watchers::SubscribersOf;
-pub use watchers::Watchers;
 
 use crate::ap::Ap;
 use crate::config::MemberAddr;
 use crate::dispatch::Dispatch;
+use crate::duties::Push;
 use crate::guests::Guests;
 use crate::leases::Leases;
 use crate::net;
@@ -47,6 +47,7 @@ use crate::raft::log::Log;
 use crate::raft::log_store::LogStore;
 use crate::raft::state_machine::Shared;
 use crate::tasks::Tasks;
+use crate::watching::Watchers;
 
 /// What the client API stands on, handed over by the node: the narrow services, not the node.
 pub struct Context {
@@ -54,8 +55,9 @@ pub struct Context {
     pub guests: Arc<Guests>,
     pub log: Arc<Log>,
     pub ap: Arc<Ap>,
+    pub push: Arc<Push>,
     /// Who watches what on this node: UDP subscribers, gRPC connections, held long-polls.
-    pub watchers: Arc<watchers::Watchers>,
+    pub watchers: Arc<Watchers>,
     pub leases: Arc<Leases>,
     pub peers: PeerClient,
     /// This node's addresses (the members are the log's: `log.membership()`).

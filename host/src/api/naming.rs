@@ -68,7 +68,7 @@ pub async fn handle(ctx: &Context, req: HttpRequest, path: &str, op: &str, reach
                 let addr = push::push_addr(request.get("clientIP"), req.peer.ip(), udp_port);
                 let watch = reply.headers.get(directive::WATCH);
                 let subscriber = udp_subscriber(&req, &request, &namespace, addr);
-                ctx.watchers.push.subscribe(Scope::new(&namespace, KIND), watch, addr, request.clone(), subscriber);
+                ctx.push.subscribe(Scope::new(&namespace, KIND), watch, addr, request.clone(), subscriber);
             }
             guest::respond(reply)
         }
@@ -124,9 +124,9 @@ pub fn metrics(ctx: &Context) -> HttpResponse {
             "status": "UP",
             "serviceCount": services,
             "instanceCount": instances,
-            "subscribeCount": ctx.watchers.push.subscriber_count(),
-            "pushesSent": ctx.watchers.push.pushes_sent(),
-            "pushAcksReceived": ctx.watchers.push.acks_received(),
+            "subscribeCount": ctx.push.subscriber_count(),
+            "pushesSent": ctx.push.pushes_sent(),
+            "pushAcksReceived": ctx.push.acks_received(),
             "leasesTracked": ctx.leases.tracked(),
             "namespaceCount": namespace_count,
             "selfPreservation": ctx.leases.preservation(),

@@ -6,7 +6,6 @@
 //! them; a member that does not answer in time is left out, not waited for.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -19,8 +18,6 @@ use crate::auth::permission::Action;
 use crate::auth::permission::Resource;
 use crate::auth::permission::ResourceType;
 use crate::config::MemberAddr;
-use crate::duties::push::Push;
-use crate::grpc::connections::Connections;
 use crate::net;
 use crate::net::HttpRequest;
 use crate::net::HttpResponse;
@@ -28,7 +25,6 @@ use crate::net::Rpc;
 use crate::net::Status;
 use crate::watching;
 use crate::watching::ConfigListener;
-use crate::watching::HeldPolls;
 use crate::watching::ListenerFilter;
 use crate::watching::Subscriber;
 
@@ -36,31 +32,6 @@ use crate::watching::Subscriber;
 pub const MEMBER_WATCHERS_TIMEOUT_MS: u64 = 2_000;
 /// Nacos's page size of the subscriber list when the caller names none.
 const DEFAULT_SUBSCRIBERS_PAGE_SIZE: usize = 1_000;
-
-/// The watchers this node knows of: one service over the three transports' records.
-pub struct Watchers {
-    pub push: Arc<Push>,
-    pub connections: Arc<Connections>,
-    pub polls: Arc<HeldPolls>,
-}
-
-impl Watchers {
-    /// This node's subscribers of a service, UDP and gRPC, in order.
-    pub fn subscribers_of(&self, namespace: &str, grouped_service: &str) -> Vec<Subscriber> {
-        let mut found: BTreeSet<Subscriber> =
-            self.push.subscribers_of(namespace, grouped_service).into_iter().collect();
-        found.extend(self.connections.subscribers_of(namespace, grouped_service));
-        found.into_iter().take(watching::MAX_REPORTED_WATCHERS).collect()
-    }
-
-    /// This node's config listeners `filter` admits: held long-polls and gRPC listeners.
-    pub fn listeners(&self, filter: &ListenerFilter) -> Vec<ConfigListener> {
-        let mut found = self.polls.listeners(filter);
-        found.extend(self.connections.listeners(filter));
-        found.truncate(watching::MAX_REPORTED_WATCHERS);
-        found
-    }
-}
 
 /// A member's subscribers of a service: `(namespace, group@@service)`.
 pub struct SubscribersOf;

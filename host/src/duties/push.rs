@@ -30,6 +30,7 @@ use crate::guests::WatchKey;
 use crate::scope::Scope;
 use crate::watching::MAX_REPORTED_WATCHERS;
 use crate::watching::Subscriber;
+use crate::watching::WatcherSource;
 
 /// How long one read keeps a client subscribed (Nacos's `pushCacheMillis`).
 pub const SUBSCRIPTION_TTL_MS: u64 = 10_000;
@@ -117,22 +118,6 @@ impl Push {
         self.acks_received.load(Ordering::Relaxed)
     }
 
-    /// The live subscribers of the service `grouped_service` in `namespace`, once per client
-    /// and clusters, at most [`MAX_REPORTED_WATCHERS`].
-    pub fn subscribers_of(&self, namespace: &str, grouped_service: &str) -> Vec<Subscriber> {
-        let now = Instant::now();
-        let subscriptions = self.subscriptions.lock().expect("subscriptions lock");
-        let found: BTreeSet<&Subscriber> = subscriptions
-            .iter()
-            .filter(|(watch, _)| watch.namespace == namespace)
-            .flat_map(|(_, clients)| clients.values())
-            .filter(|s| s.expires_at > now)
-            .map(|s| &s.subscriber)
-            .filter(|s| s.service_name == grouped_service)
-            .collect();
-        found.into_iter().take(MAX_REPORTED_WATCHERS).cloned().collect()
-    }
-
     /// The live subscribers of `watch`, dropping expired ones.
     fn subscribers(&self, watch: &WatchKey) -> Vec<(SocketAddr, GuestRequest)> {
         let now = Instant::now();
@@ -144,6 +129,23 @@ impl Push {
             subscriptions.remove(watch);
         }
         live
+    }
+}
+
+/// The UDP subscribers of a service, once per client and clusters.
+impl WatcherSource for Push {
+    fn subscribers_of(&self, namespace: &str, grouped_service: &str) -> Vec<Subscriber> {
+        let now = Instant::now();
+        let subscriptions = self.subscriptions.lock().expect("subscriptions lock");
+        let found: BTreeSet<&Subscriber> = subscriptions
+            .iter()
+            .filter(|(watch, _)| watch.namespace == namespace)
+            .flat_map(|(_, clients)| clients.values())
+            .filter(|s| s.expires_at > now)
+            .map(|s| &s.subscriber)
+            .filter(|s| s.service_name == grouped_service)
+            .collect();
+        found.into_iter().take(MAX_REPORTED_WATCHERS).cloned().collect()
     }
 }
 

@@ -36,6 +36,7 @@ use crate::watching::ConfigListener;
 use crate::watching::ListenerFilter;
 use crate::watching::MAX_REPORTED_WATCHERS;
 use crate::watching::Subscriber;
+use crate::watching::WatcherSource;
 
 /// How long a transport may stay without its client's setup before it is closed: a stranger
 /// cannot hold connection slots by opening transports and saying nothing.
@@ -279,9 +280,26 @@ impl Connections {
         }
     }
 
+    /// A fresh id for a server request (numeric, as Nacos's).
+    pub fn next_request_id(&self) -> String {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed).to_string()
+    }
+
+    /// A service info's `lastRefTime`: the wall clock in ms, strictly increasing on this node.
+    /// Clients drop a push whose time is not newer than what they hold, and a guest's answer
+    /// carries the replica's time, which AP changes do not move.
+    pub fn stamp_ms(&self) -> u64 {
+        let now = now_ms();
+        let previous = self.last_stamp_ms.fetch_max(now, Ordering::Relaxed);
+        if previous < now { now } else { self.last_stamp_ms.fetch_add(1, Ordering::Relaxed) + 1 }
+    }
+}
+
+/// The subscriptions and listeners of this node's connections.
+impl WatcherSource for Connections {
     /// The connections subscribed to the service `grouped_service` of `namespace`, as Nacos
     /// lists a gRPC subscriber: its IP (port 0), its version, its app label.
-    pub fn subscribers_of(&self, namespace: &str, grouped_service: &str) -> Vec<Subscriber> {
+    fn subscribers_of(&self, namespace: &str, grouped_service: &str) -> Vec<Subscriber> {
         let mut found = BTreeSet::new();
         for connection in self.live() {
             let owned = connection.owned.lock().expect("owned lock");
@@ -313,7 +331,7 @@ impl Connections {
     }
 
     /// The configs this node's connections listen to that `filter` admits.
-    pub fn listeners(&self, filter: &ListenerFilter) -> Vec<ConfigListener> {
+    fn listeners(&self, filter: &ListenerFilter) -> Vec<ConfigListener> {
         let mut found = Vec::new();
         for connection in self.live() {
             let owned = connection.owned.lock().expect("owned lock");
@@ -337,20 +355,6 @@ impl Connections {
         }
         found.truncate(MAX_REPORTED_WATCHERS);
         found
-    }
-
-    /// A fresh id for a server request (numeric, as Nacos's).
-    pub fn next_request_id(&self) -> String {
-        self.next_request_id.fetch_add(1, Ordering::Relaxed).to_string()
-    }
-
-    /// A service info's `lastRefTime`: the wall clock in ms, strictly increasing on this node.
-    /// Clients drop a push whose time is not newer than what they hold, and a guest's answer
-    /// carries the replica's time, which AP changes do not move.
-    pub fn stamp_ms(&self) -> u64 {
-        let now = now_ms();
-        let previous = self.last_stamp_ms.fetch_max(now, Ordering::Relaxed);
-        if previous < now { now } else { self.last_stamp_ms.fetch_add(1, Ordering::Relaxed) + 1 }
     }
 }
 

@@ -161,11 +161,7 @@ impl Node {
         tracing::info!(fd_limit, http = caps.http, grpc = caps.grpc, peer = caps.peer, "connection caps");
         let telemetry = Arc::new(crate::telemetry::Telemetry::new());
         let (grpc_connections, ended) = crate::grpc::connections::Connections::new(caps.grpc, telemetry.clone());
-        let watchers = Arc::new(crate::api::Watchers {
-            push: push.clone(),
-            connections: grpc_connections.clone(),
-            polls: Arc::default(),
-        });
+        let watchers = Arc::new(crate::watching::Watchers::new(vec![push.clone(), grpc_connections.clone()]));
         let peer_port = Arc::new(peer_port::PeerPort {
             log: log.clone(),
             ap: ap.clone(),
@@ -218,6 +214,7 @@ impl Node {
             guests,
             log: log.clone(),
             ap,
+            push,
             watchers,
             leases,
             peers,

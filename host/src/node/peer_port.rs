@@ -11,7 +11,6 @@ use crate::ap::rpc as ap_rpc;
 use crate::api::ListenersOf;
 use crate::api::NodeStateRpc;
 use crate::api::SubscribersOf;
-use crate::api::Watchers;
 use crate::clock::now_ms;
 use crate::config::MemberAddr;
 use crate::guests::Guests;
@@ -29,6 +28,7 @@ use crate::raft::log::ReadIndex;
 use crate::raft::peer_server;
 use crate::raft::reconfigure::ChangeMembership;
 use crate::raft::reconfigure::MembershipOf;
+use crate::watching::Watchers;
 
 /// Largest body the peer port accepts: a snapshot or a batch of entries carrying modules.
 pub const MAX_PEER_BODY_BYTES: usize = 256 * 1024 * 1024;
