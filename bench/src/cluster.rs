@@ -390,6 +390,10 @@ fn nacre_nodes(dir: &Path, ports: &[Ports], node_args: NodeArgs<'_>) -> Result<V
         cmd.extend(["--data-dir".into(), data_dir.display().to_string()]);
         cmd.extend(["--cluster-conf".into(), conf_path.display().to_string()]);
         cmd.extend(["--cluster-secret-file".into(), secret_path.display().to_string()]);
+        // A compile cache of this cluster's own, shared by its three nodes as on one machine: a
+        // fresh cluster compiles its modules cold, as on a machine that never ran Nacre (the
+        // user's cache would make every run after the first a warm start).
+        cmd.extend(["--module-cache".into(), dir.join("module-cache").display().to_string()]);
         cmd.extend(node_args(i, ports)?);
         nodes.push(Node {
             addr: format!("127.0.0.1:{api}"),

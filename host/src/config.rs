@@ -97,6 +97,9 @@ pub struct NodeConfig {
     /// Whether the client port checks who calls (`api::access`). On unless the operator
     /// turns it off, loudly.
     pub auth: bool,
+    /// A directory of compiled modules shared with this user's other nodes on this machine
+    /// (`runtime::cache`); none: each node compiles for itself.
+    pub shared_module_cache: Option<PathBuf>,
     /// Whether the client port serves the web console at `/nacos/` (the API is served either way).
     pub console: bool,
     /// The client port's certificate chain and key (PEM): it then speaks HTTPS only.

@@ -124,6 +124,12 @@ struct ServeArgs {
     /// Nacos's auth does. `off` lets anyone who reaches the port do anything.
     #[arg(long, value_enum, default_value_t = AuthMode::On)]
     auth: AuthMode,
+    /// Compiled modules shared by this user's nodes on this machine, so that nodes started
+    /// together compile each module once (`off`: each node compiles for itself; every node
+    /// also keeps its own in its data dir). Default: $XDG_CACHE_HOME/nacre/modules, else
+    /// ~/.cache/nacre/modules. Used only when it is this user's and closed to everyone else.
+    #[arg(long, value_name = "DIR|off")]
+    module_cache: Option<String>,
     /// Serve the web console at /nacos/ on the client port (`off`: the API only).
     #[arg(long, value_enum, default_value_t = ConsoleMode::On)]
     console: ConsoleMode,
@@ -146,6 +152,23 @@ enum AuthMode {
 enum ConsoleMode {
     On,
     Off,
+}
+
+/// `--module-cache`: a directory, `off`, or by default the user's cache directory.
+fn shared_module_cache(flag: Option<&str>) -> Option<PathBuf> {
+    match flag {
+        Some("off") => None,
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => {
+            let cache_home =
+                std::env::var_os("XDG_CACHE_HOME").filter(|dir| !dir.is_empty()).map(PathBuf::from).or_else(|| {
+                    std::env::var_os("HOME")
+                        .filter(|home| !home.is_empty())
+                        .map(|home| PathBuf::from(home).join(".cache"))
+                })?;
+            Some(cache_home.join("nacre").join("modules"))
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -307,6 +330,7 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
         },
         auth: args.auth == AuthMode::On,
         console: args.console == ConsoleMode::On,
+        shared_module_cache: shared_module_cache(args.module_cache.as_deref()),
         tls: args.tls_cert.clone().zip(args.tls_key.clone()).map(|(cert, key)| config::TlsFiles { cert, key }),
     })
 }

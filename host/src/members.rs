@@ -29,6 +29,11 @@ pub const PING_INTERVAL_MS: u64 = 500;
 /// A peer silent this long is no longer live: its partitions move to the others.
 pub const LIVENESS_TIMEOUT_MS: u64 = 2_000;
 
+/// How many of `voters` make a majority.
+pub fn majority(voters: usize) -> usize {
+    voters / 2 + 1
+}
+
 #[derive(Debug)]
 pub struct Members {
     me: NodeId,
@@ -93,6 +98,13 @@ impl Members {
         let state = self.lock();
         let reachable = state.live.iter().filter(|id| state.voters.contains(id)).count();
         (reachable, state.voters.len())
+    }
+
+    /// Whether this node's view holds a majority of the voters (or there are none yet: a
+    /// joining node waits for its leader instead).
+    pub fn sees_majority(&self) -> bool {
+        let (reachable, voters) = self.reachable_voters();
+        voters == 0 || reachable >= majority(voters)
     }
 
     /// A peer answered now.

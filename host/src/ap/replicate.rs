@@ -42,6 +42,9 @@ const MAX_PULL_PAGES: usize = super::store::MAX_RECORDS / MAX_SYNC_BATCH_RECORDS
 const PEER_CALL_TIMEOUT_MS: u64 = 5_000;
 /// Timeout of a ping: short, a slow peer is as good as gone for responsibility.
 const PING_TIMEOUT_MS: u64 = 1_000;
+/// How often a node that sees no majority pings (`ping_forever`).
+const QUORUM_SEEKING_PING_INTERVAL_MS: u64 = 50;
+const _: () = assert!(QUORUM_SEEKING_PING_INTERVAL_MS < crate::members::PING_INTERVAL_MS, "seeking is faster");
 
 /// What waits to be shipped to one peer.
 #[derive(Default)]
@@ -257,9 +260,15 @@ async fn pull_all(ap: &Ap, addr: &str) -> Result<usize, PeerError> {
     Ok(count)
 }
 
+/// Ping every [`PING_INTERVAL_MS`](crate::members::PING_INTERVAL_MS); every
+/// [`QUORUM_SEEKING_PING_INTERVAL_MS`] while this node sees no majority of the voters (at start,
+/// or cut off): a node that just started learns its peers are up in tens of milliseconds, not
+/// half a second, and answers writes (and reports ready) that much sooner.
 async fn ping_forever(ap: Arc<Ap>) {
     loop {
-        tokio::time::sleep(Duration::from_millis(crate::members::PING_INTERVAL_MS)).await;
+        let seeking = !ap.members.sees_majority();
+        let interval_ms = if seeking { QUORUM_SEEKING_PING_INTERVAL_MS } else { crate::members::PING_INTERVAL_MS };
+        tokio::time::sleep(Duration::from_millis(interval_ms)).await;
         ping_all(&ap).await;
     }
 }

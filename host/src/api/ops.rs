@@ -89,7 +89,8 @@ pub fn node_state(log: &Log, guests: &Guests, ap: &Ap, me: &MemberAddr, polls: &
         digest,
         keys,
         // A node not (or no longer) in the membership serves nothing a client should use.
-        ready: bound && status.leader.is_some() && ap.is_ready() && log.is_member(),
+        // Nor does one whose view lacks a majority: it would refuse every persistent write.
+        ready: bound && status.leader.is_some() && ap.is_ready() && log.is_member() && log.reaches_majority(),
         ap_digest: format!("{:016x}", ap.store().digest()),
         ap_records: ap.store().live_records(),
         long_polls_held: polls.count(),

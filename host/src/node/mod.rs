@@ -66,7 +66,18 @@ const _: () = assert!(ELECTION_TIMEOUT_MIN_MS < ELECTION_TIMEOUT_MAX_MS, "electi
 /// Longest a snapshot install may take on a follower.
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 30_000;
 /// How often a node checks whether the built-in modules still need to be bound.
-const BOOTSTRAP_CHECK_INTERVAL_MS: u64 = 200;
+const BOOTSTRAP_CHECK_INTERVAL_MS: u64 = 50;
+/// A new cluster's members initialize Raft one after another, this far apart in cluster.conf's
+/// order: initializing starts a campaign at once, and members campaigning together split the
+/// first vote (measured: a fresh cluster then waited a whole election timeout, most of its
+/// start). The first member's campaign has long won when the second's turn comes, and the
+/// second finds itself initialized by the leader's entries; a member that is not up yet only
+/// delays the next one's turn.
+const INITIALIZE_STAGGER_MS: u64 = 300;
+const _: () = assert!(INITIALIZE_STAGGER_MS < ELECTION_TIMEOUT_MIN_MS, "turns come faster than an election timeout");
+/// Longest a new cluster's member waits for a majority to listen before its turn anyway.
+const INITIALIZE_PEERS_WAIT_MS: u64 = 10_000;
+const INITIALIZE_PROBE_INTERVAL_MS: u64 = 20;
 /// How often a node compares the log's membership with the one its services use.
 const MEMBERSHIP_CHECK_INTERVAL_MS: u64 = 250;
 /// Every this many checks (2 s), a node asks the leader whether it was removed.
@@ -110,10 +121,15 @@ impl Node {
         }
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-        let runtime = Runtime::new(Some(&config.data_dir.join("module-cache"))).context("starting the wasm runtime")?;
+        let runtime =
+            Runtime::with_caches(Some(&config.data_dir.join("module-cache")), config.shared_module_cache.as_deref())
+                .context("starting the wasm runtime")?;
         let log_store = LogStore::open(&config.data_dir).context("opening the raft log")?;
-        let (state_machine, replica) =
-            StateMachine::open(&config.data_dir.join(SNAPSHOTS_DIR), runtime).context("opening the state machine")?;
+        let (state_machine, replica) = StateMachine::open(&config.data_dir.join(SNAPSHOTS_DIR), runtime.clone())
+            .context("opening the state machine")?;
+        if !replica.read().machine.has_default_bindings() {
+            precompile_builtins(&runtime);
+        }
 
         let id = config.me.node_id();
         let peer_key = Arc::new(PeerKey::new(&config.cluster_secret, config.me.raft_addr(), now_ms()));
@@ -175,7 +191,8 @@ impl Node {
             None => {
                 let members_list: BTreeMap<NodeId, Member> =
                     config.members.iter().map(|m| (m.node_id(), m.member())).collect();
-                log.initialize(members_list).await.context("initializing raft")?;
+                let rank = config.members.iter().position(|m| m.node_id() == id).unwrap_or(0);
+                tasks.spawn(initialize_in_turn(log.clone(), members_list, rank));
             }
             Some(plan) => {
                 tasks.spawn(join(log.clone(), peers.clone(), config.me.member(), plan.clone()));
@@ -270,6 +287,52 @@ fn raft_config(config: &NodeConfig) -> anyhow::Result<openraft::Config> {
     }
     .validate()
     .context("raft configuration")
+}
+
+/// Compile the built-in modules now, both at once, off the async workers: a new cluster's
+/// bootstrap entry binds them, and its apply then finds them compiled instead of compiling one
+/// after the other while the cluster waits to serve. Loading is not state: a load that is
+/// never used costs memory only.
+fn precompile_builtins(runtime: &Runtime) {
+    for bytes in [builtin::NAMING, builtin::CONFIG] {
+        let runtime = runtime.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = runtime.load(bytes) {
+                tracing::warn!(error = %e, "compiling a built-in module ahead of its binding failed");
+            }
+        });
+    }
+}
+
+/// Initialize Raft with a new cluster's members on the `rank`-th member's turn, unless the
+/// leader's entries initialized it first. Any member may initialize (the same membership
+/// everywhere); which one does only decides who campaigns first. Turns start once a majority
+/// of the members listen (at most [`INITIALIZE_PEERS_WAIT_MS`]): a campaign nobody hears fails,
+/// and its vote then stands in the way of the next member's.
+async fn initialize_in_turn(log: Arc<Log>, members: BTreeMap<NodeId, Member>, rank: usize) {
+    if log.is_initialized().await.unwrap_or(false) {
+        return;
+    }
+    let majority = members.len() / 2 + 1;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(INITIALIZE_PEERS_WAIT_MS);
+    while tokio::time::Instant::now() < deadline {
+        let probes = members.values().map(|m| listening(&m.raft_addr));
+        let up = futures_util::future::join_all(probes).await.into_iter().filter(|up| *up).count();
+        if up >= majority {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(INITIALIZE_PROBE_INTERVAL_MS)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(INITIALIZE_STAGGER_MS * rank as u64)).await;
+    if let Err(e) = log.initialize(members).await {
+        tracing::error!(error = %e, "initializing raft failed");
+    }
+}
+
+/// Whether something accepts connections at `addr` (a member's peer port, up or not yet).
+async fn listening(addr: &str) -> bool {
+    let connect = tokio::net::TcpStream::connect(addr);
+    matches!(tokio::time::timeout(Duration::from_millis(INITIALIZE_PROBE_INTERVAL_MS), connect).await, Ok(Ok(_)))
 }
 
 /// A new cluster installs and binds the built-in modules through the log, so every replica

@@ -153,6 +153,12 @@ impl Log {
     /// Form the cluster if it was never initialized: every member initializes itself with the
     /// same membership; openraft accepts that, and the first election among a majority forms
     /// the cluster.
+    /// Whether this node has a membership already (it was initialized, or a leader's entries
+    /// reached it).
+    pub async fn is_initialized(&self) -> anyhow::Result<bool> {
+        Ok(self.raft.is_initialized().await?)
+    }
+
     pub async fn initialize(&self, members: BTreeMap<NodeId, Member>) -> anyhow::Result<()> {
         if !self.raft.is_initialized().await?
             && let Err(e) = self.raft.initialize(members).await
@@ -264,6 +270,12 @@ impl Log {
         };
         self.wait_applied(outcome.index, Duration::from_millis(LOCAL_APPLY_WAIT_MS)).await;
         Ok(outcome)
+    }
+
+    /// Whether this node's view reaches a majority of the voters: a write here is not refused
+    /// for lack of one (`check_quorum`).
+    pub fn reaches_majority(&self) -> bool {
+        self.check_quorum().is_ok()
     }
 
     /// Fail fast on the minority side of a partition: a write there could only time out.

@@ -99,9 +99,7 @@ pub enum Refused {
     WrongId(NodeId, String),
 }
 
-pub fn majority(voters: usize) -> usize {
-    voters / 2 + 1
-}
+pub use crate::members::majority;
 
 /// The next step of `change` on the cluster `view` shows; `Ok(None)` once it is made. `name`
 /// says a node's address in refusals.

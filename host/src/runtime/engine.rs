@@ -89,10 +89,16 @@ impl KvRead for EmptyKv {
 impl Runtime {
     /// Creates the engine. With `cache_dir`, compiled modules are kept there across restarts.
     pub fn new(cache_dir: Option<&Path>) -> Result<Runtime, RuntimeError> {
+        Self::with_caches(cache_dir, None)
+    }
+
+    /// [`Runtime::new`], also sharing compiled modules through `shared_dir` with this user's
+    /// other nodes on this machine (see `runtime::cache`).
+    pub fn with_caches(cache_dir: Option<&Path>, shared_dir: Option<&Path>) -> Result<Runtime, RuntimeError> {
         let engine = Engine::new(&engine_config()).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         super::imports::define(&mut linker).map_err(engine_error)?;
-        let disk = cache_dir.map(|dir| DiskCache::open(dir, &engine)).transpose()?;
+        let disk = cache_dir.map(|dir| DiskCache::open(dir, shared_dir, &engine)).transpose()?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
@@ -304,6 +310,11 @@ impl Runtime {
 
     fn compile(&self, id: &ModuleId, bytes: &[u8]) -> Result<Component, RuntimeError> {
         let disk = self.inner.disk.as_ref();
+        if let Some(component) = disk.and_then(|disk| disk.read(&self.inner.engine, id)) {
+            return Ok(component);
+        }
+        // Another node on this machine compiling the same module: wait for it, then read its.
+        let _turn = disk.and_then(|disk| disk.compile_turn(id));
         if let Some(component) = disk.and_then(|disk| disk.read(&self.inner.engine, id)) {
             return Ok(component);
         }

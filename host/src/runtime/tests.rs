@@ -447,6 +447,46 @@ fn the_disk_cache_serves_a_second_runtime() {
     assert_eq!(third.compilations(), 1);
 }
 
+/// Nodes sharing a machine's cache compile a module once between them; a shared directory
+/// others may open is not used.
+#[test]
+fn nodes_on_one_machine_share_compiled_modules() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (node_a, node_b, node_c) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let machine = tempfile::tempdir().unwrap();
+    let shared = machine.path().join("nacre/modules");
+    let bytes = crate::builtin::fixtures::HOSTILE;
+    let ids: Vec<(ModuleId, u64)> = std::thread::scope(|scope| {
+        let loads: Vec<_> = [node_a.path(), node_b.path()]
+            .into_iter()
+            .map(|dir| {
+                let shared = shared.as_path();
+                scope.spawn(move || {
+                    let runtime = Runtime::with_caches(Some(dir), Some(shared)).expect("runtime");
+                    let id = runtime.load(bytes).expect("load").0;
+                    (id, runtime.compilations())
+                })
+            })
+            .collect();
+        loads.into_iter().map(|load| load.join().expect("no panic")).collect()
+    });
+    assert_eq!(ids.iter().map(|(_, compiled)| compiled).sum::<u64>(), 1, "one of the two compiled: {ids:?}");
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the shared directory is made private");
+    for node in [node_a.path(), node_b.path()] {
+        let own = std::fs::read_dir(node)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension() == Some("cwasm".as_ref()));
+        assert_eq!(own.count(), 1, "each node keeps its own copy: a restart needs nothing outside its data dir");
+    }
+
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let careless = Runtime::with_caches(Some(node_c.path()), Some(&shared)).expect("runtime");
+    careless.load(bytes).expect("load");
+    assert_eq!(careless.compilations(), 1, "a directory others may write to is not trusted");
+}
+
 /// Loads of the same bytes at the same time compile once: the later ones wait for the first.
 #[test]
 fn concurrent_loads_of_one_module_compile_it_once() {
