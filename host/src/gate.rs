@@ -199,9 +199,11 @@ impl Gate {
         }
         let verified = match &user {
             Some(_) if cached => true,
-            Some(user) => crate::blocking::cpu_bound(|| password::verify(password, &user.password_hash)),
+            Some(user) => crate::blocking::cpu_bound(|| {
+                crate::heap::returning_freed(|| password::verify(password, &user.password_hash))
+            }),
             None => {
-                crate::blocking::cpu_bound(|| password::verify_unknown(password));
+                crate::blocking::cpu_bound(|| crate::heap::returning_freed(|| password::verify_unknown(password)));
                 false
             }
         };

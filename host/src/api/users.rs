@@ -241,7 +241,7 @@ fn required(params: &Params, name: &str) -> Result<String, Box<HttpResponse>> {
 /// A password's hash (off the async worker: Argon2 takes tens of ms); 400 naming `field` for
 /// an empty or overlong one.
 fn hash(field: &str, password: &str) -> Result<String, Box<HttpResponse>> {
-    crate::blocking::cpu_bound(|| password::hash(password)).map_err(|e| {
+    crate::blocking::cpu_bound(|| crate::heap::returning_freed(|| password::hash(password))).map_err(|e| {
         Box::new(match e {
             password::PasswordError::Empty | password::PasswordError::TooLong => {
                 net::text(Status::BAD_REQUEST, format!("invalid param: {field}: {e}"))
