@@ -257,6 +257,21 @@ fn users_roles_and_permissions_decide_what_each_caller_may_do() {
     );
     assert_eq!(call_as(addr, "POST", &format!("{register}&namespaceId=dev-ns"), &dev_headers, "").text(), "ok");
 
+    // A grant on one group never acts on another through a `group@@` prefix that differs from
+    // `groupName` (the naming module acts on the prefix's group).
+    let own = [("role", "devs"), ("resource", "public:own:*"), ("action", "rw")];
+    assert_eq!(admin_change(&cluster, "POST", "/nacos/v1/auth/permissions", &own), "add permission ok!");
+    let in_group =
+        |service: &str| format!("/nacos/v1/ns/instance?serviceName={service}&groupName=own&ip=10.0.0.2&port=80");
+    wait_until("the group grant is in force", || {
+        call_as(addr, "POST", &in_group("own@@s"), &dev_headers, "").text() == "ok"
+    });
+    assert_refused(
+        &call_as(addr, "POST", &in_group("other@@s"), &dev_headers, ""),
+        "authorization failed!",
+        "a registration in another group named by the serviceName prefix",
+    );
+
     // A read-only grant reads and does not write.
     admin_change(&cluster, "POST", "/nacos/v1/auth/users", &[("username", "viewer"), ("password", "viewer-pw")]);
     admin_change(&cluster, "POST", "/nacos/v1/auth/roles", &[("role", "viewers"), ("username", "viewer")]);

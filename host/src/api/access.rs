@@ -74,7 +74,16 @@ impl Gate {
         }
         let allowed = match access {
             Access::Public | Access::SignedIn => true,
-            Access::Data(kind, action) => caller.may(&data_resource(kind, &params), action),
+            Access::Data(kind, action) => {
+                let get = |name: &str| params.get(name).unwrap_or_default();
+                let prefix = match kind {
+                    ResourceType::Naming => {
+                        Resource::naming_prefix(get("namespaceId"), get("groupName"), get("serviceName"))
+                    }
+                    ResourceType::Config => None,
+                };
+                caller.may(&data_resource(kind, &params), action) && prefix.is_none_or(|p| caller.may(&p, action))
+            }
             Access::Admin(resource, action) => caller.may(&Resource::Admin(resource), action),
         };
         if allowed { Ok(caller) } else { Err(NOT_ALLOWED) }

@@ -88,6 +88,16 @@ impl Resource {
         Resource::Data(format!("{namespace}:{group}:{}/{name}", kind.tag()))
     }
 
+    /// The service a naming request acts on when its serviceName's `group@@` prefix names a
+    /// group other than its `groupName`: the naming guest acts on the prefix's group (it takes
+    /// precedence), while the resource Nacos's parser builds names `groupName`. A caller must
+    /// hold both, or one group's grant would act on another. `None` when they agree.
+    pub fn naming_prefix(namespace: &str, group_param: &str, service_param: &str) -> Option<Resource> {
+        let (prefix, name) = service_param.trim().split_once("@@")?;
+        let named = group_param.trim();
+        (!named.is_empty() && named != prefix).then(|| Resource::data(namespace, prefix, ResourceType::Naming, name))
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             Resource::Data(resource) => resource,
@@ -175,6 +185,14 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_naming_another_group_is_a_second_resource() {
+        assert_eq!(Resource::naming_prefix("ns", "H", "G@@svc").unwrap().as_str(), "ns:G:naming/svc");
+        assert_eq!(Resource::naming_prefix("ns", "G", "G@@svc"), None, "they agree");
+        assert_eq!(Resource::naming_prefix("ns", "", "G@@svc"), None, "the prefix alone is the resource already");
+        assert_eq!(Resource::naming_prefix("ns", "H", "svc"), None, "no prefix");
+    }
 
     fn role(name: &str, grants: &[(&str, &str)]) -> RoleGrants {
         RoleGrants {

@@ -116,6 +116,16 @@ impl ServiceRef {
         Resource::data(&self.namespace, &self.group, ResourceType::Naming, &self.service)
     }
 
+    /// `caller` may do `action` on this service: on the resource its parameters name, and on
+    /// the one its `group@@` prefix names when that differs (`Resource::naming_prefix`).
+    fn permit(&self, caller: &Caller, action: Action) -> Result<(), Refusal> {
+        super::permit(caller, &self.resource(), action).map_err(Refusal::Denied)?;
+        match Resource::naming_prefix(&self.namespace, &self.group, &self.service) {
+            Some(prefix) => super::permit(caller, &prefix, action).map_err(Refusal::Denied),
+            None => Ok(()),
+        }
+    }
+
     fn scope(&self) -> Scope<'_> {
         Scope::new(&self.namespace, KIND)
     }
@@ -164,7 +174,7 @@ pub fn identity(request: &GuestRequest) -> (Option<&String>, Option<&String>, Op
 /// `InstanceRequest` (ephemeral, owned by the connection) or `PersistentInstanceRequest`.
 async fn instance(call: &Call<'_>, caller: &Caller, ephemeral: bool) -> Result<Value, Refusal> {
     let service = ServiceRef::of(call)?;
-    super::permit(caller, &service.resource(), Action::Write).map_err(Refusal::Denied)?;
+    service.permit(caller, Action::Write)?;
     let kind = call.inbound.str("type");
     let instance = call.inbound.field("instance").cloned().unwrap_or(Value::Null);
     let op = if kind == DEREGISTER { DEREGISTER_OP } else { REGISTER_OP };
@@ -209,7 +219,7 @@ async fn deregister(call: &Call<'_>, scope: Scope<'_>, registered: &GuestRequest
 /// `BatchInstanceRequest`: the connection's instances of the service become exactly these.
 async fn batch(call: &Call<'_>, caller: &Caller) -> Result<Value, Refusal> {
     let service = ServiceRef::of(call)?;
-    super::permit(caller, &service.resource(), Action::Write).map_err(Refusal::Denied)?;
+    service.permit(caller, Action::Write)?;
     let kind = call.inbound.str("type");
     if kind != BATCH_REGISTER {
         return Err(GuestError { code: 400, message: format!("invalid param: type {kind:?} of a batch") }.into());
@@ -262,7 +272,7 @@ async fn batch(call: &Call<'_>, caller: &Caller) -> Result<Value, Refusal> {
 /// the connection): the service's `ServiceInfo`, in the guest's 2.x view.
 fn query(call: &Call<'_>, caller: &Caller, subscription: bool) -> Result<Value, Refusal> {
     let service = ServiceRef::of(call)?;
-    super::permit(caller, &service.resource(), Action::Read).map_err(Refusal::Denied)?;
+    service.permit(caller, Action::Read)?;
     let mut request = service.request(call, LIST_OP);
     let clusters = call.inbound.str(if subscription { "clusters" } else { "cluster" });
     request.params.insert("clusters".to_string(), clusters.clone());
