@@ -1,6 +1,6 @@
 //! The systems under test as local processes: a 3-node Nacre cluster from the release
-//! binary, a 3-node etcd cluster from Debian's `etcd-server` and a 3-node ZooKeeper ensemble
-//! from Debian's `zookeeper`, all on 127.0.0.1, each node with its own data directory under
+//! binary, a 3-node etcd cluster from Debian's `etcd-server`, a 3-node ZooKeeper ensemble
+//! from Debian's `zookeeper` and a 3-node r-nacos cluster built by `cargo install`, all on 127.0.0.1, each node with its own data directory under
 //! `target/bench/run/`. Every child's PID is registered so
 //! that a drop, an error or Ctrl-C kills it (SIGKILL, by PID, nothing else).
 
@@ -19,6 +19,7 @@ use anyhow::Result;
 use anyhow::bail;
 
 use crate::http;
+use crate::rnacos;
 use crate::zookeeper;
 
 /// Nodes per cluster (both systems).
@@ -32,7 +33,7 @@ pub const ETCD_BIN: &str = "/usr/bin/etcd";
 const ETCD_PACKAGE: &str = "etcd-server";
 
 /// Ports of one node: the client port, then two more (Nacre: Raft, gRPC; etcd: peer;
-/// ZooKeeper: quorum, election).
+/// ZooKeeper: quorum, election; r-nacos: gRPC and Raft, console).
 pub type Ports = [u16; 3];
 
 /// Extra `nacre serve` flags for node `i` of a cluster on `ports`.
@@ -98,6 +99,20 @@ impl Drop for Proc {
     }
 }
 
+/// CPU time (user + system, every thread) a process has used, in µs, from `/proc/PID/stat`.
+pub fn cpu_us(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; the fields after its `)` are fixed.
+    let after_name = &stat[stat.rfind(')').context("a stat line without a name")? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 =
+        fields.get(11).context("utime")?.parse::<u64>()? + fields.get(12).context("stime")?.parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(ticks * 1_000_000 / per_sec)
+}
+
 /// Resident set size of a process, from `/proc/PID/status` (`VmRSS`), in bytes.
 pub fn rss_bytes(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -111,7 +126,16 @@ fn free_port() -> Result<u16> {
 }
 
 /// Polls `check` until it is true or `timeout` passes.
-pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<Duration>
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, check: F) -> Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_every(what, timeout, POLL_INTERVAL, check).await
+}
+
+/// [`wait_until`], asking every `interval`.
+async fn wait_every<F, Fut>(what: &str, timeout: Duration, interval: Duration, mut check: F) -> Result<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -121,7 +145,7 @@ where
         if check().await {
             return Ok(start.elapsed());
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::time::sleep(interval).await;
     }
     bail!("timed out after {timeout:?} waiting for {what}")
 }
@@ -173,6 +197,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     proc: Option<Proc>,
     cmd: Vec<String>,
+    /// Environment variables set for the process (r-nacos is configured by them).
+    env: Vec<(String, String)>,
     log: PathBuf,
 }
 
@@ -184,6 +210,7 @@ impl Node {
     fn start(&mut self) -> Result<()> {
         let mut cmd = Command::new(&self.cmd[0]);
         cmd.args(&self.cmd[1..]);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.proc = Some(Proc::spawn(cmd, &self.log)?);
         Ok(())
     }
@@ -200,6 +227,7 @@ pub enum System {
     Nacre,
     Etcd,
     ZooKeeper,
+    RNacos,
 }
 
 impl System {
@@ -208,6 +236,7 @@ impl System {
             System::Nacre => "Nacre",
             System::Etcd => "etcd",
             System::ZooKeeper => "ZooKeeper",
+            System::RNacos => "r-nacos",
         }
     }
 
@@ -217,6 +246,7 @@ impl System {
             System::Nacre => "readiness 200 (leader, modules bound)",
             System::Etcd => "/health true",
             System::ZooKeeper => "srvr in a quorum",
+            System::RNacos => "readiness OK, 3 Raft members and a leader",
         }
     }
 
@@ -226,6 +256,7 @@ impl System {
             System::Nacre => nacre_binary().map(|_| ()),
             System::Etcd => ensure_package(ETCD_PACKAGE, ETCD_BIN),
             System::ZooKeeper => ensure_package(zookeeper::PACKAGE, zookeeper::JAR),
+            System::RNacos => rnacos::ensure_installed(),
         }
     }
 }
@@ -256,16 +287,25 @@ impl Cluster {
             System::Nacre => nacre_nodes(dir, &ports, node_args)?,
             System::Etcd => etcd_nodes(dir, &ports)?,
             System::ZooKeeper => zookeeper_nodes(dir, &ports)?,
+            System::RNacos => rnacos_nodes(dir, &ports)?,
         };
         let mut cluster = Cluster { system, nodes };
         let start = Instant::now();
-        for node in &mut cluster.nodes {
-            node.start()?;
+        for i in 0..cluster.nodes.len() {
+            cluster.nodes[i].start()?;
+            if system == System::RNacos {
+                // r-nacos forms a cluster one join at a time (see `rnacos`).
+                let what = format!("r-nacos node {i} a voter");
+                wait_every(&what, READY_TIMEOUT, rnacos::READY_POLL_INTERVAL, || cluster.rnacos_voter(i, i + 1))
+                    .await?;
+            }
         }
         cluster.wait_ready().await?;
         let serving = start.elapsed();
-        if system == System::Nacre {
-            cluster.sign_in_as_admin().await?;
+        match system {
+            System::Nacre => cluster.sign_in_as_admin().await?,
+            System::RNacos => cluster.sign_in_grpc(),
+            System::Etcd | System::ZooKeeper => {}
         }
         Ok((cluster, serving))
     }
@@ -298,11 +338,30 @@ impl Cluster {
         Ok(())
     }
 
+    /// r-nacos: its readiness check logged in on every node (a token is the node's own), and
+    /// every later request carries the token, as with Nacre; gRPC requests too.
+    fn sign_in_grpc(&self) {
+        for node in &self.nodes {
+            if let (Some(grpc_addr), Some(token)) = (&node.grpc_addr, http::token(&node.addr)) {
+                http::sign_in(grpc_addr, &token);
+            }
+        }
+    }
+
+    /// r-nacos: node `i` votes in a cluster of `members` with a leader.
+    async fn rnacos_voter(&self, i: usize, members: usize) -> bool {
+        let node = &self.nodes[i];
+        match rnacos::admin_password(&node.env) {
+            Some(password) => rnacos::serving(&node.addr, password, members).await,
+            None => false,
+        }
+    }
+
     pub fn addrs(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.addr.clone()).collect()
     }
 
-    /// Nacre: every node's gRPC address.
+    /// Nacre and r-nacos: every node's Nacos gRPC address.
     pub fn grpc_addrs(&self) -> Vec<String> {
         self.nodes.iter().filter_map(|n| n.grpc_addr.clone()).collect()
     }
@@ -317,12 +376,14 @@ impl Cluster {
                 matches!(http::get_once(addr, "/health").await, Ok((200, body)) if body.contains("\"true\""))
             }
             System::ZooKeeper => zookeeper::serving(addr).await,
+            System::RNacos => self.rnacos_voter(i, self.nodes.len()).await,
         }
     }
 
     pub async fn wait_ready(&self) -> Result<Duration> {
         let what = format!("{} cluster ready", self.system.name());
-        wait_until(&what, READY_TIMEOUT, || async {
+        let interval = if self.system == System::RNacos { rnacos::READY_POLL_INTERVAL } else { POLL_INTERVAL };
+        wait_every(&what, READY_TIMEOUT, interval, || async {
             for i in 0..self.nodes.len() {
                 if self.nodes[i].proc.is_some() && !self.node_ready(i).await {
                     return false;
@@ -352,6 +413,11 @@ impl Cluster {
         let state = self.nacre_state(0).await?;
         let leader = state["leader_address"].as_str()?.to_string();
         self.nodes.iter().position(|n| n.addr == leader)
+    }
+
+    /// CPU time used so far by every running node together, in µs.
+    pub fn cpu_us(&self) -> Result<u64> {
+        self.nodes.iter().filter_map(Node::pid).map(cpu_us).sum()
     }
 
     /// Resident set sizes of the running nodes, in bytes.
@@ -402,8 +468,29 @@ fn nacre_nodes(dir: &Path, ports: &[Ports], node_args: NodeArgs<'_>) -> Result<V
             data_dir,
             proc: None,
             cmd,
+            env: Vec::new(),
         });
     }
+    Ok(nodes)
+}
+
+fn rnacos_nodes(dir: &Path, ports: &[Ports]) -> Result<Vec<Node>> {
+    let bin = rnacos::binary()?.display().to_string();
+    let envs = rnacos::nodes_env(dir, ports);
+    let nodes = ports
+        .iter()
+        .zip(envs)
+        .enumerate()
+        .map(|(i, ([api, grpc, _], env))| Node {
+            addr: format!("127.0.0.1:{api}"),
+            grpc_addr: Some(format!("127.0.0.1:{grpc}")),
+            data_dir: dir.join(format!("rnacos{i}")),
+            proc: None,
+            cmd: vec![bin.clone()],
+            env,
+            log: dir.join(format!("rnacos{i}.log")),
+        })
+        .collect();
     Ok(nodes)
 }
 
@@ -448,6 +535,7 @@ fn etcd_nodes(dir: &Path, ports: &[Ports]) -> Result<Vec<Node>> {
             data_dir,
             proc: None,
             cmd,
+            env: Vec::new(),
         });
     }
     Ok(nodes)
@@ -464,6 +552,7 @@ fn zookeeper_nodes(dir: &Path, ports: &[Ports]) -> Result<Vec<Node>> {
             cmd: zookeeper::node_command(&data_dir, ports, i)?,
             data_dir,
             proc: None,
+            env: Vec::new(),
         });
     }
     Ok(nodes)

@@ -1,4 +1,4 @@
-//! `nacre-bench`: Nacre against etcd and ZooKeeper, side by side in one run. See the README's
+//! `nacre-bench`: Nacre against etcd, ZooKeeper and r-nacos, side by side in one run. See the README's
 //! "Benchmarks" section.
 
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ mod http;
 mod links;
 mod load;
 mod report;
+mod rnacos;
 mod run;
 mod scenarios;
 mod stats;
@@ -60,7 +61,7 @@ struct Ops {
 
 #[derive(Parser)]
 #[command(
-    about = "Nacre vs etcd and ZooKeeper on loopback: throughput, latency, notify, memory, restart, module switch, heal convergence, expiry at scale, Wasm overhead"
+    about = "Nacre vs etcd, ZooKeeper and r-nacos on loopback: throughput, latency, notify, memory, restart, module switch, heal convergence, expiry at scale, Wasm overhead"
 )]
 struct Cli {
     /// A short smoke run (about two minutes): fewer operations, one measured round.
@@ -76,8 +77,9 @@ struct Cli {
     /// a diagnostic for the cost of follower forwarding.
     #[arg(long, global = true)]
     leader_only: bool,
-    /// The systems Nacre is compared with, comma-separated. Default: both; ZooKeeper is then
-    /// left out, with a message, if it cannot be installed or started. Named here, it must run.
+    /// The systems Nacre is compared with, comma-separated (etcd, zookeeper, r-nacos). Default:
+    /// all three; ZooKeeper and r-nacos are then left out, with a message, if they cannot be
+    /// installed or started. Named here, a peer must run.
     #[arg(long, global = true, value_delimiter = ',')]
     peers: Option<Vec<Peer>>,
     #[command(subcommand)]
@@ -88,6 +90,8 @@ struct Cli {
 enum Peer {
     Etcd,
     Zookeeper,
+    #[value(name = "r-nacos", alias = "rnacos")]
+    RNacos,
 }
 
 impl Peer {
@@ -95,6 +99,7 @@ impl Peer {
         match self {
             Peer::Etcd => System::Etcd,
             Peer::Zookeeper => System::ZooKeeper,
+            Peer::RNacos => System::RNacos,
         }
     }
 }
@@ -188,7 +193,12 @@ fn machine() -> String {
     let etcd = sh(&format!("{} --version 2>/dev/null | head -1", cluster::ETCD_BIN));
     let zk = sh(&format!("dpkg-query -W -f '${{Version}}' {} 2>/dev/null", zookeeper::PACKAGE));
     let java = sh("java -version 2>&1 | head -1");
-    format!("{} cores ({}), {mem}, Linux {kernel}, {etcd}, ZooKeeper {zk}, {java}", cores, cpu.trim())
+    format!(
+        "{} cores ({}), {mem}, Linux {kernel}, {etcd}, ZooKeeper {zk}, {java}, r-nacos {}",
+        cores,
+        cpu.trim(),
+        rnacos::VERSION
+    )
 }
 
 async fn run(cli: &Cli) -> Result<Report> {
@@ -212,8 +222,13 @@ async fn run(cli: &Cli) -> Result<Report> {
         restart: want(What::Restart),
         wasm: want(What::Wasm),
     };
-    let peers: Vec<System> =
-        cli.peers.clone().unwrap_or_else(|| vec![Peer::Etcd, Peer::Zookeeper]).into_iter().map(Peer::system).collect();
+    let peers: Vec<System> = cli
+        .peers
+        .clone()
+        .unwrap_or_else(|| vec![Peer::Etcd, Peer::Zookeeper, Peer::RNacos])
+        .into_iter()
+        .map(Peer::system)
+        .collect();
     let mut report = Report {
         date: sh("date -u +%Y-%m-%dT%H:%M:%SZ"),
         machine: machine(),

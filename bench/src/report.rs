@@ -70,7 +70,10 @@ impl Row {
     pub fn progress_line(&self) -> String {
         let f = |s: &Option<Summary>| {
             s.map_or("n/a".to_string(), |s| {
-                format!("{:.0} ops/s p50 {:.2} p99 {:.2}", s.ops_per_sec, s.p50_ms, s.p99_ms)
+                format!(
+                    "{:.0} ops/s p50 {:.2} p99 {:.2} cpu {:.0} µs/op",
+                    s.ops_per_sec, s.p50_ms, s.p99_ms, s.cpu_us_per_op
+                )
             })
         };
         let mut line = format!("{} c={}: Nacre {}", self.scenario, self.concurrency.unwrap_or(0), f(&self.nacre));
@@ -188,19 +191,21 @@ impl Report {
     }
 
     fn rows_table(&self, s: &mut String) {
-        s.push_str("| scenario | c | ops/round | Nacre ops/s | p50 ms | p99 ms |");
-        let mut rule = String::from("|---|---:|---:|---:|---:|---:|");
+        s.push_str("| scenario | c | ops/round | Nacre ops/s | p50 ms | p99 ms | CPU µs/op |");
+        let mut rule = String::from("|---|---:|---:|---:|---:|---:|---:|");
         for p in &self.peers {
-            let _ = write!(s, " {p} ops/s | p50 ms | p99 ms | Nacre/{p} |");
-            rule.push_str("---:|---:|---:|---:|");
+            let _ = write!(s, " {p} ops/s | p50 ms | p99 ms | CPU µs/op | Nacre/{p} |");
+            rule.push_str("---:|---:|---:|---:|---:|");
         }
         let _ = writeln!(s, " peer operations; note |\n{rule}---|");
         for r in &self.rows {
             let latency = r.ratio_of != "ops/s";
+            let cpu =
+                |x: &Summary| if x.cpu_us_per_op > 0.0 { format!("{:.0}", x.cpu_us_per_op) } else { "—".into() };
             let cells = |x: &Option<Summary>| match x {
-                Some(x) if latency => format!("— | {} | {}", num(x.p50_ms), num(x.p99_ms)),
-                Some(x) => format!("{} | {} | {}", num(x.ops_per_sec), num(x.p50_ms), num(x.p99_ms)),
-                None => "not run | — | —".to_string(),
+                Some(x) if latency => format!("— | {} | {} | —", num(x.p50_ms), num(x.p99_ms)),
+                Some(x) => format!("{} | {} | {} | {}", num(x.ops_per_sec), num(x.p50_ms), num(x.p99_ms), cpu(x)),
+                None => "not run | — | — | —".to_string(),
             };
             let ops = r.nacre.or(r.peers.iter().find_map(|p| p.result)).map_or(0, |x| x.ops);
             let c = r.concurrency.map_or("—".into(), |c| c.to_string());
@@ -212,7 +217,7 @@ impl Report {
                     .and_then(|p| p.ratio)
                     .map_or("—".to_string(), |v| if latency { format!("{v:.2}× p99") } else { format!("{v:.2}×") });
                 // No entry for a peer: the scenario has no counterpart there (Nacre alone).
-                let peer_cells = p.map_or("— | — | —".to_string(), |p| cells(&p.result));
+                let peer_cells = p.map_or("— | — | — | —".to_string(), |p| cells(&p.result));
                 let _ = write!(s, " {peer_cells} | {ratio} |");
                 if let Some(p) = p {
                     ops_named.push(format!("{}: {}", p.peer, p.op));

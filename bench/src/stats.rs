@@ -11,6 +11,9 @@ pub struct Summary {
     pub ops_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// CPU time (user + system) of the system's processes, all nodes, per operation; 0 where
+    /// not measured.
+    pub cpu_us_per_op: f64,
 }
 
 /// The `q`-quantile (0..=1) of `sorted` by nearest rank.
@@ -33,6 +36,7 @@ pub fn summarize(mut latencies: Vec<Duration>, elapsed: Duration) -> Summary {
         ops_per_sec: latencies.len() as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
         p50_ms: ms(quantile(&latencies, 0.50)),
         p99_ms: ms(quantile(&latencies, 0.99)),
+        cpu_us_per_op: 0.0,
     }
 }
 
@@ -52,5 +56,6 @@ pub fn median_of(rounds: &[Summary]) -> Summary {
         ops_per_sec: median(rounds.iter().map(|r| r.ops_per_sec).collect()),
         p50_ms: median(rounds.iter().map(|r| r.p50_ms).collect()),
         p99_ms: median(rounds.iter().map(|r| r.p99_ms).collect()),
+        cpu_us_per_op: median(rounds.iter().map(|r| r.cpu_us_per_op).collect()),
     }
 }

@@ -1,5 +1,6 @@
 //! Memory: each node's resident set idle and after loading 10k instances and 10k configs
-//! (etcd: the same number of 256-byte keys; ZooKeeper: of 256-byte znodes).
+//! (r-nacos: the same requests; etcd: the same number of 256-byte keys; ZooKeeper: of
+//! 256-byte znodes).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +47,7 @@ pub async fn load_and_measure(cluster: &Cluster) -> Result<Memory> {
     let addrs = cluster.addrs();
     let run = |ops, load| fill(&addrs, ops, load);
     match cluster.system {
-        System::Nacre => {
+        System::Nacre | System::RNacos => {
             let reg = Load::Http(Arc::new(|addr, op| {
                 let service = format!("bench.mem.{}", op % MEMORY_SERVICES);
                 let pairs = nacre_register(&service, op, false, op);

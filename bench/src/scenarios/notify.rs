@@ -1,7 +1,8 @@
 //! Change notification latency: Nacre config publish → a long-poll listener held on another
 //! node answers, and an instance registered over HTTP on one node → a Nacos 2.x gRPC
-//! subscriber on another is pushed it, against etcd put → a watch event on another member and
-//! ZooKeeper `setData` → a data watch set through another node fires. All measured from the
+//! subscriber on another is pushed it, against etcd put → a watch event on another member,
+//! ZooKeeper `setData` → a data watch set through another node fires, and r-nacos doing what
+//! Nacre does, through the same requests. All measured from the
 //! moment the write is sent to the moment the notification is read; the systems take turns,
 //! one sample each.
 
@@ -53,13 +54,22 @@ fn listener_req(addr: &str, md5: &str) -> http::Req {
     req
 }
 
-struct NacreSide {
+/// A Nacos server (Nacre, r-nacos): a config published on node 0 → a long-poll listener held
+/// on node 1 or 2 answers.
+struct LongPollSide {
     writer: Conn,
     listen_addrs: Vec<String>,
     md5: String,
 }
 
-impl NacreSide {
+impl LongPollSide {
+    async fn open(addrs: &[String]) -> Result<LongPollSide> {
+        let mut writer = Conn::connect(&addrs[0]).await?;
+        let first = value(0);
+        http::expect_ok(&mut writer, nacre_publish(&addrs[0], DATA_ID, &first)).await?;
+        Ok(LongPollSide { writer, listen_addrs: addrs[1..].to_vec(), md5: md5_hex(first.as_bytes()) })
+    }
+
     async fn sample(&mut self, i: u64) -> Result<Duration> {
         let addr = self.listen_addrs[i as usize % self.listen_addrs.len()].clone();
         let mut listener = Conn::connect(&addr).await?;
@@ -86,8 +96,8 @@ impl NacreSide {
 /// The service the gRPC subscribers watch.
 const PUSH_SERVICE: &str = "bench.push";
 
-/// Nacre: an ephemeral instance registered (new metadata each time) over HTTP on node 0 →
-/// `NotifySubscriberRequest` read by a gRPC subscriber on node 1 or 2.
+/// A Nacos server (Nacre, r-nacos): an ephemeral instance registered (new metadata each time)
+/// over HTTP on node 0 → `NotifySubscriberRequest` read by a gRPC subscriber on node 1 or 2.
 struct ServicePushSide {
     writer: Conn,
     subscribers: Vec<GrpcClient>,
@@ -218,6 +228,8 @@ impl ZkSide {
 enum PeerSide {
     Etcd(EtcdSide),
     Zk(ZkSide),
+    /// r-nacos: the long-poll, and the gRPC push of the second row.
+    Nacos(LongPollSide, ServicePushSide),
 }
 
 impl PeerSide {
@@ -225,14 +237,20 @@ impl PeerSide {
         let addrs = cluster.addrs();
         Ok(match cluster.system {
             System::ZooKeeper => PeerSide::Zk(ZkSide::open(&addrs).await?),
-            _ => PeerSide::Etcd(EtcdSide::open(&addrs[0], &addrs[1]).await?),
+            System::RNacos => PeerSide::Nacos(
+                LongPollSide::open(&addrs).await?,
+                ServicePushSide::open(&addrs[0], &cluster.grpc_addrs()[1..]).await?,
+            ),
+            System::Etcd | System::Nacre => PeerSide::Etcd(EtcdSide::open(&addrs[0], &addrs[1]).await?),
         })
     }
 
-    async fn sample(&mut self, i: u64) -> Result<Duration> {
+    /// One sample of the change notification, and of the instance push where the peer has one.
+    async fn sample(&mut self, i: u64) -> Result<(Duration, Option<Duration>)> {
         match self {
-            PeerSide::Etcd(e) => e.sample(i).await,
-            PeerSide::Zk(z) => z.sample(i).await,
+            PeerSide::Etcd(e) => Ok((e.sample(i).await?, None)),
+            PeerSide::Zk(z) => Ok((z.sample(i).await?, None)),
+            PeerSide::Nacos(config, push) => Ok((config.sample(i).await?, Some(push.sample(i).await?))),
         }
     }
 
@@ -240,21 +258,28 @@ impl PeerSide {
         match self {
             PeerSide::Etcd(_) => "put → watch event",
             PeerSide::Zk(_) => "setData → data watch fired",
+            PeerSide::Nacos(..) => "the same publish → long-poll listener answers",
         }
     }
 }
 
+/// One peer's samples: its change notifications and, where it has them, its instance pushes.
+struct PeerSamples {
+    system: System,
+    side: PeerSide,
+    notified: Vec<Duration>,
+    pushed: Vec<Duration>,
+}
+
 pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Result<Vec<Row>> {
     let naddrs = nacre.addrs();
-    let mut writer = Conn::connect(&naddrs[0]).await?;
-    let first = value(0);
-    http::expect_ok(&mut writer, nacre_publish(&naddrs[0], DATA_ID, &first)).await?;
-    let mut n = NacreSide { writer, listen_addrs: naddrs[1..].to_vec(), md5: md5_hex(first.as_bytes()) };
+    let mut n = LongPollSide::open(&naddrs).await?;
     let mut pushed = ServicePushSide::open(&naddrs[0], &nacre.grpc_addrs()[1..]).await?;
     let mut pl = Vec::new();
     let mut sides = Vec::new();
     for peer in peers {
-        sides.push((peer.system, PeerSide::open(peer).await?, Vec::new()));
+        let side = PeerSide::open(peer).await?;
+        sides.push(PeerSamples { system: peer.system, side, notified: Vec::new(), pushed: Vec::new() });
     }
     let mut nl = Vec::new();
     let samples = settings.notify_samples();
@@ -266,17 +291,30 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
             nl.push(a);
             pl.push(p);
         }
-        for (_, side, latencies) in &mut sides {
-            let b = side.sample(i + 1).await?;
+        for peer in &mut sides {
+            let (b, push) = peer.side.sample(i + 1).await?;
             if i > 0 {
-                latencies.push(b);
+                peer.notified.push(b);
+                peer.pushed.extend(push);
             }
         }
     }
     let summary = |l: Vec<Duration>| stats::summarize(l, Duration::from_secs(1));
+    let name = |peer: &PeerSamples| peer.system.name().to_string();
     let peer_runs: Vec<_> = sides
+        .iter()
+        .map(|peer| (name(peer), peer.side.operation().to_string(), Some(summary(peer.notified.clone()))))
+        .collect();
+    // The push row: a Nacos peer's own push; the others' watch samples above.
+    let push_runs: Vec<_> = sides
         .into_iter()
-        .map(|(system, side, l)| (system.name().to_string(), side.operation().to_string(), Some(summary(l))))
+        .zip(peer_runs.iter().cloned())
+        .map(|(peer, watch)| match peer.pushed.is_empty() {
+            true => watch,
+            false => {
+                (name(&peer), "the same register → gRPC subscriber pushed".to_string(), Some(summary(peer.pushed)))
+            }
+        })
         .collect();
     Ok(vec![
         Row::latency(
@@ -288,8 +326,8 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
         Row::latency(
             "instance change → gRPC subscriber pushed",
             summary(pl),
-            peer_runs,
-            "HTTP register on node 0 (AP path), NotifySubscriberRequest on node 1-2; peers: the watch samples above",
+            push_runs,
+            "HTTP register on node 0 (AP path), NotifySubscriberRequest on node 1-2; r-nacos the same; etcd and ZooKeeper: the watch samples above",
         ),
     ])
 }

@@ -1,7 +1,7 @@
 //! Restart: fill every cluster with the same number of writes (Nacre: persistent instance
 //! registrations cycling over a pool of instances with new metadata each time, each one log
-//! entry that changes state; etcd: puts cycling over as many keys; ZooKeeper: the pool's
-//! znodes created, then `setData` on them), then time a Nacre follower restart (to ready, and
+//! entry that changes state; r-nacos: the same requests; etcd: puts cycling over as many keys;
+//! ZooKeeper: the pool's znodes created, then `setData` on them), then time a Nacre follower restart (to ready, and
 //! to caught up) and a whole-cluster restart of each (SIGKILL, start, every node ready).
 
 use std::sync::Arc;
@@ -73,26 +73,34 @@ async fn applied_index(c: &Cluster, i: usize) -> u64 {
     c.nacre_state(i).await.and_then(|s| s["applied_index"].as_u64()).unwrap_or(0)
 }
 
+/// Persistent instance registrations over the pool, new metadata each time (Nacre, r-nacos).
+fn nacos_fill() -> Load {
+    Load::Http(Arc::new(|addr, op| {
+        let n = op % POOL;
+        let pairs = nacre_register(&format!("bench.restart.{}", n % SERVICES), n, false, op);
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        http::post_form(addr, "/nacos/v1/ns/instance", &pairs)
+    }))
+}
+
 /// The fill of one peer: the same count of writes over the same pool.
 fn peer_fill(system: System) -> Load {
     match system {
+        System::Nacre | System::RNacos => nacos_fill(),
         System::ZooKeeper => {
             let create = zk_create(|op| format!("{ZK_PARENT}/{op}"), zk::CreateMode::Persistent);
             let set = zk_set(|op| format!("{ZK_PARENT}/{}", op % POOL));
             // The first pass over the pool creates its znodes; later writes overwrite them.
             Load::Zk(Arc::new(move |session, op| if op < POOL { create(session, op) } else { set(session, op) }))
         }
-        _ => Load::Http(Arc::new(|addr, op| etcd_put(addr, &format!("bench/restart/{}", op % POOL), &value(op)))),
+        System::Etcd => {
+            Load::Http(Arc::new(|addr, op| etcd_put(addr, &format!("bench/restart/{}", op % POOL), &value(op))))
+        }
     }
 }
 
 pub async fn run(settings: &Settings, nacre: &mut Cluster, peers: &mut [Cluster]) -> Result<Restart> {
-    let publish = Load::Http(Arc::new(|addr, op| {
-        let n = op % POOL;
-        let pairs = nacre_register(&format!("bench.restart.{}", n % SERVICES), n, false, op);
-        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        http::post_form(addr, "/nacos/v1/ns/instance", &pairs)
-    }));
+    let publish = nacos_fill();
     for peer in peers.iter().filter(|p| p.system == System::ZooKeeper) {
         let session = zookeeper::connect(&peer.nodes[0].addr).await?;
         session.mkdir(ZK_PARENT, &zookeeper::create_options(zk::CreateMode::Persistent)).await?;

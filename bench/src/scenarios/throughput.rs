@@ -1,5 +1,5 @@
 //! Closed-loop throughput and latency: each Nacre scenario beside its etcd and ZooKeeper
-//! counterparts, at each concurrency, rounds interleaved (Nacre, etcd, ZooKeeper, then etcd,
+//! counterparts and r-nacos answering the very same Nacos request, at each concurrency, rounds interleaved (Nacre, etcd, ZooKeeper, then etcd,
 //! ZooKeeper, Nacre, ...), the first round of each discarded as warm-up, medians of the rest.
 
 use std::sync::Arc;
@@ -211,6 +211,16 @@ fn config_get_peers() -> Vec<(System, &'static str, Load)> {
     ]
 }
 
+/// r-nacos speaks the Nacos API too: it is sent the very request Nacre is.
+const SAME_REQUEST: &str = "the same Nacos request";
+
+impl Pair {
+    fn with_rnacos(mut self) -> Pair {
+        self.peers.push((System::RNacos, SAME_REQUEST, self.nacre.clone()));
+        self
+    }
+}
+
 fn pairs() -> Vec<Pair> {
     let etcd_put_req = http(|addr, op| etcd_put(addr, &format!("bench/put/{}", op % PUBLISH_POOL), &value(op)));
     vec![
@@ -233,7 +243,8 @@ fn pairs() -> Vec<Pair> {
                 ),
             ],
             note: "Raft/ZAB write, 256-B metadata/value; a new instance (znode) each time",
-        },
+        }
+        .with_rnacos(),
         Pair {
             name: "ephemeral instance register",
             write: true,
@@ -244,7 +255,8 @@ fn pairs() -> Vec<Pair> {
             }),
             peers: ephemeral_peers(&etcd_put_req),
             note: "Nacre: AP path (no log; journaled, one fsync per group of writes, before the answer), 128 services spread over the nodes responsible for them, replicated asynchronously; ZooKeeper: removed when the session closes",
-        },
+        }
+        .with_rnacos(),
         Pair {
             name: "ephemeral instance register, one service",
             write: true,
@@ -272,7 +284,8 @@ fn pairs() -> Vec<Pair> {
             }),
             peers: ephemeral_peers(&etcd_put_req),
             note: "Nacos 2.x InstanceRequest over gRPC, the instance owned by its connection; AP path as above, 16 services",
-        },
+        }
+        .with_rnacos(),
         Pair {
             name: "config publish",
             write: true,
@@ -282,7 +295,8 @@ fn pairs() -> Vec<Pair> {
                 (System::ZooKeeper, "setData", Load::Zk(zk_set(|op| format!("/bench/pub/{}", op % PUBLISH_POOL)))),
             ],
             note: "256-B content over 1000 keys",
-        },
+        }
+        .with_rnacos(),
         Pair {
             name: "instance list (serializable)",
             write: false,
@@ -296,7 +310,8 @@ fn pairs() -> Vec<Pair> {
                 (System::ZooKeeper, "getChildren + multi getData", Load::Zk(zk_list(false))),
             ],
             note: "10 instances / keys / znodes, local replica reads",
-        },
+        }
+        .with_rnacos(),
         Pair {
             name: "instance list (linearizable)",
             write: false,
@@ -321,7 +336,8 @@ fn pairs() -> Vec<Pair> {
             }),
             peers: config_get_peers(),
             note: "local replica reads on all three",
-        },
+        }
+        .with_rnacos(),
         Pair {
             name: "config get (gRPC)",
             write: false,
@@ -331,24 +347,31 @@ fn pairs() -> Vec<Pair> {
             }),
             peers: config_get_peers(),
             note: "Nacos 2.x ConfigQueryRequest over gRPC; local replica reads on all three",
-        },
+        }
+        .with_rnacos(),
     ]
+}
+
+/// Nacre and r-nacos: the instances the list reads and the configs the get reads.
+async fn nacos_preload(addr: &str) -> Result<()> {
+    let mut n = Conn::connect(addr).await?;
+    for i in 0..LIST_INSTANCES {
+        http::expect_ok(&mut n, form_req(addr, "/nacos/v1/ns/instance", &nacre_register(LIST_SERVICE, i, false, i)))
+            .await?;
+    }
+    for i in 0..GET_POOL {
+        http::expect_ok(&mut n, nacre_publish(addr, &format!("bench.get.{i}"), &value(i))).await?;
+    }
+    Ok(())
 }
 
 /// Writes the data the read scenarios read, and the parents and keys the writes need.
 async fn preload(nacre: &Cluster, peers: &[Cluster]) -> Result<()> {
-    let naddr = nacre.nodes[0].addr.clone();
-    let mut n = Conn::connect(&naddr).await?;
-    for i in 0..LIST_INSTANCES {
-        http::expect_ok(&mut n, form_req(&naddr, "/nacos/v1/ns/instance", &nacre_register(LIST_SERVICE, i, false, i)))
-            .await?;
-    }
-    for i in 0..GET_POOL {
-        http::expect_ok(&mut n, nacre_publish(&naddr, &format!("bench.get.{i}"), &value(i))).await?;
-    }
+    nacos_preload(&nacre.nodes[0].addr).await?;
     for peer in peers {
         let addr = peer.nodes[0].addr.clone();
         match peer.system {
+            System::RNacos => nacos_preload(&addr).await?,
             System::Etcd => {
                 let mut e = Conn::connect(&addr).await?;
                 for i in 0..LIST_INSTANCES {
@@ -391,8 +414,12 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
         false => None,
     };
     // A gRPC load dials the nodes' gRPC ports.
+    let addrs_for = |cluster: &Cluster, load: &Load| match load {
+        Load::Grpc(_) => cluster.grpc_addrs(),
+        _ => cluster.addrs(),
+    };
     let nacre_addrs = |load: &Load| {
-        let addrs = if matches!(load, Load::Grpc(_)) { nacre.grpc_addrs() } else { nacre.addrs() };
+        let addrs = addrs_for(nacre, load);
         match leader {
             Some(i) => vec![addrs[i].clone()],
             None => addrs,
@@ -401,11 +428,11 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
     let mut rows = Vec::new();
     let selected = pairs().into_iter().filter(|p| settings.only.as_deref().is_none_or(|only| p.name.contains(only)));
     for pair in selected {
-        // Nacre first, then each peer that runs: (system, its operation, load, addresses).
-        let mut sides = vec![(System::Nacre, "", pair.nacre.clone(), nacre_addrs(&pair.nacre))];
+        // Nacre first, then each peer that runs: (cluster, its operation, load, addresses).
+        let mut sides = vec![(nacre, "", pair.nacre.clone(), nacre_addrs(&pair.nacre))];
         for (system, op, load) in &pair.peers {
             if let Some(cluster) = peers.iter().find(|c| c.system == *system) {
-                sides.push((*system, op, load.clone(), cluster.addrs()));
+                sides.push((cluster, op, load.clone(), addrs_for(cluster, load)));
             }
         }
         for &c in &settings.concurrency {
@@ -415,9 +442,13 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
                 // Rotate who goes first, so that no system always runs on the warmer machine.
                 for k in 0..sides.len() {
                     let i = (k + round) % sides.len();
-                    let (_, _, load, addrs) = &sides[i];
+                    let (cluster, _, load, addrs) = &sides[i];
                     let base = op_counter.fetch_add(ops, Ordering::Relaxed);
-                    let summary = load::run_round(addrs, c, ops, base, load).await?;
+                    let cpu_before = cluster.cpu_us()?;
+                    let mut summary = load::run_round(addrs, c, ops, base, load).await?;
+                    // Every node's CPU over the round, background work included: what an
+                    // operation costs the cluster.
+                    summary.cpu_us_per_op = cluster.cpu_us()?.saturating_sub(cpu_before) as f64 / ops as f64;
                     if round > 0 {
                         rounds[i].push(summary);
                     }
@@ -427,7 +458,7 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
             let peer_runs = sides[1..]
                 .iter()
                 .zip(&rounds[1..])
-                .map(|((system, op, _, _), r)| (system.name().to_string(), op.to_string(), median(r)))
+                .map(|((cluster, op, _, _), r)| (cluster.system.name().to_string(), op.to_string(), median(r)))
                 .collect();
             let row = Row::throughput(pair.name, c, median(&rounds[0]), peer_runs, pair.note);
             eprintln!("{}", row.progress_line());
