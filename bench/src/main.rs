@@ -231,12 +231,13 @@ async fn run(cli: &Cli) -> Result<Report> {
         .collect();
     let mut report = Report {
         date: sh("date -u +%Y-%m-%dT%H:%M:%SZ"),
-        machine: machine(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         rounds: settings.rounds,
         ..Default::default()
     };
     run::run(&settings, &wanted, &peers, cli.peers.is_some(), &mut report).await?;
+    // After the run: it installs the peers whose versions this names.
+    report.machine = machine();
     run::add_targets(&mut report);
     Ok(report)
 }

@@ -172,6 +172,7 @@ fn shared_module_cache(flag: Option<&str>) -> Option<PathBuf> {
 }
 
 fn main() -> anyhow::Result<()> {
+    nacre::heap::limit_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NACRE_LOG")

@@ -33,6 +33,11 @@ use crate::zookeeper;
 pub const VALUE_BYTES: usize = 256;
 /// Services the persistent registrations are spread over.
 const PERSISTENT_SERVICES: u64 = 100;
+/// Persistent registrations cycle over this many instances, re-registered with new metadata
+/// (a Raft write that changes state each time), as etcd's puts cycle over 1000 keys: the state
+/// stays the same size through the run instead of growing by every write, which would make the
+/// later rows measure snapshots of a state the peers do not hold.
+const PERSISTENT_POOL: u64 = 1_000;
 /// Ephemeral registrations cycle over this many instances, so that the instances left to
 /// expire (nobody beats for them) stay bounded and their expiry does not load later scenarios.
 const EPHEMERAL_POOL: u64 = 1_000;
@@ -68,8 +73,32 @@ fn metadata(op: u64) -> String {
     format!("{head}{}{tail}", "m".repeat(VALUE_BYTES - head.len() - tail.len()))
 }
 
+/// Instance `n`'s address: one of 127/8, all of which is this machine, so that together with
+/// [`instance_port`] every registered instance is up when a registry probes it.
 fn ip(n: u64) -> String {
-    format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
+    format!("127.{}.{}.{}", 1 + (n >> 16) % 254, (n >> 8) & 255, n & 255)
+}
+
+/// The port every registered instance listens on: a listener this process keeps for its whole
+/// life, accepting and closing connections. A registry health-checks persistent instances
+/// (Nacre's leader, r-nacos, Nacos: a TCP connect every few seconds), and a real registry's
+/// instances answer. Unroutable addresses made every probe wait out its timeout, and the
+/// probes then marked every instance unhealthy through the log: writes of the leader's own
+/// that no peer's workload has. Bound to every address because 127.0.0.1 alone does not
+/// accept connections to the rest of 127/8.
+pub fn instance_port() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(|| {
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("a listener for the instances");
+        let port = listener.local_addr().expect("its address").port();
+        std::thread::spawn(move || {
+            // Each connection is dropped, so closed, at once: a TCP probe only connects.
+            for stream in listener.incoming() {
+                drop(stream);
+            }
+        });
+        port
+    })
 }
 
 fn b64(s: &str) -> String {
@@ -80,7 +109,7 @@ pub fn nacre_register(service: &str, n: u64, ephemeral: bool, op: u64) -> Vec<(S
     vec![
         ("serviceName".into(), service.into()),
         ("ip".into(), ip(n)),
-        ("port".into(), "8080".into()),
+        ("port".into(), instance_port().to_string()),
         ("ephemeral".into(), ephemeral.to_string()),
         ("metadata".into(), metadata(op)),
     ]
@@ -228,8 +257,9 @@ fn pairs() -> Vec<Pair> {
             name: "persistent instance register",
             write: true,
             nacre: http(|addr, op| {
-                let service = format!("bench.persistent.{}", op % PERSISTENT_SERVICES);
-                form_req(addr, "/nacos/v1/ns/instance", &nacre_register(&service, op, false, op))
+                let n = op % PERSISTENT_POOL;
+                let service = format!("bench.persistent.{}", n % PERSISTENT_SERVICES);
+                form_req(addr, "/nacos/v1/ns/instance", &nacre_register(&service, n, false, op))
             }),
             peers: vec![
                 (System::Etcd, "put", etcd_put_req.clone()),
@@ -242,7 +272,7 @@ fn pairs() -> Vec<Pair> {
                     )),
                 ),
             ],
-            note: "Raft/ZAB write, 256-B metadata/value; a new instance (znode) each time",
+            note: "Raft/ZAB write, 256-B metadata/value; Nacre and r-nacos: 1000 instances re-registered with new metadata (etcd: 1000 keys; ZooKeeper: a new znode each time)",
         }
         .with_rnacos(),
         Pair {
@@ -273,7 +303,7 @@ fn pairs() -> Vec<Pair> {
             nacre: grpc(|op| {
                 let n = op % GRPC_SERVICES;
                 let metadata: serde_json::Value = serde_json::from_str(&metadata(op)).expect("metadata is JSON");
-                let instance = json!({"ip": ip(n), "port": 8080, "weight": 1.0, "healthy": true, "enabled": true,
+                let instance = json!({"ip": ip(n), "port": instance_port(), "weight": 1.0, "healthy": true, "enabled": true,
                     "ephemeral": true, "metadata": metadata});
                 let service = format!("bench.grpc.{n}");
                 (
