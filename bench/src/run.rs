@@ -269,6 +269,9 @@ pub fn add_targets(report: &mut Report) {
         ratio_at("config publish", c, etcd),
         |v| v >= 2.0,
     ));
+    for mix in ["naming mix, 90% list / 10% register", "config mix, 90% get / 10% publish"] {
+        t.push(Target::new(&format!("{mix} ≥ 3× etcd's mix at c=64 (issue 21)"), ratio_at(mix, c, etcd), |v| v >= 3.0));
+    }
     let rnacos = System::RNacos.name();
     for row in [
         "persistent instance register",

@@ -51,6 +51,8 @@ const EPHEMERAL_ONE_SERVICE: &str = "bench.ephemeral.one";
 /// 2.x), re-registered with new metadata by each operation, and deregistered when the round's
 /// connections close: few services keep that cleanup small.
 const GRPC_SERVICES: u64 = 16;
+/// In the mixed scenarios, one operation in this many is a write, the rest reads.
+const MIX_WRITE_EVERY: u64 = 10;
 /// Configs published in the publish scenario cycle over this many data ids (etcd: keys).
 const PUBLISH_POOL: u64 = 1_000;
 /// The list scenario's service holds this many instances (etcd: keys under one prefix).
@@ -219,6 +221,39 @@ fn ephemeral_peers(etcd_put_req: &Load) -> Vec<(System, &'static str, Load)> {
     ]
 }
 
+/// Nacre and r-nacos: a persistent instance of the pool re-registered with new metadata.
+fn persistent_register() -> Load {
+    http(|addr, op| {
+        let n = op % PERSISTENT_POOL;
+        let service = format!("bench.persistent.{}", n % PERSISTENT_SERVICES);
+        form_req(addr, "/nacos/v1/ns/instance", &nacre_register(&service, n, false, op))
+    })
+}
+
+fn config_publish() -> Load {
+    http(|addr, op| nacre_publish(addr, &format!("bench.pub.{}", op % PUBLISH_POOL), &value(op)))
+}
+
+/// The 10-instance list, from the local replica or linearizable.
+fn list(linearizable: bool) -> Load {
+    let path = format!("/nacos/v1/ns/instance/list?serviceName={LIST_SERVICE}");
+    http(move |addr, _| if linearizable { http::get_linearizable(addr, &path) } else { http::get(addr, &path) })
+}
+
+fn config_get() -> Load {
+    http(|addr, op| http::get(addr, &format!("/nacos/v1/cs/configs?dataId=bench.get.{}&group={GROUP}", op % GET_POOL)))
+}
+
+/// ZooKeeper: a get's counterpart.
+fn zk_get() -> ZkOp {
+    zk(|session, op| {
+        Box::pin(async move {
+            session.get_data(&format!("/bench/get/{}", op % GET_POOL)).await?;
+            Ok(())
+        })
+    })
+}
+
 /// What a config get is compared with: local reads of a key and a znode.
 fn config_get_peers() -> Vec<(System, &'static str, Load)> {
     vec![
@@ -227,16 +262,7 @@ fn config_get_peers() -> Vec<(System, &'static str, Load)> {
             "get serializable",
             http(|addr, op| etcd_range(addr, &format!("bench/get/{}", op % GET_POOL), None, true)),
         ),
-        (
-            System::ZooKeeper,
-            "getData",
-            Load::Zk(zk(|session, op| {
-                Box::pin(async move {
-                    session.get_data(&format!("/bench/get/{}", op % GET_POOL)).await?;
-                    Ok(())
-                })
-            })),
-        ),
+        (System::ZooKeeper, "getData", Load::Zk(zk_get())),
     ]
 }
 
@@ -256,11 +282,7 @@ fn pairs() -> Vec<Pair> {
         Pair {
             name: "persistent instance register",
             write: true,
-            nacre: http(|addr, op| {
-                let n = op % PERSISTENT_POOL;
-                let service = format!("bench.persistent.{}", n % PERSISTENT_SERVICES);
-                form_req(addr, "/nacos/v1/ns/instance", &nacre_register(&service, n, false, op))
-            }),
+            nacre: persistent_register(),
             peers: vec![
                 (System::Etcd, "put", etcd_put_req.clone()),
                 (
@@ -319,9 +341,9 @@ fn pairs() -> Vec<Pair> {
         Pair {
             name: "config publish",
             write: true,
-            nacre: http(|addr, op| nacre_publish(addr, &format!("bench.pub.{}", op % PUBLISH_POOL), &value(op))),
+            nacre: config_publish(),
             peers: vec![
-                (System::Etcd, "put", etcd_put_req),
+                (System::Etcd, "put", etcd_put_req.clone()),
                 (System::ZooKeeper, "setData", Load::Zk(zk_set(|op| format!("/bench/pub/{}", op % PUBLISH_POOL)))),
             ],
             note: "256-B content over 1000 keys",
@@ -330,7 +352,7 @@ fn pairs() -> Vec<Pair> {
         Pair {
             name: "instance list (serializable)",
             write: false,
-            nacre: http(|addr, _| http::get(addr, &format!("/nacos/v1/ns/instance/list?serviceName={LIST_SERVICE}"))),
+            nacre: list(false),
             peers: vec![
                 (
                     System::Etcd,
@@ -345,9 +367,7 @@ fn pairs() -> Vec<Pair> {
         Pair {
             name: "instance list (linearizable)",
             write: false,
-            nacre: http(|addr, _| {
-                http::get_linearizable(addr, &format!("/nacos/v1/ns/instance/list?serviceName={LIST_SERVICE}"))
-            }),
+            nacre: list(true),
             peers: vec![
                 (
                     System::Etcd,
@@ -361,9 +381,7 @@ fn pairs() -> Vec<Pair> {
         Pair {
             name: "config get",
             write: false,
-            nacre: http(|addr, op| {
-                http::get(addr, &format!("/nacos/v1/cs/configs?dataId=bench.get.{}&group={GROUP}", op % GET_POOL))
-            }),
+            nacre: config_get(),
             peers: config_get_peers(),
             note: "local replica reads on all three",
         }
@@ -379,7 +397,56 @@ fn pairs() -> Vec<Pair> {
             note: "Nacos 2.x ConfigQueryRequest over gRPC; local replica reads on all three",
         }
         .with_rnacos(),
+        Pair {
+            name: "naming mix, 90% list / 10% register",
+            write: false,
+            nacre: mix(persistent_register(), list(false)),
+            peers: vec![
+                (
+                    System::Etcd,
+                    "90% range serializable / 10% put",
+                    mix(etcd_put_req.clone(), http(|addr, _| etcd_range(addr, "bench/list/", Some("bench/list0"), true))),
+                ),
+                (
+                    System::ZooKeeper,
+                    "90% getChildren + multi getData / 10% create",
+                    zk_mix(zk_create(|op| format!("/bench/reg/s{}/{op}", op % PERSISTENT_SERVICES), zk::CreateMode::Persistent), zk_list(false)),
+                ),
+            ],
+            note: "one operation in ten a persistent registration (the pool above), the rest the 10-instance list; reads from the local replica",
+        }
+        .with_rnacos(),
+        Pair {
+            name: "config mix, 90% get / 10% publish",
+            write: false,
+            nacre: mix(config_publish(), config_get()),
+            peers: vec![
+                (
+                    System::Etcd,
+                    "90% get serializable / 10% put",
+                    mix(etcd_put_req, http(|addr, op| etcd_range(addr, &format!("bench/get/{}", op % GET_POOL), None, true))),
+                ),
+                (
+                    System::ZooKeeper,
+                    "90% getData / 10% setData",
+                    zk_mix(zk_set(|op| format!("/bench/pub/{}", op % PUBLISH_POOL)), zk_get()),
+                ),
+            ],
+            note: "one operation in ten a config publish (the pool above), the rest a get; reads from the local replica",
+        }
+        .with_rnacos(),
     ]
+}
+
+/// One operation in [`MIX_WRITE_EVERY`] from `write`, the rest from `read`.
+fn mix(write: Load, read: Load) -> Load {
+    let (Load::Http(write), Load::Http(read)) = (write, read) else { unreachable!("HTTP mixes only") };
+    http(move |addr, op| if op % MIX_WRITE_EVERY == 0 { write(addr, op) } else { read(addr, op) })
+}
+
+/// [`mix`] for ZooKeeper sessions.
+fn zk_mix(write: ZkOp, read: ZkOp) -> Load {
+    Load::Zk(zk(move |session, op| if op % MIX_WRITE_EVERY == 0 { write(session, op) } else { read(session, op) }))
 }
 
 /// Nacre and r-nacos: the instances the list reads and the configs the get reads.
