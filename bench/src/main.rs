@@ -242,8 +242,22 @@ async fn run(cli: &Cli) -> Result<Report> {
     Ok(report)
 }
 
+/// Raise this process's open-file limit to its hard limit: the notify scenario holds 10k
+/// long-polls, each a connection.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit write and read the one struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
+    raise_open_file_limit();
     let cli = Cli::parse();
     let report = tokio::select! {
         r = run(&cli) => r,

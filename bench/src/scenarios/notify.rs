@@ -46,9 +46,21 @@ const GROUP: &str = "BENCH";
 const WATCH_KEY: &str = "bench/watch";
 const ZK_WATCH_PATH: &str = "/bench/watch";
 
+/// Long-polls held open on the listening nodes while the loaded notification row is sampled
+/// (issue 21's target: notified p99 ≤ 5 ms with 10k held).
+pub const HELD_LONG_POLLS: usize = 10_000;
+/// What the held long-polls listen to: a config nobody publishes, so they stay held.
+const HELD_DATA_ID: &str = "bench.held";
+/// Longest wait for every held long-poll to be sent.
+const HOLD_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The long-poll, signed in like every other request of the bench.
 fn listener_req(addr: &str, md5: &str) -> http::Req {
-    let field = format!("{DATA_ID}\u{2}{GROUP}\u{2}{md5}\u{1}");
+    listen_to(addr, DATA_ID, md5)
+}
+
+fn listen_to(addr: &str, data_id: &str, md5: &str) -> http::Req {
+    let field = format!("{data_id}\u{2}{GROUP}\u{2}{md5}\u{1}");
     let mut req = http::post_form(addr, "/nacos/v1/cs/configs/listener", &[("Listening-Configs", &field)]);
     req.headers_mut().insert("Long-Pulling-Timeout", LONG_POLL_TIMEOUT_MS.into());
     req
@@ -263,6 +275,52 @@ impl PeerSide {
     }
 }
 
+/// [`HELD_LONG_POLLS`] long-polls on `addrs` (round-robin), each re-sent when its hold ends,
+/// until the returned set is dropped. Returns once every one has been sent.
+async fn hold_long_polls(addrs: &[String]) -> Result<tokio::task::JoinSet<()>> {
+    let sent = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let mut held = tokio::task::JoinSet::new();
+    for i in 0..HELD_LONG_POLLS {
+        let (addr, sent) = (addrs[i % addrs.len()].clone(), sent.clone());
+        held.spawn(async move {
+            let Ok(mut conn) = Conn::connect(&addr).await else { return };
+            let mut first = true;
+            loop {
+                let req = listen_to(&addr, HELD_DATA_ID, "");
+                let answer = conn.send(req, NOTIFY_TIMEOUT + Duration::from_millis(LONG_POLL_TIMEOUT_MS));
+                if std::mem::take(&mut first) {
+                    sent.add_permits(1);
+                }
+                if answer.await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let all = u32::try_from(HELD_LONG_POLLS).expect("a small count");
+    tokio::time::timeout(HOLD_TIMEOUT, sent.acquire_many(all)).await.context("holding the long-polls")??.forget();
+    // The last requests reach their node.
+    tokio::time::sleep(SETTLE * 10).await;
+    Ok(held)
+}
+
+/// The change notification of a Nacos server (Nacre, r-nacos) with [`HELD_LONG_POLLS`] other
+/// long-polls held on its listening nodes.
+async fn notified_while_held(cluster: &Cluster, samples: u64) -> Result<Vec<Duration>> {
+    let addrs = cluster.addrs();
+    let held = hold_long_polls(&addrs[1..]).await?;
+    let mut side = LongPollSide::open(&addrs).await?;
+    let mut latencies = Vec::new();
+    for i in 0..=samples {
+        let latency = side.sample(i + 1).await?;
+        if i > 0 {
+            latencies.push(latency);
+        }
+    }
+    drop(held);
+    Ok(latencies)
+}
+
 /// One peer's samples: its change notifications and, where it has them, its instance pushes.
 struct PeerSamples {
     system: System,
@@ -316,7 +374,20 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
             }
         })
         .collect();
+    // With 10k long-polls held: Nacre, then r-nacos (one system's connections at a time).
+    let loaded = notified_while_held(nacre, samples).await?;
+    let mut loaded_peers = Vec::new();
+    for peer in peers.iter().filter(|p| p.system == System::RNacos) {
+        let latencies = notified_while_held(peer, samples).await?;
+        loaded_peers.push((peer.system.name().to_string(), "the same".to_string(), Some(summary(latencies))));
+    }
     Ok(vec![
+        Row::latency(
+            "config change → listener notified, 10k long-polls held",
+            summary(loaded),
+            loaded_peers,
+            "write on node 0; the listener and 10,000 other long-polls held on node 1-2",
+        ),
         Row::latency(
             "config change → listener notified",
             summary(nl),
