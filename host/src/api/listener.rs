@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use nacre_protocol::GuestRequest;
 use nacre_protocol::directive;
-use tokio::sync::broadcast::error::RecvError;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::TryRecvError;
 
 use super::Context;
 use super::access::Caller;
@@ -23,6 +26,7 @@ use super::params::Params;
 use crate::auth::permission::Action;
 use crate::auth::permission::Resource;
 use crate::auth::permission::ResourceType;
+use crate::guests::WatchKey;
 use crate::net;
 use crate::net::HttpRequest;
 use crate::net::HttpResponse;
@@ -30,6 +34,7 @@ use crate::net::Status;
 use crate::runtime::GuestError;
 use crate::runtime::ModuleKind;
 use crate::scope::Scope;
+use crate::state::ChangeEvent;
 use crate::watching::ConfigListener;
 use crate::watching::MAX_HELD_LISTENERS;
 
@@ -93,8 +98,8 @@ pub async fn listen(ctx: &Context, req: HttpRequest, caller: &Caller) -> HttpRes
         Err(message) => return net::text(Status::BAD_REQUEST, message),
     };
     let client_ip = guest::client_ip(&req);
-    // Subscribe before the first check, so a change applied between the check and the wait
-    // is not missed.
+    // Subscribe before the first check, so a change applied between the check and the
+    // registration of the wait below is not missed.
     let mut events = ctx.guests.subscribe();
     let mut check = match check(ctx, &probes, &by_namespace, &client_ip) {
         Ok(check) => check,
@@ -107,28 +112,59 @@ pub async fn listen(ctx: &Context, req: HttpRequest, caller: &Caller) -> HttpRes
         let message = format!("this node holds {MAX_HELD_LISTENERS} long-poll listeners already; retry");
         return net::text(Status::SERVICE_UNAVAILABLE, message);
     };
+    // Woken only by a change to a watched key (not by every change applied here).
+    let wait = ctx.guests.wait_for(watch_keys(&check));
     let deadline = tokio::time::Instant::now() + hold;
     loop {
-        let recheck = tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => return answer(&probes, &[]),
-            // The node is stopping: answer now rather than hold its shutdown up.
-            () = ctx.stopping.stopping() => return answer(&probes, &[]),
-            event = events.recv() => match event {
-                Ok(event) => event.kind == ModuleKind::Config
-                    && check.watches.contains(&(event.namespace.clone(), event.event.topic.clone(), event.event.key.clone())),
-                // Missed events may include ours: look again.
-                Err(RecvError::Lagged(_)) => true,
-                Err(RecvError::Closed) => return answer(&probes, &[]),
-            },
-        };
-        if recheck {
-            check = match self::check(ctx, &probes, &by_namespace, &client_ip) {
-                Ok(check) => check,
-                Err(error) => return guest::respond(Err(error)),
-            };
-            if !check.changed.is_empty() {
-                return answer(&probes, &check.changed);
+        // What changed between the check and the wait's (re)registration is in `events`;
+        // from the registration on, the wait is woken. The subscription ends here, so this
+        // request is not woken by every other change while it is held.
+        let missed = changed_meanwhile(&mut events, &check);
+        drop(events);
+        if !missed {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return answer(&probes, &[]),
+                // The node is stopping: answer now rather than hold its shutdown up.
+                () = ctx.stopping.stopping() => return answer(&probes, &[]),
+                () = wait.changed() => {}
             }
+        }
+        events = ctx.guests.subscribe();
+        check = match self::check(ctx, &probes, &by_namespace, &client_ip) {
+            Ok(check) => check,
+            Err(error) => return guest::respond(Err(error)),
+        };
+        if !check.changed.is_empty() {
+            return answer(&probes, &check.changed);
+        }
+        wait.rekey(watch_keys(&check));
+    }
+}
+
+/// The change events a check's watches name.
+fn watch_keys(check: &Check) -> Vec<WatchKey> {
+    let key = |(namespace, topic, key): &(String, String, String)| WatchKey {
+        namespace: namespace.clone(),
+        kind: ModuleKind::Config,
+        topic: topic.clone(),
+        key: key.clone(),
+    };
+    check.watches.iter().map(key).collect()
+}
+
+/// Whether `events` received so far hold a change `check` watches (or lost some).
+fn changed_meanwhile(events: &mut broadcast::Receiver<Arc<ChangeEvent>>, check: &Check) -> bool {
+    loop {
+        match events.try_recv() {
+            Ok(event) => {
+                let watched = (event.namespace.clone(), event.event.topic.clone(), event.event.key.clone());
+                if event.kind == ModuleKind::Config && check.watches.contains(&watched) {
+                    return true;
+                }
+            }
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return false,
+            // Missed events may include ours: look again.
+            Err(TryRecvError::Lagged(_)) => return true,
         }
     }
 }

@@ -201,6 +201,7 @@ impl Node {
         tasks.spawn(follow_membership(log.clone(), ap.clone(), tasks.clone()));
         tasks.spawn(snapshot_policy::run(raft, log_store.clone(), replica.clone(), config.snapshot_every_entries));
         tasks.spawn(bind_builtins_when_leader(log.clone(), guests.clone()));
+        tasks.spawn(guests.wake_waiters());
         crate::ap::replicate::spawn(&ap, &tasks, config.join.is_some());
         let duty_services = duties::Services {
             guests: guests.clone(),

@@ -7,11 +7,16 @@
 //! (or meets its module not compiled yet) runs again from the start off the worker with its
 //! full fuel (see ARCHITECTURE.md, "where guests run").
 
+mod waits;
+
 use std::sync::Arc;
 
 use nacre_protocol::GuestReply;
 use nacre_protocol::GuestRequest;
 use tokio::sync::broadcast;
+pub use waits::ChangeWait;
+pub use waits::ChangeWaits;
+pub use waits::MAX_KEYS_PER_WAIT;
 
 use crate::answers;
 use crate::answers::Answers;
@@ -62,11 +67,13 @@ pub struct Guests {
     keyspace: Arc<Keyspace>,
     /// Query answers valid at the current applied index and AP generation.
     answers: Answers,
+    /// Who waits for which change (held long-polls), woken by [`Guests::wake_waiters`].
+    waits: Arc<ChangeWaits>,
 }
 
 impl Guests {
     pub fn new(replica: Arc<Shared>, keyspace: Arc<Keyspace>) -> Guests {
-        Guests { replica, keyspace, answers: Answers::default() }
+        Guests { replica, keyspace, answers: Answers::default(), waits: Arc::default() }
     }
 
     /// The replicated state, for reads that are not guest calls (bindings, digests, modules).
@@ -86,6 +93,18 @@ impl Guests {
     /// Every change applied on this node from now on, log and AP path alike.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeEvent>> {
         self.replica.events.subscribe()
+    }
+
+    /// Wait for a change to one of `keys` applied on this node (a change after this call
+    /// wakes the wait even if it is not awaited yet); see [`ChangeWaits`].
+    pub fn wait_for(&self, keys: impl IntoIterator<Item = WatchKey>) -> ChangeWait {
+        self.waits.wait_for(keys)
+    }
+
+    /// The task that wakes [`Guests::wait_for`]'s waiters as changes are applied: the node runs
+    /// one, for as long as it runs.
+    pub fn wake_waiters(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.waits.clone().run(self.subscribe())
     }
 
     /// Tell this node's watchers (long-polls, UDP pushes) about a change the AP path made.
