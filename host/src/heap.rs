@@ -1,25 +1,8 @@
-//! Giving freed heap memory back to the operating system, and keeping less of it.
-
-/// glibc malloc arenas a node may use. glibc's default is eight per core, and an arena, once a
-/// thread has used one, keeps what is freed in it: a leader's many short-lived blocking
-/// threads (guest calls off the workers, probes, snapshots) spread its garbage over a dozen
-/// arenas. Measured on this 2-core machine (3 nodes, 10k configs then 10k persistent
-/// instances, `--auth off`): the leader's resident memory 276 MiB with glibc's default, 147 MiB
-/// with two arenas; the followers' 137 and 95-111 MiB.
-pub const MAX_MALLOC_ARENAS: i32 = 2;
-
-/// Cap glibc's arenas at [`MAX_MALLOC_ARENAS`] (an explicit `MALLOC_ARENA_MAX` in the
-/// environment wins). Call before any thread starts.
-pub fn limit_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: `mallopt` sets one of glibc's tunables; called before other threads exist,
-        // it races with no allocation.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, MAX_MALLOC_ARENAS);
-        }
-    }
-}
+//! Giving freed heap memory back to the operating system.
+//!
+//! The `nacre` binary allocates through jemalloc (see `main.rs`), whose background thread
+//! returns freed pages on its own; these calls trim glibc's heap, which the library's other
+//! users (tests, the bench, the admin commands) allocate from.
 
 /// Returns to the OS the free memory the allocator keeps after a burst of large, short-lived
 /// allocations. Building or installing a snapshot encodes a full copy of the state, so it
