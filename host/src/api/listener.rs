@@ -9,12 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nacre_protocol::GuestRequest;
 use nacre_protocol::directive;
-use std::sync::Arc;
-
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::TryRecvError;
 

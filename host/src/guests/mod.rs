@@ -9,14 +9,15 @@
 
 mod waits;
 
+pub use waits::ChangeWait;
+pub use waits::ChangeWaits;
+pub use waits::MAX_KEYS_PER_WAIT;
+
 use std::sync::Arc;
 
 use nacre_protocol::GuestReply;
 use nacre_protocol::GuestRequest;
 use tokio::sync::broadcast;
-pub use waits::ChangeWait;
-pub use waits::ChangeWaits;
-pub use waits::MAX_KEYS_PER_WAIT;
 
 use crate::answers;
 use crate::answers::Answers;
