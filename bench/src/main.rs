@@ -235,7 +235,11 @@ async fn run(cli: &Cli) -> Result<Report> {
         rounds: settings.rounds,
         ..Default::default()
     };
-    run::run(&settings, &wanted, &peers, cli.peers.is_some(), &mut report).await?;
+    if let Err(e) = run::run(&settings, &wanted, &peers, cli.peers.is_some(), &mut report).await {
+        // What was measured before the failure is still worth its report (a 40-minute `all`
+        // run lost every figure to its last scenario's error once).
+        report.failure = Some(format!("{e:#}"));
+    }
     // After the run: it installs the peers whose versions this names.
     report.machine = machine();
     run::add_targets(&mut report);
@@ -290,5 +294,11 @@ async fn main() -> Result<()> {
     }
     std::fs::write(dir.join(format!("{latest}.md")), &md)?;
     eprintln!("wrote {}", dir.join(format!("{latest}.json")).display());
-    Ok(())
+    match report.failure {
+        Some(failure) => {
+            cluster::kill_all_children();
+            anyhow::bail!("the run stopped early: {failure}")
+        }
+        None => Ok(()),
+    }
 }

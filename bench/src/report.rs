@@ -127,6 +127,8 @@ impl Target {
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Report {
+    /// Why the run stopped before its last scenario, if it did: what ran before is reported.
+    pub failure: Option<String>,
     pub date: String,
     pub machine: String,
     pub command: String,
@@ -163,6 +165,9 @@ impl Report {
             "`{}`; {} measured rounds after a warm-up round, medians. Peers: {peers}.\n",
             self.command, self.rounds
         );
+        if let Some(failure) = &self.failure {
+            let _ = writeln!(s, "**The run stopped early**, after the results below: {failure}\n");
+        }
         if !self.rows.is_empty() {
             self.rows_table(&mut s);
         }
