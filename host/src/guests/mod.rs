@@ -11,7 +11,6 @@ mod waits;
 
 pub use waits::ChangeWait;
 pub use waits::ChangeWaits;
-pub use waits::MAX_KEYS_PER_WAIT;
 
 use std::sync::Arc;
 

@@ -19,9 +19,6 @@ use tokio::sync::broadcast::error::RecvError;
 use super::WatchKey;
 use crate::state::ChangeEvent;
 
-/// Keys one waiter may wait for: a long-poll's keys (Nacos caps a request at 10,000).
-pub const MAX_KEYS_PER_WAIT: usize = 10_000;
-
 #[derive(Default)]
 pub struct ChangeWaits {
     index: Mutex<Index>,
@@ -71,7 +68,7 @@ impl ChangeWait {
 
     /// Wait for `keys` from now on instead.
     pub fn rekey(&self, keys: impl IntoIterator<Item = WatchKey>) {
-        let keys: HashSet<WatchKey> = keys.into_iter().take(MAX_KEYS_PER_WAIT).collect();
+        let keys: HashSet<WatchKey> = keys.into_iter().collect();
         let mut index = self.waits.lock();
         if index.keys_of.get(&self.id) == Some(&keys) {
             return;
@@ -92,10 +89,12 @@ impl ChangeWaits {
         self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Register a waiter for `keys`.
+    /// Register a waiter for `keys`. Every key is kept (one dropped would be a change never
+    /// told); what bounds them is the caller's request (a long-poll's
+    /// `api::listener::MAX_LISTENED_KEYS` lines).
     pub fn wait_for(self: &Arc<Self>, keys: impl IntoIterator<Item = WatchKey>) -> ChangeWait {
         let notify = Arc::new(Notify::new());
-        let keys: HashSet<WatchKey> = keys.into_iter().take(MAX_KEYS_PER_WAIT).collect();
+        let keys: HashSet<WatchKey> = keys.into_iter().collect();
         let mut index = self.lock();
         let id = index.next_id;
         index.next_id += 1;
