@@ -51,28 +51,41 @@ pub enum Client {
     Grpc(GrpcClient, GrpcOp),
 }
 
+/// How many times one operation is sent again after an HTTP 503, the status Nacre (and Nacos)
+/// answers a write that is not confirmed in time or finds no leader: a Nacos client retries it
+/// (on another server), so a lone 503 in a million writes does not end a run. Every retry is
+/// counted and reported beside the row; a fourth 503 for one operation does end it.
+const RETRIES_ON_503: u32 = 3;
+
 impl Client {
-    async fn call(&mut self, op: u64) -> Result<()> {
+    /// Sends operation `op`; returns how many times it was sent again after a 503.
+    async fn call(&mut self, op: u64) -> Result<u32> {
         match self {
             Client::Http(conn, make) => {
-                let req = make(conn.addr(), op);
-                let (status, body) = conn.send(req, http::REQUEST_TIMEOUT).await?;
-                if status != 200 {
-                    bail!("HTTP {status} from {}: {}", conn.addr(), String::from_utf8_lossy(&body));
+                let mut retries = 0;
+                loop {
+                    let req = make(conn.addr(), op);
+                    let (status, body) = conn.send(req, http::REQUEST_TIMEOUT).await?;
+                    match status {
+                        200 => return Ok(retries),
+                        503 if retries < RETRIES_ON_503 => {
+                            retries += 1;
+                            eprintln!("  retrying a 503 from {}: {}", conn.addr(), String::from_utf8_lossy(&body));
+                        }
+                        _ => bail!("HTTP {status} from {}: {}", conn.addr(), String::from_utf8_lossy(&body)),
+                    }
                 }
-                Ok(())
             }
             Client::Zk(session, run) => {
                 let call = run(session.clone(), op);
-                tokio::time::timeout(http::REQUEST_TIMEOUT, call).await.map_err(|_| anyhow::anyhow!("timed out"))?
+                tokio::time::timeout(http::REQUEST_TIMEOUT, call).await.map_err(|_| anyhow::anyhow!("timed out"))??;
+                Ok(0)
             }
             Client::Grpc(conn, make) => {
                 let (kind, body) = make(op);
                 let call = conn.request(kind, body);
-                tokio::time::timeout(http::REQUEST_TIMEOUT, call)
-                    .await
-                    .map_err(|_| anyhow::anyhow!("timed out"))?
-                    .map(drop)
+                tokio::time::timeout(http::REQUEST_TIMEOUT, call).await.map_err(|_| anyhow::anyhow!("timed out"))??;
+                Ok(0)
             }
         }
     }
@@ -107,22 +120,25 @@ pub async fn run_on(clients: Vec<Client>, ops: u64, op_base: u64) -> Result<Summ
     for mut client in clients {
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
+            let (mut latencies, mut retried) = (Vec::new(), 0u64);
             loop {
                 let op = next.fetch_add(1, Ordering::Relaxed);
                 if op >= ops {
                     break;
                 }
                 let sent = Instant::now();
-                client.call(op_base + op).await?;
+                retried += u64::from(client.call(op_base + op).await?);
+                // A retried operation's latency includes its retries, as its client saw it.
                 latencies.push(sent.elapsed());
             }
-            anyhow::Ok(latencies)
+            anyhow::Ok((latencies, retried))
         }));
     }
-    let mut all: Vec<Duration> = Vec::with_capacity(ops as usize);
+    let (mut all, mut retried): (Vec<Duration>, u64) = (Vec::with_capacity(ops as usize), 0);
     for task in tasks {
-        all.extend(task.await??);
+        let (latencies, task_retried) = task.await??;
+        all.extend(latencies);
+        retried += task_retried;
     }
-    Ok(stats::summarize(all, start.elapsed()))
+    Ok(Summary { retried_503: retried, ..stats::summarize(all, start.elapsed()) })
 }

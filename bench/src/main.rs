@@ -46,6 +46,9 @@ const QUICK_HEAL_ROUNDS: usize = 2;
 /// must expire on time).
 const FULL_EXPIRY_INSTANCES: u64 = 100_000;
 const QUICK_EXPIRY_INSTANCES: u64 = 10_000;
+/// Ephemeral instances the beats scenario keeps beating every 5 s (issue 21: 100k).
+const FULL_BEAT_INSTANCES: u64 = 100_000;
+const QUICK_BEAT_INSTANCES: u64 = 10_000;
 const FULL_WASM_COMMANDS: u64 = 5_000;
 const QUICK_WASM_COMMANDS: u64 = 640;
 /// Longest time spent filling the clusters for the restart measurement.
@@ -61,7 +64,7 @@ struct Ops {
 
 #[derive(Parser)]
 #[command(
-    about = "Nacre vs etcd, ZooKeeper and r-nacos on loopback: throughput, latency, notify, memory, restart, module switch, heal convergence, expiry at scale, Wasm overhead"
+    about = "Nacre vs etcd, ZooKeeper and r-nacos on loopback: throughput, latency, notify, memory, restart, module switch, heal convergence, expiry and beats at scale, Wasm overhead"
 )]
 struct Cli {
     /// A short smoke run (about two minutes): fewer operations, one measured round.
@@ -123,6 +126,9 @@ enum What {
     /// Nacre alone: 100k silent ephemeral instances in one namespace; time until all are
     /// unhealthy and deleted (after their heartbeat and deletion timeouts).
     Expiry,
+    /// Nacre alone: 100k ephemeral instances beating every 5 s; the rate sustained, how late
+    /// the beats went out, CPU per beat, and every instance healthy on every node.
+    Beats,
     /// Module switch: activate → every node serving it; register throughput right after a
     /// switch, compiled module cache warm vs cold.
     Module,
@@ -166,6 +172,10 @@ impl Settings {
 
     pub fn expiry_instances(&self) -> u64 {
         if self.quick { QUICK_EXPIRY_INSTANCES } else { FULL_EXPIRY_INSTANCES }
+    }
+
+    pub fn beat_instances(&self) -> u64 {
+        if self.quick { QUICK_BEAT_INSTANCES } else { FULL_BEAT_INSTANCES }
     }
 
     pub fn wasm_commands(&self) -> u64 {
@@ -219,6 +229,7 @@ async fn run(cli: &Cli) -> Result<Report> {
         module: want(What::Module),
         heal: want(What::Heal),
         expiry: want(What::Expiry),
+        beats: want(What::Beats),
         restart: want(What::Restart),
         wasm: want(What::Wasm),
     };

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::scenarios::beats::Beats;
 use crate::scenarios::expiry::Expiry;
 use crate::scenarios::heal::Heal;
 use crate::scenarios::module::ModuleSwitch;
@@ -67,6 +68,17 @@ impl Row {
         }
     }
 
+    /// "N retried after a 503" for each side whose requests were answered 503 and sent again.
+    fn retries(&self) -> Vec<String> {
+        let nacre = ("Nacre", self.nacre.as_ref());
+        let peers = self.peers.iter().map(|p| (p.peer.as_str(), p.result.as_ref()));
+        std::iter::once(nacre)
+            .chain(peers)
+            .filter_map(|(who, result)| result.filter(|r| r.retried_503 > 0).map(|r| (who, r.retried_503)))
+            .map(|(who, n)| format!("{who}: {n} retried after a 503"))
+            .collect()
+    }
+
     pub fn progress_line(&self) -> String {
         let f = |s: &Option<Summary>| {
             s.map_or("n/a".to_string(), |s| {
@@ -80,6 +92,9 @@ impl Row {
         for p in &self.peers {
             let ratio = p.ratio.map_or("n/a".into(), |r| format!("{r:.2}"));
             let _ = write!(line, " | {} {} {} (ratio {ratio})", p.peer, p.op, f(&p.result));
+        }
+        for retries in self.retries() {
+            let _ = write!(line, " | {retries}");
         }
         line
     }
@@ -143,6 +158,7 @@ pub struct Report {
     pub module: Option<ModuleSwitch>,
     pub heal: Option<Heal>,
     pub expiry: Option<Expiry>,
+    pub beats: Option<Beats>,
     pub restart: Option<Restart>,
     pub targets: Vec<Target>,
 }
@@ -185,6 +201,9 @@ impl Report {
         }
         if let Some(e) = &self.expiry {
             expiry_table(&mut s, e);
+        }
+        if let Some(b) = &self.beats {
+            beats_table(&mut s, b);
         }
         if !self.targets.is_empty() {
             s.push_str("| target | measured | status |\n|---|---|---|\n");
@@ -229,6 +248,7 @@ impl Report {
                 }
             }
             ops_named.push(r.note.clone());
+            ops_named.extend(r.retries());
             let _ = writeln!(s, " {} |", ops_named.join("; "));
         }
         s.push('\n');
@@ -343,6 +363,23 @@ fn expiry_table(s: &mut String, e: &Expiry) {
         e.unhealthy_ms, e.unhealthy_after_ms
     );
     let _ = writeln!(s, "| every node counts no instance | {:.0} ms | {} ms |\n", e.deleted_ms, e.deleted_after_ms);
+}
+
+fn beats_table(s: &mut String, b: &Beats) {
+    let _ = writeln!(
+        s,
+        "Beats at scale (Nacre; {} ephemeral instances over {} services, each beaten every {} ms after its previous beat; {} joined in {:.0} ms; {:.0} ms measured):\n",
+        b.instances, b.services, b.interval_ms, b.joined, b.join_ms, b.window_ms
+    );
+    s.push_str("| beats | measured |\n|---|---:|\n");
+    let _ =
+        writeln!(s, "| beats/s sent (the schedule asks for) | {:.0} ({:.0}) |", b.beats_per_sec, b.scheduled_per_sec);
+    let _ = writeln!(s, "| beat latency p50 / p99 | {:.2} / {:.2} ms |", b.p50_ms, b.p99_ms);
+    let _ =
+        writeln!(s, "| sent late against the schedule, p99 / worst | {:.0} / {:.0} ms |", b.late_p99_ms, b.late_max_ms);
+    let _ = writeln!(s, "| cluster CPU per beat (three nodes) | {:.0} µs |", b.cpu_us_per_beat);
+    let _ = writeln!(s, "| light beats answered 20404 (re-registered) | {} |", b.reregistered);
+    let _ = writeln!(s, "| healthy instances listed, per node | {:?} |\n", b.healthy_per_node);
 }
 
 fn heal_table(s: &mut String, h: &Heal) {

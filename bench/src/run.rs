@@ -12,6 +12,7 @@ use crate::report::Metric;
 use crate::report::PeerValue;
 use crate::report::Report;
 use crate::report::Target;
+use crate::scenarios::beats;
 use crate::scenarios::expiry;
 use crate::scenarios::heal;
 use crate::scenarios::memory;
@@ -33,6 +34,8 @@ pub struct Wanted {
     pub heal: bool,
     /// Nacre alone, on a cluster of its own with self-preservation off.
     pub expiry: bool,
+    /// Nacre alone, on a cluster of its own.
+    pub beats: bool,
     pub restart: bool,
     pub wasm: bool,
 }
@@ -114,6 +117,10 @@ pub async fn run(
     if want.expiry {
         eprintln!("== expiry: silent ephemeral instances, unhealthy and deleted on time");
         report.expiry = Some(expiry::run(settings).await?);
+    }
+    if want.beats {
+        eprintln!("== beats: ephemeral instances beating every 5 s");
+        report.beats = Some(beats::run(settings).await?);
     }
     if !(want.peers() || want.module) {
         return Ok(());
@@ -210,7 +217,7 @@ fn restart_metrics(report: &mut Report, r: &restart::Restart) {
         name: format!("whole-cluster restart (SIGKILL) → all serving, {} writes each", r.writes_each),
         nacre: ms(r.nacre_cluster_ready_ms),
         peers,
-        note: format!("Nacre applied index {}{scaled}", r.nacre_applied_index),
+        note: format!("Nacre applied index {}{scaled}{}", r.nacre_applied_index, retried_note(&r.retried_503)),
     });
     report.metrics.push(Metric {
         name: "Nacre follower restart → ready / caught up".into(),
@@ -224,14 +231,25 @@ fn restart_metrics(report: &mut Report, r: &restart::Restart) {
         format!("{} (not 1 M)", r.nacre_applied_index)
     };
     let mut target = Target::new(
-        "restart ≤ 5 s with 1 M entries",
+        "restart ≤ 1 s with 1 M entries (issue 21)",
         Some((r.nacre_cluster_ready_ms, format!("{:.0} ms at {at} entries", r.nacre_cluster_ready_ms))),
-        |v| v <= 5_000.0,
+        |v| v <= 1_000.0,
     );
     if r.nacre_applied_index < restart::TARGET_ENTRIES {
         target.status = format!("not measured at 1 M (scaled down; {})", target.status);
     }
     report.targets.push(target);
+}
+
+/// "; fill writes retried after a 503: Nacre 1", or nothing when none was.
+fn retried_note(retried_503: &[(String, u64)]) -> String {
+    let retried: Vec<String> =
+        retried_503.iter().filter(|(_, n)| *n > 0).map(|(system, n)| format!("{system} {n}")).collect();
+    if retried.is_empty() {
+        String::new()
+    } else {
+        format!("; fill writes retried after a 503: {}", retried.join(", "))
+    }
 }
 
 /// The issue's targets, which are stated against etcd.
@@ -336,6 +354,23 @@ pub fn add_targets(report: &mut Report) {
                 format!("{} instances: {:.0} ms after a {} ms timeout", e.instances, e.deleted_ms, e.deleted_after_ms),
             )),
             |late| late <= expiry::ON_TIME_SLACK_MS as f64,
+        ));
+    }
+    if let Some(b) = &report.beats {
+        let status = format!(
+            "{} of {} instances joined: {:.0} of {:.0} beats/s, latest {:.0} ms late, {} re-registered, healthy per node {:?}",
+            b.joined,
+            b.instances,
+            b.beats_per_sec,
+            b.scheduled_per_sec,
+            b.late_max_ms,
+            b.reregistered,
+            b.healthy_per_node
+        );
+        t.push(Target::new(
+            "100k ephemeral instances beating every 5 s: sustained, every instance healthy (issue 21)",
+            Some((if b.sustained() { 1.0 } else { 0.0 }, status)),
+            |sustained| sustained == 1.0,
         ));
     }
     let only_measured = report.rows.is_empty() || report.wasm.is_empty();

@@ -14,6 +14,9 @@ pub struct Summary {
     /// CPU time (user + system) of the system's processes, all nodes, per operation; 0 where
     /// not measured.
     pub cpu_us_per_op: f64,
+    /// Operations sent again after an HTTP 503 (`load::RETRIES_ON_503`); the median of
+    /// several rounds carries their sum.
+    pub retried_503: u64,
 }
 
 /// The `q`-quantile (0..=1) of `sorted` by nearest rank.
@@ -37,6 +40,7 @@ pub fn summarize(mut latencies: Vec<Duration>, elapsed: Duration) -> Summary {
         p50_ms: ms(quantile(&latencies, 0.50)),
         p99_ms: ms(quantile(&latencies, 0.99)),
         cpu_us_per_op: 0.0,
+        retried_503: 0,
     }
 }
 
@@ -57,5 +61,6 @@ pub fn median_of(rounds: &[Summary]) -> Summary {
         p50_ms: median(rounds.iter().map(|r| r.p50_ms).collect()),
         p99_ms: median(rounds.iter().map(|r| r.p99_ms).collect()),
         cpu_us_per_op: median(rounds.iter().map(|r| r.cpu_us_per_op).collect()),
+        retried_503: rounds.iter().map(|r| r.retried_503).sum(),
     }
 }

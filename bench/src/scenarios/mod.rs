@@ -1,3 +1,4 @@
+pub mod beats;
 pub mod expiry;
 pub mod heal;
 pub mod memory;

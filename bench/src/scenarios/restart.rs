@@ -55,6 +55,8 @@ pub struct Restart {
     /// Each peer's whole-cluster restart: (peer, ms).
     pub peers_cluster_ready_ms: Vec<(String, f64)>,
     pub nacre_data_dir_bytes: u64,
+    /// Each system's fill writes answered 503 and sent again (`load::RETRIES_ON_503`).
+    pub retried_503: Vec<(String, u64)>,
 }
 
 fn dir_bytes(path: &std::path::Path) -> u64 {
@@ -108,11 +110,17 @@ pub async fn run(settings: &Settings, nacre: &mut Cluster, peers: &mut [Cluster]
     let fills: Vec<Load> = peers.iter().map(|p| peer_fill(p.system)).collect();
     let start = Instant::now();
     let mut written = 0;
+    let mut retried_503: Vec<(String, u64)> = std::iter::once(System::Nacre)
+        .chain(peers.iter().map(|p| p.system))
+        .map(|system| (system.name().to_string(), 0))
+        .collect();
     let leader = nacre.nacre_leader().await.context("a Nacre leader")?;
     while applied_index(nacre, leader).await < TARGET_ENTRIES && start.elapsed() < settings.restart_load_budget {
-        load::run_round(&nacre.addrs(), LOAD_CLIENTS, LOAD_BATCH, written, &publish).await?;
-        for (peer, fill) in peers.iter().zip(&fills) {
-            load::run_round(&peer.addrs(), LOAD_CLIENTS, LOAD_BATCH, written, fill).await?;
+        let round = load::run_round(&nacre.addrs(), LOAD_CLIENTS, LOAD_BATCH, written, &publish).await?;
+        retried_503[0].1 += round.retried_503;
+        for (i, (peer, fill)) in peers.iter().zip(&fills).enumerate() {
+            let round = load::run_round(&peer.addrs(), LOAD_CLIENTS, LOAD_BATCH, written, fill).await?;
+            retried_503[i + 1].1 += round.retried_503;
         }
         written += LOAD_BATCH;
         eprintln!("restart load: {written} writes each, nacre applied index {}", applied_index(nacre, leader).await);
@@ -149,6 +157,7 @@ pub async fn run(settings: &Settings, nacre: &mut Cluster, peers: &mut [Cluster]
         nacre_cluster_ready_ms: nacre_cluster.as_secs_f64() * 1e3,
         peers_cluster_ready_ms: peers_cluster,
         nacre_data_dir_bytes: data_dir_bytes,
+        retried_503,
     })
 }
 
