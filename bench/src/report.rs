@@ -379,7 +379,9 @@ fn beats_table(s: &mut String, b: &Beats) {
         writeln!(s, "| sent late against the schedule, p99 / worst | {:.0} / {:.0} ms |", b.late_p99_ms, b.late_max_ms);
     let _ = writeln!(s, "| cluster CPU per beat (three nodes) | {:.0} µs |", b.cpu_us_per_beat);
     let _ = writeln!(s, "| light beats answered 20404 (re-registered) | {} |", b.reregistered);
-    let _ = writeln!(s, "| healthy instances listed, per node | {:?} |\n", b.healthy_per_node);
+    let _ = writeln!(s, "| healthy instances listed, per node, of those that joined | {:?} |", b.healthy_per_node);
+    let _ =
+        writeln!(s, "| listed but never answered joined, or listed twice, per node | {:?} |\n", b.unexpected_per_node);
 }
 
 fn heal_table(s: &mut String, h: &Heal) {

@@ -217,7 +217,12 @@ fn restart_metrics(report: &mut Report, r: &restart::Restart) {
         name: format!("whole-cluster restart (SIGKILL) → all serving, {} writes each", r.writes_each),
         nacre: ms(r.nacre_cluster_ready_ms),
         peers,
-        note: format!("Nacre applied index {}{scaled}{}", r.nacre_applied_index, retried_note(&r.retried_503)),
+        note: format!(
+            "Nacre applied index {}{scaled}{}{}",
+            r.nacre_applied_index,
+            retried_note(&r.retried_503),
+            r.left_out.iter().map(|(peer, why)| format!("; {peer} left out: {why}")).collect::<String>()
+        ),
     });
     report.metrics.push(Metric {
         name: "Nacre follower restart → ready / caught up".into(),

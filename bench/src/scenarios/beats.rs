@@ -74,8 +74,11 @@ pub struct Beats {
     pub cpu_us_per_beat: f64,
     /// Light beats answered 20404 and sent again with the description, whole run.
     pub reregistered: u64,
-    /// Healthy instances each node listed at the end of the window.
+    /// Healthy instances each node listed at the end of the window, of those that joined.
     pub healthy_per_node: Vec<u64>,
+    /// Instances each node listed whose join was never answered (a join in flight when joins
+    /// closed), or listed twice.
+    pub unexpected_per_node: Vec<u64>,
 }
 
 impl Beats {
@@ -121,6 +124,8 @@ struct ClientTally {
 /// Shared between the clients and the scenario.
 struct Shared {
     joined: AtomicU64,
+    /// Which instances had their join answered.
+    joined_set: Vec<AtomicBool>,
     /// Set when the join timeout passes: the instances not joined by then stay out.
     joins_closed: AtomicBool,
     reregistered: AtomicU64,
@@ -172,6 +177,7 @@ async fn client(
             due.push(Reverse((Instant::now() + interval, i)));
         } else if let Some(i) = to_join.next().filter(|_| !shared.joins_closed.load(Ordering::Relaxed)) {
             send_beat(&mut conn, i, true, &shared).await?;
+            shared.joined_set[i as usize].store(true, Ordering::Relaxed);
             shared.joined.fetch_add(1, Ordering::Relaxed);
             due.push(Reverse((Instant::now() + interval, i)));
         } else {
@@ -184,10 +190,19 @@ async fn client(
     }
 }
 
-/// Healthy instances node `addr` lists over every service.
-async fn healthy_listed(addr: &str) -> Result<u64> {
+/// Instance `i` from its service number and address (the inverse of [`service`] and [`ip`]).
+fn instance_of(service: u64, ip: &str) -> Option<u64> {
+    let octets: Vec<u64> = ip.strip_prefix("10.")?.split('.').map(|o| o.parse().ok()).collect::<Option<_>>()?;
+    let [a, b, c] = octets[..] else { return None };
+    Some(((a << 16) | (b << 8) | c) * SERVICES + service)
+}
+
+/// What node `addr` lists over every service: (healthy instances that joined, instances
+/// listed that never had a join answered or listed twice).
+async fn healthy_listed(addr: &str, joined: &[AtomicBool]) -> Result<(u64, u64)> {
     let mut conn = http::Conn::connect(addr).await?;
-    let mut healthy = 0;
+    let (mut healthy, mut unexpected) = (0, 0);
+    let mut seen = vec![false; joined.len()];
     for s in 0..SERVICES {
         let path = format!("/nacos/v1/ns/instance/list?{}", http::form(&[("serviceName", &service(s))]));
         let body = http::expect_ok(&mut conn, http::get(addr, &path)).await?;
@@ -197,9 +212,18 @@ async fn healthy_listed(addr: &str) -> Result<u64> {
             continue;
         }
         let hosts = listing["hosts"].as_array().map(Vec::as_slice).unwrap_or_default();
-        healthy += hosts.iter().filter(|h| h["healthy"].as_bool() == Some(true)).count() as u64;
+        for host in hosts {
+            let i = host["ip"].as_str().and_then(|ip| instance_of(s, ip)).filter(|&i| i < joined.len() as u64);
+            match i {
+                Some(i) if joined[i as usize].load(Ordering::Relaxed) && !seen[i as usize] => {
+                    seen[i as usize] = true;
+                    healthy += u64::from(host["healthy"].as_bool() == Some(true));
+                }
+                _ => unexpected += 1,
+            }
+        }
     }
-    Ok(healthy)
+    Ok((healthy, unexpected))
 }
 
 pub async fn run(settings: &Settings) -> Result<Beats> {
@@ -211,6 +235,7 @@ pub async fn run(settings: &Settings) -> Result<Beats> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         joined: AtomicU64::new(0),
+        joined_set: (0..instances).map(|_| AtomicBool::new(false)).collect(),
         joins_closed: AtomicBool::new(false),
         reregistered: AtomicU64::new(0),
         window: window_rx,
@@ -263,9 +288,11 @@ pub async fn run(settings: &Settings) -> Result<Beats> {
     tokio::time::sleep_until((start + window).into()).await;
     let cpu_us = cluster.cpu_us()?.saturating_sub(cpu_before);
     let window_ms = stats::ms(start.elapsed());
-    let mut healthy_per_node = Vec::with_capacity(addrs.len());
+    let (mut healthy_per_node, mut unexpected_per_node) = (Vec::new(), Vec::new());
     for addr in &addrs {
-        healthy_per_node.push(healthy_listed(addr).await?);
+        let (healthy, unexpected) = healthy_listed(addr, &shared.joined_set).await?;
+        healthy_per_node.push(healthy);
+        unexpected_per_node.push(unexpected);
     }
     stop_tx.send_replace(true);
     let mut tally = ClientTally::default();
@@ -294,16 +321,18 @@ pub async fn run(settings: &Settings) -> Result<Beats> {
         cpu_us_per_beat: cpu_us as f64 / beats.max(1) as f64,
         reregistered: shared.reregistered.load(Ordering::Relaxed),
         healthy_per_node,
+        unexpected_per_node,
     };
     eprintln!(
-        "beats: {:.0} beats/s of {:.0} scheduled, p99 {:.1} ms, late p99 {:.0} ms max {:.0} ms, {:.0} µs CPU per beat, healthy {:?}",
+        "beats: {:.0} beats/s of {:.0} scheduled, p99 {:.1} ms, late p99 {:.0} ms max {:.0} ms, {:.0} µs CPU per beat, healthy {:?}, unexpected {:?}",
         beats.beats_per_sec,
         beats.scheduled_per_sec,
         beats.p99_ms,
         beats.late_p99_ms,
         beats.late_max_ms,
         beats.cpu_us_per_beat,
-        beats.healthy_per_node
+        beats.healthy_per_node,
+        beats.unexpected_per_node
     );
     Ok(beats)
 }

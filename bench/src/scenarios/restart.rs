@@ -57,6 +57,8 @@ pub struct Restart {
     pub nacre_data_dir_bytes: u64,
     /// Each system's fill writes answered 503 and sent again (`load::RETRIES_ON_503`).
     pub retried_503: Vec<(String, u64)>,
+    /// Peers whose fill failed, left out of the restart: (peer, why).
+    pub left_out: Vec<(String, String)>,
 }
 
 fn dir_bytes(path: &std::path::Path) -> u64 {
@@ -114,13 +116,27 @@ pub async fn run(settings: &Settings, nacre: &mut Cluster, peers: &mut [Cluster]
         .chain(peers.iter().map(|p| p.system))
         .map(|system| (system.name().to_string(), 0))
         .collect();
+    let mut failed: Vec<Option<String>> = vec![None; peers.len()];
     let leader = nacre.nacre_leader().await.context("a Nacre leader")?;
     while applied_index(nacre, leader).await < TARGET_ENTRIES && start.elapsed() < settings.restart_load_budget {
-        let round = load::run_round(&nacre.addrs(), LOAD_CLIENTS, LOAD_BATCH, written, &publish).await?;
+        let round = load::run_round(&nacre.addrs(), LOAD_CLIENTS, LOAD_BATCH, written, &publish)
+            .await
+            .with_context(|| format!("Nacre's fill, after {written} writes"))?;
         retried_503[0].1 += round.retried_503;
         for (i, (peer, fill)) in peers.iter().zip(&fills).enumerate() {
-            let round = load::run_round(&peer.addrs(), LOAD_CLIENTS, LOAD_BATCH, written, fill).await?;
-            retried_503[i + 1].1 += round.retried_503;
+            if failed[i].is_some() {
+                continue;
+            }
+            match load::run_round(&peer.addrs(), LOAD_CLIENTS, LOAD_BATCH, written, fill).await {
+                Ok(round) => retried_503[i + 1].1 += round.retried_503,
+                // A peer that fails under the fill is left out of the restart, which would
+                // otherwise compare a cluster with fewer writes (or none serving); the others go on.
+                Err(e) => {
+                    let why = format!("its fill failed after {written} writes: {e:#}");
+                    eprintln!("restart: {} left out, {why}", peer.system.name());
+                    failed[i] = Some(why);
+                }
+            }
         }
         written += LOAD_BATCH;
         eprintln!("restart load: {written} writes each, nacre applied index {}", applied_index(nacre, leader).await);
@@ -144,8 +160,13 @@ pub async fn run(settings: &Settings, nacre: &mut Cluster, peers: &mut [Cluster]
 
     let nacre_cluster = restart_all(nacre).await?;
     let mut peers_cluster = Vec::new();
-    for peer in peers.iter_mut() {
-        let took = restart_all(peer).await?;
+    let mut left_out = Vec::new();
+    for (peer, failed) in peers.iter_mut().zip(failed) {
+        if let Some(why) = failed {
+            left_out.push((peer.system.name().to_string(), why));
+            continue;
+        }
+        let took = restart_all(peer).await.with_context(|| format!("{}'s restart", peer.system.name()))?;
         peers_cluster.push((peer.system.name().to_string(), took.as_secs_f64() * 1e3));
     }
     Ok(Restart {
@@ -158,6 +179,7 @@ pub async fn run(settings: &Settings, nacre: &mut Cluster, peers: &mut [Cluster]
         peers_cluster_ready_ms: peers_cluster,
         nacre_data_dir_bytes: data_dir_bytes,
         retried_503,
+        left_out,
     })
 }
 
