@@ -117,6 +117,10 @@ pub fn put(addr: &str, path: &str) -> Req {
     builder(Method::PUT, addr, path).body(Full::new(Bytes::new())).expect("valid request")
 }
 
+pub fn delete(addr: &str, path: &str) -> Req {
+    builder(Method::DELETE, addr, path).body(Full::new(Bytes::new())).expect("valid request")
+}
+
 pub fn post_form(addr: &str, path: &str, pairs: &[(&str, &str)]) -> Req {
     let body = form(pairs);
     builder(Method::POST, addr, path)

@@ -171,6 +171,9 @@ pub async fn run(
             peers: loaded,
             note: "peers: 20k 256-B keys / znodes; ratio of the largest node".into(),
         });
+        for cluster in std::iter::once(&nacre).chain(&peers) {
+            memory::remove_instances(cluster).await?;
+        }
         report.targets.push(Target::new(
             "RSS ≤ 64 MB per node at 10k instances + 10k configs",
             Some((max_mib(&n.loaded_rss), format!("max {:.0} MiB", max_mib(&n.loaded_rss)))),

@@ -132,7 +132,7 @@ async fn healthy_listed(addr: &str) -> Result<u64> {
 }
 
 /// The instances node `addr` counts, every service.
-async fn instance_count(addr: &str) -> Result<u64> {
+pub async fn instance_count(addr: &str) -> Result<u64> {
     let (status, body) = http::get_once(addr, "/nacos/v1/ns/operator/metrics").await?;
     if status != 200 {
         bail!("HTTP {status} from the naming metrics: {body}");

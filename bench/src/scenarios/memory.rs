@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use anyhow::Result;
 
 use zookeeper_client as zk;
@@ -42,6 +43,36 @@ async fn fill(addrs: &[String], ops: u64, load: Load) -> Result<()> {
     load::run_round(addrs, LOAD_CLIENTS, ops, 0, &load).await.map(|_| ())
 }
 
+/// The service and instance number of registration `op`.
+fn instance(op: u64) -> (String, u64) {
+    (format!("bench.mem.{}", op % MEMORY_SERVICES), op)
+}
+
+/// Deregisters the instances [`load_and_measure`] registered (Nacre, r-nacos; nothing for the
+/// others). A persistent instance is health-checked by its registry's leader every couple of
+/// seconds with a TCP connect; 10k of them left behind would load every later scenario with
+/// thousands of connects a second that the etcd and ZooKeeper rows never pay. The configs
+/// stay: they cost no work while nobody reads them.
+pub async fn remove_instances(cluster: &Cluster) -> Result<()> {
+    if !matches!(cluster.system, System::Nacre | System::RNacos) {
+        return Ok(());
+    }
+    let deregister = Load::Http(Arc::new(|addr, op| {
+        let (service, n) = instance(op);
+        let mut pairs = nacre_register(&service, n, false, op);
+        pairs.retain(|(k, _)| k != "metadata");
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        http::delete(addr, &format!("/nacos/v1/ns/instance?{}", http::form(&pairs)))
+    }));
+    fill(&cluster.addrs(), MEMORY_INSTANCES, deregister).await?;
+    if cluster.system == System::Nacre {
+        let leader = &cluster.addrs()[cluster.nacre_leader().await.context("a Nacre leader")?];
+        let left = super::expiry::instance_count(leader).await?;
+        anyhow::ensure!(left == 0, "{left} instances left after deregistering the memory scenario's");
+    }
+    Ok(())
+}
+
 pub async fn load_and_measure(cluster: &Cluster) -> Result<Memory> {
     let idle_rss = cluster.rss()?;
     let addrs = cluster.addrs();
@@ -49,8 +80,8 @@ pub async fn load_and_measure(cluster: &Cluster) -> Result<Memory> {
     match cluster.system {
         System::Nacre | System::RNacos => {
             let reg = Load::Http(Arc::new(|addr, op| {
-                let service = format!("bench.mem.{}", op % MEMORY_SERVICES);
-                let pairs = nacre_register(&service, op, false, op);
+                let (service, n) = instance(op);
+                let pairs = nacre_register(&service, n, false, op);
                 let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 http::post_form(addr, "/nacos/v1/ns/instance", &pairs)
             }));
