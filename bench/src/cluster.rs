@@ -11,6 +11,8 @@ use std::process::Child;
 use std::process::Command;
 use std::process::Stdio;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU16;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -121,8 +123,36 @@ pub fn rss_bytes(pid: u32) -> Result<u64> {
     Ok(kib * 1024)
 }
 
+/// The lowest port the bench gives a node. Its ports come from below the kernel's ephemeral
+/// range (`ip_local_port_range`), from which every outgoing connection takes its local port:
+/// a port found free by binding port 0 lies in that range, and a running node's outgoing
+/// connection took one before the node it was meant for bound it ("Address already in use"
+/// at start, once in an `all` run).
+const FIRST_NODE_PORT: u16 = 10_000;
+/// The port the next search starts from (advanced past each port handed out, so that no port
+/// is given twice before it is bound).
+static NEXT_NODE_PORT: AtomicU16 = AtomicU16::new(FIRST_NODE_PORT);
+
+/// The first port of the kernel's ephemeral range (Linux's default when it cannot be read).
+fn ephemeral_range_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// A port free on 127.0.0.1 right now, below the ephemeral range.
 fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let end = ephemeral_range_start();
+    anyhow::ensure!(end > FIRST_NODE_PORT, "the ephemeral port range starts at {end}, below the bench's ports");
+    for _ in FIRST_NODE_PORT..end {
+        let taken = NEXT_NODE_PORT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST_NODE_PORT + taken.wrapping_sub(FIRST_NODE_PORT) % (end - FIRST_NODE_PORT);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port between {FIRST_NODE_PORT} and {end}")
 }
 
 /// Polls `check` until it is true or `timeout` passes.
