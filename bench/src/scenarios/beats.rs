@@ -133,17 +133,21 @@ struct Shared {
     window: watch::Receiver<Option<(Instant, Instant)>>,
 }
 
-/// Sends `i`'s beat; on 20404 sends it again with the description. Errors on anything else.
+/// Sends `i`'s beat; on 20404 sends it again with the description (once). Errors on anything else.
 async fn send_beat(conn: &mut http::Conn, i: u64, with_description: bool, shared: &Shared) -> Result<()> {
-    let body = http::expect_ok(conn, beat(conn.addr().to_string().as_str(), i, with_description)).await?;
-    let reply: serde_json::Value = serde_json::from_slice(&body).context("a beat reply")?;
-    match reply["code"].as_u64() {
-        Some(10200) => Ok(()),
-        Some(20404) if !with_description => {
-            shared.reregistered.fetch_add(1, Ordering::Relaxed);
-            Box::pin(send_beat(conn, i, true, shared)).await
+    let mut with_description = with_description;
+    loop {
+        let addr = conn.addr().to_string();
+        let body = http::expect_ok(conn, beat(&addr, i, with_description)).await?;
+        let reply: serde_json::Value = serde_json::from_slice(&body).context("a beat reply")?;
+        match reply["code"].as_u64() {
+            Some(10200) => return Ok(()),
+            Some(20404) if !with_description => {
+                shared.reregistered.fetch_add(1, Ordering::Relaxed);
+                with_description = true;
+            }
+            _ => bail!("beat of instance {i} answered {reply}"),
         }
-        _ => bail!("beat of instance {i} answered {reply}"),
     }
 }
 
