@@ -5,8 +5,8 @@
 //! users (tests, the bench, the admin commands) allocate from.
 
 /// Returns to the OS the free memory the allocator keeps after a burst of large, short-lived
-/// allocations. Building or installing a snapshot encodes a full copy of the state, so it
-/// briefly needs about three times the state's memory; glibc keeps what is freed in its
+/// allocations. Building or installing a snapshot encodes the whole state into one buffer,
+/// so it briefly needs about twice the state's memory; glibc keeps what is freed in its
 /// arenas for reuse, and without this a node's resident memory would stay at the peak of its
 /// last snapshot. Blocking (it walks every arena): call it off the async workers.
 pub fn release_freed() {

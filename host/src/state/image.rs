@@ -1,7 +1,8 @@
 //! The snapshot form of a [`Machine`](super::Machine): its pairs, in key order.
 //!
-//! Written straight from the live map ([`ImageRef`]), so a snapshot needs no copy of the
-//! state, and read back into an owned [`MachineImage`]. Keys and values are byte strings:
+//! Written straight from a map ([`ImageRef`]): a snapshot borrows an O(1) copy of the live
+//! map (`Kv` shares its nodes), so nothing is copied pair by pair before it is encoded. Read
+//! back into an owned [`MachineImage`]. Keys and values are byte strings:
 //! postcard writes `serde_bytes` and a sequence of `u8` alike (a varint length, then the
 //! bytes), so snapshots written when the pairs were plain `Vec<u8>` sequences read the same,
 //! while the bytes are copied at once instead of through one serializer call per byte.

@@ -2,9 +2,16 @@
 //!
 //! Every piece of replicated state (guest keyspaces, installed modules, bindings, the entry
 //! clock) lives in one ordered map, so one digest covers all of it and one snapshot carries it.
+//!
+//! The map is a persistent B+tree (`imbl::OrdMap`): a clone is O(1) and shares every node
+//! until one of the two copies writes to it. A snapshot takes such a clone under the replica's
+//! read lock and encodes it after letting go, so applies never wait for a large state to be
+//! encoded. Measured before this: a 12 MB state snapshotted every 5,000 entries held the lock
+//! 15-30 ms each time and cost persistent registrations about a fifth of their throughput.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
+
+use imbl::OrdMap;
 
 use sha2::Digest as _;
 use sha2::Sha256;
@@ -15,10 +22,10 @@ use crate::runtime::KvRead;
 ///
 /// The digest is the XOR of sha256(len(key) ‖ key ‖ value) over all pairs: O(1) per write,
 /// and equal on two replicas exactly when (up to hash collisions) their maps are equal,
-/// whatever order the writes came in.
+/// whatever order the writes came in. `clone` is O(1) (see the module's comment).
 #[derive(Debug, Clone, Default)]
 pub struct Kv {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    map: OrdMap<Vec<u8>, Vec<u8>>,
     digest: [u8; 32],
     /// Sum of key and value lengths, kept so a snapshot can size its buffer once.
     payload_bytes: usize,
@@ -77,13 +84,13 @@ impl Kv {
     /// Pairs whose key starts with `prefix`, in key order.
     pub fn prefixed<'a>(&'a self, prefix: &'a [u8]) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> + 'a {
         self.map
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .range::<_, [u8]>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(prefix))
     }
 
     /// The first key at or after `from`, if any.
     pub fn first_key_from(&self, from: &[u8]) -> Option<&Vec<u8>> {
-        self.map.range::<[u8], _>((Bound::Included(from), Bound::Unbounded)).next().map(|(k, _)| k)
+        self.map.range::<_, [u8]>((Bound::Included(from), Bound::Unbounded)).next().map(|(k, _)| k)
     }
 
     /// A read view of the keys under `prefix`, with the prefix stripped.
@@ -118,7 +125,7 @@ impl KvRead for Scoped<'_> {
         let strip = self.prefix.len();
         self.kv
             .map
-            .range::<Vec<u8>, _>((Bound::Included(&lower), Bound::Unbounded))
+            .range::<_, Vec<u8>>((Bound::Included(&lower), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(&self.prefix) && upper.as_ref().is_none_or(|u| *k < u))
             .take(limit)
             .map(|(k, v)| (k[strip..].to_vec(), v.clone()))
@@ -160,6 +167,27 @@ mod tests {
         b.delete(b"x");
         b.delete(b"y");
         assert_eq!(b.digest_hex(), Kv::default().digest_hex());
+    }
+
+    /// What a snapshot relies on: a copy taken under the lock keeps the state of that moment,
+    /// pairs and digest, whatever the live map is given afterwards.
+    #[test]
+    fn a_copy_keeps_its_state_while_the_original_moves_on() {
+        let mut live = Kv::from_pairs((0..2_000u32).map(|i| (i.to_be_bytes().to_vec(), vec![1; 64])));
+        let (digest, pairs) = (live.digest_hex(), live.payload_bytes());
+        let copy = live.clone();
+        for i in (0..2_000u32).step_by(3) {
+            live.put(i.to_be_bytes().to_vec(), vec![2; 64]);
+        }
+        live.delete(&7u32.to_be_bytes());
+        live.put(b"new".to_vec(), b"pair".to_vec());
+        assert_eq!((copy.digest_hex(), copy.payload_bytes(), copy.len()), (digest.clone(), pairs, 2_000));
+        assert!(copy.iter().all(|(_, value)| value == &vec![1; 64]));
+        assert_eq!(copy.get(&7u32.to_be_bytes()), Some(&vec![1; 64]));
+        assert_eq!(copy.get(b"new"), None);
+        assert_ne!(live.digest_hex(), digest);
+        // The copy rebuilt pair by pair has the digest it carries.
+        assert_eq!(Kv::from_pairs(copy.iter().map(|(k, v)| (k.clone(), v.clone()))).digest_hex(), digest);
     }
 
     #[test]
