@@ -29,6 +29,10 @@ pub const CLUSTER_SIZE: usize = 3;
 /// Longest wait for a cluster to become ready after a start.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for `apt-get install`.
+/// A cluster is quiet when its three nodes together use less than this share of one core.
+pub const QUIET_CORE_SHARE: f64 = 0.10;
+/// What a quiet reading is taken over.
+pub const QUIET_SAMPLE: Duration = Duration::from_secs(2);
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 pub const ETCD_BIN: &str = "/usr/bin/etcd";
@@ -448,6 +452,26 @@ impl Cluster {
     /// CPU time used so far by every running node together, in µs.
     pub fn cpu_us(&self) -> Result<u64> {
         self.nodes.iter().filter_map(Node::pid).map(cpu_us).sum()
+    }
+
+    /// Wait, at most `limit`, until the nodes together use under [`QUIET_CORE_SHARE`] of a
+    /// core over [`QUIET_SAMPLE`]: how long that took, or `None` if they were still busy at
+    /// the limit. Work a system still does in the background after a load (r-nacos took
+    /// minutes to work off the memory scenario's 30k writes, using 1.2 of the 2 cores) would
+    /// otherwise be measured against every system's next rounds.
+    pub async fn wait_quiet(&self, limit: Duration) -> Result<Option<Duration>> {
+        let started = Instant::now();
+        loop {
+            let before = self.cpu_us()?;
+            tokio::time::sleep(QUIET_SAMPLE).await;
+            let used_us = self.cpu_us()?.saturating_sub(before) as f64;
+            if used_us < QUIET_SAMPLE.as_micros() as f64 * QUIET_CORE_SHARE {
+                return Ok(Some(started.elapsed()));
+            }
+            if started.elapsed() >= limit {
+                return Ok(None);
+            }
+        }
     }
 
     /// Resident set sizes of the running nodes, in bytes.

@@ -180,6 +180,9 @@ pub async fn run(
             |v| v * MIB <= 64e6,
         ));
     }
+    if want.throughput || want.notify {
+        settle(report, &nacre, &peers).await?;
+    }
     if want.throughput {
         eprintln!("== throughput");
         report.rows = throughput::run(settings, &nacre, &peers).await?;
@@ -198,6 +201,40 @@ pub async fn run(
         restart_metrics(report, &r);
         report.restart = Some(r);
     }
+    Ok(())
+}
+
+/// Longest wait for every cluster to go quiet before the measured rows.
+pub const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(240);
+
+/// Wait for every cluster to finish its background work (a load's aftermath) before rows
+/// that measure one system at a time, and report how long each took, or that it did not.
+async fn settle(report: &mut Report, nacre: &Cluster, peers: &[Cluster]) -> Result<()> {
+    let quiet = |took: Option<std::time::Duration>| match took {
+        Some(took) => format!("{:.0} s", took.as_secs_f64()),
+        None => format!("still busy after {:.0} s", SETTLE_LIMIT.as_secs_f64()),
+    };
+    let nacre_took = nacre.wait_quiet(SETTLE_LIMIT).await?;
+    let mut values = Vec::new();
+    for peer in peers {
+        let took = peer.wait_quiet(SETTLE_LIMIT).await?;
+        values.push(PeerValue { peer: peer.system.name().into(), value: quiet(took), ratio: None });
+    }
+    eprintln!(
+        "settled: Nacre {}; {}",
+        quiet(nacre_took),
+        values.iter().map(|v| format!("{} {}", v.peer, v.value)).collect::<Vec<_>>().join(", ")
+    );
+    report.metrics.push(Metric {
+        name: "quiet before the measured rows (waited for)".into(),
+        nacre: quiet(nacre_took),
+        peers: values,
+        note: format!(
+            "each cluster's nodes under {:.0}% of a core over {:.0} s",
+            crate::cluster::QUIET_CORE_SHARE * 100.0,
+            crate::cluster::QUIET_SAMPLE.as_secs_f64()
+        ),
+    });
     Ok(())
 }
 

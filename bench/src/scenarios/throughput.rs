@@ -532,6 +532,22 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
                 sides.push((cluster, op, load.clone(), addrs_for(cluster, load)));
             }
         }
+        // The rows before may have left a system working in the background: not into these.
+        for (cluster, ..) in &sides {
+            match cluster.wait_quiet(crate::run::SETTLE_LIMIT).await? {
+                // Quiet at the first reading is the usual case: said only when it was not.
+                Some(took) if took > crate::cluster::QUIET_SAMPLE * 3 / 2 => {
+                    eprintln!("{}: {} went quiet after {took:?}", pair.name, cluster.system.name())
+                }
+                Some(_) => {}
+                None => eprintln!(
+                    "{}: {} still busy after {:?}",
+                    pair.name,
+                    cluster.system.name(),
+                    crate::run::SETTLE_LIMIT
+                ),
+            }
+        }
         for &c in &settings.concurrency {
             let ops = settings.ops(pair.write, c);
             let mut rounds: Vec<Vec<Summary>> = vec![Vec::new(); sides.len()];
