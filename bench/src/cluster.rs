@@ -33,6 +33,8 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const QUIET_CORE_SHARE: f64 = 0.10;
 /// What a quiet reading is taken over.
 pub const QUIET_SAMPLE: Duration = Duration::from_secs(2);
+/// What the reading before each measured round is taken over (shorter: there are hundreds).
+pub const ROUND_QUIET_SAMPLE: Duration = Duration::from_millis(500);
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 pub const ETCD_BIN: &str = "/usr/bin/etcd";
@@ -452,6 +454,28 @@ impl Cluster {
     /// CPU time used so far by every running node together, in µs.
     pub fn cpu_us(&self) -> Result<u64> {
         self.nodes.iter().filter_map(Node::pid).map(cpu_us).sum()
+    }
+
+    /// Wait, at most `limit`, until every cluster in `others` is quiet at once (each one's
+    /// nodes under [`QUIET_CORE_SHARE`] of a core over [`ROUND_QUIET_SAMPLE`]): what one
+    /// system's round waits for, so that it is not measured against another's background work.
+    /// How long it waited, and the clusters still busy at the limit.
+    pub async fn wait_others_quiet(others: &[&Cluster], limit: Duration) -> Result<(Duration, Vec<System>)> {
+        let started = Instant::now();
+        loop {
+            let before: Vec<u64> = others.iter().map(|c| c.cpu_us()).collect::<Result<_>>()?;
+            tokio::time::sleep(ROUND_QUIET_SAMPLE).await;
+            let mut busy = Vec::new();
+            for (cluster, before) in others.iter().zip(before) {
+                let used_us = cluster.cpu_us()?.saturating_sub(before) as f64;
+                if used_us >= ROUND_QUIET_SAMPLE.as_micros() as f64 * QUIET_CORE_SHARE {
+                    busy.push(cluster.system);
+                }
+            }
+            if busy.is_empty() || started.elapsed() >= limit {
+                return Ok((started.elapsed(), busy));
+            }
+        }
     }
 
     /// Wait, at most `limit`, until the nodes together use under [`QUIET_CORE_SHARE`] of a

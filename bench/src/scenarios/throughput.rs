@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context;
 use anyhow::Result;
@@ -31,6 +32,8 @@ use crate::zookeeper;
 
 /// Every value written (config content, etcd value, instance metadata) is this long.
 pub const VALUE_BYTES: usize = 256;
+/// Longest wait, before a round, for the other systems to go quiet.
+const ROUND_SETTLE_LIMIT: Duration = Duration::from_secs(60);
 /// Services the persistent registrations are spread over.
 const PERSISTENT_SERVICES: u64 = 100;
 /// Persistent registrations cycle over this many instances, re-registered with new metadata
@@ -551,11 +554,28 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
         for &c in &settings.concurrency {
             let ops = settings.ops(pair.write, c);
             let mut rounds: Vec<Vec<Summary>> = vec![Vec::new(); sides.len()];
+            let mut waited = Duration::ZERO;
             for round in 0..=settings.rounds {
                 // Rotate who goes first, so that no system always runs on the warmer machine.
                 for k in 0..sides.len() {
                     let i = (k + round) % sides.len();
                     let (cluster, _, load, addrs) = &sides[i];
+                    // A system may go on working after its own round (r-nacos did for tens of
+                    // seconds after its write rounds, on 1.2 of the 2 cores): the next
+                    // system's round starts when the others are quiet.
+                    let others: Vec<&Cluster> =
+                        sides.iter().filter(|side| side.0.system != cluster.system).map(|side| side.0).collect();
+                    let (took, busy) = Cluster::wait_others_quiet(&others, ROUND_SETTLE_LIMIT).await?;
+                    waited += took.saturating_sub(crate::cluster::ROUND_QUIET_SAMPLE);
+                    if !busy.is_empty() {
+                        let busy: Vec<&str> = busy.iter().map(|s| s.name()).collect();
+                        eprintln!(
+                            "{} c={c}: {} still busy before {}'s round",
+                            pair.name,
+                            busy.join(", "),
+                            cluster.system.name()
+                        );
+                    }
                     let base = op_counter.fetch_add(ops, Ordering::Relaxed);
                     let cpu_before = cluster.cpu_us()?;
                     let mut summary = load::run_round(addrs, c, ops, base, load).await?;
@@ -573,7 +593,13 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
                 .zip(&rounds[1..])
                 .map(|((cluster, op, _, _), r)| (cluster.system.name().to_string(), op.to_string(), median(r)))
                 .collect();
-            let row = Row::throughput(pair.name, c, median(&rounds[0]), peer_runs, pair.note);
+            let mut row = Row::throughput(pair.name, c, median(&rounds[0]), peer_runs, pair.note);
+            if waited >= Duration::from_secs(1) {
+                row.note.push_str(&format!(
+                    "; rounds waited {:.0} s in all for the other systems to go quiet",
+                    waited.as_secs_f64()
+                ));
+            }
             eprintln!("{}", row.progress_line());
             rows.push(row);
         }
