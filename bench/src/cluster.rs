@@ -28,13 +28,13 @@ use crate::zookeeper;
 pub const CLUSTER_SIZE: usize = 3;
 /// Longest wait for a cluster to become ready after a start.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest wait for `apt-get install`.
 /// A cluster is quiet when its three nodes together use less than this share of one core.
 pub const QUIET_CORE_SHARE: f64 = 0.10;
 /// What a quiet reading is taken over.
 pub const QUIET_SAMPLE: Duration = Duration::from_secs(2);
 /// What the reading before each measured round is taken over (shorter: there are hundreds).
 pub const ROUND_QUIET_SAMPLE: Duration = Duration::from_millis(500);
+/// Longest wait for `apt-get install`.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 pub const ETCD_BIN: &str = "/usr/bin/etcd";
@@ -456,44 +456,30 @@ impl Cluster {
         self.nodes.iter().filter_map(Node::pid).map(cpu_us).sum()
     }
 
-    /// Wait, at most `limit`, until every cluster in `others` is quiet at once (each one's
-    /// nodes under [`QUIET_CORE_SHARE`] of a core over [`ROUND_QUIET_SAMPLE`]): what one
-    /// system's round waits for, so that it is not measured against another's background work.
-    /// How long it waited, and the clusters still busy at the limit.
-    pub async fn wait_others_quiet(others: &[&Cluster], limit: Duration) -> Result<(Duration, Vec<System>)> {
+    /// Wait, at most `limit`, until every cluster in `clusters` is quiet at once: each one's
+    /// nodes under [`QUIET_CORE_SHARE`] of a core over one `sample`. Work a system still does
+    /// in the background after a load (r-nacos worked off the memory scenario's 30k writes
+    /// for minutes, and went on after its own write rounds, on 1.2 of the 2 cores) would
+    /// otherwise be measured against the next rounds of every system. Returns how long it
+    /// waited and the clusters still busy at the limit.
+    pub async fn wait_quiet(
+        clusters: &[&Cluster],
+        sample: Duration,
+        limit: Duration,
+    ) -> Result<(Duration, Vec<System>)> {
         let started = Instant::now();
         loop {
-            let before: Vec<u64> = others.iter().map(|c| c.cpu_us()).collect::<Result<_>>()?;
-            tokio::time::sleep(ROUND_QUIET_SAMPLE).await;
+            let before: Vec<u64> = clusters.iter().map(|c| c.cpu_us()).collect::<Result<_>>()?;
+            tokio::time::sleep(sample).await;
             let mut busy = Vec::new();
-            for (cluster, before) in others.iter().zip(before) {
+            for (cluster, before) in clusters.iter().zip(before) {
                 let used_us = cluster.cpu_us()?.saturating_sub(before) as f64;
-                if used_us >= ROUND_QUIET_SAMPLE.as_micros() as f64 * QUIET_CORE_SHARE {
+                if used_us >= sample.as_micros() as f64 * QUIET_CORE_SHARE {
                     busy.push(cluster.system);
                 }
             }
             if busy.is_empty() || started.elapsed() >= limit {
                 return Ok((started.elapsed(), busy));
-            }
-        }
-    }
-
-    /// Wait, at most `limit`, until the nodes together use under [`QUIET_CORE_SHARE`] of a
-    /// core over [`QUIET_SAMPLE`]: how long that took, or `None` if they were still busy at
-    /// the limit. Work a system still does in the background after a load (r-nacos took
-    /// minutes to work off the memory scenario's 30k writes, using 1.2 of the 2 cores) would
-    /// otherwise be measured against every system's next rounds.
-    pub async fn wait_quiet(&self, limit: Duration) -> Result<Option<Duration>> {
-        let started = Instant::now();
-        loop {
-            let before = self.cpu_us()?;
-            tokio::time::sleep(QUIET_SAMPLE).await;
-            let used_us = self.cpu_us()?.saturating_sub(before) as f64;
-            if used_us < QUIET_SAMPLE.as_micros() as f64 * QUIET_CORE_SHARE {
-                return Ok(Some(started.elapsed()));
-            }
-            if started.elapsed() >= limit {
-                return Ok(None);
             }
         }
     }

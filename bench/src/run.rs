@@ -210,29 +210,32 @@ pub const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(240
 /// Wait for every cluster to finish its background work (a load's aftermath) before rows
 /// that measure one system at a time, and report how long each took, or that it did not.
 async fn settle(report: &mut Report, nacre: &Cluster, peers: &[Cluster]) -> Result<()> {
-    let quiet = |took: Option<std::time::Duration>| match took {
-        Some(took) => format!("{:.0} s", took.as_secs_f64()),
-        None => format!("still busy after {:.0} s", SETTLE_LIMIT.as_secs_f64()),
+    let sample = crate::cluster::QUIET_SAMPLE;
+    let quiet = async |cluster: &Cluster| -> Result<String> {
+        let (took, busy) = Cluster::wait_quiet(&[cluster], sample, SETTLE_LIMIT).await?;
+        Ok(if busy.is_empty() {
+            format!("{:.0} s", took.as_secs_f64())
+        } else {
+            format!("still busy after {:.0} s", took.as_secs_f64())
+        })
     };
-    let nacre_took = nacre.wait_quiet(SETTLE_LIMIT).await?;
+    let nacre_took = quiet(nacre).await?;
     let mut values = Vec::new();
     for peer in peers {
-        let took = peer.wait_quiet(SETTLE_LIMIT).await?;
-        values.push(PeerValue { peer: peer.system.name().into(), value: quiet(took), ratio: None });
+        values.push(PeerValue { peer: peer.system.name().into(), value: quiet(peer).await?, ratio: None });
     }
     eprintln!(
-        "settled: Nacre {}; {}",
-        quiet(nacre_took),
+        "settled: Nacre {nacre_took}; {}",
         values.iter().map(|v| format!("{} {}", v.peer, v.value)).collect::<Vec<_>>().join(", ")
     );
     report.metrics.push(Metric {
         name: "quiet before the measured rows (waited for)".into(),
-        nacre: quiet(nacre_took),
+        nacre: nacre_took,
         peers: values,
         note: format!(
             "each cluster's nodes under {:.0}% of a core over {:.0} s",
             crate::cluster::QUIET_CORE_SHARE * 100.0,
-            crate::cluster::QUIET_SAMPLE.as_secs_f64()
+            sample.as_secs_f64()
         ),
     });
     Ok(())

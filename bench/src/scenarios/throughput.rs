@@ -536,20 +536,13 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
             }
         }
         // The rows before may have left a system working in the background: not into these.
-        for (cluster, ..) in &sides {
-            match cluster.wait_quiet(crate::run::SETTLE_LIMIT).await? {
-                // Quiet at the first reading is the usual case: said only when it was not.
-                Some(took) if took > crate::cluster::QUIET_SAMPLE * 3 / 2 => {
-                    eprintln!("{}: {} went quiet after {took:?}", pair.name, cluster.system.name())
-                }
-                Some(_) => {}
-                None => eprintln!(
-                    "{}: {} still busy after {:?}",
-                    pair.name,
-                    cluster.system.name(),
-                    crate::run::SETTLE_LIMIT
-                ),
-            }
+        let clusters: Vec<&Cluster> = sides.iter().map(|side| side.0).collect();
+        let (took, busy) =
+            Cluster::wait_quiet(&clusters, crate::cluster::QUIET_SAMPLE, crate::run::SETTLE_LIMIT).await?;
+        // Quiet at the first reading is the usual case: said only when it was not.
+        if took > crate::cluster::QUIET_SAMPLE * 3 / 2 {
+            let busy: Vec<&str> = busy.iter().map(|s| s.name()).collect();
+            eprintln!("{}: waited {took:?} for quiet; still busy: [{}]", pair.name, busy.join(", "));
         }
         for &c in &settings.concurrency {
             let ops = settings.ops(pair.write, c);
@@ -565,7 +558,8 @@ pub async fn run(settings: &Settings, nacre: &Cluster, peers: &[Cluster]) -> Res
                     // system's round starts when the others are quiet.
                     let others: Vec<&Cluster> =
                         sides.iter().filter(|side| side.0.system != cluster.system).map(|side| side.0).collect();
-                    let (took, busy) = Cluster::wait_others_quiet(&others, ROUND_SETTLE_LIMIT).await?;
+                    let (took, busy) =
+                        Cluster::wait_quiet(&others, crate::cluster::ROUND_QUIET_SAMPLE, ROUND_SETTLE_LIMIT).await?;
                     waited += took.saturating_sub(crate::cluster::ROUND_QUIET_SAMPLE);
                     if !busy.is_empty() {
                         let busy: Vec<&str> = busy.iter().map(|s| s.name()).collect();

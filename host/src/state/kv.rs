@@ -6,8 +6,8 @@
 //! The map is a persistent B+tree (`imbl::OrdMap`): a clone is O(1) and shares every node
 //! until one of the two copies writes to it. A snapshot takes such a clone under the replica's
 //! read lock and encodes it after letting go, so applies never wait for a large state to be
-//! encoded. Measured before this: a 12 MB state snapshotted every 5,000 entries held the lock
-//! 15-30 ms each time and cost persistent registrations about a fifth of their throughput.
+//! encoded. Measured before this: encoding a 12 MB state, every 5,000 entries, held the lock
+//! 15-30 ms each time; now the copy holds it a few microseconds.
 
 use std::ops::Bound;
 
