@@ -246,6 +246,45 @@ fn a_node_left_behind_past_a_snapshot_and_purge_catches_up() {
     assert_eq!(read_config(&cluster, lagging, "snap-199").as_deref(), Some("v199"));
 }
 
+/// Between snapshots, nodes write checkpoints (the keys changed since the last one); a whole
+/// cluster killed and started again reads them instead of re-applying the log through the
+/// guests, and comes back with every write, deletions included, and one digest.
+#[test]
+fn a_cluster_killed_between_snapshots_restarts_from_its_checkpoints_with_every_write() {
+    // No snapshot is ever due; a checkpoint every 40 entries.
+    let mut cluster = Cluster::start_with(3, &["--snapshot-every", "1000000", "--checkpoint-every", "40"]);
+    const WRITES: usize = 150;
+    for n in 0..WRITES {
+        let resp = publish(&cluster, n % 3, &format!("kept-{n}"), &format!("v{n}")).unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    for n in (0..WRITES).step_by(10) {
+        let resp = cluster.call(n % 3, "DELETE", &format!("{CONFIGS}?dataId=kept-{n}&group=DEFAULT_GROUP")).unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    let digest = cluster.wait_converged();
+    wait_until("every node writes checkpoints", || {
+        (0..3).all(|i| cluster.node_log(i).matches("wrote checkpoint").count() >= 2)
+    });
+    for i in 0..3 {
+        cluster.kill_node(i);
+    }
+    for i in 0..3 {
+        cluster.start_node(i);
+    }
+    cluster.wait_ready();
+    assert_eq!(cluster.wait_converged(), digest);
+    for i in 0..3 {
+        let log = cluster.node_log(i);
+        assert!(log.contains("restored checkpoints"), "node {i} read its checkpoints:\n{log}");
+        assert!(!log.contains("a checkpoint was not read"), "node {i}:\n{log}");
+    }
+    for n in 0..WRITES {
+        let expected = (n % 10 != 0).then(|| format!("v{n}"));
+        assert_eq!(read_config(&cluster, n % 3, &format!("kept-{n}")), expected, "kept-{n}");
+    }
+}
+
 #[test]
 fn a_single_node_killed_and_restarted_keeps_every_acknowledged_write() {
     let mut cluster = Cluster::start(1);

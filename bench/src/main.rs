@@ -85,6 +85,11 @@ struct Cli {
     /// installed or started. Named here, a peer must run.
     #[arg(long, global = true, value_delimiter = ',')]
     peers: Option<Vec<Peer>>,
+    /// Instances (etcd: keys; ZooKeeper: znodes) the restart's writes cycle over: the size of
+    /// the state beside the log's length. Every write a new instance up to the end of the fill
+    /// with a pool of 1000000 or more.
+    #[arg(long, global = true, default_value_t = scenarios::restart::DEFAULT_POOL)]
+    restart_pool: u64,
     #[command(subcommand)]
     what: What,
 }
@@ -140,6 +145,7 @@ pub struct Settings {
     pub leader_only: bool,
     pub concurrency: Vec<usize>,
     pub restart_load_budget: Duration,
+    pub restart_pool: u64,
     quick: bool,
 }
 
@@ -219,6 +225,7 @@ async fn run(cli: &Cli) -> Result<Report> {
         leader_only: cli.leader_only,
         concurrency: cli.concurrency.clone().unwrap_or_else(|| DEFAULT_CONCURRENCY.to_vec()),
         restart_load_budget: if quick { QUICK_RESTART_LOAD_BUDGET } else { FULL_RESTART_LOAD_BUDGET },
+        restart_pool: cli.restart_pool.max(1),
         quick,
     };
     let want = |w: What| cli.what == What::All || cli.what == w;

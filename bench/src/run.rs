@@ -257,7 +257,10 @@ fn restart_metrics(report: &mut Report, r: &restart::Restart) {
         })
         .collect();
     report.metrics.push(Metric {
-        name: format!("whole-cluster restart (SIGKILL) → all serving, {} writes each", r.writes_each),
+        name: format!(
+            "whole-cluster restart (SIGKILL) → all serving, {} writes each cycling over {}",
+            r.writes_each, r.pool
+        ),
         nacre: ms(r.nacre_cluster_ready_ms),
         peers,
         note: format!(
@@ -271,7 +274,12 @@ fn restart_metrics(report: &mut Report, r: &restart::Restart) {
         name: "Nacre follower restart → ready / caught up".into(),
         nacre: format!("{:.0} / {:.0} ms", r.nacre_follower_ready_ms, r.nacre_follower_caught_up_ms),
         peers: Vec::new(),
-        note: format!("data dir {:.0} MiB", r.nacre_data_dir_bytes as f64 / MIB),
+        note: format!(
+            "data dir {:.0} MiB, {} keys, {} log entries past the snapshot",
+            r.nacre_data_dir_bytes as f64 / MIB,
+            r.nacre_keys,
+            r.nacre_log_past_snapshot
+        ),
     });
     let at = if r.nacre_applied_index >= restart::TARGET_ENTRIES {
         "1 M".to_string()

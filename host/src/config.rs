@@ -91,6 +91,9 @@ pub struct NodeConfig {
     /// Entries kept behind a snapshot: a briefly lagging follower catches up from the log,
     /// and a purge never races the apply of entries just behind the snapshot (openraft #2116).
     pub log_kept_behind_snapshot: u64,
+    /// Write a checkpoint after this many entries since the last snapshot or checkpoint, when
+    /// no snapshot is due (`raft::checkpoint`); 0: never.
+    pub checkpoint_every_entries: u64,
     /// Peer address → the address to dial instead (a proxy on that link, for fault tests).
     pub peer_routes: BTreeMap<String, String>,
     pub self_preservation: SelfPreservation,
@@ -151,6 +154,11 @@ pub const DEFAULT_SNAPSHOT_EVERY_ENTRIES: u64 = 5_000;
 /// Entries kept behind a snapshot, so that a follower a little behind catches up from the log
 /// instead of receiving the whole snapshot.
 pub const DEFAULT_LOG_KEPT_BEHIND_SNAPSHOT: u64 = 2_000;
+/// Between snapshots of a large state, a checkpoint (the keys written since the last one)
+/// every this many entries: what a restart re-applies through the guests is at most this
+/// much log (`raft::checkpoint`). Equal to the snapshot interval, so a small state, which is
+/// snapshotted at that interval anyway, never takes one.
+pub const DEFAULT_CHECKPOINT_EVERY_ENTRIES: u64 = 5_000;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {

@@ -109,6 +109,10 @@ struct ServeArgs {
     /// Entries kept in the log behind a snapshot.
     #[arg(long, default_value_t = config::DEFAULT_LOG_KEPT_BEHIND_SNAPSHOT)]
     log_kept_behind_snapshot: u64,
+    /// Between snapshots, write the keys changed since the last checkpoint after this many
+    /// entries, so a restart re-applies at most this much log; 0: never.
+    #[arg(long, default_value_t = config::DEFAULT_CHECKPOINT_EVERY_ENTRIES)]
+    checkpoint_every: u64,
     /// Reach the peer at PEER_ADDR through VIA_ADDR (`PEER_ADDR=VIA_ADDR`, repeatable): for
     /// tests that put a fault-injecting proxy on each link.
     #[arg(long = "peer-via", value_name = "PEER_ADDR=VIA_ADDR")]
@@ -345,6 +349,7 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
         restore: args.restore.clone(),
         snapshot_every_entries: args.snapshot_every,
         log_kept_behind_snapshot: args.log_kept_behind_snapshot,
+        checkpoint_every_entries: args.checkpoint_every,
         peer_routes,
         self_preservation: config::SelfPreservation {
             threshold: args.self_preservation_threshold,

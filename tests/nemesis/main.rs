@@ -81,6 +81,8 @@ impl Settings {
 
 /// Entries between snapshots under the nemesis (the default is 5,000, which a run may never reach).
 const NEMESIS_SNAPSHOT_EVERY: &str = "200";
+/// Entries between checkpoints: three between two snapshots, read back by every restart.
+const NEMESIS_CHECKPOINT_EVERY: &str = "50";
 
 #[test]
 fn under_faults_no_acknowledged_write_is_lost_histories_are_linearizable_and_replicas_agree() {
@@ -92,10 +94,20 @@ fn under_faults_no_acknowledged_write_is_lost_histories_are_linearizable_and_rep
         settings.seed,
         settings.duration.as_secs()
     );
-    // Snapshots (and the log purged behind them) are taken every few hundred entries, so that
-    // they are built, sent and installed while nodes are killed, paused and cut off.
-    let mut cluster =
-        Cluster::start_with_links(3, &["--snapshot-every", NEMESIS_SNAPSHOT_EVERY, "--log-kept-behind-snapshot", "20"]);
+    // Snapshots (and the log purged behind them) are taken every few hundred entries, and
+    // checkpoints between them, so that they are built, sent, installed and read back while
+    // nodes are killed, paused and cut off.
+    let mut cluster = Cluster::start_with_links(
+        3,
+        &[
+            "--snapshot-every",
+            NEMESIS_SNAPSHOT_EVERY,
+            "--checkpoint-every",
+            NEMESIS_CHECKPOINT_EVERY,
+            "--log-kept-behind-snapshot",
+            "20",
+        ],
+    );
     let addrs: Vec<String> = (0..3).map(|i| cluster.addr(i).to_string()).collect();
     let epochs = settings.duration.as_secs().div_ceil(KEY_EPOCH.as_secs()).max(1) as usize;
     let keys: Vec<String> = (0..epochs * KEYS).map(|i| format!("nemesis-{}-{}", i / KEYS, i % KEYS)).collect();

@@ -34,9 +34,10 @@ pub const TARGET_ENTRIES: u64 = 1_000_000;
 /// Writes per load round (then the applied index is read back).
 const LOAD_BATCH: u64 = 10_000;
 const LOAD_CLIENTS: usize = 256;
-/// Instances (etcd: keys) the writes cycle over, so the state stays at a realistic size
-/// while the log grows: the restart cost measured is the log's, not a 1 M-record state's.
-const POOL: u64 = 10_000;
+/// Instances (etcd: keys) the writes cycle over by default (`--restart-pool`), so the state
+/// stays at a realistic size while the log grows: the restart cost measured is the log's, not
+/// a 1 M-record state's.
+pub const DEFAULT_POOL: u64 = 10_000;
 /// Services the pool is spread over.
 const SERVICES: u64 = 100;
 /// ZooKeeper's pool of znodes.
@@ -48,6 +49,8 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Restart {
     pub nacre_applied_index: u64,
     pub writes_each: u64,
+    /// Instances (keys) the writes cycled over (`--restart-pool`).
+    pub pool: u64,
     pub load_secs: f64,
     pub nacre_follower_ready_ms: f64,
     pub nacre_follower_caught_up_ms: f64,
@@ -55,6 +58,10 @@ pub struct Restart {
     /// Each peer's whole-cluster restart: (peer, ms).
     pub peers_cluster_ready_ms: Vec<(String, f64)>,
     pub nacre_data_dir_bytes: u64,
+    /// What the restarted follower loads: the replicated keys it holds, and the entries past
+    /// its last snapshot, which it re-applies through the guests before it serves.
+    pub nacre_keys: u64,
+    pub nacre_log_past_snapshot: u64,
     /// Each system's fill writes answered 503 and sent again (`load::RETRIES_ON_503`).
     pub retried_503: Vec<(String, u64)>,
     /// Peers whose fill or restart failed, left out of the comparison: (peer, why).
@@ -78,9 +85,9 @@ async fn applied_index(c: &Cluster, i: usize) -> u64 {
 }
 
 /// Persistent instance registrations over the pool, new metadata each time (Nacre, r-nacos).
-fn nacos_fill() -> Load {
-    Load::Http(Arc::new(|addr, op| {
-        let n = op % POOL;
+fn nacos_fill(pool: u64) -> Load {
+    Load::Http(Arc::new(move |addr, op| {
+        let n = op % pool;
         let pairs = nacre_register(&format!("bench.restart.{}", n % SERVICES), n, false, op);
         let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         http::post_form(addr, "/nacos/v1/ns/instance", &pairs)
@@ -88,28 +95,28 @@ fn nacos_fill() -> Load {
 }
 
 /// The fill of one peer: the same count of writes over the same pool.
-fn peer_fill(system: System) -> Load {
+fn peer_fill(system: System, pool: u64) -> Load {
     match system {
-        System::Nacre | System::RNacos => nacos_fill(),
+        System::Nacre | System::RNacos => nacos_fill(pool),
         System::ZooKeeper => {
             let create = zk_create(|op| format!("{ZK_PARENT}/{op}"), zk::CreateMode::Persistent);
-            let set = zk_set(|op| format!("{ZK_PARENT}/{}", op % POOL));
+            let set = zk_set(move |op| format!("{ZK_PARENT}/{}", op % pool));
             // The first pass over the pool creates its znodes; later writes overwrite them.
-            Load::Zk(Arc::new(move |session, op| if op < POOL { create(session, op) } else { set(session, op) }))
+            Load::Zk(Arc::new(move |session, op| if op < pool { create(session, op) } else { set(session, op) }))
         }
         System::Etcd => {
-            Load::Http(Arc::new(|addr, op| etcd_put(addr, &format!("bench/restart/{}", op % POOL), &value(op))))
+            Load::Http(Arc::new(move |addr, op| etcd_put(addr, &format!("bench/restart/{}", op % pool), &value(op))))
         }
     }
 }
 
 pub async fn run(settings: &Settings, nacre: &mut Cluster, peers: &mut [Cluster]) -> Result<Restart> {
-    let publish = nacos_fill();
+    let publish = nacos_fill(settings.restart_pool);
     for peer in peers.iter().filter(|p| p.system == System::ZooKeeper) {
         let session = zookeeper::connect(&peer.nodes[0].addr).await?;
         session.mkdir(ZK_PARENT, &zookeeper::create_options(zk::CreateMode::Persistent)).await?;
     }
-    let fills: Vec<Load> = peers.iter().map(|p| peer_fill(p.system)).collect();
+    let fills: Vec<Load> = peers.iter().map(|p| peer_fill(p.system, settings.restart_pool)).collect();
     let start = Instant::now();
     let mut written = 0;
     let mut retried_503: Vec<(String, u64)> = std::iter::once(System::Nacre)
@@ -146,6 +153,9 @@ pub async fn run(settings: &Settings, nacre: &mut Cluster, peers: &mut [Cluster]
     let target = applied_index(nacre, leader).await;
     let follower = (leader + 1) % nacre.nodes.len();
     let data_dir_bytes = dir_bytes(&nacre.nodes[follower].data_dir);
+    let state = nacre.nacre_state(follower).await.context("the follower's state before the restart")?;
+    let field = |name: &str| state[name].as_u64().unwrap_or(0);
+    let (keys, log_past_snapshot) = (field("keys"), field("applied_index").saturating_sub(field("snapshot_index")));
 
     nacre.kill_node(follower);
     let t = Instant::now();
@@ -180,12 +190,15 @@ pub async fn run(settings: &Settings, nacre: &mut Cluster, peers: &mut [Cluster]
     Ok(Restart {
         nacre_applied_index: target,
         writes_each: written,
+        pool: settings.restart_pool,
         load_secs,
         nacre_follower_ready_ms: ready.as_secs_f64() * 1e3,
         nacre_follower_caught_up_ms: caught_up.as_secs_f64() * 1e3,
         nacre_cluster_ready_ms: nacre_cluster.as_secs_f64() * 1e3,
         peers_cluster_ready_ms: peers_cluster,
         nacre_data_dir_bytes: data_dir_bytes,
+        nacre_keys: keys,
+        nacre_log_past_snapshot: log_past_snapshot,
         retried_503,
         left_out,
     })

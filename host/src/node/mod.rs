@@ -134,6 +134,7 @@ impl Node {
         let id = config.me.node_id();
         let peer_key = Arc::new(PeerKey::new(&config.cluster_secret, config.me.raft_addr(), now_ms()));
         let peers = PeerClient::new(peer_key.clone(), config.peer_routes.clone());
+        let raft_starting = std::time::Instant::now();
         let raft = Raft::new(
             id,
             Arc::new(raft_config(&config)?),
@@ -143,6 +144,12 @@ impl Node {
         )
         .await
         .context("starting raft")?;
+        // Raft re-applies the committed log past the snapshot before it returns.
+        tracing::info!(
+            applied = replica.read().applied_index(),
+            took_ms = raft_starting.elapsed().as_millis() as u64,
+            "started raft"
+        );
         let raft_bind = format!("{}:{}", config.bind_ip, config.me.raft_port);
         let raft_listener =
             TcpListener::bind(&raft_bind).await.with_context(|| format!("binding the raft port {raft_bind}"))?;
@@ -199,7 +206,17 @@ impl Node {
             }
         }
         tasks.spawn(follow_membership(log.clone(), ap.clone(), tasks.clone()));
-        tasks.spawn(snapshot_policy::run(raft, log_store.clone(), replica.clone(), config.snapshot_every_entries));
+        let checkpoints = snapshot_policy::Checkpoints {
+            dir: config.data_dir.join(SNAPSHOTS_DIR),
+            every_entries: config.checkpoint_every_entries,
+        };
+        tasks.spawn(snapshot_policy::run(
+            raft,
+            log_store.clone(),
+            replica.clone(),
+            config.snapshot_every_entries,
+            checkpoints,
+        ));
         tasks.spawn(bind_builtins_when_leader(log.clone(), guests.clone()));
         tasks.spawn(guests.wake_waiters());
         crate::ap::replicate::spawn(&ap, &tasks, config.join.is_some());

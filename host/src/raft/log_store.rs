@@ -72,6 +72,9 @@ pub struct LogStore {
     /// Encoded bytes of every entry appended since this store was opened (the snapshot
     /// policy compares the log's growth with the state's size).
     appended_bytes: Arc<AtomicU64>,
+    /// The last index this log holds durably (fsynced, and not truncated since): a checkpoint
+    /// is written only at or below it (`raft::checkpoint`).
+    durable_through: Arc<AtomicU64>,
 }
 
 /// The unpurged log and the Raft metadata, mirrored in memory for reads.
@@ -107,14 +110,25 @@ enum WriteOp {
 impl LogStore {
     /// Open (or create) the log in `dir` and start its writer thread.
     pub fn open(dir: &Path) -> io::Result<LogStore> {
+        let started = std::time::Instant::now();
         let db = Database::create(dir.join("raft-log.redb")).map_err(io::Error::other)?;
         let tail = load_tail(&db)?;
+        tracing::info!(
+            entries = tail.entries.len(),
+            committed = tail.committed.as_ref().map_or(0, |id| id.index),
+            took_ms = started.elapsed().as_millis() as u64,
+            "opened the raft log"
+        );
         let (writer, ops) = mpsc::channel();
         let failpoint = (std::env::var(FAILPOINTS_ENV).as_deref() == Ok("1")).then(|| dir.join(FSYNC_DELAY_FILE));
+        let last_index = tail.entries.keys().next_back().copied();
+        let durable_through =
+            Arc::new(AtomicU64::new(last_index.or(tail.last_purged.as_ref().map(|id| id.index)).unwrap_or(0)));
+        let durable = durable_through.clone();
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || run_writer(db, ops, failpoint.as_deref()))?;
-        Ok(LogStore { tail: Arc::new(Mutex::new(tail)), writer, appended_bytes: Arc::default() })
+            .spawn(move || run_writer(db, ops, failpoint.as_deref(), &durable))?;
+        Ok(LogStore { tail: Arc::new(Mutex::new(tail)), writer, appended_bytes: Arc::default(), durable_through })
     }
 
     /// Wait until everything queued so far is durable, the committed index included (a batch
@@ -123,6 +137,11 @@ impl LogStore {
         let (done, flushed) = tokio::sync::oneshot::channel();
         self.submit(WriteOp::Flush { done })?;
         flushed.await.map_err(|_| io::Error::other("raft log writer dropped a flush"))?
+    }
+
+    /// The last index held durably (see the field).
+    pub fn durable_through(&self) -> u64 {
+        self.durable_through.load(Ordering::Acquire)
     }
 
     /// Encoded bytes of the entries appended since the store was opened.
@@ -165,7 +184,7 @@ fn load_tail(db: &Database) -> io::Result<Tail> {
     Ok(tail)
 }
 
-fn run_writer(db: Database, ops: mpsc::Receiver<WriteOp>, fsync_delay_file: Option<&Path>) {
+fn run_writer(db: Database, ops: mpsc::Receiver<WriteOp>, fsync_delay_file: Option<&Path>, durable: &AtomicU64) {
     while let Ok(first) = ops.recv() {
         let batch: Vec<WriteOp> =
             std::iter::once(first).chain(ops.try_iter().take(MAX_OPS_PER_TRANSACTION - 1)).collect();
@@ -175,6 +194,9 @@ fn run_writer(db: Database, ops: mpsc::Receiver<WriteOp>, fsync_delay_file: Opti
             injected_delay(file);
         }
         let result = write_batch(&db, &batch);
+        if result.is_ok() {
+            durable.store(durable_after(durable.load(Ordering::Acquire), &batch), Ordering::Release);
+        }
         for op in batch {
             let outcome = result.as_ref().map(|_| ()).map_err(|e| io::Error::other(e.to_string()));
             match op {
@@ -206,6 +228,21 @@ fn injected_delay(file: &Path) {
 /// batch that only advances the committed index: that index is a hint (after a restart a lower
 /// one only means re-applying a little more), so it skips the fsync and becomes durable with
 /// the next transaction that has one. Without this, every entry would cost two fsyncs.
+/// The last durable index once `batch` is committed, in the order its operations ran. A
+/// batch of committed-index updates alone is not fsynced, but it appends nothing either.
+fn durable_after(mut durable: u64, batch: &[WriteOp]) -> u64 {
+    for op in batch {
+        match op {
+            WriteOp::Append { entries, .. } => {
+                durable = entries.last().map_or(durable, |(index, _)| durable.max(*index));
+            }
+            WriteOp::TruncateFrom(first) => durable = durable.min(first.saturating_sub(1)),
+            _ => {}
+        }
+    }
+    durable
+}
+
 fn write_batch(db: &Database, batch: &[WriteOp]) -> io::Result<()> {
     let mut txn = db.begin_write().map_err(io::Error::other)?;
     if batch.iter().all(|op| matches!(op, WriteOp::SaveCommitted(_))) {

@@ -15,6 +15,7 @@
 //! command.
 
 pub mod backup;
+pub mod checkpoint;
 pub mod counters;
 pub mod dry_run;
 pub mod log;

@@ -9,13 +9,19 @@
 //! to the state's size bounds the snapshot work per byte written (as etcd's and ZooKeeper's
 //! large entry counts do, and as the Raft thesis suggests) while small states keep the short
 //! interval, its short replay and its small in-memory log.
+//!
+//! Between two snapshots of a large state, the same task writes checkpoints (the keys written
+//! since the last one, `raft::checkpoint`) every `--checkpoint-every` entries, so that a
+//! restart re-applies at most that much log instead of a quarter of the state's size.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver as _;
 
 use super::Raft;
+use super::checkpoint;
 use super::log_store::LogStore;
 use super::state_machine::Shared;
 
@@ -38,11 +44,25 @@ pub fn due(entries_since: u64, log_bytes_since: u64, state_bytes: u64, every_ent
         && log_bytes_since.saturating_mul(STATE_SHARE) >= state_bytes.saturating_sub(FREE_STATE_BYTES)
 }
 
-/// Ask openraft for snapshots when [`due`] says so, until Raft shuts down. Openraft's own
-/// policy is off (`SnapshotPolicy::Never`); it still purges the log behind each snapshot.
-pub async fn run(raft: Raft, log: LogStore, shared: Arc<Shared>, every_entries: u64) {
+/// Whether a checkpoint is due: no snapshot is, and `every_entries` (0: never) have been
+/// applied since the last snapshot or checkpoint, of which there are fewer than the limit.
+pub fn checkpoint_due(entries_since_either: u64, checkpoints: usize, every_entries: u64) -> bool {
+    every_entries > 0 && entries_since_either >= every_entries && checkpoints < checkpoint::MAX_CHECKPOINTS
+}
+
+/// Where and how often checkpoints are written.
+pub struct Checkpoints {
+    pub dir: PathBuf,
+    pub every_entries: u64,
+}
+
+/// Ask openraft for snapshots when [`due`] says so, and write checkpoints between them when
+/// [`checkpoint_due`] does, until Raft shuts down. Openraft's own policy is off
+/// (`SnapshotPolicy::Never`); it still purges the log behind each snapshot.
+pub async fn run(raft: Raft, log: LogStore, shared: Arc<Shared>, every_entries: u64, checkpoints: Checkpoints) {
     let metrics = raft.metrics();
     let mut last_snapshot: Option<u64> = None;
+    let mut last_checkpoint = shared.read().tracked_since.unwrap_or(0);
     let mut log_bytes_at_last = log.appended_bytes();
     let mut requested: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(CHECK_INTERVAL_MS));
@@ -71,6 +91,54 @@ pub async fn run(raft: Raft, log: LogStore, shared: Arc<Shared>, every_entries: 
                 return; // Raft has stopped.
             }
             requested = Some(tokio::time::Instant::now());
+            continue;
+        }
+        let since = last_snapshot.unwrap_or(0).max(last_checkpoint);
+        let written = checkpoint::count_after(&checkpoints.dir, last_snapshot.unwrap_or(0));
+        if checkpoint_due(applied.saturating_sub(since), written, checkpoints.every_entries) {
+            let (shared, dir, durable) = (shared.clone(), checkpoints.dir.clone(), log.durable_through());
+            match tokio::task::spawn_blocking(move || write_checkpoint(&shared, &dir, durable)).await {
+                Ok(Checkpointed::Written(index)) => last_checkpoint = index,
+                Ok(Checkpointed::NotNow) => {}
+                // Not recording, or the write failed (logged): try again after as many entries.
+                Ok(Checkpointed::Failed) => last_checkpoint = applied,
+                Err(e) => tracing::error!(error = %e, "the checkpoint task failed"),
+            }
+        }
+    }
+}
+
+enum Checkpointed {
+    Written(u64),
+    /// Applied past the durable log, or nothing recorded: the next tick looks again.
+    NotNow,
+    Failed,
+}
+
+/// Take and write one checkpoint.
+fn write_checkpoint(shared: &Shared, dir: &std::path::Path, durable_through: u64) -> Checkpointed {
+    let started = std::time::Instant::now();
+    let Some(taken) = shared.take_checkpoint(durable_through) else { return Checkpointed::NotNow };
+    let taken_us = started.elapsed().as_micros() as u64;
+    let file = taken.into_file();
+    let index = file.last_applied.index;
+    match checkpoint::write(dir, &file) {
+        Ok(()) => {
+            tracing::info!(
+                index,
+                from = file.from_index,
+                keys = file.changes.len(),
+                take_us = taken_us,
+                took_ms = started.elapsed().as_millis() as u64,
+                "wrote checkpoint"
+            );
+            Checkpointed::Written(index)
+        }
+        Err(e) => {
+            // The keys it carried are no longer recorded: the next checkpoint cannot follow
+            // this one, and a restart re-applies the log from the one before.
+            tracing::warn!(index, error = %e, "could not write a checkpoint");
+            Checkpointed::Failed
         }
     }
 }
@@ -84,6 +152,14 @@ mod tests {
         assert!(!due(4_999, 0, FREE_STATE_BYTES, 5_000));
         assert!(due(5_000, 0, FREE_STATE_BYTES, 5_000));
         assert!(due(5_000, 1, 1 << 20, 5_000));
+    }
+
+    #[test]
+    fn checkpoints_come_every_so_many_entries_up_to_a_limit() {
+        assert!(!checkpoint_due(4_999, 0, 5_000));
+        assert!(checkpoint_due(5_000, 0, 5_000));
+        assert!(!checkpoint_due(5_000, checkpoint::MAX_CHECKPOINTS, 5_000));
+        assert!(!checkpoint_due(u64::MAX, 0, 0), "0 turns them off");
     }
 
     #[test]

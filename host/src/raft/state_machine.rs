@@ -29,6 +29,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio::sync::watch;
 
+use super::checkpoint;
 use super::types::LogId;
 use super::types::Operation;
 use super::types::Proposal;
@@ -55,6 +56,9 @@ pub struct Replica {
     pub machine: Machine,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
+    /// The applied index the machine's record of touched keys starts at (the next
+    /// checkpoint's `from_index`); `None` while nothing is recorded.
+    pub tracked_since: Option<u64>,
 }
 
 impl Replica {
@@ -93,6 +97,29 @@ impl Shared {
     /// is dropped.
     fn write(&self) -> ApplyGuard<'_> {
         ApplyGuard { replica: self.whole(crate::blocking::write(&self.replica)), half_applied: &self.half_applied }
+    }
+
+    /// What a checkpoint needs, taken in one moment under the write lock (an O(1) copy and
+    /// the record of touched keys, which starts again here); `None` when nothing is recorded,
+    /// or when the replica has applied past `durable_through`, the last index this node's own
+    /// log holds durably: a checkpoint must never say more was applied than a restarted node
+    /// finds in its log (openraft would then purge the log up to it, past the snapshot).
+    pub(super) fn take_checkpoint(&self, durable_through: u64) -> Option<checkpoint::Taken> {
+        let mut replica = self.write();
+        let from_index = replica.tracked_since?;
+        let last_applied = replica.last_applied.filter(|id| id.index <= durable_through)?;
+        let Some(keys) = replica.machine.take_touched() else {
+            replica.tracked_since = None; // the record overflowed: no chain until it restarts
+            return None;
+        };
+        replica.tracked_since = Some(last_applied.index);
+        Some(checkpoint::Taken {
+            from_index,
+            last_applied,
+            membership: replica.membership.clone(),
+            machine: replica.machine.clone(),
+            keys,
+        })
     }
 
     fn whole<G>(&self, guard: G) -> G {
@@ -148,14 +175,42 @@ impl StateMachine {
     pub fn open(dir: &Path, runtime: Runtime) -> io::Result<(StateMachine, Arc<Shared>)> {
         std::fs::create_dir_all(dir)?;
         let mut replica = Replica::default();
+        let started = std::time::Instant::now();
         if let Some(file) = read_snapshot_file(dir)? {
+            let read = started.elapsed();
             let image = MachineImage::decode(&file.image).map_err(invalid_data)?;
+            let decoded = started.elapsed();
             replica = Replica {
                 machine: Machine::from_image(image),
                 last_applied: file.meta.last_log_id,
                 membership: file.meta.last_membership.clone(),
+                tracked_since: None,
             };
+            // A restart's time is mostly this and the log replayed after it (`raft-log` and
+            // openraft's "re-apply" lines): logged so a slow start can be read apart.
+            tracing::info!(
+                index = replica.applied_index(),
+                bytes = file.image.len(),
+                pairs = replica.machine.key_count(),
+                read_ms = read.as_millis() as u64,
+                decode_ms = (decoded - read).as_millis() as u64,
+                build_ms = (started.elapsed() - decoded).as_millis() as u64,
+                "restored snapshot"
+            );
         }
+        let (snapshot_index, restoring) = (replica.applied_index(), std::time::Instant::now());
+        let read = checkpoint::restore(dir, &mut replica)?;
+        if read > 0 {
+            tracing::info!(
+                checkpoints = read,
+                from = snapshot_index,
+                index = replica.applied_index(),
+                took_ms = restoring.elapsed().as_millis() as u64,
+                "restored checkpoints"
+            );
+        }
+        replica.tracked_since = Some(replica.applied_index());
+        replica.machine.track_touched();
         let applied_index = replica.applied_index();
         let shared = Arc::new(Shared {
             replica: RwLock::new(replica),
@@ -198,14 +253,19 @@ pub fn write_restored_snapshot(dir: &Path, meta: SnapshotMeta, image: Vec<u8>) -
 }
 
 /// Write the snapshot file atomically: a crash leaves either the old file or the new one.
-/// Encoded straight into the file: the image is most of it, and a second copy in memory
-/// would only be written out and freed.
 fn write_snapshot_file(dir: &Path, file: &SnapshotFile) -> io::Result<()> {
-    let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-    let out = postcard::to_io(file, io::BufWriter::new(std::fs::File::create(&tmp)?)).map_err(io::Error::other)?;
+    write_atomically(dir, SNAPSHOT_FILE, file)
+}
+
+/// Write `value` as `dir/name`, atomically and durably: a crash leaves either the old file
+/// or the new one. Encoded straight into the file: a snapshot's image is most of it, and a
+/// second copy in memory would only be written out and freed.
+pub(super) fn write_atomically<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let out = postcard::to_io(value, io::BufWriter::new(std::fs::File::create(&tmp)?)).map_err(io::Error::other)?;
     let out = out.into_inner().map_err(io::IntoInnerError::into_error)?;
     out.sync_all()?;
-    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+    std::fs::rename(&tmp, dir.join(name))?;
     std::fs::File::open(dir)?.sync_all()
 }
 
@@ -303,8 +363,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let image_bytes = snapshot.into_inner();
             let machine = Machine::from_image(MachineImage::decode(&image_bytes).map_err(invalid_data)?);
             write_snapshot_file(&self.dir, &SnapshotFile { meta: meta.clone(), image: image_bytes })?;
-            let installed =
-                Replica { machine, last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+            // The checkpoints followed the state this one replaces.
+            checkpoint::remove_through(&self.dir, u64::MAX);
+            let mut installed = Replica {
+                machine,
+                last_applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+                tracked_since: meta.last_log_id.map(|id| id.index),
+            };
+            installed.machine.track_touched();
             let applied_index = installed.applied_index();
             let replaced = std::mem::replace(&mut *self.shared.write(), installed);
             // Freed after the lock is released: readers need not wait for the old state to go.
@@ -359,6 +426,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let encoded = started.elapsed();
             let file = SnapshotFile { meta, image };
             write_snapshot_file(&dir, &file)?;
+            // A restart now starts here; the checkpoints up to here would change nothing.
+            checkpoint::remove_through(&dir, file.meta.last_log_id.map_or(0, |id| id.index));
             crate::heap::release_freed();
             let took = SnapshotTimes { copied, encoded, written: started.elapsed() };
             Ok::<_, io::Error>((file, took))

@@ -9,6 +9,7 @@
 //! encoded. Measured before this: encoding a 12 MB state, every 5,000 entries, held the lock
 //! 15-30 ms each time; now the copy holds it a few microseconds.
 
+use std::collections::HashSet;
 use std::ops::Bound;
 
 use imbl::OrdMap;
@@ -18,17 +19,34 @@ use sha2::Sha256;
 
 use crate::runtime::KvRead;
 
+/// Most keys [`Kv::track_touched`] records between two [`Kv::take_touched`]: past it the
+/// record is dropped (and checkpoints stop until tracking starts again), so a node whose
+/// checkpoints keep failing does not grow it without end.
+pub const MAX_TOUCHED_KEYS: usize = 1 << 20;
+
 /// An ordered byte map with an order-independent digest maintained on every write.
 ///
 /// The digest is the XOR of sha256(len(key) ‖ key ‖ value) over all pairs: O(1) per write,
 /// and equal on two replicas exactly when (up to hash collisions) their maps are equal,
 /// whatever order the writes came in. `clone` is O(1) (see the module's comment).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Kv {
     map: OrdMap<Vec<u8>, Vec<u8>>,
     digest: [u8; 32],
     /// Sum of key and value lengths, kept so a snapshot can size its buffer once.
     payload_bytes: usize,
+    /// Keys written or deleted since the last [`Kv::take_touched`], while tracking is on:
+    /// what the next checkpoint (`raft::checkpoint`) must carry. Node-local bookkeeping,
+    /// outside the digest and the image.
+    touched: Option<HashSet<Vec<u8>>>,
+}
+
+/// A copy carries the pairs and the digest, not the record of touched keys: that belongs to
+/// the live map, and a copy (a snapshot's, a dry run's) is never checkpointed.
+impl Clone for Kv {
+    fn clone(&self) -> Self {
+        Kv { map: self.map.clone(), digest: self.digest, payload_bytes: self.payload_bytes, touched: None }
+    }
 }
 
 impl Kv {
@@ -45,6 +63,7 @@ impl Kv {
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.touch(&key);
         let added = pair_hash(&key, &value);
         self.payload_bytes += key.len() + value.len();
         if let Some(old) = self.map.insert(key.clone(), value) {
@@ -56,6 +75,7 @@ impl Kv {
 
     pub fn delete(&mut self, key: &[u8]) {
         if let Some(old) = self.map.remove(key) {
+            self.touch(key);
             xor_into(&mut self.digest, &pair_hash(key, &old));
             self.payload_bytes -= key.len() + old.len();
         }
@@ -63,6 +83,39 @@ impl Kv {
 
     pub fn payload_bytes(&self) -> usize {
         self.payload_bytes
+    }
+
+    /// Start recording the keys written from now on (forgetting any earlier record).
+    pub fn track_touched(&mut self) {
+        self.touched = Some(HashSet::new());
+    }
+
+    /// The keys written or deleted since tracking started or this was last called, and a
+    /// fresh record from now on; `None` when tracking is off or the record overflowed
+    /// [`MAX_TOUCHED_KEYS`] (it stays off until [`Kv::track_touched`]).
+    pub fn take_touched(&mut self) -> Option<HashSet<Vec<u8>>> {
+        self.touched.as_mut().map(std::mem::take)
+    }
+
+    fn touch(&mut self, key: &[u8]) {
+        if let Some(touched) = &mut self.touched
+            && !touched.contains(key)
+        {
+            if touched.len() >= MAX_TOUCHED_KEYS {
+                tracing::warn!(
+                    keys = MAX_TOUCHED_KEYS,
+                    "too many keys written since the last checkpoint; checkpoints stop"
+                );
+                self.touched = None;
+            } else {
+                touched.insert(key.to_vec());
+            }
+        }
+    }
+
+    /// The digest's bytes (a checkpoint records them, and its reader checks them).
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
     }
 
     pub fn digest_hex(&self) -> String {

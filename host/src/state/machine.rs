@@ -86,6 +86,40 @@ impl Machine {
         self.kv.digest_hex()
     }
 
+    pub fn digest(&self) -> [u8; 32] {
+        self.kv.digest()
+    }
+
+    /// Record the keys written from now on, for checkpoints (`Kv::track_touched`).
+    pub fn track_touched(&mut self) {
+        self.kv.track_touched();
+    }
+
+    /// The keys written since tracking started or this was last called (`Kv::take_touched`).
+    pub fn take_touched(&mut self) -> Option<std::collections::HashSet<Vec<u8>>> {
+        self.kv.take_touched()
+    }
+
+    /// Each key with its value here, `None` where there is none: what a checkpoint writes.
+    pub fn values_of(&self, keys: impl IntoIterator<Item = Vec<u8>>) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        keys.into_iter()
+            .map(|key| {
+                let value = self.kv.get(&key).cloned();
+                (key, value)
+            })
+            .collect()
+    }
+
+    /// Set each key to its value (`None`: delete it): a checkpoint read back.
+    pub fn set_values(&mut self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
+        for (key, value) in changes {
+            match value {
+                Some(value) => self.kv.put(key, value),
+                None => self.kv.delete(&key),
+            }
+        }
+    }
+
     pub fn key_count(&self) -> usize {
         self.kv.len()
     }
