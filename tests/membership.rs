@@ -365,3 +365,34 @@ fn a_rolling_restart_under_writes_fails_nothing_but_retryable_503s() {
         assert_all_present(&cluster, node, &acked);
     }
 }
+
+/// A restarted member campaigns as soon as a majority listens (a whole cluster started again
+/// elects at once), through a pre-vote: a follower restarted under a live leader is refused by
+/// the voters that hear it, and the leader and term stay as they were.
+#[test]
+fn a_restarted_follower_campaigns_through_a_pre_vote_and_leaves_the_leader_and_term_alone() {
+    let mut cluster = Cluster::start(3);
+    // The first member in cluster.conf campaigns without waiting for a turn: make it a follower.
+    let leader = cluster.wait_leader();
+    if leader == 0 {
+        nacre_cluster(cluster.addr(0), &["transfer-leader", cluster.addr(1)]).unwrap();
+        wait_until("leadership moved where it was sent", || cluster.leader() == Some(1));
+    }
+    let leader = cluster.wait_leader();
+    let term = cluster.state(leader).unwrap()["term"].clone();
+    cluster.kill_node(0);
+    cluster.start_node(0);
+    cluster.wait_ready();
+    wait_until("the restarted follower campaigns", || cluster.node_log(0).contains("campaigning (pre-vote first)"));
+    // Long enough for a deposed leader to show: a higher term would reach it within a heartbeat.
+    std::thread::sleep(Duration::from_secs(2));
+    for node in 0..3 {
+        let state = cluster.state(node).unwrap();
+        assert_eq!(state["term"], term, "node {node}'s term moved: {state}");
+        assert_eq!(state["leader_address"], cluster.addr(leader), "node {node}: {state}");
+    }
+    let resp = cluster
+        .post_form(0, CONFIGS, &[("dataId", "after-the-restart"), ("group", "DEFAULT_GROUP"), ("content", "v")])
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}

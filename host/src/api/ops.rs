@@ -90,7 +90,9 @@ pub fn node_state(log: &Log, guests: &Guests, ap: &Ap, me: &MemberAddr, polls: &
         keys,
         // A node not (or no longer) in the membership serves nothing a client should use.
         // Nor does one whose view lacks a majority: it would refuse every persistent write.
-        ready: bound && status.leader.is_some() && ap.is_ready() && log.is_member() && log.reaches_majority(),
+        // Nor one that has not heard the leader since it started: after a restart its vote
+        // still names the leader from before, which may lead no longer.
+        ready: bound && status.leader_heard && ap.is_ready() && log.is_member() && log.reaches_majority(),
         ap_digest: format!("{:016x}", ap.store().digest()),
         ap_records: ap.store().live_records(),
         long_polls_held: polls.count(),
@@ -105,7 +107,7 @@ pub fn liveness() -> HttpResponse {
     net::text(Status::OK, "OK")
 }
 
-/// Ready once a leader is known and the built-in modules are bound here (Nacos's wording
+/// Ready once a leader is heard and the built-in modules are bound here (Nacos's wording
 /// for the failure).
 pub fn readiness(ctx: &Context) -> HttpResponse {
     if state_of(ctx).ready {

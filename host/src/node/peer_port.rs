@@ -160,7 +160,7 @@ impl PeerPort {
             ap_rpc::SnapshotPage::PATH => {
                 answer::<ap_rpc::SnapshotPage, _>(body, |after| async { Ok(self.ap.serve_snapshot_page(after)) }).await
             }
-            path => match peer_server::handle_rpc(self.log.raft(), path, body).await {
+            path => match peer_server::handle_rpc(&self.log, path, body).await {
                 Some(answer) => answer,
                 None => Err(format!("no such peer RPC: {path}")),
             },

@@ -104,7 +104,13 @@ pub struct LogStatus {
     /// `LEADER`, `FOLLOWER`, `CANDIDATE`, `LEARNER` or `SHUTDOWN`.
     pub role: String,
     pub term: u64,
+    /// The leader of `term` as this node's vote names it: after a restart, the vote persisted
+    /// before it, whether or not that leader still leads (see `leader_heard`).
     pub leader: Option<NodeId>,
+    /// Whether this node leads, or has accepted the leader's entries of the current term
+    /// since it started: a leader it actually hears, not one remembered from before a
+    /// restart (a node reports ready only then).
+    pub leader_heard: bool,
     pub last_log_index: u64,
     /// Index of the latest snapshot this node holds (0: none).
     pub snapshot_index: u64,
@@ -126,6 +132,9 @@ pub struct Log {
     pub(super) removed_at_index: std::sync::atomic::AtomicU64,
     /// Elections as openraft reports them (installed by [`Log::count_elections`]).
     counters: Arc<super::counters::RaftCounters>,
+    /// The term of the last leader whose entries (or heartbeat) this node accepted since it
+    /// started; 0 before any.
+    heard_leader_term: std::sync::atomic::AtomicU64,
 }
 
 impl Log {
@@ -138,7 +147,13 @@ impl Log {
             members,
             removed_at_index: std::sync::atomic::AtomicU64::new(0),
             counters: Arc::default(),
+            heard_leader_term: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The leader of `term` sent entries (or a heartbeat) that this node accepted.
+    pub fn heard_leader(&self, term: u64) {
+        self.heard_leader_term.fetch_max(term, std::sync::atomic::Ordering::Release);
     }
 
     /// The openraft handle, for the peer port's Raft RPCs and the snapshot policy.
@@ -166,6 +181,19 @@ impl Log {
             tracing::info!(error = %e, "cluster already initialized");
         }
         Ok(())
+    }
+
+    /// Campaign now through a pre-vote, unless a leader is heard: the campaign goes on only if a
+    /// majority would vote for this node, that is, none of them hears a leader and this log is
+    /// at least as long as theirs. A voter that hears a leader refuses it, so it costs a
+    /// running cluster nothing (no term is raised).
+    /// Whether it campaigned.
+    pub async fn campaign_unless_led(&self) -> anyhow::Result<bool> {
+        if self.status().leader_heard {
+            return Ok(false);
+        }
+        self.raft.trigger().elect(true).await?;
+        Ok(true)
     }
 
     /// Have openraft report its elections and votes to this log's counters.
@@ -215,6 +243,9 @@ impl Log {
             role: format!("{:?}", metrics.state).to_uppercase(),
             term: metrics.current_term,
             leader: metrics.current_leader,
+            leader_heard: metrics.state == openraft::ServerState::Leader
+                || (metrics.current_leader.is_some()
+                    && self.heard_leader_term.load(std::sync::atomic::Ordering::Acquire) == metrics.current_term),
             last_log_index: metrics.last_log_index.unwrap_or(0),
             snapshot_index: metrics.snapshot.as_ref().map_or(0, |id| id.index),
             purged_index: metrics.purged.as_ref().map_or(0, |id| id.index),

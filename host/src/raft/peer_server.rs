@@ -7,7 +7,9 @@ use std::io::Cursor;
 use openraft::Snapshot;
 use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::errors::RaftError;
+use openraft::raft::AppendEntriesResponse;
 
+use super::log::Log;
 use super::network::AppendEntries;
 use super::network::InstallSnapshot;
 use super::network::PreVote;
@@ -25,14 +27,20 @@ pub const PATHS: [&str; 5] =
 
 /// Serve one Raft RPC; `None` for a path that is not one. `Err` is a refusal (malformed, or
 /// implausible: see `peer_guard`), answered with 400.
-pub async fn handle_rpc(raft: &Raft, path: &str, body: &[u8]) -> Option<Result<Vec<u8>, String>> {
+pub async fn handle_rpc(log: &Log, path: &str, body: &[u8]) -> Option<Result<Vec<u8>, String>> {
+    let raft = log.raft();
     let view = local_view(raft);
     let refused = |e: super::peer_guard::Implausible| format!("refused raft RPC: {e}");
     let answer = match path {
         AppendEntries::PATH => {
             serve::<AppendEntries, _>(body, |request| async move {
                 view.append_entries(&request).map_err(refused)?;
-                Ok(raft.append_entries(request).await)
+                let term = request.vote.leader_id().term;
+                let answer = raft.append_entries(request).await;
+                if matches!(&answer, Ok(response) if !matches!(response, AppendEntriesResponse::HigherVote(_))) {
+                    log.heard_leader(term);
+                }
+                Ok(answer)
             })
             .await
         }
