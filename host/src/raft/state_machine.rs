@@ -99,6 +99,19 @@ impl Shared {
         ApplyGuard { replica: self.whole(crate::blocking::write(&self.replica)), half_applied: &self.half_applied }
     }
 
+    /// What a snapshot encodes, taken in one moment under the write lock: an O(1) copy of the
+    /// machine and its metadata. The record of touched keys starts again here (a snapshot
+    /// covers everything before it, and the next checkpoint follows it), so the record never
+    /// outgrows what is written between two snapshots or checkpoints, and one dropped for
+    /// overflowing starts again.
+    fn take_snapshot_copy(&self) -> (Machine, SnapshotMeta) {
+        let mut replica = self.write();
+        let meta = SnapshotMeta { last_log_id: replica.last_applied, last_membership: replica.membership.clone() };
+        replica.machine.track_touched();
+        replica.tracked_since = Some(replica.applied_index());
+        (replica.machine.clone(), meta)
+    }
+
     /// What a checkpoint needs, taken in one moment under the write lock (an O(1) copy and
     /// the record of touched keys, which starts again here); `None` when nothing is recorded,
     /// or when the replica has applied past `durable_through`, the last index this node's own
@@ -407,15 +420,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Cursor<Vec<u8>>>, io::Error> {
         let (shared, dir) = (self.shared.clone(), self.dir.clone());
         let file = tokio::task::spawn_blocking(move || {
-            // A copy of the state is O(1) (`state::Kv` shares its nodes), so the read lock is
-            // held only to take it: applies go on while the copy is encoded and written.
+            // A copy of the state is O(1) (`state::Kv` shares its nodes), so the lock is held
+            // only to take it: applies go on while the copy is encoded and written.
             let started = std::time::Instant::now();
-            let (machine, meta) = {
-                let replica = shared.read();
-                let meta =
-                    SnapshotMeta { last_log_id: replica.last_applied, last_membership: replica.membership.clone() };
-                (replica.machine.clone(), meta)
-            };
+            let (machine, meta) = shared.take_snapshot_copy();
             let copied = started.elapsed();
             let image = machine.image();
             let buffer = Vec::with_capacity(image.payload_bytes() + image.payload_bytes() / 8);
@@ -512,5 +520,28 @@ mod tests {
         let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.read().applied_index()));
         assert!(read.is_err(), "a half-applied replica must not be read");
         assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.try_read().is_some())).is_err());
+    }
+
+    fn apply_put(shared: &Shared, key: &[u8], index: u64) {
+        let mut replica = shared.write();
+        replica.machine.set_values(vec![(key.to_vec(), Some(b"v".to_vec()))]);
+        let leader = openraft::alias::CommittedLeaderIdOf::<TypeConfig> { term: 1, node_id: 1 };
+        replica.last_applied = Some(LogId::new(leader, index));
+    }
+
+    #[test]
+    fn a_checkpoint_waits_for_the_durable_log_and_a_snapshot_starts_the_record_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_sm, shared) = StateMachine::open(dir.path(), Runtime::new(None).expect("runtime")).expect("open");
+        apply_put(&shared, b"a", 7);
+        assert!(shared.take_checkpoint(6).is_none(), "applied past the durable log");
+        let taken = shared.take_checkpoint(7).expect("a checkpoint at the durable index");
+        assert_eq!((taken.from_index, taken.last_applied.index, taken.keys.len()), (0, 7, 1));
+        apply_put(&shared, b"b", 9);
+        let (_, meta) = shared.take_snapshot_copy();
+        assert_eq!(meta.last_log_id.map(|id| id.index), Some(9));
+        apply_put(&shared, b"c", 10);
+        let taken = shared.take_checkpoint(10).expect("a checkpoint after the snapshot");
+        assert_eq!((taken.from_index, taken.keys.into_iter().collect::<Vec<_>>()), (9, vec![b"c".to_vec()]));
     }
 }
