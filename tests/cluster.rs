@@ -254,18 +254,28 @@ fn a_cluster_killed_between_snapshots_restarts_from_its_checkpoints_with_every_w
     // No snapshot is ever due; a checkpoint every 40 entries.
     let mut cluster = Cluster::start_with(3, &["--snapshot-every", "1000000", "--checkpoint-every", "40"]);
     const WRITES: usize = 150;
+    let checkpoints_written = |cluster: &Cluster, at_least: usize| {
+        wait_until(&format!("every node writes {at_least} checkpoint(s)"), || {
+            (0..3).all(|i| cluster.node_log(i).matches("wrote checkpoint").count() >= at_least)
+        });
+    };
+    // Two rounds, each more than 40 entries, so that the restart reads a chain of at least two
+    // on every node. A checkpoint is taken only at an index the node's own log holds durably,
+    // which under load may never happen mid-round; once a round is quiet it always does.
     for n in 0..WRITES {
         let resp = publish(&cluster, n % 3, &format!("kept-{n}"), &format!("v{n}")).unwrap();
         assert_eq!(resp.status, 200, "{}", resp.text());
+        if n == WRITES / 2 {
+            cluster.wait_converged();
+            checkpoints_written(&cluster, 1);
+        }
     }
     for n in (0..WRITES).step_by(10) {
         let resp = cluster.call(n % 3, "DELETE", &format!("{CONFIGS}?dataId=kept-{n}&group=DEFAULT_GROUP")).unwrap();
         assert_eq!(resp.status, 200, "{}", resp.text());
     }
     let digest = cluster.wait_converged();
-    wait_until("every node writes checkpoints", || {
-        (0..3).all(|i| cluster.node_log(i).matches("wrote checkpoint").count() >= 2)
-    });
+    checkpoints_written(&cluster, 2);
     for i in 0..3 {
         cluster.kill_node(i);
     }

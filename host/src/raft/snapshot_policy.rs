@@ -97,8 +97,9 @@ pub async fn run(raft: Raft, log: LogStore, shared: Arc<Shared>, every_entries: 
         let since = last_snapshot.unwrap_or(0).max(last_checkpoint);
         let written = || checkpoint::count_after(&checkpoints.dir, last_snapshot.unwrap_or(0));
         if checkpoint_due(applied.saturating_sub(since), written, checkpoints.every_entries) {
-            let (shared, dir, durable) = (shared.clone(), checkpoints.dir.clone(), log.durable_through());
-            match tokio::task::spawn_blocking(move || write_checkpoint(&shared, &dir, durable)).await {
+            let (shared, dir, log) = (shared.clone(), checkpoints.dir.clone(), log.clone());
+            let durable_through = move || log.durable_through();
+            match tokio::task::spawn_blocking(move || write_checkpoint(&shared, &dir, durable_through)).await {
                 Ok(Checkpointed::Written(index)) => last_checkpoint = index,
                 Ok(Checkpointed::NotNow) => {}
                 // Not recording, or the write failed (logged): try again after as many entries.
@@ -111,18 +112,48 @@ pub async fn run(raft: Raft, log: LogStore, shared: Arc<Shared>, every_entries: 
 
 enum Checkpointed {
     Written(u64),
-    /// Applied past the durable log, or nothing recorded: the next tick looks again.
+    /// Nothing recorded: the next tick looks again.
     NotNow,
     Failed,
 }
 
-/// Take and write one checkpoint.
-fn write_checkpoint(shared: &Shared, dir: &std::path::Path, durable_through: u64) -> Checkpointed {
+/// How long a taken checkpoint waits for this node's log to hold its index durably. The log
+/// is fsynced once per append batch, so under any load it gets there within milliseconds;
+/// this bounds the wait on a disk that has stalled.
+const DURABLE_WAIT_MS: u64 = 10_000;
+/// How often that wait looks at the log.
+const DURABLE_POLL_MS: u64 = 1;
+
+/// Whether `durable_through` reaches `index` before `wait` runs out.
+fn wait_until_durable(index: u64, durable_through: impl Fn() -> u64, wait: Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if durable_through() >= index {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(DURABLE_POLL_MS));
+    }
+}
+
+/// Take one checkpoint at the applied index and write it once this node's own log holds that
+/// index durably. Taking it first and waiting after (rather than taking it only when the log
+/// has caught up) matters under a steady write load: a leader may commit an entry on its
+/// followers' fsyncs before its own, and then its applied index is past its durable log at
+/// nearly every moment, so a checkpoint that waited for a quiet moment might never come.
+fn write_checkpoint(shared: &Shared, dir: &std::path::Path, durable_through: impl Fn() -> u64) -> Checkpointed {
     let started = std::time::Instant::now();
-    let Some(taken) = shared.take_checkpoint(durable_through) else { return Checkpointed::NotNow };
+    let Some(taken) = shared.take_checkpoint() else { return Checkpointed::NotNow };
     let taken_us = started.elapsed().as_micros() as u64;
     let file = taken.into_file();
     let index = file.last_applied.index;
+    if !wait_until_durable(index, durable_through, Duration::from_millis(DURABLE_WAIT_MS)) {
+        // The keys it carried are no longer recorded, as when a write fails (below).
+        tracing::warn!(index, wait_ms = DURABLE_WAIT_MS, "the raft log did not become durable: checkpoint dropped");
+        return Checkpointed::Failed;
+    }
     match checkpoint::write(dir, &file) {
         Ok(()) => {
             tracing::info!(
@@ -162,6 +193,21 @@ mod tests {
         assert!(!checkpoint_due(5_000, || checkpoint::MAX_CHECKPOINTS, 5_000));
         assert!(!checkpoint_due(u64::MAX, || 0, 0), "0 turns them off");
         assert!(!checkpoint_due(1, || unreachable!("counted only when the entries are there"), 5_000));
+    }
+
+    #[test]
+    fn a_checkpoint_is_written_only_once_the_log_holds_its_index() {
+        let durable = std::sync::atomic::AtomicU64::new(6);
+        let read = || durable.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(!wait_until_durable(7, read, Duration::from_millis(20)), "the log stays behind");
+        assert!(wait_until_durable(6, read, Duration::ZERO));
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                durable.store(9, std::sync::atomic::Ordering::Relaxed);
+            });
+            assert!(wait_until_durable(9, read, Duration::from_secs(10)), "the log catches up");
+        });
     }
 
     #[test]

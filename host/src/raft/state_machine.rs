@@ -113,14 +113,14 @@ impl Shared {
     }
 
     /// What a checkpoint needs, taken in one moment under the write lock (an O(1) copy and
-    /// the record of touched keys, which starts again here); `None` when nothing is recorded,
-    /// or when the replica has applied past `durable_through`, the last index this node's own
-    /// log holds durably: a checkpoint must never say more was applied than a restarted node
+    /// the record of touched keys, which starts again here); `None` when nothing is recorded.
+    /// The caller writes it only once this node's own log holds its index durably
+    /// (`snapshot_policy`): a checkpoint must never say more was applied than a restarted node
     /// finds in its log (openraft would then purge the log up to it, past the snapshot).
-    pub(super) fn take_checkpoint(&self, durable_through: u64) -> Option<checkpoint::Taken> {
+    pub(super) fn take_checkpoint(&self) -> Option<checkpoint::Taken> {
         let mut replica = self.write();
         let from_index = replica.tracked_since?;
-        let last_applied = replica.last_applied.filter(|id| id.index <= durable_through)?;
+        let last_applied = replica.last_applied?;
         let Some(keys) = replica.machine.take_touched() else {
             replica.tracked_since = None; // the record overflowed: no chain until it restarts
             return None;
@@ -530,18 +530,17 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_waits_for_the_durable_log_and_a_snapshot_starts_the_record_again() {
+    fn a_checkpoint_carries_the_keys_since_the_last_one_and_a_snapshot_starts_the_record_again() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (_sm, shared) = StateMachine::open(dir.path(), Runtime::new(None).expect("runtime")).expect("open");
         apply_put(&shared, b"a", 7);
-        assert!(shared.take_checkpoint(6).is_none(), "applied past the durable log");
-        let taken = shared.take_checkpoint(7).expect("a checkpoint at the durable index");
+        let taken = shared.take_checkpoint().expect("a checkpoint at the applied index");
         assert_eq!((taken.from_index, taken.last_applied.index, taken.keys.len()), (0, 7, 1));
         apply_put(&shared, b"b", 9);
         let (_, meta) = shared.take_snapshot_copy();
         assert_eq!(meta.last_log_id.map(|id| id.index), Some(9));
         apply_put(&shared, b"c", 10);
-        let taken = shared.take_checkpoint(10).expect("a checkpoint after the snapshot");
+        let taken = shared.take_checkpoint().expect("a checkpoint after the snapshot");
         assert_eq!((taken.from_index, taken.keys.into_iter().collect::<Vec<_>>()), (9, vec![b"c".to_vec()]));
     }
 }
