@@ -129,6 +129,72 @@ pub fn rss_bytes(pid: u32) -> Result<u64> {
     Ok(kib * 1024)
 }
 
+/// Anonymous mappings reserved at this size or more are wasmtime's instance pool (its slots
+/// and guard regions are reserved up front; only what the guests touched is resident).
+const POOL_RESERVATION_BYTES: u64 = 1 << 30;
+
+/// Where a process's resident memory lies, from `/proc/PID/smaps`, in bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RssParts {
+    /// Mappings backed by a file: the binary's code and data, shared libraries.
+    pub file: u64,
+    /// Anonymous mappings of [`POOL_RESERVATION_BYTES`] or more: wasmtime's instance pool.
+    pub pool: u64,
+    /// The largest other anonymous mapping.
+    pub largest_anon: u64,
+    /// Every other anonymous mapping: the allocator's heap, thread stacks.
+    pub other_anon: u64,
+}
+
+impl RssParts {
+    /// Reads `/proc/PID/smaps` (the kernel's per-mapping accounting).
+    pub fn of(pid: u32) -> Result<RssParts> {
+        Ok(RssParts::parse(&std::fs::read_to_string(format!("/proc/{pid}/smaps"))?))
+    }
+
+    fn parse(smaps: &str) -> RssParts {
+        // (is a file, virtual size, resident) per mapping, in the order smaps lists them.
+        let mut mappings: Vec<(bool, u64, u64)> = Vec::new();
+        for line in smaps.lines() {
+            let mut fields = line.split_whitespace();
+            let first = fields.next().unwrap_or("");
+            let kib = |fields: &mut std::str::SplitWhitespace| -> u64 {
+                fields.next().and_then(|v| v.parse().ok()).unwrap_or(0) * 1024
+            };
+            match first {
+                "Size:" => {
+                    if let Some(m) = mappings.last_mut() {
+                        m.1 = kib(&mut fields);
+                    }
+                }
+                "Rss:" => {
+                    if let Some(m) = mappings.last_mut() {
+                        m.2 = kib(&mut fields);
+                    }
+                }
+                range if range.contains('-') && range.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') => {
+                    // range perms offset dev inode [path]
+                    let path = fields.nth(4).unwrap_or("");
+                    mappings.push((path.starts_with('/'), 0, 0));
+                }
+                _ => {}
+            }
+        }
+        let mut parts = RssParts::default();
+        let mut anon = Vec::new();
+        for (file, size, rss) in mappings {
+            match (file, size >= POOL_RESERVATION_BYTES) {
+                (true, _) => parts.file += rss,
+                (false, true) => parts.pool += rss,
+                (false, false) => anon.push(rss),
+            }
+        }
+        parts.largest_anon = anon.iter().copied().max().unwrap_or(0);
+        parts.other_anon = anon.iter().sum::<u64>() - parts.largest_anon;
+        parts
+    }
+}
+
 /// The lowest port the bench gives a node. Its ports come from below the kernel's ephemeral
 /// range (`ip_local_port_range`), from which every outgoing connection takes its local port:
 /// a port found free by binding port 0 lies in that range, and a running node's outgoing
@@ -488,6 +554,11 @@ impl Cluster {
     pub fn rss(&self) -> Result<Vec<u64>> {
         self.nodes.iter().filter_map(Node::pid).map(rss_bytes).collect()
     }
+
+    /// Where each running node's resident memory lies (`RssParts`).
+    pub fn rss_parts(&self) -> Result<Vec<RssParts>> {
+        self.nodes.iter().filter_map(Node::pid).map(RssParts::of).collect()
+    }
 }
 
 /// 64 random bits from the OS (a password of the run's own).
@@ -620,4 +691,35 @@ fn zookeeper_nodes(dir: &Path, ports: &[Ports]) -> Result<Vec<Node>> {
         });
     }
     Ok(nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RssParts;
+
+    #[test]
+    fn smaps_is_split_into_files_the_pool_the_largest_anonymous_mapping_and_the_rest() {
+        let smaps = "\
+55d0c0000000-55d0c1000000 r-xp 00000000 08:01 1234    /usr/bin/nacre
+Size:              16384 kB
+Rss:               15000 kB
+7f0000000000-7f1000000000 rw-p 00000000 00:00 0
+Size:           67108864 kB
+Rss:                8192 kB
+7f2000000000-7f2001900000 rw-p 00000000 00:00 0
+Size:              25600 kB
+Rss:               25344 kB
+7f3000000000-7f3000400000 rw-p 00000000 00:00 0
+Size:               4096 kB
+Rss:                3000 kB
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0          [stack]
+Size:                132 kB
+Rss:                  24 kB
+";
+        let kib = |k: u64| k * 1024;
+        assert_eq!(
+            RssParts::parse(smaps),
+            RssParts { file: kib(15000), pool: kib(8192), largest_anon: kib(25344), other_anon: kib(3024) }
+        );
+    }
 }

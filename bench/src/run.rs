@@ -171,6 +171,21 @@ pub async fn run(
             peers: loaded,
             note: "peers: 20k 256-B keys / znodes; ratio of the largest node".into(),
         });
+        if let Some(parts) = n.loaded_rss.iter().zip(&n.loaded_parts).max_by_key(|(rss, _)| **rss).map(|(_, p)| p) {
+            let part = |bytes: u64| format!("{:.0}", bytes as f64 / MIB);
+            report.metrics.push(Metric {
+                name: "Nacre's largest node after 10k + 10k: mapped from files / wasmtime's instance pool / the largest other anonymous mapping / other anonymous".into(),
+                nacre: format!(
+                    "{} / {} / {} / {} MiB",
+                    part(parts.file),
+                    part(parts.pool),
+                    part(parts.largest_anon),
+                    part(parts.other_anon)
+                ),
+                peers: Vec::new(),
+                note: "resident, from /proc/PID/smaps: the binary's code, the guests' pool slots, one mapping, the heap and stacks".into(),
+            });
+        }
         for cluster in std::iter::once(&nacre).chain(&peers) {
             memory::remove_instances(cluster).await?;
         }

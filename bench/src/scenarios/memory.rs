@@ -16,6 +16,7 @@ use super::throughput::nacre_register;
 use super::throughput::value;
 use super::throughput::zk_create;
 use crate::cluster::Cluster;
+use crate::cluster::RssParts;
 use crate::cluster::System;
 use crate::http;
 use crate::load;
@@ -37,6 +38,8 @@ const SETTLE: Duration = Duration::from_secs(2);
 pub struct Memory {
     pub idle_rss: Vec<u64>,
     pub loaded_rss: Vec<u64>,
+    /// Where the loaded resident memory lies, per node.
+    pub loaded_parts: Vec<RssParts>,
 }
 
 async fn fill(addrs: &[String], ops: u64, load: Load) -> Result<()> {
@@ -101,5 +104,5 @@ pub async fn load_and_measure(cluster: &Cluster) -> Result<Memory> {
         }
     }
     tokio::time::sleep(SETTLE).await;
-    Ok(Memory { idle_rss, loaded_rss: cluster.rss()? })
+    Ok(Memory { idle_rss, loaded_rss: cluster.rss()?, loaded_parts: cluster.rss_parts()? })
 }
