@@ -259,9 +259,9 @@ fn a_cluster_killed_between_snapshots_restarts_from_its_checkpoints_with_every_w
             (0..3).all(|i| cluster.node_log(i).matches("wrote checkpoint").count() >= at_least)
         });
     };
-    // Two rounds, each more than 40 entries, so that the restart reads a chain of at least two
-    // on every node. A checkpoint is taken only at an index the node's own log holds durably,
-    // which under load may never happen mid-round; once a round is quiet it always does.
+    // Two rounds, each more than 40 entries, with a quiet moment between them, so that the
+    // restart reads a chain of at least two on every node (a checkpoint is written once the
+    // node's own log holds its index durably; the quiet moment lets every node finish one).
     for n in 0..WRITES {
         let resp = publish(&cluster, n % 3, &format!("kept-{n}"), &format!("v{n}")).unwrap();
         assert_eq!(resp.status, 200, "{}", resp.text());
